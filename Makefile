@@ -1,0 +1,49 @@
+# Two entry points: `make run` (set up, generate the built-in dataset if missing, kedro run)
+# and `make test` (set up, pytest). Set-up is skipped when the venv is already current.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+RAW_DIR := data/01_raw/jewelry
+SYNTH_ARGS ?= --per-category 500 --seed 42 --size 128
+KEDRO_ARGS ?=
+
+export KEDRO_DISABLE_TELEMETRY := true
+export DO_NOT_TRACK := 1
+export BENTOML_DO_NOT_TRACK := true
+export MLFLOW_DISABLE_TELEMETRY := true
+export TF_CPP_MIN_LOG_LEVEL := 2
+
+.PHONY: setup run test data viz mlflow-ui benchmarks clean
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	@test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c constraints.txt -e ".[dev]"
+	@touch $(STAMP)
+
+data: $(STAMP)
+	@if [ -z "$$(ls -A $(RAW_DIR) 2>/dev/null)" ]; then \
+		echo "Generating the built-in dataset into $(RAW_DIR)"; \
+		$(BIN)/jewelry-pipeline synth --out $(RAW_DIR) $(SYNTH_ARGS); \
+	else echo "Using existing photos in $(RAW_DIR)"; fi
+
+run: data
+	$(BIN)/kedro run $(KEDRO_ARGS)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+viz: $(STAMP)
+	$(BIN)/kedro viz run --host 127.0.0.1
+
+mlflow-ui: $(STAMP)
+	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+
+benchmarks: $(STAMP)
+	$(BIN)/python benchmarks/ingest.py
+
+clean:
+	rm -rf data/0[2-8]_*/[!.]* mlruns/[!.]*

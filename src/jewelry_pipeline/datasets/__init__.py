@@ -1,0 +1,6 @@
+"""Custom Kedro datasets for what kedro-datasets does not cover: raw image folders and the image store."""
+
+from .image_folder import ImageFolderDataset, RawImageFolder
+from .image_store import ImageStoreDataset
+
+__all__ = ["ImageFolderDataset", "ImageStoreDataset", "RawImageFolder"]

@@ -1,0 +1,207 @@
+"""The one safe image decoder, letterbox resize and perceptual hash.
+
+Used by the ingestion pipeline and by the serving endpoint alike, so both refuse the same files.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+# A truncated file must be refused, never silently padded with grey.
+ImageFile.LOAD_TRUNCATED_IMAGES = False
+
+ACCEPTED_FORMATS = ("JPEG", "PNG", "WEBP", "BMP")
+
+# Signatures of image formats we recognise but do not accept (reason: unsupported_format).
+_OTHER_IMAGE_SIGNATURES = (
+    b"GIF87a",
+    b"GIF89a",
+    b"II*\x00",
+    b"MM\x00*",
+    b"\x00\x00\x01\x00",  # ICO
+    b"8BPS",  # PSD
+    b"\xff\x0a",  # JPEG XL codestream
+    b"\x00\x00\x00\x0cJXL ",
+)
+
+
+class ImageRejected(ValueError):
+    """A file that is not a usable image; `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, detail: str = ""):
+        super().__init__(f"{reason}: {detail}" if detail else reason)
+        self.reason = reason
+        self.detail = detail
+
+
+@dataclass(frozen=True)
+class DecodeLimits:
+    """Caps that keep decoding bounded: bytes on the wire, pixels in the header, smallest side."""
+
+    max_bytes: int = 40 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    min_side: int = 16
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> DecodeLimits:
+        """Build limits from the `preprocessing` parameters."""
+        return cls(
+            max_bytes=int(config.get("max_bytes", cls.max_bytes)),
+            max_pixels=int(config.get("max_pixels", cls.max_pixels)),
+            min_side=int(config.get("min_side", cls.min_side)),
+        )
+
+
+def sniff_format(data: bytes) -> str | None:
+    """Return the accepted format named by the file's leading bytes, or None."""
+    if data[:3] == b"\xff\xd8\xff":
+        return "JPEG"
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return "PNG"
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    if data[:2] == b"BM" and len(data) >= 26:
+        return "BMP"
+    return None
+
+
+def _looks_like_other_image(data: bytes) -> bool:
+    """True for image formats that are recognised but not accepted (GIF, TIFF, HEIC...)."""
+    if any(data.startswith(sig) for sig in _OTHER_IMAGE_SIGNATURES):
+        return True
+    return data[4:8] == b"ftyp" and data[8:12] in (b"heic", b"heix", b"mif1", b"avif", b"msf1")
+
+
+def _to_rgb_array(img: Image.Image) -> np.ndarray:
+    """Convert any Pillow mode to an RGB uint8 array; transparency is composited on white."""
+    mode = img.mode
+    if mode == "P":
+        img = img.convert("RGBA" if "transparency" in img.info else "RGB")
+        mode = img.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = img.convert("RGBA")
+        white = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        return np.asarray(Image.alpha_composite(white, rgba).convert("RGB"))
+    if mode in ("I;16", "I;16L", "I;16B", "I;16N", "I", "F"):
+        values = np.asarray(img, dtype=np.float32)
+        scale = 257.0 if mode.startswith("I;16") or values.max(initial=0) > 255 else 1.0
+        gray = np.clip(values / scale, 0, 255).astype(np.uint8)
+        return np.repeat(gray[:, :, None], 3, axis=2)
+    if mode != "RGB":
+        img = img.convert("RGB")
+    return np.asarray(img)
+
+
+def decode_image(
+    data: bytes, limits: DecodeLimits = DecodeLimits(), draft_size: int | None = None
+) -> np.ndarray:
+    """Decode bytes to an RGB uint8 array, refusing anything unsafe with `ImageRejected`.
+
+    The format comes from the content, never the file name. Size caps are checked from the
+    header before any pixel is decoded, so a decompression bomb costs almost nothing.
+    `draft_size` lets JPEG decode at reduced scale when only a small image is needed.
+    """
+    if not data:
+        raise ImageRejected("not_an_image", "empty file")
+    if len(data) > limits.max_bytes:
+        raise ImageRejected("too_large", f"{len(data)} bytes > cap {limits.max_bytes}")
+    fmt = sniff_format(data)
+    if fmt is None:
+        if _looks_like_other_image(data):
+            raise ImageRejected("unsupported_format", "only JPEG, PNG, WEBP and BMP are accepted")
+        raise ImageRejected("not_an_image", "content is not a recognised image")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", Image.DecompressionBombWarning)
+        try:
+            img = Image.open(io.BytesIO(data), formats=[fmt])
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageRejected("too_large", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any parser failure is a refusal
+            raise _refusal(exc) from None
+        width, height = img.size
+        if width * height > limits.max_pixels:
+            raise ImageRejected(
+                "too_large", f"{width}x{height} px > cap {limits.max_pixels} pixels"
+            )
+        if min(width, height) < limits.min_side:
+            raise ImageRejected("too_small", f"{width}x{height} px < {limits.min_side} px side")
+        try:
+            if draft_size and fmt == "JPEG":
+                img.draft("RGB", (draft_size * 2, draft_size * 2))
+            img.load()
+            img = ImageOps.exif_transpose(img) or img
+            return np.ascontiguousarray(_to_rgb_array(img))
+        except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+            raise ImageRejected("too_large", str(exc)) from None
+        except Exception as exc:  # noqa: BLE001 - any decoder failure is a refusal
+            raise _refusal(exc) from None
+
+
+def _refusal(exc: Exception) -> ImageRejected:
+    """Classify a Pillow failure as a truncated or an otherwise corrupt file."""
+    message = str(exc) or type(exc).__name__
+    lowered = message.lower()
+    truncated = isinstance(exc, EOFError) or any(w in lowered for w in ("truncat", "eof", "broken", "end of file"))
+    return ImageRejected("truncated" if truncated else "corrupt", message)
+
+
+def letterbox(image: np.ndarray, size: int, pad_value: int = 255) -> np.ndarray:
+    """Resize keeping aspect ratio to fit `size`x`size`, centred on a `pad_value` canvas."""
+    height, width = image.shape[:2]
+    scale = size / max(height, width)
+    new_w, new_h = max(1, round(width * scale)), max(1, round(height * scale))
+    interpolation = cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR
+    resized = cv2.resize(image, (new_w, new_h), interpolation=interpolation)
+    if resized.ndim == 2:
+        resized = resized[:, :, None]
+    canvas = np.full((size, size, image.shape[2] if image.ndim == 3 else 1), pad_value, np.uint8)
+    top, left = (size - new_h) // 2, (size - new_w) // 2
+    canvas[top : top + new_h, left : left + new_w] = resized.reshape(new_h, new_w, -1)
+    return canvas
+
+
+def preprocess(
+    data: bytes, size: int, limits: DecodeLimits = DecodeLimits(), pad_value: int = 255
+) -> tuple[np.ndarray, tuple[int, int]]:
+    """Decode and letterbox one file; returns the `size`x`size`x3 array and the original (w, h)."""
+    rgb = decode_image(data, limits, draft_size=size)
+    original = _original_size(data)
+    return letterbox(rgb, size, pad_value), original
+
+
+def _original_size(data: bytes) -> tuple[int, int]:
+    """Width and height from the header, honouring EXIF rotation."""
+    with Image.open(io.BytesIO(data)) as img:
+        width, height = img.size
+        orientation = img.getexif().get(0x0112, 1)
+    return (height, width) if orientation in (5, 6, 7, 8) else (width, height)
+
+
+def perceptual_hash(image: np.ndarray) -> int:
+    """64-bit DCT perceptual hash (pHash) of an RGB image."""
+    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    small = cv2.resize(gray, (32, 32), interpolation=cv2.INTER_AREA).astype(np.float32)
+    low = cv2.dct(small)[:8, :8].flatten()
+    bits = low > np.median(low[1:])
+    return int(np.packbits(bits).view(">u8")[0])
+
+
+def hamming_pairs(hashes: np.ndarray, max_distance: int, block: int = 512) -> np.ndarray:
+    """All index pairs (i < j) whose 64-bit hashes differ in at most `max_distance` bits."""
+    hashes = np.asarray(hashes, dtype=np.uint64)
+    found = []
+    for start in range(0, len(hashes), block):
+        rows = hashes[start : start + block]
+        distances = np.bitwise_count(rows[:, None] ^ hashes[None, :])
+        i, j = np.nonzero(distances <= max_distance)
+        i = i + start
+        keep = i < j
+        found.append(np.stack([i[keep], j[keep]], axis=1))
+    return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)

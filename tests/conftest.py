@@ -1,0 +1,63 @@
+"""Shared fixtures: tiny generated datasets and a messy photo folder, all under tmp_path."""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+for _name, _value in {
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}.items():
+    os.environ.setdefault(_name, _value)
+
+from jewelry_pipeline.synth import generate_dataset  # noqa: E402
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+def image_bytes(array: np.ndarray | Image.Image, fmt: str, **save_args) -> bytes:
+    """Encode an array or Pillow image to bytes in the given Pillow format."""
+    img = array if isinstance(array, Image.Image) else Image.fromarray(array)
+    buffer = io.BytesIO()
+    img.save(buffer, format=fmt, **save_args)
+    return buffer.getvalue()
+
+
+def random_photo(seed: int, size: tuple[int, int] = (80, 60)) -> np.ndarray:
+    """A random smooth RGB image (distinct per seed, so never a near-duplicate of another)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 256, (6, 6, 3), dtype=np.uint8)
+    return np.asarray(Image.fromarray(small).resize(size, Image.BICUBIC))
+
+
+@pytest.fixture(scope="session")
+def tiny_dataset(tmp_path_factory) -> Path:
+    """The built-in dataset at 12 images per category and 48 px."""
+    out = tmp_path_factory.mktemp("tiny") / "jewelry"
+    generate_dataset(out, per_category=12, seed=7, size=48, workers=1)
+    return out
+
+
+@pytest.fixture
+def kedro_project(tmp_path) -> Path:
+    """A throw-away copy of the project's config and metadata, so runs write only under tmp_path."""
+    project = tmp_path / "project"
+    project.mkdir()
+    shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    for sub in ("01_raw", "02_intermediate", "03_primary", "05_model_input", "06_models", "07_model_output", "08_reporting"):
+        (project / "data" / sub).mkdir(parents=True)
+    (project / "mlruns").mkdir()
+    (project / "src").mkdir()  # the package itself is imported from the installed project
+    return project

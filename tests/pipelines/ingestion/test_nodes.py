@@ -1,0 +1,142 @@
+"""Ingestion on a messy folder: every bad-file kind is reported with its reason, every good file kept."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from kedro.io import DataCatalog, MemoryDataset
+from kedro.runner import SequentialRunner
+from PIL import Image
+
+from jewelry_pipeline.datasets.image_folder import list_image_folder
+from jewelry_pipeline.pipelines.ingestion import create_pipeline
+from jewelry_pipeline.pipelines.ingestion.nodes import check_categories, decode_images
+
+from ...conftest import image_bytes, random_photo
+
+PREPROCESSING = {"image_size": 32, "pad_value": 255, "max_bytes": 5_000_000, "max_pixels": 4_000_000, "min_side": 16}
+INGESTION = {"min_images_per_category": 5, "near_duplicate_max_hamming": 2, "near_duplicate_max_pixel_diff": 6.0, "workers": 2, "chunk_size": 4}
+
+
+def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[set[str], dict[str, str]]:
+    """Write good photos in many forms plus one file of every bad kind; return (good paths, bad path -> reason)."""
+    good: set[str] = set()
+    bad: dict[str, str] = {}
+
+    def put(relpath: str, data: bytes, reason: str | None = None) -> None:
+        path = root / relpath
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(data)
+        if reason:
+            bad[relpath] = reason
+        else:
+            good.add(relpath)
+
+    seed = iter(range(100, 10_000))
+    for category in ("bracelet", "ring"):
+        put(f"{category}/a.jpg", image_bytes(random_photo(next(seed)), "JPEG"))
+        put(f"{category}/b.PNG", image_bytes(random_photo(next(seed)), "PNG"))
+        put(f"{category}/c.webp", image_bytes(random_photo(next(seed)), "WEBP"))
+        put(f"{category}/d.bmp", image_bytes(random_photo(next(seed)), "BMP"))
+        put(f"{category}/png_named.jpg", image_bytes(random_photo(next(seed)), "PNG"))
+        put(f"{category}/gray.png", image_bytes(random_photo(next(seed))[:, :, 0], "PNG"))
+        rgba = np.dstack([random_photo(next(seed)), np.full((60, 80), 128, np.uint8)])
+        put(f"{category}/rgba.png", image_bytes(rgba, "PNG"))
+        put(f"{category}/sixteen.png", image_bytes(Image.fromarray((random_photo(next(seed))[:, :, 0].astype(np.uint16) * 257)), "PNG"))
+        put(f"{category}/cmyk.jpg", image_bytes(Image.fromarray(random_photo(next(seed))).convert("CMYK"), "JPEG"))
+        put(f"{category}/nested/deeper/e.jpeg", image_bytes(random_photo(next(seed), (640, 480)), "JPEG"))
+        put(f"{category}/tiny28.png", image_bytes(random_photo(next(seed), (28, 28)), "PNG"))
+        (root / category / ".hidden.jpg").write_bytes(b"ignored, never listed")
+    original = image_bytes(random_photo(7), "PNG")
+    put("ring/original.png", original)
+    put("ring/zz_exact_copy.png", original, "duplicate")
+    brighter = np.clip(random_photo(7).astype(int) + 2, 0, 255).astype(np.uint8)
+    put("ring/zz_near_copy.png", image_bytes(brighter, "PNG"), "near_duplicate")
+    put("ring/notes.jpg", b"this is not an image at all, just text" * 5, "not_an_image")
+    put("ring/empty.png", b"", "not_an_image")
+    put("ring/cut.jpg", image_bytes(random_photo(8), "JPEG")[:300], "truncated")
+    put("bracelet/anim.gif", image_bytes(random_photo(9), "GIF"), "unsupported_format")
+    put("bracelet/small.png", image_bytes(random_photo(10, (12, 12)), "PNG"), "too_small")
+    from tests.test_images import bomb_png
+
+    put("bracelet/bomb.png", bomb_png(20000, 20000), "too_large")
+    if with_small_category:
+        put("necklace/only.jpg", image_bytes(random_photo(11), "JPEG"))
+        put("necklace/broken.png", b"\x89PNG\r\n\x1a\n" + b"\x00" * 40, "corrupt")
+    return good, bad
+
+
+def test_every_bad_file_is_reported_and_every_good_file_kept(tmp_path):
+    good, bad = build_messy_folder(tmp_path)
+    raw = list_image_folder(tmp_path)
+    store, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    assert dict(zip(rejects["path"], rejects["reason"])) == bad
+    assert set(manifest["path"]) == good
+    assert store.shape == (len(good), 32, 32, 3) and store.dtype == np.uint8
+    assert manifest["store_index"].tolist() == list(range(len(good)))
+    assert manifest["item_id"].is_unique
+    row = manifest.set_index("path").loc["ring/nested/deeper/e.jpeg"]
+    assert (row["width"], row["height"], row["format"]) == (640, 480, "JPEG")
+    assert manifest.set_index("path").loc["ring/png_named.jpg", "format"] == "PNG"
+
+
+def test_small_category_fails_with_its_name(tmp_path):
+    build_messy_folder(tmp_path)
+    raw = list_image_folder(tmp_path)
+    _, manifest, _ = decode_images(raw, PREPROCESSING, INGESTION)
+    with pytest.raises(ValueError, match="'necklace' has 1"):
+        check_categories(manifest, raw, INGESTION)
+
+
+def test_a_single_category_is_refused(tmp_path):
+    (tmp_path / "only").mkdir()
+    raw = list_image_folder(tmp_path)
+    with pytest.raises(ValueError, match="at least 2 category folders"):
+        check_categories(pd.DataFrame({"category": []}), raw, INGESTION)
+
+
+def test_pipeline_on_generated_data(tiny_dataset):
+    catalog = DataCatalog(
+        {"raw_images": MemoryDataset(list_image_folder(tiny_dataset), copy_mode="assign")},
+    )
+    catalog["params:preprocessing"] = PREPROCESSING
+    catalog["params:ingestion"] = INGESTION
+    SequentialRunner().run(create_pipeline(), catalog)
+    manifest = catalog.load("ingestion_manifest")
+    assert catalog.load("categories") == ["bracelet", "earring", "necklace", "ring"]
+    assert len(manifest) + len(catalog.load("ingestion_rejects")) == 48
+    assert len(manifest) >= 46
+    assert catalog.load("image_store").shape == (len(manifest), 32, 32, 3)
+
+
+def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", *args], cwd=project, capture_output=True, text=True, timeout=600
+    )
+
+
+def test_kedro_run_on_a_messy_folder_via_runtime_params(kedro_project, tmp_path):
+    photos = tmp_path / "photos"
+    good, bad = build_messy_folder(photos, with_small_category=False)
+    result = _kedro(kedro_project, "--pipeline", "ingestion", "--params", f"raw_dir={photos}")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    rejects = pd.read_csv(kedro_project / "data/08_reporting/ingestion_rejects.csv")
+    assert dict(zip(rejects["path"], rejects["reason"])) == bad
+    manifest = pd.read_csv(kedro_project / "data/03_primary/manifest.csv")
+    assert set(manifest["path"]) == good
+    assert np.load(kedro_project / "data/03_primary/image_store.npy").shape[0] == len(good)
+
+
+def test_kedro_run_names_the_short_category_and_keeps_the_report(kedro_project, tmp_path):
+    photos = tmp_path / "photos"
+    build_messy_folder(photos, with_small_category=True)
+    result = _kedro(kedro_project, "--pipeline", "ingestion", "--params", f"raw_dir={photos}")
+    assert result.returncode != 0
+    assert "'necklace' has 1" in result.stdout + result.stderr
+    rejects = pd.read_csv(kedro_project / "data/08_reporting/ingestion_rejects.csv")
+    assert "necklace/broken.png" in set(rejects["path"])

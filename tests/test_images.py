@@ -1,0 +1,132 @@
+"""Tests for the shared safe decoder, letterbox and perceptual hash."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from jewelry_pipeline.images import (
+    DecodeLimits,
+    ImageRejected,
+    decode_image,
+    hamming_pairs,
+    letterbox,
+    perceptual_hash,
+    preprocess,
+    sniff_format,
+)
+
+from .conftest import image_bytes, random_photo
+
+
+def bomb_png(width: int, height: int) -> bytes:
+    """A valid PNG header claiming a huge size, with a tiny compressed body (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    body = zlib.compress(b"\x00" * 1024, 9)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
+def test_accepted_formats_decode_to_rgb(fmt):
+    data = image_bytes(random_photo(1), fmt)
+    assert sniff_format(data) == fmt
+    rgb = decode_image(data)
+    assert rgb.dtype == np.uint8 and rgb.shape == (60, 80, 3)
+
+
+def test_grayscale_is_expanded_to_three_channels():
+    gray = random_photo(2)[:, :, 0]
+    rgb = decode_image(image_bytes(gray, "PNG"))
+    assert rgb.shape == (60, 80, 3)
+    assert np.array_equal(rgb[:, :, 0], gray) and np.array_equal(rgb[:, :, 1], gray)
+
+
+def test_rgba_is_composited_on_white():
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[:, :10] = (255, 0, 0, 255)  # opaque red left half, transparent right half
+    rgb = decode_image(image_bytes(rgba, "PNG"))
+    assert tuple(rgb[5, 2]) == (255, 0, 0)
+    assert tuple(rgb[5, 15]) == (255, 255, 255)
+
+
+def test_palette_with_transparency_and_cmyk():
+    palette = Image.fromarray(random_photo(3)).convert("P", palette=Image.ADAPTIVE, colors=16)
+    palette.info["transparency"] = 0
+    assert decode_image(image_bytes(palette, "PNG", transparency=0)).shape == (60, 80, 3)
+    cmyk = Image.fromarray(random_photo(4)).convert("CMYK")
+    rgb = decode_image(image_bytes(cmyk, "JPEG"))
+    assert rgb.shape == (60, 80, 3)
+    assert np.abs(rgb.astype(int) - np.asarray(cmyk.convert("RGB")).astype(int)).mean() < 40
+
+
+def test_sixteen_bit_grayscale_is_scaled_to_eight_bit():
+    ramp = (np.linspace(0, 65535, 32 * 32).reshape(32, 32)).astype(np.uint16)
+    rgb = decode_image(image_bytes(Image.fromarray(ramp), "PNG"))
+    assert rgb.dtype == np.uint8
+    assert rgb[0, 0, 0] == 0 and rgb[-1, -1, 0] == 255
+
+
+def test_exif_orientation_is_applied():
+    img = Image.fromarray(random_photo(5, size=(80, 40)))
+    exif = img.getexif()
+    exif[0x0112] = 6  # rotate 90 degrees on display
+    rgb, original = preprocess(image_bytes(img, "JPEG", exif=exif), 32)
+    assert decode_image(image_bytes(img, "JPEG", exif=exif)).shape[:2] == (80, 40)
+    assert original == (40, 80)
+    assert rgb.shape == (32, 32, 3)
+
+
+def test_extension_is_ignored_and_content_decides():
+    png = image_bytes(random_photo(6), "PNG")
+    assert sniff_format(png) == "PNG"  # no file name is ever consulted
+
+
+@pytest.mark.parametrize(
+    ("data", "reason"),
+    [
+        (b"", "not_an_image"),
+        (b"hello, I am a text file pretending to be a photo" * 10, "not_an_image"),
+        (b"\x80\x04\x95pickle-payload", "not_an_image"),
+        (image_bytes(random_photo(7), "GIF"), "unsupported_format"),
+        (image_bytes(random_photo(7), "TIFF"), "unsupported_format"),
+        (image_bytes(random_photo(8), "JPEG")[:400], "truncated"),
+        (image_bytes(random_photo(8), "PNG")[:200], "truncated"),
+        (image_bytes(random_photo(9, size=(10, 10)), "PNG"), "too_small"),
+        (bomb_png(20000, 20000), "too_large"),
+    ],
+)
+def test_bad_files_are_refused_with_a_reason(data, reason):
+    with pytest.raises(ImageRejected) as info:
+        decode_image(data)
+    assert info.value.reason == reason
+
+
+def test_byte_cap_is_checked_before_parsing():
+    limits = DecodeLimits(max_bytes=100)
+    with pytest.raises(ImageRejected, match="too_large"):
+        decode_image(image_bytes(random_photo(10), "PNG"), limits)
+
+
+def test_letterbox_keeps_aspect_and_pads():
+    wide = np.zeros((20, 80, 3), np.uint8)
+    boxed = letterbox(wide, 40, pad_value=255)
+    assert boxed.shape == (40, 40, 3)
+    assert boxed[0, 20].tolist() == [255, 255, 255]  # padding above
+    assert boxed[20, 20].tolist() == [0, 0, 0]  # the image in the middle rows
+
+
+def test_perceptual_hash_finds_near_copies_only():
+    base = random_photo(11)
+    brighter = np.clip(base.astype(int) + 6, 0, 255).astype(np.uint8)
+    other = random_photo(12)
+    hashes = np.array([perceptual_hash(base), perceptual_hash(brighter), perceptual_hash(other)], np.uint64)
+    pairs = hamming_pairs(hashes, 4).tolist()
+    assert pairs == [[0, 1]]
