@@ -44,6 +44,8 @@ mlflow-ui: $(STAMP)
 
 benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
+	$(BIN)/python benchmarks/train_classifier.py
+	$(BIN)/python benchmarks/retrieval.py
 
 clean:
 	rm -rf data/0[2-8]_*/[!.]* mlruns/[!.]*

@@ -205,3 +205,9 @@ def hamming_pairs(hashes: np.ndarray, max_distance: int, block: int = 512) -> np
         keep = i < j
         found.append(np.stack([i[keep], j[keep]], axis=1))
     return np.concatenate(found) if found else np.empty((0, 2), dtype=np.int64)
+
+
+def downsized_pixels(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndarray:
+    """Store rows resized to `size`x`size` and flattened to [0, 1] floats (pixel features)."""
+    small = [cv2.resize(images[r], (size, size), interpolation=cv2.INTER_AREA) for r in rows]
+    return np.stack(small).reshape(len(rows), -1).astype(np.float32) / 255

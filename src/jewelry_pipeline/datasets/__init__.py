@@ -2,5 +2,7 @@
 
 from .image_folder import ImageFolderDataset, RawImageFolder
 from .image_store import ImageStoreDataset
+from .keras_model import KerasModelDataset
+from .npz import NpzDataset, OptionalCSVDataset
 
-__all__ = ["ImageFolderDataset", "ImageStoreDataset", "RawImageFolder"]
+__all__ = ["ImageFolderDataset", "ImageStoreDataset", "KerasModelDataset", "NpzDataset", "OptionalCSVDataset", "RawImageFolder"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import logging
+import multiprocessing
 import os
 import time
 from collections.abc import Callable
@@ -234,7 +235,8 @@ def generate_dataset(
     workers = workers or os.cpu_count() or 1
     started = time.perf_counter()
     rows = []
-    with ProcessPoolExecutor(max_workers=workers) as pool:
+    # spawn, not fork: forking a process that already runs TensorFlow threads can deadlock.
+    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
         for done, row in enumerate(pool.map(_write_one, tasks, chunksize=64), start=1):
             rows.append(row)
             if done % 500 == 0 or done == len(tasks):

@@ -1,0 +1,74 @@
+"""Kedro dataset for Keras models: atomic `.keras` save, `safe_mode=True` load, optional MLflow logging."""
+
+from __future__ import annotations
+
+import logging
+import os
+from unittest import mock
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+from kedro.io import AbstractDataset
+
+logger = logging.getLogger(__name__)
+
+
+def save_keras_atomic(model: keras.Model, path: Path) -> None:
+    """Save to a temporary `.keras` file next to `path`, then rename, so readers never see half a model."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_keras_safe(path: str | Path) -> keras.Model:
+    """Load a `.keras` file with `safe_mode=True`: Lambda layers and arbitrary code are refused."""
+    return keras.saving.load_model(path, safe_mode=True, compile=False)
+
+
+class KerasModelDataset(AbstractDataset[keras.Model, keras.Model]):
+    """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow run."""
+
+    def __init__(self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self._mlflow_name = mlflow_name
+        self.metadata = metadata
+
+    def _load(self) -> keras.Model:
+        return load_keras_safe(self._filepath)
+
+    def _save(self, model: keras.Model) -> None:
+        save_keras_atomic(model, self._filepath)
+        if self._mlflow_name:
+            self._log_to_mlflow(model)
+
+    def _log_to_mlflow(self, model: keras.Model) -> None:
+        import mlflow
+        from mlflow.models import infer_signature
+
+        if mlflow.active_run() is None:
+            logger.info("No active MLflow run; %s saved locally only", self._filepath)
+            return
+        example = np.full((1, *model.input_shape[1:]), 255.0, np.float32)
+        signature = infer_signature(example, model(example, training=False).numpy())
+        # mlflow 3.17's keras flavour writes the input example before creating the model folder;
+        # creating the folder first is the whole workaround.
+        original = mlflow.keras.save_model
+
+        def save_model(*args, **kwargs):
+            os.makedirs(kwargs["path"] if "path" in kwargs else args[1], exist_ok=True)
+            return original(*args, **kwargs)
+
+        with mock.patch.object(mlflow.keras, "save_model", save_model):
+            mlflow.keras.log_model(model, name=self._mlflow_name, signature=signature, input_example=example)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "mlflow_name": self._mlflow_name}

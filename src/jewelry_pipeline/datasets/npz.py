@@ -1,0 +1,65 @@
+"""Kedro datasets for `.npz` array bundles (atomic write, never unpickled) and optional CSV files."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from kedro.io import AbstractDataset, DatasetError
+
+
+class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
+    """A dict of arrays in one `.npz`; object arrays are refused so loading never needs pickle."""
+
+    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self.metadata = metadata
+
+    def _load(self) -> dict[str, np.ndarray]:
+        with np.load(self._filepath, allow_pickle=False) as data:
+            return {key: data[key] for key in data.files}
+
+    def _save(self, data: dict[str, np.ndarray]) -> None:
+        arrays = {key: np.asarray(value) for key, value in data.items()}
+        objects = [key for key, value in arrays.items() if value.dtype == object]
+        if objects:
+            raise DatasetError(f"NpzDataset refuses object arrays {objects}: they would need pickle to load")
+        self._filepath.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self._filepath.with_name(f".{self._filepath.stem}.{os.getpid()}.tmp.npz")
+        try:
+            np.savez(tmp, **arrays)
+            os.replace(tmp, self._filepath)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def _exists(self) -> bool:
+        return self._filepath.is_file()
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath)}
+
+
+class OptionalCSVDataset(AbstractDataset[None, pd.DataFrame]):
+    """Read-only CSV that loads as an empty table with `columns` when the file is absent."""
+
+    def __init__(self, filepath: str, columns: list[str], metadata: dict[str, Any] | None = None):
+        self._filepath = Path(filepath)
+        self._columns = list(columns)
+        self.metadata = metadata
+
+    def _load(self) -> pd.DataFrame:
+        if not self._filepath.is_file():
+            return pd.DataFrame(columns=self._columns)
+        return pd.read_csv(self._filepath)
+
+    def _save(self, data: None) -> None:
+        raise DatasetError("OptionalCSVDataset is read-only")
+
+    def _exists(self) -> bool:
+        return True
+
+    def _describe(self) -> dict[str, Any]:
+        return {"filepath": str(self._filepath), "columns": self._columns}

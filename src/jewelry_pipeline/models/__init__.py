@@ -1,0 +1,1 @@
+"""Keras model builders and small TensorFlow helpers: pure functions, no file or tracking I/O."""

@@ -1,0 +1,187 @@
+"""Classifier nodes: train the CNN, evaluate it on the test split, compare with a PCA baseline, plot."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from jewelry_pipeline.images import downsized_pixels
+from jewelry_pipeline.metrics import single_step
+from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.models.data import augmenter, batches, predict_batches, seed_everything
+from jewelry_pipeline.plots import (
+    confusion_matrix_figure,
+    gallery_figure,
+    learning_curves_figure,
+    learning_rate_figure,
+)
+
+logger = logging.getLogger(__name__)
+
+
+def _split(manifest: pd.DataFrame, categories: list[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+    """Store rows and integer labels of one split."""
+    rows = manifest[manifest["split"] == name]
+    labels = rows["category"].map({c: i for i, c in enumerate(categories)})
+    if labels.isna().any():
+        unknown = sorted(set(rows.loc[labels.isna(), "category"]))
+        raise ValueError(f"Manifest has categories {unknown} that are not in categories.json {categories}")
+    return rows["store_index"].to_numpy(), labels.to_numpy(dtype=np.int32)
+
+
+def _class_weights(labels: np.ndarray, n_classes: int, max_ratio: float) -> dict[int, float] | None:
+    """Balanced class weights when the largest class outnumbers the smallest by more than `max_ratio`."""
+    counts = np.bincount(labels, minlength=n_classes).astype(float)
+    if counts.min() > 0 and counts.max() / counts.min() <= max_ratio:
+        return None
+    weights = len(labels) / (n_classes * np.maximum(counts, 1))
+    logger.info("Classes are imbalanced (%s); using class weights %s", counts.astype(int).tolist(), np.round(weights, 2).tolist())
+    return {i: float(w) for i, w in enumerate(weights)}
+
+
+class _LearningRateLog(keras.callbacks.Callback):
+    """Records the optimizer's learning rate at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+def train_classifier(
+    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], classifier: dict[str, Any]
+) -> tuple[keras.Model, dict[str, list[float]]]:
+    """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its history."""
+    seed = int(classifier["seed"])
+    seed_everything(seed)
+    training, architecture = classifier["training"], classifier["architecture"]
+    train_rows, train_labels = _split(manifest, categories, "train")
+    val_rows, val_labels = _split(manifest, categories, "val")
+    if len(train_rows) == 0 or len(val_rows) == 0:
+        raise ValueError("The classifier needs a non-empty train and val split; check the split fractions.")
+    model = build_classifier(images.shape[1], len(categories), **architecture)
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(training["learning_rate"])),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    batch_size = int(training["batch_size"])
+    train_data = batches(images, train_rows, train_labels, batch_size, shuffle_seed=seed, augment=augmenter(classifier["augmentation"], seed))
+    val_data = batches(images, val_rows, val_labels, batch_size)
+    learning_rates = _LearningRateLog()
+    callbacks = [
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=float(training["reduce_lr_factor"]),
+            patience=int(training["reduce_lr_patience"]),
+            min_lr=float(training["min_learning_rate"]),
+        ),
+        learning_rates,
+    ]
+    logger.info("Training classifier on %d images (val %d), %d classes, up to %d epochs", len(train_rows), len(val_rows), len(categories), training["epochs"])
+    fit = model.fit(
+        train_data,
+        validation_data=val_data,
+        epochs=int(training["epochs"]),
+        callbacks=callbacks,
+        class_weight=_class_weights(train_labels, len(categories), float(training["class_weight_imbalance_ratio"])),
+        verbose=2,
+    )
+    history = {key: [float(v) for v in fit.history[key]] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    history["lr"] = learning_rates.rates
+    return model, history
+
+
+def evaluate_classifier(
+    model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
+) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test split."""
+    rows, labels = _split(manifest, categories, "test")
+    probabilities = predict_batches(model, images, rows)
+    predicted = probabilities.argmax(axis=1)
+    all_classes = list(range(len(categories)))
+    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=all_classes, zero_division=0)
+    per_class = pd.DataFrame({"category": categories, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    matrix = confusion_matrix(labels, predicted, labels=all_classes)
+    confusion = pd.DataFrame(matrix, index=pd.Index(categories, name="true"), columns=categories).reset_index()
+    test_items = manifest[manifest["split"] == "test"]
+    predictions = pd.DataFrame(
+        {
+            "item_id": test_items["item_id"].to_numpy(),
+            "store_index": rows,
+            "true": [categories[i] for i in labels],
+            "predicted": [categories[i] for i in predicted],
+            "confidence": probabilities.max(axis=1),
+        }
+    )
+    metrics = {"test_accuracy": float(accuracy_score(labels, predicted)), "test_macro_f1": float(f1_score(labels, predicted, average="macro", labels=all_classes, zero_division=0))}
+    logger.info("Classifier on %d test images: accuracy %.4f, macro-F1 %.4f", len(rows), metrics["test_accuracy"], metrics["test_macro_f1"])
+    return metrics, per_class, confusion, predictions
+
+
+def baseline_classifier(images: np.ndarray, manifest: pd.DataFrame, categories: list[str], classifier: dict[str, Any]) -> dict[str, float]:
+    """Reference baseline on the same split: PCA on pixels, then logistic regression."""
+    config = classifier["baseline"]
+    train_rows, train_labels = _split(manifest, categories, "train")
+    test_rows, test_labels = _split(manifest, categories, "test")
+    size = int(config["image_size"])
+    components = min(int(config["pca_components"]), len(train_rows) - 1, size * size * 3)
+    model = make_pipeline(
+        StandardScaler(),
+        PCA(components, random_state=int(classifier["seed"])),
+        LogisticRegression(max_iter=int(config["max_iter"])),
+    )
+    model.fit(downsized_pixels(images, train_rows, size), train_labels)
+    accuracy = float(accuracy_score(test_labels, model.predict(downsized_pixels(images, test_rows, size))))
+    logger.info("Baseline PCA(%d)+logistic regression: test accuracy %.4f", components, accuracy)
+    return {"baseline_test_accuracy": accuracy}
+
+
+def classifier_metrics(test_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+    """Test metrics for MLflow (single step) and the same figures as a plain JSON report."""
+    merged = {**test_metrics, **baseline_metrics}
+    return single_step(merged), merged
+
+
+def plot_confusion_matrix(confusion: pd.DataFrame) -> Figure:
+    """Confusion matrix figure from its table."""
+    return confusion_matrix_figure(confusion.drop(columns="true").to_numpy(), list(confusion.columns[1:]))
+
+
+def plot_learning_curves(history: dict[str, list[float]]) -> Figure:
+    """Learning-curve figure (loss and accuracy, train vs val)."""
+    return learning_curves_figure(history)
+
+
+def plot_learning_rate(history: dict[str, list[float]]) -> Figure:
+    """Learning-rate-per-epoch figure."""
+    return learning_rate_figure(history["lr"])
+
+
+def plot_misclassified(images: np.ndarray, predictions: pd.DataFrame, classifier: dict[str, Any]) -> Figure:
+    """Gallery of misclassified test images, most confident mistakes first."""
+    wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
+    wrong = wrong.head(int(classifier["gallery_size"]))
+    captions = [f"true {t}\npred {p} ({c:.2f})" for t, p, c in zip(wrong["true"], wrong["predicted"], wrong["confidence"])]
+    return gallery_figure([images[r] for r in wrong["store_index"]], captions, f"Misclassified test images ({len(wrong)} shown)")
+
+
+def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Classifier embeddings (penultimate layer) and class probabilities for every catalog item."""
+    rows = manifest["store_index"].to_numpy()
+    embeddings = predict_batches(embedding_model(model), images, rows)
+    probabilities = predict_batches(model, images, rows)
+    return {"item_id": manifest["item_id"].to_numpy().astype(str), "embeddings": embeddings.astype(np.float32), "probabilities": probabilities.astype(np.float32)}

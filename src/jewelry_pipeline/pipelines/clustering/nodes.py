@@ -1,0 +1,124 @@
+"""Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on autoencoder latents.
+
+Each partition is scored in its own space (as the original design did), in one common space (the
+classifier embedding, shared by all methods so the figures compare), and against sub-style labels
+when a ground truth exists.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from sklearn.cluster import KMeans
+from sklearn.decomposition import PCA
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+from sklearn.preprocessing import StandardScaler
+
+from jewelry_pipeline.images import downsized_pixels
+from jewelry_pipeline.metrics import single_step
+from jewelry_pipeline.plots import gallery_figure
+
+logger = logging.getLogger(__name__)
+
+METHODS = ("kmeans_pixels", "pca_kmeans", "ae_kmeans")
+
+
+def aligned(item_ids: np.ndarray, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
+    """Rows of `arrays[key]` reordered to follow `item_ids`."""
+    position = {item: i for i, item in enumerate(arrays["item_id"])}
+    missing = [i for i in item_ids if i not in position]
+    if missing:
+        raise ValueError(f"{len(missing)} items have no '{key}' vector (first: {missing[0]}); rerun the pipeline that makes it")
+    return arrays[key][[position[i] for i in item_ids]]
+
+
+def _best_kmeans(features: np.ndarray, k_values: list[int], seed: int) -> tuple[np.ndarray, int, float]:
+    """KMeans for every k; keep the k with the best silhouette in this feature space."""
+    best = (np.zeros(len(features), int), 1, -1.0)
+    for k in k_values:
+        if k >= len(features):
+            break
+        labels = KMeans(k, n_init=10, random_state=seed).fit_predict(features)
+        score = float(silhouette_score(features, labels))
+        if score > best[2]:
+            best = (labels, k, score)
+    return best
+
+
+def cluster_category(
+    images: np.ndarray,
+    category_manifest: pd.DataFrame,
+    latents: dict[str, np.ndarray],
+    classifier_embeddings: dict[str, np.ndarray],
+    substyle_labels: pd.DataFrame,
+    clustering: dict[str, Any],
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Cluster one category three ways; return assignments and one metrics row per method."""
+    seed = int(clustering["seed"])
+    k_values = list(range(int(clustering["k_min"]), int(clustering["k_max"]) + 1))
+    rows = category_manifest["store_index"].to_numpy()
+    item_ids = category_manifest["item_id"].to_numpy().astype(str)
+    category = str(category_manifest["category"].iloc[0])
+    pixels = downsized_pixels(images, rows, int(clustering["pixel_size"]))
+    components = min(int(clustering["pca_components"]), len(rows) - 1, pixels.shape[1])
+    spaces = {
+        "kmeans_pixels": pixels,
+        "pca_kmeans": PCA(components, random_state=seed).fit_transform(StandardScaler().fit_transform(pixels)),
+        "ae_kmeans": StandardScaler().fit_transform(aligned(item_ids, latents, "latents")),
+    }
+    common = aligned(item_ids, classifier_embeddings, "embeddings")
+    common = common / np.maximum(np.linalg.norm(common, axis=1, keepdims=True), 1e-12)
+    truth = category_manifest[["path"]].merge(substyle_labels[["path", "substyle"]], on="path", how="left")["substyle"]
+    has_truth = len(truth) > 0 and truth.notna().all()
+    assignments, metric_rows = [], []
+    for method, features in spaces.items():
+        labels, k, own = _best_kmeans(features, k_values, seed)
+        row = {"category": category, "method": method, "k": k, "silhouette": own}
+        row["silhouette_common"] = float(silhouette_score(common, labels)) if k > 1 else float("nan")
+        if has_truth:
+            row["ari"] = float(adjusted_rand_score(truth, labels))
+            row["nmi"] = float(normalized_mutual_info_score(truth, labels))
+        metric_rows.append(row)
+        assignments.append(pd.DataFrame({"item_id": item_ids, "category": category, "method": method, "cluster": labels}))
+        logger.info("clustering %s/%s: %s", category, method, {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items() if key not in ("category", "method")})
+    if not has_truth:
+        logger.info("No sub-style ground truth for '%s': ARI and NMI are not computed", category)
+    return pd.concat(assignments, ignore_index=True), pd.DataFrame(metric_rows)
+
+
+def clustering_mlflow_metrics(metric_rows: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """One category's figures named `<method>.<metric>` for MLflow (the catalog adds the prefix)."""
+    values = {}
+    for row in metric_rows.to_dict("records"):
+        for metric in ("silhouette", "silhouette_common", "ari", "nmi", "k"):
+            if metric in row and pd.notna(row[metric]):
+                values[f"{row['method']}.{metric}"] = row[metric]
+    return single_step(values)
+
+
+def plot_cluster_montage(images: np.ndarray, category_manifest: pd.DataFrame, assignments: pd.DataFrame, clustering: dict[str, Any]) -> Figure:
+    """Sample images of each autoencoder cluster, one row per cluster."""
+    per_cluster = int(clustering["montage_per_cluster"])
+    chosen = assignments[assignments["method"] == clustering["montage_method"]].merge(category_manifest[["item_id", "store_index"]], on="item_id")
+    tiles, captions = [], []
+    for cluster, group in chosen.groupby("cluster"):
+        sample = group.sample(min(per_cluster, len(group)), random_state=int(clustering["seed"]))
+        for store_index in sample["store_index"]:
+            tiles.append(images[store_index])
+            captions.append(f"cluster {cluster}")
+        tiles += [np.full_like(images[0], 255)] * (per_cluster - len(sample))
+        captions += [""] * (per_cluster - len(sample))
+    category = category_manifest["category"].iloc[0]
+    return gallery_figure(tiles, captions, f"{category}: {clustering['montage_method']} clusters", columns=per_cluster)
+
+
+def combine_clustering(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """All categories' assignments and metrics, plus the methods x categories silhouette table."""
+    assignments = pd.concat(tables[: len(tables) // 2], ignore_index=True)
+    metrics = pd.concat(tables[len(tables) // 2 :], ignore_index=True)
+    table = metrics.pivot(index="method", columns="category", values="silhouette").reindex(list(METHODS)).reset_index()
+    return assignments, metrics, table

@@ -1,0 +1,79 @@
+"""The embedding index: exact cosine top-k (NumPy) or approximate HNSW (FAISS), stored as `.npz`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+BACKENDS = ("exact", "hnsw")
+
+
+def l2_normalise(vectors: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    vectors = np.asarray(vectors, dtype=np.float32)
+    return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+
+
+@dataclass
+class EmbeddingIndex:
+    """Unit vectors with their item ids; cosine similarity is the inner product."""
+
+    item_ids: np.ndarray
+    vectors: np.ndarray
+    backend: str = "exact"
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+    _faiss_index: object = field(default=None, repr=False)
+
+    def __post_init__(self):
+        if self.backend not in BACKENDS:
+            raise ValueError(f"unknown index backend '{self.backend}'; choose one of {BACKENDS}")
+        self.item_ids = np.asarray(self.item_ids).astype(str)
+        self.vectors = l2_normalise(self.vectors)
+        if len(self.item_ids) != len(self.vectors):
+            raise ValueError("item_ids and vectors differ in length")
+
+    @property
+    def dimension(self) -> int:
+        """Length of each vector."""
+        return int(self.vectors.shape[1])
+
+    def build(self) -> EmbeddingIndex:
+        """Build the HNSW graph (no-op for the exact backend)."""
+        if self.backend == "hnsw" and self._faiss_index is None:
+            import faiss
+
+            index = faiss.IndexHNSWFlat(self.dimension, self.hnsw_m, faiss.METRIC_INNER_PRODUCT)
+            index.hnsw.efConstruction = self.ef_construction
+            index.add(self.vectors)
+            index.hnsw.efSearch = self.ef_search
+            self._faiss_index = index
+        return self
+
+    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """Top-k (positions, scores) per query; `allowed` is an optional boolean mask over the index."""
+        queries = l2_normalise(np.atleast_2d(queries))
+        k = min(k, len(self.vectors) if allowed is None else int(np.sum(allowed)))
+        if k <= 0:
+            return np.empty((len(queries), 0), int), np.empty((len(queries), 0), np.float32)
+        if self.backend == "hnsw" and allowed is None:
+            scores, positions = self.build()._faiss_index.search(queries, k)
+            return positions, scores
+        scores = queries @ self.vectors.T
+        if allowed is not None:
+            scores = np.where(allowed[None, :], scores, -np.inf)
+        top = np.argpartition(-scores, k - 1, axis=1)[:, :k]
+        order = np.argsort(-np.take_along_axis(scores, top, axis=1), axis=1, kind="stable")
+        positions = np.take_along_axis(top, order, axis=1)
+        return positions, np.take_along_axis(scores, positions, axis=1)
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """Plain arrays for an `.npz` file (no pickles)."""
+        return {"item_ids": self.item_ids, "vectors": self.vectors, "backend": np.array(self.backend)}
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> EmbeddingIndex:
+        """Rebuild an index from `to_arrays` output."""
+        return cls(arrays["item_ids"], arrays["vectors"], backend=str(arrays["backend"]))

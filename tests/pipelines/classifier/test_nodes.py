@@ -1,0 +1,173 @@
+"""Classifier nodes on tiny data, and one full tracked `kedro run` with MLflow under tmp_path."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import keras
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from jewelry_pipeline.metrics import history_metrics
+from jewelry_pipeline.datasets.keras_model import KerasModelDataset, load_keras_safe
+from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.pipelines.classifier.nodes import (
+    _class_weights,
+    baseline_classifier,
+    classifier_metrics,
+    evaluate_classifier,
+    plot_confusion_matrix,
+    plot_misclassified,
+    train_classifier,
+)
+
+CATEGORIES = ["a", "b", "c"]
+PARAMS = {
+    "seed": 1,
+    "architecture": {"filters": [8, 16], "convs_per_block": 1, "block_dropout": 0.0, "embedding_dim": 16, "dropout": 0.0},
+    "training": {
+        "epochs": 2, "batch_size": 16, "learning_rate": 0.01, "early_stopping_patience": 3,
+        "reduce_lr_patience": 1, "reduce_lr_factor": 0.5, "min_learning_rate": 1e-5, "class_weight_imbalance_ratio": 1.5,
+    },
+    "augmentation": {"flip": True, "rotation": 0.02, "brightness": 0.1, "contrast": 0.1},
+    "gallery_size": 4,
+    "baseline": {"image_size": 8, "pca_components": 5, "max_iter": 200},
+}
+
+
+@pytest.fixture(scope="module")
+def toy_data():
+    """Three easy classes (dark, mid, bright images), grayscale-like, in a uint8 store."""
+    rng = np.random.default_rng(0)
+    levels = {"a": 30, "b": 128, "c": 225}
+    splits = ["train"] * 6 + ["val"] * 2 + ["test"] * 2
+    images, rows = [], []
+    for k in range(90):
+        category = CATEGORIES[k % 3]
+        images.append(np.clip(rng.normal(levels[category], 20, (24, 24, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2))
+        rows.append({"item_id": f"{k:016x}", "category": category, "store_index": k, "split": splits[(k // 3) % 10]})
+    manifest = pd.DataFrame(rows)
+    return np.stack(images), manifest
+
+
+@pytest.fixture(scope="module")
+def trained(toy_data):
+    images, manifest = toy_data
+    return train_classifier(images, manifest, CATEGORIES, PARAMS)
+
+
+def test_model_shapes_and_embedding():
+    model = build_classifier(32, 5, filters=(4, 8), embedding_dim=12)
+    assert model.output_shape == (None, 5)
+    assert embedding_model(model).output_shape == (None, 12)
+
+
+def test_training_history_has_every_metric_per_epoch(trained):
+    _, history = trained
+    assert set(history) == {"loss", "accuracy", "val_loss", "val_accuracy", "lr"}
+    assert all(len(values) == len(history["loss"]) >= 1 for values in history.values())
+    mlflow_format = history_metrics(history)
+    assert mlflow_format["lr"][0] == {"value": history["lr"][0], "step": 0}
+
+
+def test_evaluation_tables_and_plots(trained, toy_data):
+    images, manifest = toy_data
+    model, _ = trained
+    metrics, per_class, confusion, predictions = evaluate_classifier(model, images, manifest, CATEGORIES)
+    n_test = int((manifest["split"] == "test").sum())
+    assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["test_macro_f1"] <= 1
+    assert confusion.drop(columns="true").to_numpy().sum() == n_test
+    assert per_class["support"].sum() == n_test and list(per_class["category"]) == CATEGORIES
+    accuracy = (predictions["true"] == predictions["predicted"]).mean()
+    assert metrics["test_accuracy"] == pytest.approx(accuracy)
+    assert plot_confusion_matrix(confusion).axes
+    assert plot_misclassified(images, predictions, PARAMS).axes
+
+
+def test_baseline_learns_the_easy_classes(toy_data):
+    images, manifest = toy_data
+    assert baseline_classifier(images, manifest, CATEGORIES, PARAMS)["baseline_test_accuracy"] > 0.9
+
+
+def test_metrics_report_merges_both():
+    mlflow_metrics, report = classifier_metrics({"test_accuracy": 0.9}, {"baseline_test_accuracy": 0.5})
+    assert report == {"test_accuracy": 0.9, "baseline_test_accuracy": 0.5}
+    assert mlflow_metrics["baseline_test_accuracy"] == {"value": 0.5, "step": 0}
+
+
+def test_class_weights_only_when_imbalanced():
+    assert _class_weights(np.array([0, 1, 2] * 10), 3, 1.5) is None
+    weights = _class_weights(np.array([0] * 30 + [1] * 10 + [2] * 10), 3, 1.5)
+    assert weights[1] > weights[0]
+
+
+def test_same_seed_same_model(toy_data, trained):
+    images, manifest = toy_data
+    again, _ = train_classifier(images, manifest, CATEGORIES, PARAMS)
+    batch = images[:8].astype(np.float32)
+    np.testing.assert_allclose(trained[0](batch).numpy(), again(batch).numpy(), atol=1e-5)
+
+
+def test_keras_file_round_trip_is_safe_and_identical(trained, tmp_path, toy_data):
+    model, _ = trained
+    dataset = KerasModelDataset(str(tmp_path / "m.keras"))
+    dataset.save(model)
+    reloaded = dataset.load()
+    batch = toy_data[0][:5].astype(np.float32)
+    np.testing.assert_allclose(model(batch).numpy(), reloaded(batch).numpy(), atol=1e-6)
+
+
+def test_lambda_layer_is_refused_at_load(tmp_path):
+    inputs = keras.Input((4,))
+    outputs = keras.layers.Lambda(lambda x: x * 2)(inputs)
+    keras.Model(inputs, outputs).save(tmp_path / "evil.keras")
+    with pytest.raises(ValueError, match="(?i)lambda|safe_mode"):
+        load_keras_safe(tmp_path / "evil.keras")
+
+
+def test_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
+    params = ",".join(
+        [
+            f"raw_dir={tiny_dataset}",
+            "preprocessing.image_size=32",
+            "ingestion.min_images_per_category=5",
+            "classifier.training.epochs=2",
+            "classifier.training.batch_size=16",
+        ]
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--pipelines", "ingestion,split,classifier", "--params", params],
+        cwd=kedro_project, capture_output=True, text=True, timeout=900,
+    )
+    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
+    assert "Epoch 1/2" in result.stdout + result.stderr  # Keras progress per epoch
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project}/mlruns/mlflow.db")
+    experiment = client.get_experiment_by_name("jewelry-pipeline")
+    runs = client.search_runs([experiment.experiment_id])
+    assert len(runs) == 1
+    run = runs[0]
+    assert run.data.params["classifier.training.epochs"] == "2"
+    assert run.data.params["preprocessing.image_size"] == "32"
+    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
+        assert len(client.get_metric_history(run.info.run_id, name)) >= 1, name
+    for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy"):
+        assert 0 <= run.data.metrics[name] <= 1
+    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
+    assert {"confusion_matrix.png", "learning_curves.png", "learning_rate.png", "misclassified.png", "confusion_matrix.csv"} <= artifacts
+
+    mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
+    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    assert [m.name for m in logged] == ["classifier"]
+    info = mlflow.models.get_model_info(logged[0].model_uri)
+    assert info.signature is not None and info.saved_input_example_info is not None
+
+    local = load_keras_safe(kedro_project / "data/06_models/classifier.keras")
+    store = np.load(kedro_project / "data/03_primary/image_store.npy")
+    batch = store[:6].astype(np.float32)
+    tracked = mlflow.keras.load_model(logged[0].model_uri)
+    np.testing.assert_allclose(local(batch).numpy(), tracked(batch).numpy(), atol=1e-5)

@@ -1,0 +1,46 @@
+"""Tests for the embedding index (exact and HNSW) and retrieval metrics."""
+
+import numpy as np
+import pytest
+
+from jewelry_pipeline.metrics import precision_and_ap_at_k
+from jewelry_pipeline.search import EmbeddingIndex
+
+
+def test_exact_search_orders_by_cosine_and_respects_masks():
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [-1, 0]], np.float32)
+    index = EmbeddingIndex(["a", "b", "c", "d"], vectors)
+    positions, scores = index.search(np.array([[1, 0]]), 3)
+    assert positions.tolist() == [[0, 1, 2]]
+    assert scores[0, 0] == pytest.approx(1.0) and scores[0, 0] >= scores[0, 1] >= scores[0, 2]
+    positions, _ = index.search(np.array([[1, 0]]), 2, allowed=np.array([False, False, True, True]))
+    assert positions.tolist() == [[2, 3]]
+
+
+def test_hnsw_agrees_with_exact_and_round_trips():
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(20, 32))
+    vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32))).astype(np.float32)
+    ids = [str(i) for i in range(3000)]
+    exact = EmbeddingIndex(ids, vectors)
+    approximate = EmbeddingIndex(ids, vectors, backend="hnsw").build()
+    queries = vectors[:50] + 0.05 * rng.normal(size=(50, 32)).astype(np.float32)
+    truth, _ = exact.search(queries, 10)
+    found, _ = approximate.search(queries, 10)
+    recall = np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)])
+    assert recall >= 0.9
+    restored = EmbeddingIndex.from_arrays(exact.to_arrays())
+    assert np.array_equal(restored.search(queries, 5)[0], exact.search(queries, 5)[0])
+
+
+def test_unknown_backend_is_refused():
+    with pytest.raises(ValueError, match="unknown index backend"):
+        EmbeddingIndex(["a"], np.ones((1, 2)), backend="magic")
+
+
+def test_precision_and_average_precision():
+    relevant = np.array([[1, 1, 0, 0], [0, 1, 0, 1]])
+    precision, average_precision = precision_and_ap_at_k(relevant, np.array([2, 4]), 4)
+    assert precision == pytest.approx(0.5)
+    # query 1: (1/1 + 2/2) / 2 = 1 ; query 2: (1/2 + 2/4) / 4 = 0.25
+    assert average_precision == pytest.approx((1 + 0.25) / 2)
