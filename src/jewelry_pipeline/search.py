@@ -25,6 +25,7 @@ class EmbeddingIndex:
     hnsw_m: int = 32
     ef_construction: int = 80
     ef_search: int = 96
+    max_scores_in_memory: int = 20_000_000  # exact search scores queries in blocks of this many floats
     _faiss_index: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -52,6 +53,12 @@ class EmbeddingIndex:
             self._faiss_index = index
         return self
 
+    def set_ef_search(self, ef_search: int) -> None:
+        """Change the HNSW search breadth (higher: better recall, slower queries)."""
+        self.ef_search = int(ef_search)
+        if self._faiss_index is not None:
+            self._faiss_index.hnsw.efSearch = self.ef_search
+
     def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (positions, scores) per query; `allowed` is an optional boolean mask over the index."""
         queries = l2_normalise(np.atleast_2d(queries))
@@ -61,6 +68,16 @@ class EmbeddingIndex:
         if self.backend == "hnsw" and allowed is None:
             scores, positions = self.build()._faiss_index.search(queries, k)
             return positions, scores
+        positions = np.empty((len(queries), k), np.int64)
+        scores = np.empty((len(queries), k), np.float32)
+        step = max(1, self.max_scores_in_memory // max(1, len(self.vectors)))
+        for start in range(0, len(queries), step):
+            chunk = slice(start, start + step)
+            positions[chunk], scores[chunk] = self._exact_top_k(queries[chunk], k, allowed)
+        return positions, scores
+
+    def _exact_top_k(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Brute-force cosine top-k for a block of queries."""
         scores = queries @ self.vectors.T
         if allowed is not None:
             scores = np.where(allowed[None, :], scores, -np.inf)

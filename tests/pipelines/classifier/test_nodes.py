@@ -129,7 +129,7 @@ def test_lambda_layer_is_refused_at_load(tmp_path):
         load_keras_safe(tmp_path / "evil.keras")
 
 
-def test_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
+def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     params = ",".join(
         [
             f"raw_dir={tiny_dataset}",
@@ -137,10 +137,11 @@ def test_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
             "ingestion.min_images_per_category=5",
             "classifier.training.epochs=2",
             "classifier.training.batch_size=16",
+            "autoencoders.training.epochs=1",
         ]
     )
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--pipelines", "ingestion,split,classifier", "--params", params],
+        [sys.executable, "-m", "kedro", "run", "--params", params],
         cwd=kedro_project, capture_output=True, text=True, timeout=900,
     )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
@@ -157,17 +158,27 @@ def test_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
         assert len(client.get_metric_history(run.info.run_id, name)) >= 1, name
     for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy"):
         assert 0 <= run.data.metrics[name] <= 1
+    for category in ("bracelet", "earring", "necklace", "ring"):
+        assert len(client.get_metric_history(run.info.run_id, f"autoencoder.{category}.loss")) == 1
+        for method in ("kmeans_pixels", "pca_kmeans", "ae_kmeans"):
+            for metric in ("silhouette", "silhouette_common", "ari", "nmi", "k"):
+                assert f"clustering.{category}.{method}.{metric}" in run.data.metrics
+    for source in ("pixels", "pca", "autoencoder", "classifier", "combined"):
+        for level in ("category", "substyle"):
+            assert 0 <= run.data.metrics[f"retrieval.{source}.precision_at_10.{level}"] <= 1
+            assert 0 <= run.data.metrics[f"retrieval.{source}.map_at_10.{level}"] <= 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "learning_curves.png", "learning_rate.png", "misclassified.png", "confusion_matrix.csv"} <= artifacts
 
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
     logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
-    assert [m.name for m in logged] == ["classifier"]
-    info = mlflow.models.get_model_info(logged[0].model_uri)
+    by_name = {m.name: m for m in logged}
+    assert {"classifier", "encoder_ring", "autoencoder_ring"} <= set(by_name)
+    info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
 
     local = load_keras_safe(kedro_project / "data/06_models/classifier.keras")
     store = np.load(kedro_project / "data/03_primary/image_store.npy")
     batch = store[:6].astype(np.float32)
-    tracked = mlflow.keras.load_model(logged[0].model_uri)
+    tracked = mlflow.keras.load_model(by_name["classifier"].model_uri)
     np.testing.assert_allclose(local(batch).numpy(), tracked(batch).numpy(), atol=1e-5)

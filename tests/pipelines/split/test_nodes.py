@@ -60,3 +60,17 @@ def test_duplicate_groups_are_transitive():
 def test_bad_fractions_are_refused():
     with pytest.raises(ValueError, match="sum to 1"):
         split_manifest(make_manifest({"a": 10}), {**PARAMS, "train": 0.9})
+
+
+def test_ingestion_and_split_are_reproducible(tiny_dataset):
+    from jewelry_pipeline.datasets.image_folder import list_image_folder
+    from jewelry_pipeline.pipelines.ingestion.nodes import decode_images
+
+    preprocessing = {"image_size": 32}
+    ingestion = {"near_duplicate_max_hamming": 2, "workers": 3, "chunk_size": 5}
+    runs = []
+    for _ in range(2):
+        store, manifest, _ = decode_images(list_image_folder(tiny_dataset), preprocessing, ingestion)
+        runs.append((store.copy(), split_manifest(manifest, PARAMS)))
+    assert np.array_equal(runs[0][0], runs[1][0])
+    pd.testing.assert_frame_equal(runs[0][1], runs[1][1])
