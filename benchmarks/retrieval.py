@@ -22,7 +22,7 @@ from _report import markdown_table, publish  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_P50_MS, TARGET_RECALL = 5.0, 0.95
-EF_SEARCH = (64, 128, 256, 512, 1024, 2048)
+EF_SEARCH = (64, 256, 1024, 1536, 2048)
 
 
 def vectors(n: int, dimension: int, seed: int) -> np.ndarray:
