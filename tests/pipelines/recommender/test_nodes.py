@@ -7,7 +7,7 @@ import pytest
 from jewelry_pipeline.pipelines.recommender.nodes import SOURCES, build_catalog, build_index, embedding_sources, evaluate_retrieval
 from jewelry_pipeline.search import EmbeddingIndex
 
-PARAMS = {"seed": 0, "k": 3, "embedding_source": "classifier", "index_backend": "exact", "cluster_method": "ae_kmeans", "pixel_size": 4, "pca_components": 4, "combined_autoencoder_weight": 0.5}
+PARAMS = {"seed": 0, "k": 3, "embedding_source": "classifier", "index_backend": "exact", "cluster_method": "ae_kmeans", "pixel_size": 4, "pca_components": 4, "combined_autoencoder_weight": 0.5, "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}}
 
 
 @pytest.fixture
@@ -68,5 +68,8 @@ def test_catalog_and_index(toy):
     assert str(arrays["source"]) == "classifier" and not bool(arrays["category_scoped"])
     index = EmbeddingIndex.from_arrays(arrays)
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
+    hnsw = EmbeddingIndex.from_arrays(build_index(sources, {**PARAMS, "index_backend": "hnsw"}))
+    assert (hnsw.backend, hnsw.hnsw_m, hnsw.ef_search) == ("hnsw", 16, 64)
+    assert np.array_equal(hnsw.search(index.vectors[:3], 3)[0][:, 0], [0, 1, 2])
     with pytest.raises(ValueError, match="embedding_source"):
         build_index(sources, {**PARAMS, "embedding_source": "nope"})

@@ -113,7 +113,15 @@ def build_index(sources: dict[str, np.ndarray], recommender: dict[str, Any]) -> 
     source = recommender["embedding_source"]
     if source not in SOURCES:
         raise ValueError(f"recommender.embedding_source '{source}' is not one of {SOURCES}")
-    index = EmbeddingIndex(sources["item_id"], sources[source], backend=recommender["index_backend"])
+    hnsw = recommender["hnsw"]
+    index = EmbeddingIndex(
+        sources["item_id"],
+        sources[source],
+        backend=recommender["index_backend"],
+        hnsw_m=int(hnsw["m"]),
+        ef_construction=int(hnsw["ef_construction"]),
+        ef_search=int(hnsw["ef_search"]),
+    )
     arrays = index.to_arrays()
     arrays["source"] = np.array(source)
     arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED)
