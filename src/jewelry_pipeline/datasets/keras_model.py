@@ -12,23 +12,9 @@ import keras
 import numpy as np
 from kedro.io import AbstractDataset
 
+from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
+
 logger = logging.getLogger(__name__)
-
-
-def save_keras_atomic(model: keras.Model, path: Path) -> None:
-    """Save to a temporary `.keras` file next to `path`, then rename, so readers never see half a model."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def load_keras_safe(path: str | Path) -> keras.Model:
-    """Load a `.keras` file with `safe_mode=True`: Lambda layers and arbitrary code are refused."""
-    return keras.saving.load_model(path, safe_mode=True, compile=False)
 
 
 class KerasModelDataset(AbstractDataset[keras.Model, keras.Model]):

@@ -13,7 +13,8 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from jewelry_pipeline.metrics import history_metrics
-from jewelry_pipeline.datasets.keras_model import KerasModelDataset, load_keras_safe
+from jewelry_pipeline.datasets.keras_model import KerasModelDataset
+from jewelry_pipeline.models.files import load_keras_safe
 from jewelry_pipeline.models.classifier import build_classifier, embedding_model
 from jewelry_pipeline.pipelines.classifier.nodes import (
     _class_weights,

@@ -1,0 +1,143 @@
+"""The serving bundle: one folder with everything the service needs, written atomically, read and verified.
+
+Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
+`thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, version info) and
+`files.json` (sha256 of every file). No pickles: arrays load with `allow_pickle=False` and models
+with Keras `safe_mode=True`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from jewelry_pipeline.models.files import load_keras_safe
+
+BUNDLE_FORMAT = 1
+CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
+
+
+class BundleError(RuntimeError):
+    """A serving bundle that is missing, incomplete, altered or otherwise unusable."""
+
+
+@dataclass
+class ServingBundle:
+    """A verified bundle held in memory."""
+
+    path: Path
+    config: dict[str, Any]
+    classifier: Any
+    encoders: dict[str, Any]
+    index: dict[str, np.ndarray]
+    catalog: pd.DataFrame
+    thumbnails: np.ndarray
+
+    @property
+    def class_names(self) -> list[str]:
+        """Category names in classifier output order."""
+        return list(self.config["class_names"])
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_bundle(
+    destination: str | Path,
+    *,
+    classifier_file: str | Path,
+    encoder_files: dict[str, str | Path],
+    index: dict[str, np.ndarray],
+    catalog: pd.DataFrame,
+    thumbnails: np.ndarray,
+    class_names: list[str],
+    preprocessing: dict[str, Any],
+    version: dict[str, Any],
+) -> Path:
+    """Write a complete bundle into a temporary folder, then move it into place in one rename."""
+    destination = Path(destination)
+    missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
+    if missing:
+        raise BundleError(f"catalog lacks columns {missing}")
+    if len(catalog) != len(thumbnails) or len(catalog) != len(index["item_ids"]):
+        raise BundleError("catalog, thumbnails and index must describe the same items")
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        shutil.copyfile(classifier_file, staging / "classifier.keras")
+        (staging / "encoders").mkdir()
+        for category, path in encoder_files.items():
+            shutil.copyfile(path, staging / "encoders" / f"{category}.keras")
+        np.savez(staging / "index.npz", **index)
+        catalog[CATALOG_COLUMNS].to_csv(staging / "catalog.csv", index=False)
+        np.save(staging / "thumbnails.npy", np.ascontiguousarray(thumbnails, dtype=np.uint8))
+        config = {
+            "bundle_format": BUNDLE_FORMAT,
+            "class_names": list(class_names),
+            "encoders": sorted(encoder_files),
+            "preprocessing": dict(preprocessing),
+            "version": dict(version),
+        }
+        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        (staging / "files.json").write_text(json.dumps(files, indent=2, sort_keys=True))
+        if destination.exists():
+            shutil.rmtree(destination)
+        os.replace(staging, destination)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging, ignore_errors=True)
+    return destination
+
+
+def verify_bundle(path: str | Path) -> dict[str, Any]:
+    """Check that every listed file exists with its recorded hash; return the config."""
+    path = Path(path)
+    if not path.is_dir():
+        raise BundleError(f"serving bundle '{path}' does not exist")
+    try:
+        files = json.loads((path / "files.json").read_text())
+        config = json.loads((path / "config.json").read_text())
+    except FileNotFoundError as exc:
+        raise BundleError(f"serving bundle '{path}' is incomplete: {Path(exc.filename).name} is missing") from None
+    except json.JSONDecodeError as exc:
+        raise BundleError(f"serving bundle '{path}' has a corrupt manifest: {exc}") from None
+    for name, expected in files.items():
+        file = path / name
+        if not file.is_file():
+            raise BundleError(f"serving bundle '{path}' is incomplete: {name} is missing")
+        if _sha256(file) != expected:
+            raise BundleError(f"serving bundle '{path}' is corrupt or truncated: {name} does not match its checksum")
+    if config.get("bundle_format") != BUNDLE_FORMAT:
+        raise BundleError(f"serving bundle '{path}' has format {config.get('bundle_format')}, expected {BUNDLE_FORMAT}")
+    return config
+
+
+def read_bundle(path: str | Path) -> ServingBundle:
+    """Verify and load a bundle: models with `safe_mode=True`, arrays without pickle."""
+    path = Path(path)
+    config = verify_bundle(path)
+    try:
+        classifier = load_keras_safe(path / "classifier.keras")
+        encoders = {c: load_keras_safe(path / "encoders" / f"{c}.keras") for c in config["encoders"]}
+        with np.load(path / "index.npz", allow_pickle=False) as data:
+            index = {key: data[key] for key in data.files}
+        thumbnails = np.load(path / "thumbnails.npy", allow_pickle=False, mmap_mode="r")
+        catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str})
+    except (ValueError, OSError, KeyError) as exc:
+        raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None
+    return ServingBundle(path, config, classifier, encoders, index, catalog, thumbnails)

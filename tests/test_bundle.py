@@ -1,0 +1,87 @@
+"""Tests for the serving bundle: round trip, atomic replace, and refusal of damaged bundles."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from jewelry_pipeline.bundle import BundleError, read_bundle, verify_bundle, write_bundle
+from jewelry_pipeline.models.autoencoder import build_autoencoder
+from jewelry_pipeline.models.classifier import build_classifier
+from jewelry_pipeline.models.files import save_keras_atomic
+from jewelry_pipeline.search import EmbeddingIndex
+
+
+@pytest.fixture
+def bundle_parts(tmp_path):
+    classifier = build_classifier(16, 2, filters=(4,), embedding_dim=4)
+    _, encoder = build_autoencoder(16, (4,), 3)
+    save_keras_atomic(classifier, tmp_path / "classifier.keras")
+    save_keras_atomic(encoder, tmp_path / "enc_a.keras")
+    rng = np.random.default_rng(0)
+    index = EmbeddingIndex(["i0", "i1", "i2"], rng.normal(size=(3, 4))).to_arrays()
+    catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})
+    return {
+        "classifier_file": tmp_path / "classifier.keras",
+        "encoder_files": {"a": tmp_path / "enc_a.keras"},
+        "index": index,
+        "catalog": catalog,
+        "thumbnails": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+        "class_names": ["a", "b"],
+        "preprocessing": {"image_size": 16},
+        "version": {"run_id": "abc"},
+    }, classifier
+
+
+def test_round_trip(tmp_path, bundle_parts):
+    parts, classifier = bundle_parts
+    path = write_bundle(tmp_path / "bundle", **parts)
+    bundle = read_bundle(path)
+    assert bundle.class_names == ["a", "b"] and set(bundle.encoders) == {"a"}
+    assert bundle.config["version"] == {"run_id": "abc"}
+    assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
+    batch = parts["thumbnails"].astype(np.float32)
+    np.testing.assert_allclose(bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6)
+    assert not list(tmp_path.glob(".bundle.*"))  # no staging folder left behind
+
+
+def test_missing_bundle_and_missing_file(tmp_path, bundle_parts):
+    with pytest.raises(BundleError, match="does not exist"):
+        verify_bundle(tmp_path / "nowhere")
+    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    (path / "index.npz").unlink()
+    with pytest.raises(BundleError, match="index.npz is missing"):
+        read_bundle(path)
+
+
+def test_truncated_model_is_refused(tmp_path, bundle_parts):
+    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    data = (path / "classifier.keras").read_bytes()
+    (path / "classifier.keras").write_bytes(data[: len(data) // 2])
+    with pytest.raises(BundleError, match="classifier.keras does not match its checksum"):
+        read_bundle(path)
+
+
+def test_corrupt_manifest_is_refused(tmp_path, bundle_parts):
+    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    (path / "files.json").write_text("{not json")
+    with pytest.raises(BundleError, match="corrupt manifest"):
+        verify_bundle(path)
+
+
+def test_inconsistent_parts_are_refused(tmp_path, bundle_parts):
+    parts = dict(bundle_parts[0])
+    parts["thumbnails"] = parts["thumbnails"][:2]
+    with pytest.raises(BundleError, match="same items"):
+        write_bundle(tmp_path / "bundle", **parts)
+    assert not (tmp_path / "bundle").exists()
+
+
+def test_rewrite_replaces_the_whole_bundle(tmp_path, bundle_parts):
+    parts = bundle_parts[0]
+    write_bundle(tmp_path / "bundle", **parts)
+    write_bundle(tmp_path / "bundle", **{**parts, "version": {"run_id": "new"}})
+    assert json.loads((tmp_path / "bundle" / "config.json").read_text())["version"] == {"run_id": "new"}
