@@ -49,8 +49,9 @@ def tiny_dataset(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def kedro_project(tmp_path) -> Path:
+def kedro_project(tmp_path, monkeypatch) -> Path:
     """A throw-away copy of the project's config and metadata, so runs write only under tmp_path."""
+    monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
     project = tmp_path / "project"
     project.mkdir()
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")

@@ -11,7 +11,6 @@ import pytest
 from jewelry_pipeline.bundle import BundleError, read_bundle, verify_bundle, write_bundle
 from jewelry_pipeline.models.autoencoder import build_autoencoder
 from jewelry_pipeline.models.classifier import build_classifier
-from jewelry_pipeline.models.files import save_keras_atomic
 from jewelry_pipeline.search import EmbeddingIndex
 
 
@@ -19,14 +18,12 @@ from jewelry_pipeline.search import EmbeddingIndex
 def bundle_parts(tmp_path):
     classifier = build_classifier(16, 2, filters=(4,), embedding_dim=4)
     _, encoder = build_autoencoder(16, (4,), 3)
-    save_keras_atomic(classifier, tmp_path / "classifier.keras")
-    save_keras_atomic(encoder, tmp_path / "enc_a.keras")
     rng = np.random.default_rng(0)
     index = EmbeddingIndex(["i0", "i1", "i2"], rng.normal(size=(3, 4))).to_arrays()
     catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})
     return {
-        "classifier_file": tmp_path / "classifier.keras",
-        "encoder_files": {"a": tmp_path / "enc_a.keras"},
+        "classifier": classifier,
+        "encoders": {"a": encoder},
         "index": index,
         "catalog": catalog,
         "thumbnails": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),

@@ -8,7 +8,7 @@ from kedro.framework.project import configure_project, pipelines
 
 def test_pipelines_are_discovered():
     configure_project("jewelry_pipeline")
-    assert {"ingestion", "split", "classifier", "autoencoders", "clustering", "recommender", "__default__"} <= set(pipelines)
+    assert {"ingestion", "split", "classifier", "autoencoders", "clustering", "recommender", "package", "__default__"} <= set(pipelines)
     default_nodes = {n.name for n in pipelines["__default__"].nodes}
     assert {"decode_images", "check_categories", "split_manifest"} <= default_nodes
 

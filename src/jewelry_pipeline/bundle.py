@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.models.files import load_keras_safe
+from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 
 BUNDLE_FORMAT = 1
 CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
@@ -59,8 +59,8 @@ def _sha256(path: Path) -> str:
 def write_bundle(
     destination: str | Path,
     *,
-    classifier_file: str | Path,
-    encoder_files: dict[str, str | Path],
+    classifier: Any,
+    encoders: dict[str, Any],
     index: dict[str, np.ndarray],
     catalog: pd.DataFrame,
     thumbnails: np.ndarray,
@@ -78,17 +78,17 @@ def write_bundle(
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
-        shutil.copyfile(classifier_file, staging / "classifier.keras")
+        save_keras_atomic(classifier, staging / "classifier.keras")
         (staging / "encoders").mkdir()
-        for category, path in encoder_files.items():
-            shutil.copyfile(path, staging / "encoders" / f"{category}.keras")
+        for category, encoder in encoders.items():
+            save_keras_atomic(encoder, staging / "encoders" / f"{category}.keras")
         np.savez(staging / "index.npz", **index)
         catalog[CATALOG_COLUMNS].to_csv(staging / "catalog.csv", index=False)
         np.save(staging / "thumbnails.npy", np.ascontiguousarray(thumbnails, dtype=np.uint8))
         config = {
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
-            "encoders": sorted(encoder_files),
+            "encoders": sorted(encoders),
             "preprocessing": dict(preprocessing),
             "version": dict(version),
         }

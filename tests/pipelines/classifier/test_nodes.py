@@ -178,6 +178,23 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
 
+    champion = client.get_model_version_by_alias("jewelry-classifier", "champion")
+    assert champion.run_id == run.info.run_id
+    assert int(client.get_model_version_by_alias("jewelry-encoder-ring", "champion").version) == 1
+    assert run.data.tags["promotion.decision"] == "promoted"
+    assert "promotion.json" in artifacts
+
+    import bentoml
+
+    from jewelry_pipeline.bundle import read_bundle
+
+    bundle = read_bundle(kedro_project / "data/07_model_output/bundle")
+    assert bundle.class_names == ["bracelet", "earring", "necklace", "ring"]
+    assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
+    assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
+    stored = bentoml.models.get("jewelry-bundle:latest")
+    assert read_bundle(stored.path).config == bundle.config
+
     local = load_keras_safe(kedro_project / "data/06_models/classifier.keras")
     store = np.load(kedro_project / "data/03_primary/image_store.npy")
     batch = store[:6].astype(np.float32)

@@ -1,0 +1,69 @@
+"""Package nodes: the promotion decision and the contents of the serving bundle."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import keras
+import numpy as np
+import pandas as pd
+
+logger = logging.getLogger(__name__)
+
+
+def decide_promotion(
+    new_metrics: dict[str, float], champion: dict[str, Any], package: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Promote when there is no champion or the new run's metric is at least the champion's.
+
+    The decision goes out twice: to the local report and to the registry dataset that acts on it.
+    """
+    metric = package["promotion_metric"]
+    new_value = float(new_metrics[metric])
+    if not champion["exists"] or champion["metric"] is None:
+        promote, reason = True, f"no current champion; {metric}={new_value:.4f}"
+    elif new_value >= float(champion["metric"]):
+        promote, reason = True, f"{metric} {new_value:.4f} >= champion v{champion['version']} {champion['metric']:.4f}"
+    else:
+        promote, reason = False, f"{metric} {new_value:.4f} < champion v{champion['version']} {champion['metric']:.4f}"
+    logger.info("Promotion decision: %s (%s)", "promote" if promote else "keep champion", reason)
+    decision = {
+        "promote": promote,
+        "reason": reason,
+        "metric": metric,
+        "new_value": new_value,
+        "champion_value": champion["metric"],
+        "champion_version": champion["version"],
+    }
+    return decision, decision
+
+
+def assemble_bundle(
+    decision: dict[str, Any],
+    classifier: keras.Model,
+    index: dict[str, np.ndarray],
+    catalog: pd.DataFrame,
+    images: np.ndarray,
+    categories: list[str],
+    preprocessing: dict[str, Any],
+    package: dict[str, Any],
+    *encoders: keras.Model,
+) -> dict[str, Any]:
+    """Everything the service needs, in index order, for the serving-bundle dataset."""
+    order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
+    rows = order.loc[index["item_ids"].astype(str)].to_numpy()
+    served = catalog.iloc[rows].reset_index(drop=True)
+    thumbnails = images[served["store_index"].to_numpy()]
+    served = served.assign(thumbnail_row=np.arange(len(served)))
+    return {
+        "promote": bool(decision["promote"]),
+        "classifier": classifier,
+        "encoders": dict(zip(package["categories"], encoders)),
+        "index": index,
+        "catalog": served,
+        "thumbnails": thumbnails,
+        "class_names": list(categories),
+        "preprocessing": dict(preprocessing),
+        "version": {"promotion": decision},
+    }

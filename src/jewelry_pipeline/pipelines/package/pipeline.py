@@ -1,0 +1,28 @@
+"""Package pipeline: registry promotion gate, then the serving bundle (BentoML store when promoted)."""
+
+from kedro.pipeline import Node, Pipeline
+
+from jewelry_pipeline.pipelines.categories import configured_categories
+
+from .nodes import assemble_bundle, decide_promotion
+
+
+def create_pipeline(**kwargs) -> Pipeline:
+    """Build the package pipeline."""
+    encoders = [f"{c}.encoder" for c in configured_categories()]
+    return Pipeline(
+        [
+            Node(
+                decide_promotion,
+                ["classifier_metrics_report", "current_champion", "params:package"],
+                ["promotion_decision", "promotion_record"],
+                name="decide_promotion",
+            ),
+            Node(
+                assemble_bundle,
+                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "params:preprocessing", "params:package", *encoders],
+                "serving_bundle",
+                name="assemble_bundle",
+            ),
+        ]
+    )

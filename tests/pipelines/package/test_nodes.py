@@ -1,0 +1,77 @@
+"""Promotion decisions both ways, against a real MLflow registry under tmp_path, and bundle assembly."""
+
+from __future__ import annotations
+
+import mlflow
+import numpy as np
+import pandas as pd
+import pytest
+from mlflow.tracking import MlflowClient
+
+from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
+from jewelry_pipeline.models.autoencoder import build_autoencoder
+from jewelry_pipeline.models.classifier import build_classifier
+from jewelry_pipeline.pipelines.package.nodes import assemble_bundle, decide_promotion
+from jewelry_pipeline.search import EmbeddingIndex
+
+PACKAGE = {"promotion_metric": "test_accuracy", "categories": ["a", "b"]}
+
+
+def test_decision_rules():
+    first, same = decide_promotion({"test_accuracy": 0.8}, {"exists": False, "version": None, "metric": None}, PACKAGE)
+    assert first is same and first["promote"] and "no current champion" in first["reason"]
+    assert decide_promotion({"test_accuracy": 0.8}, {"exists": True, "version": 3, "metric": 0.8}, PACKAGE)[0]["promote"]
+    worse = decide_promotion({"test_accuracy": 0.7}, {"exists": True, "version": 3, "metric": 0.8}, PACKAGE)[0]
+    assert not worse["promote"] and "< champion v3" in worse["reason"]
+
+
+def _tracked_run(tmp_path, accuracy: float) -> str:
+    """One MLflow run that logs a tiny classifier and its test accuracy, then applies the promotion gate."""
+    registry = MlflowChampionDataset("clf", "test_accuracy")
+    with mlflow.start_run() as run:
+        KerasModelDataset(str(tmp_path / f"clf_{accuracy}.keras"), mlflow_name="classifier").save(build_classifier(16, 2, filters=(4,), embedding_dim=4))
+        mlflow.log_metric("test_accuracy", accuracy)
+        decision, record = decide_promotion({"test_accuracy": accuracy}, registry.load(), PACKAGE)
+        registry.save(record)
+    return run.info.run_id
+
+
+def test_promotion_both_ways_in_a_real_registry(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("promotion-test")
+    try:
+        client = MlflowClient()
+        good = _tracked_run(tmp_path, 0.9)
+        assert client.get_model_version_by_alias("clf", "champion").run_id == good
+        worse = _tracked_run(tmp_path, 0.6)
+        assert client.get_model_version_by_alias("clf", "champion").run_id == good  # alias did not move
+        assert len(client.search_model_versions("name='clf'")) == 2  # but the new model is registered
+        assert client.get_run(worse).data.tags["promotion.decision"] == "kept_champion"
+        assert "< champion v1" in client.get_run(worse).data.tags["promotion.reason"]
+        better = _tracked_run(tmp_path, 0.95)
+        assert client.get_model_version_by_alias("clf", "champion").run_id == better
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_assemble_bundle_orders_everything_by_the_index():
+    rng = np.random.default_rng(0)
+    catalog = pd.DataFrame({"item_id": ["x", "y", "z"], "path": ["a/x", "b/y", "a/z"], "category": ["a", "b", "a"], "cluster": [0, 1, 0], "store_index": [2, 0, 1]})
+    index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
+    images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    _, encoder = build_autoencoder(16, (4,), 3)
+    contents = assemble_bundle({"promote": True}, build_classifier(16, 2, filters=(4,)), index, catalog, images, ["a", "b"], {"image_size": 16}, PACKAGE, encoder, encoder)
+    assert list(contents["catalog"]["item_id"]) == ["z", "x", "y"]
+    assert contents["thumbnails"][:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
+    assert list(contents["catalog"]["thumbnail_row"]) == [0, 1, 2]
+    assert set(contents["encoders"]) == {"a", "b"} and contents["promote"] is True
+
+
+def test_registry_save_without_a_logged_classifier_is_a_clear_error(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("empty")
+    try:
+        with mlflow.start_run(), pytest.raises(Exception, match="No classifier model is logged"):
+            MlflowChampionDataset("clf", "test_accuracy").save({"promote": True, "reason": "x"})
+    finally:
+        mlflow.set_tracking_uri(None)
