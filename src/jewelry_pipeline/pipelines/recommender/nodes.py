@@ -24,13 +24,12 @@ SOURCES = ("pixels", "pca", "autoencoder", "classifier", "combined")
 
 def _latents_by_item(manifest: pd.DataFrame, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
     """Per-category standardised, unit-length autoencoder latents, aligned to the manifest."""
-    item_ids = manifest["item_id"].to_numpy().astype(str)
+    position = {item: i for i, item in enumerate(manifest["item_id"].astype(str))}
     out = None
     for arrays in latents:
         scaled = l2_normalise(StandardScaler().fit_transform(arrays["latents"]))
         if out is None:
-            out = np.zeros((len(item_ids), scaled.shape[1]), np.float32)
-        position = {item: i for i, item in enumerate(item_ids)}
+            out = np.zeros((len(position), scaled.shape[1]), np.float32)
         out[[position[i] for i in arrays["item_id"]]] = scaled
     return out
 
