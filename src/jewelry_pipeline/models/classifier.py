@@ -5,9 +5,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
+import numpy as np
 from keras import layers
 
 EMBEDDING_LAYER = "embedding"
+PROBABILITIES_LAYER = "probabilities"
 
 
 def build_classifier(
@@ -33,10 +35,15 @@ def build_classifier(
     x = layers.GlobalAveragePooling2D(name="pool")(x)
     embedding = layers.Dense(embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(embedding)
-    outputs = layers.Dense(n_classes, activation="softmax", name="probabilities")(x)
+    outputs = layers.Dense(n_classes, activation="softmax", name=PROBABILITIES_LAYER)(x)
     return keras.Model(inputs, outputs, name="jewelry_classifier")
 
 
 def embedding_model(classifier: keras.Model) -> keras.Model:
     """The classifier up to its penultimate (embedding) layer."""
     return keras.Model(classifier.inputs, classifier.get_layer(EMBEDDING_LAYER).output, name="classifier_embedding")
+
+
+def probabilities_from_embeddings(classifier: keras.Model, embeddings: np.ndarray) -> np.ndarray:
+    """Class probabilities from embeddings: the head alone, since dropout is off at inference."""
+    return keras.ops.convert_to_numpy(classifier.get_layer(PROBABILITIES_LAYER)(embeddings))

@@ -53,20 +53,17 @@ def batches(
             chosen = order[start : start + batch_size]
             rows = indices[chosen]
             sort = np.argsort(rows)  # memmap reads are fastest in increasing order
-            yield (images[rows[sort]], targets[chosen][sort]) if targets is not None else images[rows[sort]]
+            batch = images[rows[sort]]
+            yield batch, (batch if targets is None else targets[chosen][sort])
 
     image_spec = tf.TensorSpec((None, *size), tf.uint8)
-    if targets is None:
-        dataset = tf.data.Dataset.from_generator(generate, output_signature=image_spec)
-        dataset = dataset.map(lambda x: tf.cast(x, tf.float32))
-        if augment is not None:
-            dataset = dataset.map(lambda x: augment(x, training=True))
-        return dataset.map(lambda x: (x, x / 255.0)).prefetch(2)
-    target_spec = tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
+    target_spec = image_spec if targets is None else tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=(image_spec, target_spec))
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
+    if targets is None:
+        dataset = dataset.map(lambda x, _: (x, x / 255.0))
     return dataset.prefetch(2)
 
 

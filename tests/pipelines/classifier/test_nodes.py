@@ -15,7 +15,7 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.metrics import history_metrics
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset
 from jewelry_pipeline.models.files import load_keras_safe
-from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.models.classifier import build_classifier, embedding_model, probabilities_from_embeddings
 from jewelry_pipeline.pipelines.classifier.nodes import (
     _class_weights,
     baseline_classifier,
@@ -65,6 +65,9 @@ def test_model_shapes_and_embedding():
     model = build_classifier(32, 5, filters=(4, 8), embedding_dim=12)
     assert model.output_shape == (None, 5)
     assert embedding_model(model).output_shape == (None, 12)
+    batch = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
+    embeddings = embedding_model(model)(batch).numpy()
+    np.testing.assert_allclose(probabilities_from_embeddings(model, embeddings), model(batch).numpy(), atol=1e-6)
 
 
 def test_training_history_has_every_metric_per_epoch(trained):

@@ -17,7 +17,7 @@ from sklearn.preprocessing import StandardScaler
 
 from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.metrics import single_step
-from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.models.classifier import build_classifier, embedding_model, probabilities_from_embeddings
 from jewelry_pipeline.models.data import augmenter, batches, predict_batches, seed_everything
 from jewelry_pipeline.plots import (
     confusion_matrix_figure,
@@ -183,5 +183,5 @@ def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame
     """Classifier embeddings (penultimate layer) and class probabilities for every catalog item."""
     rows = manifest["store_index"].to_numpy()
     embeddings = predict_batches(embedding_model(model), images, rows)
-    probabilities = predict_batches(model, images, rows)
+    probabilities = probabilities_from_embeddings(model, embeddings)
     return {"item_id": manifest["item_id"].to_numpy().astype(str), "embeddings": embeddings.astype(np.float32), "probabilities": probabilities.astype(np.float32)}

@@ -19,21 +19,14 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, s
 from sklearn.preprocessing import StandardScaler
 
 from jewelry_pipeline.images import downsized_pixels
+from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import single_step
 from jewelry_pipeline.plots import gallery_figure
+from jewelry_pipeline.search import l2_normalise
 
 logger = logging.getLogger(__name__)
 
 METHODS = ("kmeans_pixels", "pca_kmeans", "ae_kmeans")
-
-
-def aligned(item_ids: np.ndarray, arrays: dict[str, np.ndarray], key: str) -> np.ndarray:
-    """Rows of `arrays[key]` reordered to follow `item_ids`."""
-    position = {item: i for i, item in enumerate(arrays["item_id"])}
-    missing = [i for i in item_ids if i not in position]
-    if missing:
-        raise ValueError(f"{len(missing)} items have no '{key}' vector (first: {missing[0]}); rerun the pipeline that makes it")
-    return arrays[key][[position[i] for i in item_ids]]
 
 
 def _best_kmeans(features: np.ndarray, k_values: list[int], seed: int) -> tuple[np.ndarray, int, float]:
@@ -70,22 +63,20 @@ def cluster_category(
         "pca_kmeans": PCA(components, random_state=seed).fit_transform(StandardScaler().fit_transform(pixels)),
         "ae_kmeans": StandardScaler().fit_transform(aligned(item_ids, latents, "latents")),
     }
-    common = aligned(item_ids, classifier_embeddings, "embeddings")
-    common = common / np.maximum(np.linalg.norm(common, axis=1, keepdims=True), 1e-12)
-    truth = category_manifest[["path"]].merge(substyle_labels[["path", "substyle"]], on="path", how="left")["substyle"]
-    has_truth = len(truth) > 0 and truth.notna().all()
+    common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
+    truth = substyles_of(category_manifest, substyle_labels)
     assignments, metric_rows = [], []
     for method, features in spaces.items():
         labels, k, own = _best_kmeans(features, k_values, seed)
         row = {"category": category, "method": method, "k": k, "silhouette": own}
         row["silhouette_common"] = float(silhouette_score(common, labels)) if k > 1 else float("nan")
-        if has_truth:
+        if truth is not None:
             row["ari"] = float(adjusted_rand_score(truth, labels))
             row["nmi"] = float(normalized_mutual_info_score(truth, labels))
         metric_rows.append(row)
         assignments.append(pd.DataFrame({"item_id": item_ids, "category": category, "method": method, "cluster": labels}))
         logger.info("clustering %s/%s: %s", category, method, {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items() if key not in ("category", "method")})
-    if not has_truth:
+    if truth is None:
         logger.info("No sub-style ground truth for '%s': ARI and NMI are not computed", category)
     return pd.concat(assignments, ignore_index=True), pd.DataFrame(metric_rows)
 

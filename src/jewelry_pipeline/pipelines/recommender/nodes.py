@@ -11,8 +11,8 @@ from sklearn.decomposition import PCA
 from sklearn.preprocessing import StandardScaler
 
 from jewelry_pipeline.images import downsized_pixels
+from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import precision_and_ap_at_k, single_step
-from jewelry_pipeline.pipelines.clustering.nodes import aligned
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -22,16 +22,13 @@ CATEGORY_SCOPED = {"autoencoder", "combined"}
 SOURCES = ("pixels", "pca", "autoencoder", "classifier", "combined")
 
 
-def _latents_by_item(manifest: pd.DataFrame, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
-    """Per-category standardised, unit-length autoencoder latents, aligned to the manifest."""
-    position = {item: i for i, item in enumerate(manifest["item_id"].astype(str))}
-    out = None
-    for arrays in latents:
-        scaled = l2_normalise(StandardScaler().fit_transform(arrays["latents"]))
-        if out is None:
-            out = np.zeros((len(position), scaled.shape[1]), np.float32)
-        out[[position[i] for i in arrays["item_id"]]] = scaled
-    return out
+def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
+    """Per-category standardised, unit-length autoencoder latents, aligned to `item_ids`."""
+    merged = {
+        "item_id": np.concatenate([arrays["item_id"] for arrays in latents]),
+        "latents": np.concatenate([l2_normalise(StandardScaler().fit_transform(arrays["latents"])) for arrays in latents]),
+    }
+    return aligned(item_ids, merged, "latents")
 
 
 def embedding_sources(
@@ -46,7 +43,7 @@ def embedding_sources(
     components = min(int(recommender["pca_components"]), int(gallery.sum()) - 1)
     pca = PCA(components, random_state=int(recommender["seed"])).fit(scaler.transform(pixels[gallery]))
     classifier = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
-    autoencoder = _latents_by_item(manifest, latents)
+    autoencoder = _latents_by_item(item_ids, latents)
     weight = float(recommender["combined_autoencoder_weight"])
     return {
         "item_id": item_ids,
@@ -67,13 +64,16 @@ def evaluate_retrieval(
     gallery = manifest["split"].isin(["train", "val"]).to_numpy()
     queries = (manifest["split"] == "test").to_numpy()
     category = manifest["category"].to_numpy()
-    substyle = manifest[["path"]].merge(substyle_labels[["path", "substyle"]], on="path", how="left")["substyle"].to_numpy()
-    has_substyles = len(substyle_labels) > 0 and not pd.isna(substyle).any()
+    substyle = substyles_of(manifest, substyle_labels)
+    levels = {"category": category} if substyle is None else {"category": category, "substyle": substyle.to_numpy()}
+    query_rows = np.flatnonzero(queries)
+    # How many gallery items are relevant to each query, per level: the same for every source.
+    relevant_totals = {name: (labels[query_rows][:, None] == labels[gallery][None, :]).sum(axis=1) for name, labels in levels.items()}
     predicted = np.array(categories)[sources["predicted_class"]]
     rows = []
     for source in SOURCES:
         index = EmbeddingIndex(sources["item_id"][gallery], sources[source][gallery])
-        query_vectors, query_rows = sources[source][queries], np.flatnonzero(queries)
+        query_vectors = sources[source][queries]
         positions = np.zeros((len(query_rows), k), int)
         if source in CATEGORY_SCOPED:
             for name in np.unique(predicted[query_rows]):
@@ -82,13 +82,10 @@ def evaluate_retrieval(
                 positions[chosen] = found
         else:
             positions, _ = index.search(query_vectors, k)
-        gallery_category, gallery_substyle = category[gallery], substyle[gallery]
         row = {"source": source}
-        relevance = {"category": (gallery_category[positions] == category[query_rows][:, None], category[query_rows][:, None] == gallery_category[None, :])}
-        if has_substyles:
-            relevance["substyle"] = (gallery_substyle[positions] == substyle[query_rows][:, None], substyle[query_rows][:, None] == gallery_substyle[None, :])
-        for level, (hits, all_relevant) in relevance.items():
-            precision, average_precision = precision_and_ap_at_k(hits, all_relevant.sum(axis=1), k)
+        for level, labels in levels.items():
+            hits = labels[gallery][positions] == labels[query_rows][:, None]
+            precision, average_precision = precision_and_ap_at_k(hits, relevant_totals[level], k)
             row[f"precision_at_{k}.{level}"] = precision
             row[f"map_at_{k}.{level}"] = average_precision
         rows.append(row)
