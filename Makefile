@@ -8,6 +8,8 @@ STAMP := $(VENV)/.installed
 RAW_DIR := data/01_raw/jewelry
 SYNTH_ARGS ?= --per-category 500 --seed 42 --size 128
 KEDRO_ARGS ?=
+PORT ?= 3000
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export KEDRO_DISABLE_TELEMETRY := true
 export DO_NOT_TRACK := 1
@@ -15,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test data viz mlflow-ui benchmarks clean
+.PHONY: setup run test browser serve bento data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -33,8 +35,22 @@ data: $(STAMP)
 run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The web-page test drives Debian's headless Chromium through its own chromedriver (nothing downloaded).
+browser:
+	@command -v chromedriver >/dev/null 2>&1 || { \
+		echo "Installing Debian's chromium and chromium-driver for the web-page test"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# The service on 127.0.0.1:3000, serving the champion bundle from the BentoML model store
+# (or JEWELRY_BUNDLE=path/to/bundle). Web page at http://127.0.0.1:3000/.
+serve: $(STAMP)
+	$(BIN)/bentoml serve jewelry_pipeline.serving.service:JewelryService --host 127.0.0.1 --port $(PORT)
+
+bento: $(STAMP)
+	$(BIN)/bentoml build .
 
 viz: $(STAMP)
 	$(BIN)/kedro viz run --host 127.0.0.1
@@ -46,6 +62,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/ingest.py
 	$(BIN)/python benchmarks/train_classifier.py
 	$(BIN)/python benchmarks/retrieval.py
+	$(BIN)/python benchmarks/serve.py
 
 clean:
 	rm -rf data/0[2-8]_*/[!.]* mlruns/[!.]*

@@ -23,6 +23,7 @@ import pandas as pd
 from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 
 BUNDLE_FORMAT = 1
+BUNDLE_MODEL_NAME = "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
 
 

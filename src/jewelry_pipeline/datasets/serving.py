@@ -10,7 +10,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from jewelry_pipeline.bundle import ServingBundle, read_bundle, write_bundle
+from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, ServingBundle, read_bundle, write_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -79,7 +79,7 @@ def _latest_logged_models(experiment_id: str) -> dict[str, Any]:
 class ServingBundleDataset(AbstractDataset[dict, ServingBundle]):
     """Writes the serving bundle locally and, when promoted, into the BentoML model store."""
 
-    def __init__(self, path: str, bentoml_name: str, metadata: dict | None = None):
+    def __init__(self, path: str, bentoml_name: str = BUNDLE_MODEL_NAME, metadata: dict | None = None):
         self._path = Path(path)
         self._bentoml_name = bentoml_name
         self.metadata = metadata

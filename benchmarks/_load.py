@@ -1,0 +1,164 @@
+"""A bounded HTTP load generator (127.0.0.1 only) and helpers to start servers for benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urlparse
+
+import httpx
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+QUIET_ENV = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+
+
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _loopback(url: str) -> str:
+    host = urlparse(url).hostname
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        raise ValueError(f"load is only ever sent to this machine's loopback, not {host}")
+    return url
+
+
+@dataclass
+class Server:
+    """A server process started for a benchmark, with its log file."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+
+    def stop(self) -> None:
+        """Terminate (then kill) the process, bounded in time."""
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+
+
+def start(command: list[str], env: dict[str, str], ready_path: str, log: Path, timeout_s: float = 180) -> Server:
+    """Start `command` (which must listen on the port in `env['PORT']`) and wait until `ready_path` is 200."""
+    port = env["PORT"]
+    log.parent.mkdir(parents=True, exist_ok=True)
+    process = subprocess.Popen(command, env={**os.environ, **QUIET_ENV, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    server = Server(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + timeout_s
+    with httpx.Client(base_url=server.url, timeout=2) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                if client.get(ready_path).status_code == 200:
+                    return server
+            except httpx.TransportError:
+                pass
+            time.sleep(0.2)
+    server.stop()
+    raise RuntimeError(f"{command[:3]} did not become ready; see {log}")
+
+
+def start_bentoml(bundle: Path, log: Path, extra_env: dict[str, str] | None = None) -> Server:
+    """The project's BentoML service on a free loopback port, serving `bundle`."""
+    port = str(free_port())
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    command = [bentoml, "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", port]
+    return start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle), **(extra_env or {})}, "/readyz", log)
+
+
+@dataclass
+class LoadResult:
+    """What one bounded load run measured."""
+
+    concurrency: int
+    requests: int
+    seconds: float
+    latencies_ms: list[float]
+    statuses: Counter
+
+    def summary(self) -> dict:
+        """Latency percentiles, throughput and answers by class."""
+        ok = [lat for lat in self.latencies_ms]
+        pct = (lambda q: round(float(np.percentile(ok, q)), 2)) if ok else (lambda q: None)
+        return {
+            "concurrency": self.concurrency,
+            "requests": self.requests,
+            "seconds": round(self.seconds, 2),
+            "throughput_rps": round(self.statuses.get(200, 0) / self.seconds, 2) if self.seconds else 0.0,
+            "p50_ms": pct(50),
+            "p95_ms": pct(95),
+            "p99_ms": pct(99),
+            "ok": self.statuses.get(200, 0),
+            "status_429": self.statuses.get(429, 0),
+            "other_4xx": sum(n for s, n in self.statuses.items() if isinstance(s, int) and 400 <= s < 500 and s != 429),
+            "errors_5xx": sum(n for s, n in self.statuses.items() if isinstance(s, int) and s >= 500),
+            "transport_errors": self.statuses.get("transport", 0),
+        }
+
+
+async def _run(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float, on_tick=None) -> LoadResult:
+    latencies, statuses = [], Counter()
+    issued = 0
+    deadline = time.monotonic() + duration_s
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+
+    async with httpx.AsyncClient(base_url=_loopback(url), timeout=timeout_s, limits=limits) as client:
+
+        async def worker(worker_id: int) -> None:
+            nonlocal issued
+            while time.monotonic() < deadline and issued < max_requests:
+                payload = payloads[issued % len(payloads)]
+                issued += 1
+                started = time.perf_counter()
+                try:
+                    response = await client.post(path, **payload)
+                    statuses[response.status_code] += 1
+                    if response.status_code == 200:
+                        latencies.append((time.perf_counter() - started) * 1000)
+                except httpx.TransportError:
+                    statuses["transport"] += 1
+                if on_tick is not None:
+                    on_tick(issued)
+
+        started = time.monotonic()
+        await asyncio.gather(*(worker(i) for i in range(concurrency)))
+        elapsed = time.monotonic() - started
+    return LoadResult(concurrency, issued, elapsed, latencies, statuses)
+
+
+def run_load(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float = 60, on_tick=None) -> LoadResult:
+    """`concurrency` clients send requests until `duration_s` passes or `max_requests` are sent."""
+    return asyncio.run(_run(url, path, payloads, concurrency, duration_s, max_requests, timeout_s, on_tick))
+
+
+def sample_payloads(count: int = 16, seed: int = 0) -> list[dict]:
+    """Multipart /recommend payloads: photos from the built-in dataset, or generated ones."""
+    photos = sorted((ROOT / "data/01_raw/jewelry").glob("*/*.jpg"))[::50][:count]
+    if photos:
+        blobs = [(p.name, p.read_bytes()) for p in photos]
+    else:
+        import cv2
+
+        from jewelry_pipeline.synth import CATEGORIES, SUBSTYLES, render
+
+        rng = np.random.default_rng(seed)
+        blobs = []
+        for i in range(count):
+            category = CATEGORIES[i % len(CATEGORIES)]
+            image = render(category, sorted(SUBSTYLES[category])[i % 3], rng, 128)
+            blobs.append((f"synthetic{i}.jpg", cv2.imencode(".jpg", image)[1].tobytes()))
+    return [{"files": {"image": (name, data, "image/jpeg")}, "data": {"k": "10"}} for name, data in blobs]

@@ -1,0 +1,57 @@
+"""The naive baseline: one Flask process, one thread, one `model.predict` per request (the original design).
+
+It does the same work as `/recommend`: the shared decoder, the classifier, and exact search over the
+same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import keras
+import numpy as np
+from flask import Flask, jsonify, request
+
+from jewelry_pipeline.bundle import read_bundle
+from jewelry_pipeline.images import DecodeLimits, ImageRejected, preprocess
+from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
+from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+
+
+def create_app(bundle_path: str) -> Flask:
+    """A Flask app answering /recommend and /readyz from a bundle."""
+    bundle = read_bundle(bundle_path)
+    size = int(bundle.config["preprocessing"]["image_size"])
+    limits = DecodeLimits.from_config(bundle.config["preprocessing"])
+    model = keras.Model(bundle.classifier.inputs, [bundle.classifier.get_layer(EMBEDDING_LAYER).output, bundle.classifier.output])
+    index = EmbeddingIndex.from_arrays(bundle.index)
+    catalog = bundle.catalog
+    app = Flask("naive")
+
+    @app.get("/readyz")
+    def readyz():
+        return "ok"
+
+    @app.post("/recommend")
+    def recommend():
+        upload = request.files.get("image")
+        if upload is None:
+            return jsonify(error="missing image"), 400
+        try:
+            image, _ = preprocess(upload.read(), size, limits)
+        except ImageRejected as exc:
+            return jsonify(error=str(exc)), 400
+        k = int(request.form.get("k", 10))
+        embedding, probabilities = model.predict(image[None].astype(np.float32), verbose=0)
+        positions, scores = index.search(l2_normalise(embedding), k)
+        rows = catalog.iloc[positions[0]]
+        return jsonify(
+            category=bundle.class_names[int(np.argmax(probabilities[0]))],
+            items=[{"item_id": str(r.item_id), "score": float(s)} for r, s in zip(rows.itertuples(), scores[0])],
+        )
+
+    return app
+
+
+if __name__ == "__main__":
+    create_app(sys.argv[1]).run(host="127.0.0.1", port=int(sys.argv[2]), threaded=False)

@@ -1,0 +1,204 @@
+"""The recommendation engine: classify, embed and search a verified serving bundle (no HTTP here)."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import logging
+from dataclasses import dataclass
+from typing import Any
+
+import cv2
+import keras
+import numpy as np
+import pandas as pd
+import tensorflow as tf
+
+from jewelry_pipeline.bundle import BundleError, ServingBundle
+from jewelry_pipeline.images import DecodeLimits, preprocess
+from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
+from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+
+logger = logging.getLogger(__name__)
+
+# Index sources whose query vector the bundle can compute from a photo.
+SERVABLE_SOURCES = ("classifier",)
+
+
+class NotFound(LookupError):
+    """An item id or category the catalog does not hold."""
+
+
+@dataclass(frozen=True)
+class Features:
+    """One photo's classifier output: its embedding and class probabilities."""
+
+    embedding: np.ndarray
+    probabilities: np.ndarray
+
+
+class RecommendationEngine:
+    """Everything a request needs, built once from a bundle: the model, the index and the catalog."""
+
+    def __init__(self, bundle: ServingBundle, label: str = ""):
+        config = bundle.config
+        self.class_names = bundle.class_names
+        self.preprocessing = dict(config["preprocessing"])
+        self.image_size = int(self.preprocessing["image_size"])
+        self.pad_value = int(self.preprocessing.get("pad_value", 255))
+        self.limits = DecodeLimits.from_config(self.preprocessing)
+        source = str(bundle.index.get("source", "classifier"))
+        if source not in SERVABLE_SOURCES:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes '{source}' vectors; the service can embed queries only for {SERVABLE_SOURCES}")
+        self.index = EmbeddingIndex.from_arrays(bundle.index).build()
+        self.catalog = bundle.catalog.reset_index(drop=True)
+        if not np.array_equal(self.catalog["item_id"].to_numpy().astype(str), self.index.item_ids):
+            raise BundleError(f"serving bundle '{bundle.path}' has a catalog that is not in index order")
+        self.thumbnails = bundle.thumbnails
+        self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
+        self.version = {"bundle": label or str(bundle.path), **{k: v for k, v in config["version"].items() if k != "promotion"}}
+        self._categories = self.catalog["category"].to_numpy().astype(str)
+        self._clusters = self.catalog["cluster"].to_numpy().astype(int)
+        self._centroids = self._cluster_centroids()
+        classifier = bundle.classifier
+        both = keras.Model(classifier.inputs, [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output])
+        self._forward = tf.function(
+            lambda images: both(tf.cast(images, tf.float32), training=False),
+            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
+            reduce_retracing=True,
+        )
+        self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
+        logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
+
+    def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """Per category: cluster ids and their unit-length mean vectors in index space."""
+        centroids = {}
+        for category in np.unique(self._categories):
+            rows = (self._categories == category) & (self._clusters >= 0)
+            ids = np.unique(self._clusters[rows])
+            if len(ids):
+                means = np.stack([self.index.vectors[rows & (self._clusters == c)].mean(axis=0) for c in ids])
+                centroids[category] = (ids, l2_normalise(means))
+        return centroids
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Decode an upload with the shared safe decoder and letterbox it to the model's input."""
+        image, _ = preprocess(data, self.image_size, self.limits, self.pad_value)
+        return image
+
+    def features(self, images: np.ndarray) -> np.ndarray:
+        """Embeddings and probabilities for a batch of prepared images, side by side in one array."""
+        images = np.asarray(images, dtype=np.uint8)
+        expected = (self.image_size, self.image_size, 3)
+        if images.ndim != 4 or images.shape[1:] != expected:
+            raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}); got {images.shape}")
+        embeddings, probabilities = self._forward(images)
+        return np.hstack([embeddings.numpy(), probabilities.numpy()]).astype(np.float32)
+
+    def pack(self, image: np.ndarray) -> str:
+        """A prepared image as compact text (base64 of its uint8 pixels) for the batched model call."""
+        return base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode("ascii")
+
+    def unpack(self, packed: list[str]) -> np.ndarray:
+        """`pack` reversed for a batch; anything of the wrong size is a ValueError."""
+        side, expected = self.image_size, self.image_size * self.image_size * 3
+        images = np.empty((len(packed), side, side, 3), np.uint8)
+        for i, text in enumerate(packed):
+            try:
+                raw = base64.b64decode(text, validate=True)
+            except (binascii.Error, ValueError, TypeError):
+                raise ValueError(f"image {i} is not base64 text") from None
+            if len(raw) != expected:
+                raise ValueError(f"image {i} has {len(raw)} bytes; expected {expected} ({side}x{side}x3 uint8)")
+            images[i] = np.frombuffer(raw, np.uint8).reshape(side, side, 3)
+        return images
+
+    def split(self, row: np.ndarray) -> Features:
+        """Cut one `features` row back into embedding and probabilities."""
+        n_classes = len(self.class_names)
+        return Features(np.asarray(row[:-n_classes]), np.asarray(row[-n_classes:]))
+
+    def classify(self, features: Features) -> dict[str, Any]:
+        """Predicted category and every class probability."""
+        probabilities = {name: round(float(p), 6) for name, p in zip(self.class_names, features.probabilities)}
+        return {"category": self.class_names[int(np.argmax(features.probabilities))], "probabilities": probabilities, "model_version": self.version}
+
+    def check_category(self, category: str | None) -> str | None:
+        """The category filter itself, or NotFound naming the valid ones."""
+        if category and category not in self.class_names:
+            raise NotFound(f"unknown category '{category}'; choose one of {self.class_names}")
+        return category or None
+
+    def recommend(self, features: Features, k: int, category: str | None = None) -> dict[str, Any]:
+        """Predicted category and cluster, and the k most similar catalog items (optionally one category)."""
+        category = self.check_category(category)
+        result = self.classify(features)
+        vector = l2_normalise(features.embedding[None, :])[0]
+        allowed = self._categories == category if category else None
+        positions, scores = self.index.search(vector[None, :], k, allowed=allowed)
+        result["cluster"] = self._nearest_cluster(vector, result["category"])
+        result["items"] = self._items(positions[0], scores[0])
+        return result
+
+    def recommend_by_id(self, item_id: str, k: int) -> dict[str, Any]:
+        """The k items most similar to a catalog item, excluding itself."""
+        position = self.position_of.get(str(item_id))
+        if position is None:
+            raise NotFound(f"unknown item_id '{item_id}'")
+        vector = self.index.vectors[position]
+        positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)))
+        keep = positions[0] != position
+        item = self._items(np.array([position]), np.array([1.0]))[0]
+        return {"item": item, "items": self._items(positions[0][keep][:k], scores[0][keep][:k]), "model_version": self.version}
+
+    def _nearest_cluster(self, vector: np.ndarray, category: str) -> int | None:
+        """The cluster of `category` whose centroid is closest to the query."""
+        if category not in self._centroids:
+            return None
+        ids, means = self._centroids[category]
+        return int(ids[int(np.argmax(means @ vector))])
+
+    def _items(self, positions: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
+        """Catalog rows as response items."""
+        rows = self.catalog.iloc[positions]
+        return [
+            {"item_id": str(r.item_id), "score": round(float(s), 6), "category": str(r.category), "cluster": int(r.cluster), "thumbnail": f"/items/{r.item_id}/thumbnail"}
+            for r, s in zip(rows.itertuples(index=False), scores)
+        ]
+
+    def catalog_summary(self) -> dict[str, Any]:
+        """Categories with their item counts and cluster sizes."""
+        counts = self.catalog.groupby(["category", "cluster"]).size()
+        categories = []
+        for name in self.class_names:
+            clusters = counts.get(name, pd.Series(dtype=int))
+            categories.append(
+                {
+                    "name": name,
+                    "count": int(clusters.sum()),
+                    "clusters": [{"cluster": int(c), "count": int(n)} for c, n in clusters.items()],
+                }
+            )
+        return {"total": len(self.catalog), "categories": categories, "model_version": self.version}
+
+    def catalog_items(self, category: str | None, cluster: int | None, offset: int, limit: int) -> dict[str, Any]:
+        """One page of catalog items, optionally one category and one cluster."""
+        chosen = np.ones(len(self.catalog), bool)
+        if self.check_category(category):
+            chosen &= self._categories == category
+        if cluster is not None:
+            chosen &= self._clusters == cluster
+        positions = np.flatnonzero(chosen)
+        page = positions[offset : offset + limit]
+        return {"total": int(len(positions)), "offset": offset, "items": self._items(page, np.ones(len(page)))}
+
+    def thumbnail_png(self, item_id: str) -> bytes:
+        """The item's stored thumbnail as PNG bytes."""
+        position = self.position_of.get(str(item_id))
+        if position is None:
+            raise NotFound(f"unknown item_id '{item_id}'")
+        row = int(self.catalog.at[position, "thumbnail_row"])
+        ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.asarray(self.thumbnails[row]), cv2.COLOR_RGB2BGR))
+        if not ok:
+            raise BundleError(f"thumbnail of '{item_id}' could not be encoded")
+        return encoded.tobytes()

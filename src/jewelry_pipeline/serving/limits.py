@@ -1,0 +1,66 @@
+"""Edge guards: load shedding (429 over N in flight) and the internal-only batched model endpoint."""
+
+from __future__ import annotations
+
+
+from starlette.responses import JSONResponse
+
+
+class ConcurrencyLimit:
+    """ASGI middleware: a request to `paths` over `max_concurrency` in flight is answered 429.
+
+    Health, metrics, the page and thumbnails are never limited. The service's own batched model
+    calls carry `exempt_header: exempt_token` and are not counted twice.
+    """
+
+    def __init__(self, app, max_concurrency: int, paths: tuple[str, ...], exempt_header: bytes = b"", exempt_token: bytes = b""):
+        self.app = app
+        self.max_concurrency = int(max_concurrency)
+        self.paths = tuple(paths)
+        self.exempt = (exempt_header.lower(), exempt_token) if exempt_header else None
+        self.in_flight = 0
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["path"] not in self.paths or self._exempt(scope):
+            return await self.app(scope, receive, send)
+        if self.in_flight >= self.max_concurrency:
+            response = JSONResponse(
+                {"error": f"over {self.max_concurrency} requests in flight; retry shortly", "reason": "too_many_requests"},
+                status_code=429,
+                headers={"Retry-After": "1"},
+            )
+            return await response(scope, receive, send)
+        self.in_flight += 1
+        try:
+            await self.app(scope, receive, send)
+        finally:
+            self.in_flight -= 1
+
+    def _exempt(self, scope) -> bool:
+        if self.exempt is None:
+            return False
+        header, token = self.exempt
+        return any(name == header and value == token for name, value in scope.get("headers") or [])
+
+
+
+
+class InternalOnly:
+    """ASGI middleware: `paths` answer only requests carrying `header: token`; others get a JSON 404.
+
+    The batched model endpoint takes raw arrays; only the service's own calls, built from
+    decoded and checked uploads, may reach it.
+    """
+
+    def __init__(self, app, paths: tuple[str, ...], header: bytes, token: bytes):
+        self.app = app
+        self.paths = tuple(paths)
+        self.header = header.lower()
+        self.token = token
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] in self.paths:
+            if not any(name == self.header and value == self.token for name, value in scope.get("headers") or []):
+                response = JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)

@@ -1,0 +1,244 @@
+"""The BentoML service: a thin HTTP layer over `RecommendationEngine`, with the web page at `/`.
+
+Start it with `make serve` (or `bentoml serve jewelry_pipeline.serving.service:JewelryService`).
+It serves the bundle named by `JEWELRY_BUNDLE`: a bundle folder, or a BentoML model tag
+(default: the latest champion, `jewelry-bundle:latest`).
+"""
+
+from __future__ import annotations
+
+import os
+
+# Telemetry is already off (the package's __init__); pickles are refused by MLflow in this process.
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # never overridable in the serving process
+
+import logging  # noqa: E402
+import secrets  # noqa: E402
+import threading  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+import anyio  # noqa: E402
+import bentoml  # noqa: E402
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
+from fastapi import FastAPI, Request  # noqa: E402
+from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+
+from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
+from jewelry_pipeline.images import ImageRejected  # noqa: E402
+from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine  # noqa: E402
+from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly  # noqa: E402
+from jewelry_pipeline.serving.uploads import (  # noqa: E402
+    MULTIPART_OVERHEAD,
+    ApiError,
+    BodySizeLimit,
+    image_field,
+    int_field,
+    json_object,
+    read_form,
+    rejected_upload,
+    text_field,
+)
+
+logger = logging.getLogger(__name__)
+
+STATIC = Path(__file__).parent / "static"
+MAX_K = 50
+DEFAULT_K = 10
+MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more in flight get 429
+LOAD_DELAY_SECONDS = float(os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0"))  # holds readiness back (probe tests)
+LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
+INTERNAL_PATHS = ("/embed",)
+INTERNAL_HEADER = "x-jewelry-internal"
+INTERNAL_TOKEN = secrets.token_hex(16)  # marks this process's own batched model calls
+LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
+
+
+def bundle_reference() -> str:
+    """What to serve: `JEWELRY_BUNDLE`, or the latest champion in the BentoML model store."""
+    return os.environ.get("JEWELRY_BUNDLE", f"{BUNDLE_MODEL_NAME}:latest")
+
+
+def bundle_location(reference: str) -> tuple[Path, str]:
+    """A bundle folder, or the folder of a BentoML model tag in the local store, with a label."""
+    path = Path(reference)
+    if path.is_dir() or os.sep in reference or reference.startswith("."):
+        return path, str(path)
+    try:
+        model = bentoml.models.get(reference)
+    except Exception as exc:  # noqa: BLE001 - any store failure means there is nothing to serve
+        raise BundleError(f"no serving bundle '{reference}' in the BentoML model store ({exc}); run `make run` first") from None
+    return Path(model.path), str(model.tag)
+
+
+def upload_cap() -> int:
+    """Bytes a request body may hold: the bundle's decode cap plus room for the form."""
+    if override := os.environ.get("JEWELRY_MAX_REQUEST_BYTES"):
+        return int(override)
+    engine = LOADED.get("engine")
+    return (engine.limits.max_bytes if engine else 40 * 1024 * 1024) + MULTIPART_OVERHEAD
+
+
+web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
+
+
+@web.exception_handler(ApiError)
+async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+    return exc.response()
+
+
+@bentoml.service(name="jewelry", workers=1, traffic={"timeout": 30})
+@bentoml.asgi_app(web, path="/")
+class JewelryService:
+    """Classify a photo and recommend visually similar catalog items."""
+
+    @bentoml.on_deployment
+    def check_bundle() -> None:
+        """Before any worker starts: a missing, corrupt or truncated bundle stops `bentoml serve` here."""
+        path, label = bundle_location(bundle_reference())
+        verify_bundle(path)
+        logger.info("Serving bundle %s verified", label)
+
+    def __init__(self) -> None:
+        path, label = bundle_location(bundle_reference())
+        verify_bundle(path)
+        self.engine: RecommendationEngine | None = None
+        self.load_error: str | None = None
+        self._internal: httpx.AsyncClient | None = None
+        self._loader = threading.Thread(target=self._load, args=(path, label), name="bundle-loader", daemon=True)
+        self._loader.start()
+
+    def _load(self, path: Path, label: str) -> None:
+        """Load models and index off the request path; /readyz answers 503 until this is done."""
+        try:
+            engine = RecommendationEngine(read_bundle(path), label)
+            time.sleep(LOAD_DELAY_SECONDS)
+        except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
+            self.load_error = str(exc)
+            logger.error("Serving bundle failed to load: %s", exc)
+            return
+        self.engine = LOADED["engine"] = engine
+        logger.info("Serving bundle %s loaded", label)
+
+    def __is_ready__(self) -> bool:
+        return self.engine is not None
+
+    def _ready_engine(self) -> RecommendationEngine:
+        if self.engine is None:
+            raise ApiError(503, self.load_error or "the model bundle is still loading", "not_ready")
+        return self.engine
+
+    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=20_000)
+    def embed(self, images: list[str]) -> list[list[float]]:
+        """Batched model call: packed letterboxed images -> embedding ‖ probabilities, one row each."""
+        if self.engine is None:
+            raise ServiceUnavailable("the model bundle is still loading")
+        try:
+            return self.engine.features(self.engine.unpack(images)).tolist()
+        except ValueError as exc:
+            raise InvalidArgument(str(exc)) from None
+
+    async def _features(self, engine: RecommendationEngine, data: bytes):
+        """Decode in a worker thread, then one call to the adaptive-batched `embed` API."""
+        try:
+            image = await anyio.to_thread.run_sync(engine.prepare, data)
+        except ImageRejected as exc:
+            raise rejected_upload(exc) from None
+        response = await self._internal_client().post("/embed", json={"images": [engine.pack(image)]})
+        if response.status_code != 200:
+            raise ApiError(503 if response.status_code == 503 else 500, "the model call failed; see the server log", "model_error")
+        return engine.split(np.asarray(response.json(), dtype=np.float32)[0])
+
+    def _internal_client(self) -> httpx.AsyncClient:
+        """An in-process client to this service's own ASGI app (no socket), marked as internal."""
+        if self._internal is None:
+            self._internal = httpx.AsyncClient(
+                transport=httpx.ASGITransport(app=self.to_async.app),
+                base_url="http://jewelry.internal",
+                headers={INTERNAL_HEADER: INTERNAL_TOKEN},
+                timeout=30,
+            )
+        return self._internal
+
+    @web.get("/")
+    async def index(self) -> FileResponse:
+        """The web page: upload a photo, see its category and similar items, browse the catalog."""
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @web.post("/classify")
+    async def classify(self, request: Request) -> JSONResponse:
+        """Multipart `image` -> category, probabilities and model version."""
+        engine = self._ready_engine()
+        form = await read_form(request, engine.limits.max_bytes)
+        features = await self._features(engine, await image_field(form))
+        return JSONResponse(engine.classify(features))
+
+    @web.post("/recommend")
+    async def recommend(self, request: Request) -> JSONResponse:
+        """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar items."""
+        engine = self._ready_engine()
+        form = await read_form(request, engine.limits.max_bytes)
+        k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
+        category = text_field(form.get("category"), "category")
+        _check(engine.check_category, category)
+        features = await self._features(engine, await image_field(form))
+        return JSONResponse(await _in_thread(engine.recommend, features, k, category))
+
+    @web.post("/recommend_by_id")
+    async def recommend_by_id(self, request: Request) -> JSONResponse:
+        """JSON `{"item_id": ..., "k": 10}` -> the item and its most similar catalog items."""
+        engine = self._ready_engine()
+        body = await json_object(request)
+        item_id = body.get("item_id")
+        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id) == "":
+            raise ApiError(400, "field 'item_id' must be a non-empty string", "missing_field" if item_id is None else "wrong_field_type")
+        k = int_field(body.get("k"), "k", DEFAULT_K, 1, MAX_K)
+        return JSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
+
+    @web.get("/items/{item_id}/thumbnail")
+    async def thumbnail(self, item_id: str) -> Response:
+        """The catalog item's thumbnail (PNG)."""
+        png = await _in_thread(self._ready_engine().thumbnail_png, item_id)
+        return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+
+    @web.get("/catalog")
+    async def catalog(self) -> JSONResponse:
+        """Categories, item counts and clusters."""
+        return JSONResponse(self._ready_engine().catalog_summary())
+
+    @web.get("/catalog/items")
+    async def catalog_items(self, request: Request) -> JSONResponse:
+        """A page of items: query `category`, `cluster`, `offset`, `limit` (at most 200)."""
+        engine = self._ready_engine()
+        query = request.query_params
+        cluster = query.get("cluster")
+        page = await _in_thread(
+            engine.catalog_items,
+            text_field(query.get("category"), "category"),
+            None if cluster in (None, "") else int_field(cluster, "cluster", 0, -1, 10_000),
+            int_field(query.get("offset"), "offset", 0, 0, 10**9),
+            int_field(query.get("limit"), "limit", 48, 1, 200),
+        )
+        return JSONResponse(page)
+
+
+def _check(function, *args):
+    """Call an engine method, turning an unknown item or category into a 404/400."""
+    try:
+        return function(*args)
+    except NotFound as exc:
+        raise ApiError(404 if "item_id" in str(exc) else 400, str(exc), "not_found") from None
+
+
+async def _in_thread(function, *args):
+    """`_check` in a worker thread, so index search never blocks the event loop."""
+    return await anyio.to_thread.run_sync(_check, function, *args)
+
+
+JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
+JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
+JewelryService.add_asgi_middleware(
+    ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS, exempt_header=INTERNAL_HEADER.encode(), exempt_token=INTERNAL_TOKEN.encode()
+)

@@ -1,0 +1,170 @@
+"""Request checks at the HTTP edge: body size cap, JSON errors, upload and field validation.
+
+Pure Starlette/ASGI pieces, so they are tested without starting a server.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from jewelry_pipeline.images import ImageRejected
+
+# How each decoder refusal is answered: too big is 413, not an image we take is 415, broken is 400.
+STATUS_BY_REASON = {"too_large": 413, "unsupported_format": 415, "not_an_image": 415}
+MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and the small text fields next to the image
+PICKLE_TYPES = ("application/vnd.bentoml+pickle", "application/python-pickle", "application/x-pickle", "application/pickle")
+
+
+class ApiError(Exception):
+    """A request the service refuses, with its HTTP status and a message for the client."""
+
+    def __init__(self, status: int, message: str, reason: str = "bad_request"):
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.reason = reason
+
+    def response(self) -> JSONResponse:
+        """The JSON body every refusal gets."""
+        return JSONResponse({"error": self.message, "reason": self.reason}, status_code=self.status)
+
+
+def rejected_upload(exc: ImageRejected) -> ApiError:
+    """Map a decoder refusal to its HTTP answer."""
+    return ApiError(STATUS_BY_REASON.get(exc.reason, 400), f"image refused: {exc}", exc.reason)
+
+
+async def read_form(request: Request, max_bytes: int) -> FormData:
+    """Parse a multipart form with one file at most; anything else is refused with a 4xx."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in PICKLE_TYPES:
+        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    if content_type != "multipart/form-data":
+        raise ApiError(415, f"send multipart/form-data with a file field 'image' (got '{content_type or 'no content type'}')", "unsupported_media_type")
+    try:
+        return await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
+    except ApiError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - every parser failure is the client's malformed form
+        raise ApiError(400, f"malformed multipart form: {exc}", "malformed_form") from None
+
+
+async def image_field(form: FormData, name: str = "image") -> bytes:
+    """The bytes of the uploaded file in `name`; text (such as a URL) is refused, never fetched."""
+    values = form.getlist(name)
+    if not values:
+        raise ApiError(400, f"missing field '{name}': upload the photo as a file", "missing_field")
+    if len(values) > 1:
+        raise ApiError(400, f"field '{name}' must hold exactly one file", "wrong_field_type")
+    value = values[0]
+    if not isinstance(value, UploadFile):
+        raise ApiError(400, f"field '{name}' must be an uploaded file; URLs and text are never fetched", "wrong_field_type")
+    if (value.content_type or "").lower() in PICKLE_TYPES:
+        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    return await value.read()
+
+
+def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
+    """An integer parameter in [low, high], or a 400 naming the field."""
+    if raw is None or raw == "":
+        return default
+    if isinstance(raw, UploadFile) or isinstance(raw, bool):
+        raise ApiError(400, f"field '{name}' must be an integer", "wrong_field_type")
+    try:
+        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
+    except ValueError:
+        raise ApiError(400, f"field '{name}' must be an integer, got '{raw}'", "wrong_field_type") from None
+    if not low <= value <= high:
+        raise ApiError(400, f"field '{name}' must be between {low} and {high}, got {value}", "out_of_range")
+    return value
+
+
+def text_field(raw: Any, name: str) -> str | None:
+    """An optional short text parameter."""
+    if raw is None or raw == "":
+        return None
+    if isinstance(raw, UploadFile):
+        raise ApiError(400, f"field '{name}' must be text", "wrong_field_type")
+    return str(raw)[:200]
+
+
+async def json_object(request: Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
+    """A small JSON object body."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if content_type in PICKLE_TYPES:
+        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    body = await request.body()
+    if len(body) > max_bytes:
+        raise ApiError(413, f"body over {max_bytes} bytes", "too_large")
+    try:
+        data = json.loads(body or b"null")
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "body must be a JSON object", "malformed_json") from None
+    if not isinstance(data, dict):
+        raise ApiError(400, "body must be a JSON object", "malformed_json")
+    return data
+
+
+class BodySizeLimit:
+    """ASGI middleware: refuse bodies over a cap with 413 before anything parses them.
+
+    The declared Content-Length is checked first; a body streamed without one is counted as it
+    arrives and cut off at the cap. `limit` is a callable so the cap can follow the loaded bundle.
+    """
+
+    def __init__(self, app, limit):
+        self.app = app
+        self.limit = limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            return await self.app(scope, receive, send)
+        cap = int(self.limit())
+        declared = dict(scope.get("headers") or []).get(b"content-length")
+        if declared is not None:
+            try:
+                too_big = int(declared) > cap
+            except ValueError:
+                return await ApiError(400, "invalid Content-Length", "bad_request").response()(scope, receive, send)
+            if too_big:
+                return await _too_large(cap)(scope, receive, send)
+        received = 0
+        overflowed = False
+        started = False
+
+        async def counted_receive():
+            nonlocal received, overflowed
+            if overflowed:
+                return {"type": "http.disconnect"}
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > cap:
+                    overflowed = True
+                    return {"type": "http.disconnect"}
+            return message
+
+        async def guarded_send(message):
+            nonlocal started
+            if overflowed:
+                return  # the app saw a disconnect; its answer is replaced by the 413 below
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, counted_receive, guarded_send)
+        except Exception:
+            if not overflowed:
+                raise
+        if overflowed and not started:
+            await _too_large(cap)(scope, receive, send)
+
+
+def _too_large(cap: int) -> JSONResponse:
+    return ApiError(413, f"request body over the {cap}-byte cap", "too_large").response()

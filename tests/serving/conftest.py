@@ -1,0 +1,188 @@
+"""Serving fixtures: a tiny real bundle (untrained small CNN, exact index) and a live `bentoml serve`."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+import pandas as pd
+import pytest
+
+from jewelry_pipeline.bundle import write_bundle
+from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.pipelines.recommender.nodes import build_index
+from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
+
+CLASSES = ["bracelet", "necklace", "ring"]
+IMAGE_SIZE = 32
+PER_CLASS = 10
+PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16}
+
+
+def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0) -> Path:
+    """Write a small but complete serving bundle with real (untrained) Keras models."""
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    n = PER_CLASS * len(CLASSES)
+    thumbnails = np.stack([random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(n)])
+    classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
+    embeddings = embedding_model(classifier).predict(thumbnails.astype(np.float32), verbose=0)
+    item_ids = np.array([f"item{i:03d}" for i in range(n)])
+    categories = np.repeat(CLASSES, PER_CLASS)
+    index = build_index(
+        {"item_id": item_ids, "classifier": embeddings},
+        {"embedding_source": "classifier", "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
+    )
+    catalog = pd.DataFrame(
+        {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
+    )
+    return write_bundle(
+        destination,
+        classifier=classifier,
+        encoders={},
+        index=index,
+        catalog=catalog,
+        thumbnails=thumbnails,
+        class_names=CLASSES,
+        preprocessing=PREPROCESSING,
+        version={"mlflow_run_id": run_id, "created_at": "2026-11-22T00:00:00+00:00", "promotion": {"reason": "test", "metric": "test_accuracy", "new_value": 1.0}},
+    )
+
+
+@pytest.fixture(scope="session")
+def tiny_bundle(tmp_path_factory) -> Path:
+    """One tiny bundle shared by the engine tests (read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+def _clean_environ() -> dict[str, str]:
+    """This process's environment without the MLflow run state earlier in-process runs left behind."""
+    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k == "MLFLOW_DISABLE_TELEMETRY"}
+
+
+def free_port() -> int:
+    """A free TCP port on the loopback interface."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+@dataclass
+class LiveServer:
+    """A `bentoml serve` process on 127.0.0.1 and what its readiness probe said while it started."""
+
+    process: subprocess.Popen
+    url: str
+    log: Path
+    readiness: list[int] = field(default_factory=list)
+    runs: dict[str, str] = field(default_factory=dict)
+    bentoml_home: Path | None = None
+
+    def client(self, **kwargs) -> httpx.Client:
+        """An HTTP client bound to this server."""
+        return httpx.Client(base_url=self.url, timeout=30, **kwargs)
+
+    def stop(self) -> None:
+        """Terminate the server and wait (bounded) for it to go."""
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(timeout=10)
+
+
+def start_server(tmp_path: Path, env: dict[str, str], ready_timeout: float = 120) -> LiveServer:
+    """Start the service, polling /readyz (bounded in time) and recording each answer."""
+    port = free_port()
+    log = tmp_path / f"serve-{port}.log"
+    full_env = {**_clean_environ(), "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", **env}
+    bentoml = Path(sys.executable).with_name("bentoml")
+    process = subprocess.Popen(
+        [str(bentoml), "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", str(port)],
+        env=full_env,
+        stdout=log.open("wb"),
+        stderr=subprocess.STDOUT,
+    )
+    server = LiveServer(process, f"http://127.0.0.1:{port}", log)
+    deadline = time.monotonic() + ready_timeout
+    with httpx.Client(base_url=server.url, timeout=2) as client:
+        while time.monotonic() < deadline and process.poll() is None:
+            try:
+                status = client.get("/readyz").status_code
+            except httpx.TransportError:
+                time.sleep(0.1)
+                continue
+            server.readiness.append(status)
+            if status == 200:
+                return server
+            time.sleep(0.1)
+    server.stop()
+    raise RuntimeError(f"service did not become ready; log:\n{log.read_text()[-3000:]}")
+
+
+def package_twice(workdir: str) -> dict[str, str]:
+    """Two package runs into the BentoML store: the first promoted, the second not; their run ids."""
+    import mlflow
+
+    from jewelry_pipeline.datasets.serving import ServingBundleDataset
+
+    runs = {}
+    for seed, (decision, promote) in enumerate((("promoted", True), ("kept", False))):
+        staged = make_bundle(Path(workdir) / f"staged-{decision}", seed=seed)
+        with mlflow.start_run() as run:
+            ServingBundleDataset(str(Path(workdir) / "bundle"))._save(_contents_of(staged, promote))
+        runs[decision] = run.info.run_id
+    return runs
+
+
+@pytest.fixture(scope="session")
+def live_server(tmp_path_factory):
+    """The service started from the BentoML store after two package runs: one promoted, one not.
+
+    The runs happen in a child process with their own BENTOML_HOME and MLflow database, since
+    BentoML fixes its store location once per process. `server.runs` holds their run ids.
+    """
+    tmp_path = tmp_path_factory.mktemp("live")
+    env = {**_clean_environ(), "BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    script = "import json, sys; from tests.serving.conftest import package_twice; print(json.dumps(package_twice(sys.argv[1])))"
+    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    runs = json.loads(done.stdout.strip().splitlines()[-1])
+    server = start_server(tmp_path, {"BENTOML_HOME": env["BENTOML_HOME"], "JEWELRY_LOAD_DELAY_SECONDS": "2", "JEWELRY_MAX_REQUEST_BYTES": "3000000"})
+    server.runs = runs
+    server.bentoml_home = tmp_path / "bentoml"
+    yield server
+    server.stop()
+
+
+def _contents_of(bundle: Path, promote: bool) -> dict:
+    """What the package pipeline hands ServingBundleDataset, rebuilt from a written bundle."""
+    from jewelry_pipeline.bundle import read_bundle
+
+    loaded = read_bundle(bundle)
+    return {
+        "promote": promote,
+        "classifier": loaded.classifier,
+        "encoders": loaded.encoders,
+        "index": loaded.index,
+        "catalog": loaded.catalog,
+        "thumbnails": np.asarray(loaded.thumbnails),
+        "class_names": loaded.class_names,
+        "preprocessing": loaded.config["preprocessing"],
+        "version": loaded.config["version"],
+    }
+
+
+def jpeg(seed: int = 1, size: tuple[int, int] = (64, 48)) -> bytes:
+    """A small valid JPEG."""
+    return image_bytes(random_photo(seed, size), "JPEG", quality=90)

@@ -1,0 +1,113 @@
+"""The recommendation engine on a tiny real bundle: classify, recommend, lookups, thumbnails."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import pytest
+
+from jewelry_pipeline.bundle import BundleError, read_bundle
+from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
+from tests.serving.conftest import CLASSES, IMAGE_SIZE, PER_CLASS, jpeg
+
+
+@pytest.fixture(scope="module")
+def engine(tiny_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_bundle), "tiny")
+
+
+@pytest.fixture(scope="module")
+def bundle(tiny_bundle):
+    return read_bundle(tiny_bundle)
+
+
+def test_features_match_the_classifier_and_its_embedding(engine, bundle):
+    images = np.asarray(bundle.thumbnails[:4])
+    rows = engine.features(images)
+    expected = bundle.classifier.predict(images.astype(np.float32), verbose=0)
+    np.testing.assert_allclose(rows[:, -len(CLASSES):], expected, atol=1e-5)
+    stored = bundle.index["vectors"][:4]
+    embedding = rows[:, : -len(CLASSES)]
+    np.testing.assert_allclose(embedding / np.linalg.norm(embedding, axis=1, keepdims=True), stored, atol=1e-5)
+
+
+def test_features_refuse_wrong_shapes(engine):
+    with pytest.raises(ValueError, match="shape"):
+        engine.features(np.zeros((1, IMAGE_SIZE + 1, IMAGE_SIZE, 3), np.uint8))
+
+
+def test_classify_returns_a_distribution_over_the_bundle_classes(engine):
+    features = engine.split(engine.features(engine.prepare(jpeg())[None])[0])
+    result = engine.classify(features)
+    assert set(result["probabilities"]) == set(CLASSES)
+    assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
+    assert result["category"] == max(result["probabilities"], key=result["probabilities"].get)
+    assert result["model_version"]["bundle"] == "tiny"
+
+
+def test_a_catalog_item_finds_itself_first(engine, bundle):
+    features = engine.split(engine.features(np.asarray(bundle.thumbnails[7:8]))[0])
+    result = engine.recommend(features, k=5)
+    assert result["items"][0]["item_id"] == "item007"
+    assert result["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    scores = [item["score"] for item in result["items"]]
+    assert scores == sorted(scores, reverse=True) and len(scores) == 5
+    assert result["cluster"] in (0, 1)
+
+
+def test_category_filter_keeps_only_that_category(engine):
+    features = engine.split(engine.features(engine.prepare(jpeg(3))[None])[0])
+    result = engine.recommend(features, k=50, category="ring")
+    assert len(result["items"]) == PER_CLASS
+    assert {item["category"] for item in result["items"]} == {"ring"}
+    with pytest.raises(NotFound, match="unknown category"):
+        engine.recommend(features, k=3, category="tiara")
+
+
+def test_recommend_by_id_excludes_the_item_itself(engine):
+    result = engine.recommend_by_id("item003", k=4)
+    assert result["item"]["item_id"] == "item003"
+    assert len(result["items"]) == 4 and "item003" not in [item["item_id"] for item in result["items"]]
+    with pytest.raises(NotFound):
+        engine.recommend_by_id("nope", 3)
+
+
+def test_thumbnail_is_the_stored_pixels_as_png(engine, bundle):
+    png = engine.thumbnail_png("item011")
+    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decoded, bundle.thumbnails[11])
+    with pytest.raises(NotFound):
+        engine.thumbnail_png("../../etc/passwd")
+
+
+def test_catalog_summary_and_pages(engine):
+    summary = engine.catalog_summary()
+    assert summary["total"] == PER_CLASS * len(CLASSES)
+    assert [c["name"] for c in summary["categories"]] == CLASSES
+    assert all(sum(k["count"] for k in c["clusters"]) == c["count"] == PER_CLASS for c in summary["categories"])
+    page = engine.catalog_items("necklace", 1, offset=2, limit=3)
+    assert page["total"] == PER_CLASS // 2 and len(page["items"]) == 3
+    assert all(item["category"] == "necklace" and item["cluster"] == 1 for item in page["items"])
+
+
+def test_uploads_go_through_the_shared_decoder(engine):
+    with pytest.raises(ImageRejected) as refused:
+        engine.prepare(b"GIF89a" + bytes(100))
+    assert refused.value.reason == "unsupported_format"
+    assert engine.prepare(jpeg(size=(300, 120))).shape == (IMAGE_SIZE, IMAGE_SIZE, 3)
+
+
+def test_a_bundle_indexing_a_source_the_service_cannot_embed_is_refused(bundle):
+    bundle.index = {**bundle.index, "source": np.array("pca")}
+    with pytest.raises(BundleError, match="pca"):
+        RecommendationEngine(bundle)
+
+
+def test_packed_images_round_trip_and_wrong_sizes_are_refused(engine, bundle):
+    images = np.asarray(bundle.thumbnails[:3])
+    np.testing.assert_array_equal(engine.unpack([engine.pack(i) for i in images]), images)
+    with pytest.raises(ValueError, match="bytes"):
+        engine.unpack([engine.pack(images[0][:8])])
+    with pytest.raises(ValueError, match="base64"):
+        engine.unpack(["not base64!"])

@@ -1,0 +1,183 @@
+"""The real `bentoml serve` process on 127.0.0.1: endpoints, readiness, promotion and bad inputs."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import bentoml
+import numpy as np
+import pytest
+from PIL import Image
+
+from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
+from tests.serving.conftest import CLASSES, PER_CLASS, jpeg
+
+
+def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
+    statuses = live_server.readiness
+    assert 503 in statuses and statuses[-1] == 200
+    assert statuses.index(200) > statuses.index(503)
+    with live_server.client() as client:
+        assert client.get("/livez").status_code == 200
+        assert client.get("/readyz").status_code == 200
+        metrics = client.get("/metrics")
+        assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
+
+
+def test_the_promoted_bundle_is_served_and_the_kept_one_is_not(live_server):
+    with live_server.client() as client:
+        version = client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}).json()["model_version"]
+    assert version["mlflow_run_id"] == live_server.runs["promoted"] != live_server.runs["kept"]
+    assert version["bundle"].startswith("jewelry-bundle:")
+
+
+def test_classify(live_server):
+    with live_server.client() as client:
+        response = client.post("/classify", files={"image": ("ring.jpg", jpeg(5), "image/jpeg")})
+    body = response.json()
+    assert response.status_code == 200
+    assert body["category"] in CLASSES and set(body["probabilities"]) == set(CLASSES)
+    assert sum(body["probabilities"].values()) == pytest.approx(1, abs=1e-4)
+
+
+def test_recommend_with_k_and_category_and_thumbnails(live_server):
+    with live_server.client() as client:
+        body = client.post("/recommend", files={"image": ("x.png", image_bytes(random_photo(9), "PNG"), "image/png")}, data={"k": "4"}).json()
+        assert len(body["items"]) == 4 and body["category"] in CLASSES and isinstance(body["cluster"], int)
+        scores = [item["score"] for item in body["items"]]
+        assert scores == sorted(scores, reverse=True)
+        filtered = client.post("/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}, data={"k": "50", "category": "necklace"}).json()
+        assert len(filtered["items"]) == PER_CLASS and {i["category"] for i in filtered["items"]} == {"necklace"}
+        thumbnail = client.get(body["items"][0]["thumbnail"])
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+        assert Image.open(__import__("io").BytesIO(thumbnail.content)).size == (32, 32)
+        default_k = client.post("/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}).json()
+        assert len(default_k["items"]) == 10
+
+
+def test_recommend_by_id_catalog_and_pages(live_server):
+    with live_server.client() as client:
+        body = client.post("/recommend_by_id", json={"item_id": "item004", "k": 3}).json()
+        assert body["item"]["item_id"] == "item004" and len(body["items"]) == 3
+        assert "item004" not in [item["item_id"] for item in body["items"]]
+        catalog = client.get("/catalog").json()
+        assert catalog["total"] == PER_CLASS * len(CLASSES)
+        assert {c["name"]: c["count"] for c in catalog["categories"]} == dict.fromkeys(CLASSES, PER_CLASS)
+        page = client.get("/catalog/items", params={"category": "ring", "cluster": 0, "limit": 3}).json()
+        assert len(page["items"]) == 3 and all(i["category"] == "ring" and i["cluster"] == 0 for i in page["items"])
+        page = client.get("/")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "/recommend" in page.text
+
+
+def _bomb() -> bytes:
+    """A 20000x20000 PNG of a few KB: refused from its header, before any decoding."""
+    return image_bytes(Image.new("1", (20000, 20000)), "PNG")
+
+
+def _corrupt_png() -> bytes:
+    data = bytearray(image_bytes(random_photo(4), "PNG"))
+    data[60:120] = bytes(60)
+    return bytes(data)
+
+
+BAD_UPLOADS = [
+    ("not an image", {"files": {"image": ("a.jpg", b"hello, I am text", "image/jpeg")}}, 415),
+    ("empty file", {"files": {"image": ("a.jpg", b"", "image/jpeg")}}, 415),
+    ("gif", {"files": {"image": ("a.gif", image_bytes(random_photo(1), "GIF"), "image/gif")}}, 415),
+    ("truncated jpeg", {"files": {"image": ("a.jpg", jpeg(3)[:700], "image/jpeg")}}, 400),
+    ("corrupt png", {"files": {"image": ("a.png", _corrupt_png(), "image/png")}}, 400),
+    ("too small", {"files": {"image": ("a.png", image_bytes(random_photo(1, (8, 8)), "PNG"), "image/png")}}, 400),
+    ("decompression bomb", {"files": {"image": ("a.png", _bomb(), "image/png")}}, 413),
+    ("over the decoder's byte cap", {"files": {"image": ("a.bmp", b"BM" + bytes(2_100_000), "image/bmp")}}, 413),
+    ("over the request cap", {"files": {"image": ("a.jpg", bytes(3_100_000), "image/jpeg")}}, 413),
+    ("missing image", {"files": {"k": (None, "3")}}, 400),
+    ("url instead of a file", {"files": {"image": (None, "https://example.com/ring.jpg")}}, 400),
+    ("k zero", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "0"}}, 400),
+    ("k 51", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "51"}}, 400),
+    ("k not a number", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "ten"}}, 400),
+    ("unknown category", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"category": "tiara"}}, 400),
+    ("pickle body", {"content": b"\x80\x04\x95.", "headers": {"content-type": "application/vnd.bentoml+pickle"}}, 415),
+    ("json body", {"json": {"image": "x"}}, 415),
+    ("malformed multipart", {"content": b"--zz\r\ngarbage", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400),
+]
+
+
+@pytest.mark.parametrize(("kind", "request_kwargs", "status"), BAD_UPLOADS, ids=[case[0] for case in BAD_UPLOADS])
+def test_bad_uploads_get_a_json_4xx_and_the_server_stays_up(live_server, kind, request_kwargs, status):
+    with live_server.client() as client:
+        response = client.post("/recommend", **request_kwargs)
+        assert response.status_code == status, response.text
+        assert response.headers["content-type"].startswith("application/json") and response.json()["error"]
+        assert client.get("/livez").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("body", "status"),
+    [({"k": 3}, 400), ({"item_id": "nope"}, 404), ({"item_id": "item001", "k": 0}, 400), ({"item_id": ["item001"]}, 400), ("not json", 400)],
+)
+def test_bad_recommend_by_id_requests(live_server, body, status):
+    with live_server.client() as client:
+        kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+        response = client.post("/recommend_by_id", **kwargs)
+    assert response.status_code == status and response.json()["error"]
+
+
+def test_unknown_thumbnail_and_path_tricks_are_404(live_server):
+    with live_server.client() as client:
+        assert client.get("/items/nope/thumbnail").status_code == 404
+        assert client.get("/items/..%2F..%2Fetc%2Fpasswd/thumbnail").status_code == 404
+        response = client.post("/classify", files={"image": ("../../../etc/passwd", jpeg(), "image/jpeg")})
+        assert response.status_code == 200
+
+
+def test_a_url_in_the_image_field_is_never_fetched(live_server):
+    """A listener on 127.0.0.1 records any connection; the service must not make one."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    listener.settimeout(1.5)
+    hits = []
+
+    def watch():
+        try:
+            hits.append(listener.accept())
+        except OSError:
+            pass
+
+    watcher = threading.Thread(target=watch)
+    watcher.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/ring.jpg"
+    with live_server.client() as client:
+        response = client.post("/recommend", files={"image": (None, url)})
+        embed = client.post("/embed", json={"images": url})
+    watcher.join(timeout=5)
+    listener.close()
+    assert response.status_code == 400 and embed.status_code == 404
+    assert hits == []
+
+
+def test_the_batched_model_endpoint_is_internal_only(live_server):
+    """Raw arrays never reach the model from outside; the service's own calls do (above)."""
+    with live_server.client() as client:
+        for images in (np.zeros((1, 8, 8, 3), int).tolist(), np.full((2, 32, 32, 3), 255).tolist(), "x"):
+            response = client.post("/embed", json={"images": images})
+            assert response.status_code == 404 and response.json()["error"]
+        forged = client.post("/embed", json={"images": "x"}, headers={"x-jewelry-internal": "guess"})
+        assert forged.status_code == 404
+
+
+def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server):
+    env = {**os.environ, "BENTOML_HOME": str(live_server.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+    bentoml_cli = Path(sys.executable).with_name("bentoml")
+    built = subprocess.run([str(bentoml_cli), "build", str(PROJECT_ROOT), "--output", "tag"], env=env, capture_output=True, text=True, timeout=300)
+    assert built.returncode == 0, built.stderr[-2000:]
+    bento_dirs = list((live_server.bentoml_home / "bentos" / "jewelry").glob("*/bento.yaml"))
+    assert len(bento_dirs) == 1
+    manifest = bento_dirs[0].read_text()
+    assert "jewelry_pipeline.serving.service:JewelryService" in manifest and "jewelry-bundle" in manifest
+    assert (bento_dirs[0].parent / "src" / "src" / "jewelry_pipeline" / "serving" / "static" / "index.html").is_file()

@@ -1,0 +1,126 @@
+"""Edge checks without a server: form parsing, field rules, body cap and load shedding."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.serving.limits import ConcurrencyLimit
+from jewelry_pipeline.serving.uploads import ApiError, BodySizeLimit, image_field, int_field, read_form, rejected_upload, text_field
+
+
+async def _echo(request: Request) -> JSONResponse:
+    try:
+        form = await read_form(request, max_bytes=10_000)
+        data = await image_field(form)
+        k = int_field(form.get("k"), "k", 10, 1, 50)
+    except ApiError as exc:
+        return exc.response()
+    return JSONResponse({"bytes": len(data), "k": k})
+
+
+@pytest.fixture
+def client() -> TestClient:
+    app = Starlette(routes=[Route("/upload", _echo, methods=["POST"])])
+    return TestClient(BodySizeLimit(app, limit=lambda: 20_000))
+
+
+def test_a_file_upload_is_read(client):
+    response = client.post("/upload", files={"image": ("a.jpg", b"x" * 500, "image/jpeg")}, data={"k": "7"})
+    assert response.json() == {"bytes": 500, "k": 7}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "status", "reason"),
+    [
+        ({"files": {"k": (None, "3")}}, 400, "missing_field"),
+        ({"files": {"image": (None, "http://127.0.0.1:9/x.jpg")}}, 400, "wrong_field_type"),
+        ({"data": {"image": "x"}}, 415, "unsupported_media_type"),
+        ({"files": {"image": ("a", b"x", "image/png")}, "data": {"k": "0"}}, 400, "out_of_range"),
+        ({"files": {"image": ("a", b"x", "image/png")}, "data": {"k": "ten"}}, 400, "wrong_field_type"),
+        ({"files": {"image": ("a", b"x", "application/python-pickle")}}, 415, "unsupported_media_type"),
+        ({"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/python-pickle"}}, 415, "unsupported_media_type"),
+        ({"json": {"image": "x"}}, 415, "unsupported_media_type"),
+        ({"content": b"--b\r\nnot a form", "headers": {"content-type": "multipart/form-data; boundary=b"}}, 400, "malformed_form"),
+    ],
+)
+def test_bad_requests_get_a_json_4xx(client, kwargs, status, reason):
+    response = client.post("/upload", **kwargs)
+    assert response.status_code == status
+    assert response.json()["reason"] == reason and response.json()["error"]
+
+
+def test_a_declared_oversized_body_is_refused_before_parsing(client):
+    response = client.post("/upload", files={"image": ("a", b"x" * 30_000, "image/png")})
+    assert response.status_code == 413 and response.json()["reason"] == "too_large"
+
+
+def test_a_streamed_oversized_body_is_cut_off_at_the_cap(client):
+    def chunks():
+        for _ in range(50):
+            yield b"y" * 1000
+
+    response = client.post("/upload", content=chunks(), headers={"content-type": "multipart/form-data; boundary=zz"})
+    assert response.status_code == 413
+
+
+def test_decoder_reasons_map_to_statuses():
+    assert rejected_upload(ImageRejected("too_large", "x")).status == 413
+    assert rejected_upload(ImageRejected("unsupported_format")).status == 415
+    assert rejected_upload(ImageRejected("not_an_image")).status == 415
+    assert rejected_upload(ImageRejected("truncated")).status == 400
+    assert rejected_upload(ImageRejected("corrupt")).status == 400
+
+
+def test_field_helpers():
+    assert int_field(None, "k", 10, 1, 50) == 10
+    assert int_field(" 12 ", "k", 10, 1, 50) == 12
+    with pytest.raises(ApiError):
+        int_field(True, "k", 10, 1, 50)
+    assert text_field("", "category") is None
+    assert text_field("ring", "category") == "ring"
+
+
+def test_concurrency_limit_sheds_load_with_429_and_spares_other_paths():
+    release = asyncio.Event()
+    answers: list[int] = []
+
+    async def slow_app(scope, receive, send):
+        await release.wait()
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        await send({"type": "http.response.body", "body": b"ok"})
+
+    limited = ConcurrencyLimit(slow_app, max_concurrency=2, paths=("/recommend",), exempt_header=b"x-internal", exempt_token=b"t")
+
+    async def call(path: str, headers=()) -> int:
+        sent = []
+
+        async def receive():
+            return {"type": "http.request", "body": b""}
+
+        async def send(message):
+            sent.append(message)
+
+        await limited({"type": "http", "path": path, "headers": list(headers)}, receive, send)
+        return sent[0]["status"]
+
+    async def scenario():
+        first = [asyncio.create_task(call("/recommend")) for _ in range(2)]
+        await asyncio.sleep(0.01)
+        answers.append(await call("/recommend"))  # over the limit: answered at once
+        internal = asyncio.create_task(call("/recommend", [(b"x-internal", b"t")]))
+        other = asyncio.create_task(call("/catalog"))
+        await asyncio.sleep(0.01)
+        release.set()
+        answers.extend(await asyncio.gather(*first, internal, other))
+        answers.append(await call("/recommend"))  # capacity is back
+
+    asyncio.run(scenario())
+    assert answers == [429, 200, 200, 200, 200, 200]
