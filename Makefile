@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test browser serve bento data viz mlflow-ui benchmarks clean
+.PHONY: setup run test browser serve bento reliability data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -51,6 +51,11 @@ serve: $(STAMP)
 
 bento: $(STAMP)
 	$(BIN)/bentoml build .
+
+# Load, soak, faults, hostile files and reproducibility against the bundle of `make run`
+# (about 12 minutes); writes docs/RELIABILITY.md. A light version runs in `make test`.
+reliability: $(STAMP)
+	$(BIN)/python benchmarks/reliability.py
 
 viz: $(STAMP)
 	$(BIN)/kedro viz run --host 127.0.0.1

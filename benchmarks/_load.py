@@ -129,6 +129,8 @@ async def _run(url: str, path: str, payloads: list[dict], concurrency: int, dura
                     statuses[response.status_code] += 1
                     if response.status_code == 200:
                         latencies.append((time.perf_counter() - started) * 1000)
+                    elif response.status_code == 429:  # a polite client waits as told (at most a second)
+                        await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "1"))))
                 except httpx.TransportError:
                     statuses["transport"] += 1
                 if on_tick is not None:

@@ -1,6 +1,10 @@
-"""Kedro project settings: config loader and the kedro-mlflow hook (registered by its plugin entry point)."""
+"""Kedro project settings: config loader and hooks (kedro-mlflow's own hook comes from its plugin entry point)."""
 
 from kedro.config import OmegaConfigLoader
+
+from jewelry_pipeline.hooks import TrackingStoreCheck
+
+HOOKS = (TrackingStoreCheck(),)
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

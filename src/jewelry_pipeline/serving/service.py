@@ -12,6 +12,7 @@ import os
 # Telemetry is already off (the package's __init__); pickles are refused by MLflow in this process.
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # never overridable in the serving process
 
+import gc  # noqa: E402
 import logging  # noqa: E402
 import secrets  # noqa: E402
 import threading  # noqa: E402
@@ -22,6 +23,7 @@ import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
+import tensorflow as tf  # noqa: E402
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
@@ -104,6 +106,11 @@ class JewelryService:
     def __init__(self) -> None:
         path, label = bundle_location(bundle_reference())
         verify_bundle(path)
+        # One TensorFlow compute thread: the other core stays free for the event loop, decoding and
+        # probes, so /readyz and /livez answer fast under saturation (batching keeps throughput).
+        tf_threads = int(os.environ.get("JEWELRY_TF_THREADS", "1"))
+        tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
+        tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
         self.engine: RecommendationEngine | None = None
         self.load_error: str | None = None
         self._internal: httpx.AsyncClient | None = None
@@ -120,9 +127,14 @@ class JewelryService:
             logger.error("Serving bundle failed to load: %s", exc)
             return
         self.engine = LOADED["engine"] = engine
+        # Models, index and catalog live as long as the process: take them out of the collector's
+        # view, so full collections stay short and never stall the event loop under load.
+        gc.collect()
+        gc.freeze()
         logger.info("Serving bundle %s loaded", label)
 
-    def __is_ready__(self) -> bool:
+    async def __is_ready__(self) -> bool:
+        """Ready once the bundle is loaded (async: the probe never waits for a worker thread)."""
         return self.engine is not None
 
     def _ready_engine(self) -> RecommendationEngine:

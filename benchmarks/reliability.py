@@ -1,0 +1,639 @@
+"""Reliability checks: load, soak, faults, hostile files and reproducibility; writes docs/RELIABILITY.md.
+
+`python benchmarks/reliability.py` (or `make reliability`) runs the full checks against the bundle of
+a `make run` (data/07_model_output/bundle); the test suite runs the same functions with light
+settings on a tiny bundle. Every server listens on 127.0.0.1 and every loop is bounded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import httpx
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _load import QUIET_ENV, ROOT, Server, free_port, run_load, sample_payloads, start_bentoml  # noqa: E402
+from _report import machine, markdown_table  # noqa: E402
+
+REPORT = ROOT / "docs" / "RELIABILITY.md"
+RESULTS = ROOT / "benchmarks" / "results" / "reliability.json"
+PROBE_LIMIT_MS = 200.0
+RSS_GROWTH_LIMIT = 0.10
+RECOVERY_LIMIT_S = 10.0
+ACCURACY_TOLERANCE = 0.02  # same seed and data: test accuracy may differ by at most this (thread scheduling)
+
+
+@dataclass
+class Check:
+    """One reliability check: what it measured and whether it held."""
+
+    name: str
+    passed: bool
+    figures: dict = field(default_factory=dict)
+    note: str = ""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How hard each check pushes: `FULL` for `make reliability`, `LIGHT` for the test suite."""
+
+    load_clients: int
+    load_seconds: float
+    max_concurrency: int
+    soak_requests: int
+    soak_warmup: int
+    kill_load_seconds: float
+    per_category: int
+    image_size: int
+    epochs: int
+
+
+FULL = Settings(load_clients=32, load_seconds=60, max_concurrency=16, soak_requests=20_000, soak_warmup=5_000, kill_load_seconds=20, per_category=30, image_size=32, epochs=8)
+LIGHT = Settings(load_clients=12, load_seconds=6, max_concurrency=4, soak_requests=1_500, soak_warmup=300, kill_load_seconds=12, per_category=12, image_size=32, epochs=2)
+
+
+def _clean_env() -> dict[str, str]:
+    """This environment without MLflow run state, with telemetry off."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
+    return {**env, **QUIET_ENV, "COLUMNS": "400"}  # wide enough that error messages are not wrapped
+
+
+def _tree_rss_mb(pid: int) -> float:
+    """Resident memory of a process and all its children, in MB."""
+    import psutil
+
+    try:
+        root = psutil.Process(pid)
+        processes = [root, *root.children(recursive=True)]
+    except psutil.NoSuchProcess:
+        return 0.0
+    total = 0
+    for process in processes:
+        try:
+            total += process.memory_info().rss
+        except psutil.NoSuchProcess:
+            pass
+    return total / 2**20
+
+
+def _probe(url: str, seconds: float, out: multiprocessing.Queue) -> None:
+    """In its own process: GET /readyz and /livez every 0.25 s; report each latency and status."""
+    answers = []
+    deadline = time.monotonic() + seconds
+    with httpx.Client(base_url=url, timeout=5) as client:
+        while time.monotonic() < deadline:
+            for path in ("/readyz", "/livez"):
+                started = time.perf_counter()
+                try:
+                    status = client.get(path).status_code
+                except httpx.TransportError:
+                    status = 0
+                answers.append((path, status, (time.perf_counter() - started) * 1000))
+            time.sleep(0.25)
+    out.put(answers)
+
+
+# ---------------------------------------------------------------------------------------------- load
+
+
+def check_load(bundle: Path, workdir: Path, settings: Settings) -> Check:
+    """Many clients over the concurrency cap: only 200 or 429, no 5xx; probes stay fast."""
+    server = start_bentoml(bundle, workdir / "load.log", {"JEWELRY_MAX_CONCURRENCY": str(settings.max_concurrency)})
+    try:
+        queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+        prober = multiprocessing.get_context("spawn").Process(target=_probe, args=(server.url, settings.load_seconds, queue))
+        prober.start()
+        result = run_load(server.url, "/recommend", sample_payloads(), settings.load_clients, settings.load_seconds, max_requests=10**9).summary()
+        probes = queue.get(timeout=60)
+        prober.join(timeout=10)
+    finally:
+        server.stop()
+    probe_ms = [ms for _, _, ms in probes]
+    probe_bad = sum(1 for _, status, _ in probes if status != 200)
+    other = result["other_4xx"] + result["errors_5xx"] + result["transport_errors"]
+    figures = {
+        **{k: result[k] for k in ("requests", "ok", "status_429", "errors_5xx", "transport_errors", "throughput_rps", "p50_ms", "p99_ms")},
+        "clients": settings.load_clients,
+        "seconds": settings.load_seconds,
+        "max_concurrency": settings.max_concurrency,
+        "other_answers": other,
+        "probes": len(probes),
+        "probe_failures": probe_bad,
+        "probe_max_ms": round(max(probe_ms), 1) if probe_ms else None,
+        "probe_p99_ms": round(float(np.percentile(probe_ms, 99)), 1) if probe_ms else None,
+        "slow_probes": [(i, path, round(ms)) for i, (path, _, ms) in enumerate(probes) if ms > PROBE_LIMIT_MS / 2],
+    }
+    passed = other == 0 and result["status_429"] > 0 and result["ok"] > 0 and probe_bad == 0 and bool(probe_ms) and max(probe_ms) < PROBE_LIMIT_MS
+    return Check("load: clients over the concurrency cap", passed, figures, f"answers are 200 or 429 only; /readyz and /livez under {PROBE_LIMIT_MS:.0f} ms")
+
+
+# ---------------------------------------------------------------------------------------------- soak
+
+
+def check_soak(bundle: Path, workdir: Path, settings: Settings) -> Check:
+    """Many requests: memory after warm-up grows less than 10%, and nothing fails."""
+    server = start_bentoml(bundle, workdir / "soak.log", {"JEWELRY_MAX_CONCURRENCY": "1000"})
+    try:
+        payloads = sample_payloads()
+        warm = run_load(server.url, "/recommend", payloads, 8, duration_s=600, max_requests=settings.soak_warmup)
+        rss_warm = _tree_rss_mb(server.process.pid)
+        samples = []
+        step = max(1, (settings.soak_requests - settings.soak_warmup) // 10)
+        ticks = {"next": step}
+
+        def sample(issued: int) -> None:
+            if issued >= ticks["next"]:
+                ticks["next"] += step
+                samples.append(round(_tree_rss_mb(server.process.pid), 1))
+
+        soak = run_load(server.url, "/recommend", payloads, 8, duration_s=3600, max_requests=settings.soak_requests - settings.soak_warmup, on_tick=sample)
+        rss_end = _tree_rss_mb(server.process.pid)
+    finally:
+        server.stop()
+    total = warm.summary()["requests"] + soak.summary()["requests"]
+    failures = sum(n for status, n in (warm.statuses + soak.statuses).items() if status != 200)
+    growth = (rss_end - rss_warm) / rss_warm if rss_warm else 1.0
+    figures = {
+        "requests": total,
+        "failures": failures,
+        "rss_after_warmup_mb": round(rss_warm, 1),
+        "rss_end_mb": round(rss_end, 1),
+        "growth_pct": round(100 * growth, 2),
+        "rss_samples_mb": samples,
+        "p99_ms": soak.summary()["p99_ms"],
+    }
+    return Check(f"soak: {total} requests", failures == 0 and growth < RSS_GROWTH_LIMIT, figures, f"RSS growth after {settings.soak_warmup} warm-up requests under {100 * RSS_GROWTH_LIMIT:.0f}%")
+
+
+# ---------------------------------------------------------------------------------------------- faults
+
+
+def _worker_pids(server: Server) -> list[int]:
+    """The BentoML worker processes under the `bentoml serve` process."""
+    import psutil
+
+    workers = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if "worker" in " ".join(child.cmdline()):
+                workers.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
+
+
+def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
+    """SIGKILL the worker under load; the service must answer /recommend again within 10 s."""
+    import threading
+
+    server = start_bentoml(bundle, workdir / "kill.log", {"JEWELRY_MAX_CONCURRENCY": "1000"})
+    try:
+        payloads = sample_payloads()
+        outcome = {}
+        loader = threading.Thread(target=lambda: outcome.update(load=run_load(server.url, "/recommend", payloads, 4, settings.kill_load_seconds, 10**9, timeout_s=15).summary()))
+        loader.start()
+        time.sleep(2)
+        workers = _worker_pids(server)
+        killed_at = time.monotonic()
+        for pid in workers:
+            os.kill(pid, signal.SIGKILL)
+        recovered = None
+        with httpx.Client(base_url=server.url, timeout=2) as client:
+            while time.monotonic() - killed_at < 60:
+                try:
+                    response = client.post("/recommend", **payloads[0])
+                    if response.status_code == 200:
+                        recovered = time.monotonic() - killed_at
+                        break
+                except httpx.TransportError:
+                    pass
+                time.sleep(0.1)
+        loader.join(timeout=settings.kill_load_seconds + 60)
+        alive = server.process.poll() is None
+    finally:
+        server.stop()
+    load = outcome.get("load", {})
+    figures = {
+        "workers_killed": len(workers),
+        "recovered_after_s": round(recovered, 2) if recovered is not None else None,
+        "server_process_alive": alive,
+        "requests_during_test": load.get("requests"),
+        "failed_in_gap": (load.get("transport_errors", 0) + load.get("errors_5xx", 0)) if load else None,
+    }
+    passed = bool(workers) and recovered is not None and recovered <= RECOVERY_LIMIT_S and alive
+    return Check("fault: SIGKILL of the worker under load", passed, figures, f"answers /recommend again within {RECOVERY_LIMIT_S:.0f} s; requests in flight at the kill fail as transport errors, never 5xx")
+
+
+def _broken_bundles(bundle: Path, workdir: Path) -> dict[str, tuple[Path, str]]:
+    """A missing, a corrupt and a truncated copy of the bundle, each with the name its error must give."""
+    missing = workdir / "no-such-bundle"
+    corrupt = workdir / "corrupt-bundle"
+    shutil.copytree(bundle, corrupt)
+    data = bytearray((corrupt / "classifier.keras").read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    (corrupt / "classifier.keras").write_bytes(bytes(data))
+    truncated = workdir / "truncated-bundle"
+    shutil.copytree(bundle, truncated)
+    index = truncated / "index.npz"
+    index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
+    return {"missing": (missing, "no-such-bundle"), "corrupt": (corrupt, "classifier.keras"), "truncated": (truncated, "index.npz")}
+
+
+def check_bad_bundles(bundle: Path, workdir: Path, settings: Settings) -> Check:
+    """A missing, corrupt or truncated bundle at start: exit non-zero with a message naming it."""
+    bentoml = str(Path(sys.executable).with_name("bentoml"))
+    figures, passed = {}, True
+    for kind, (path, named) in _broken_bundles(bundle, workdir).items():
+        port = str(free_port())
+        started = time.monotonic()
+        done = subprocess.run(
+            [bentoml, "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", port],
+            env={**_clean_env(), "JEWELRY_BUNDLE": str(path)}, capture_output=True, text=True, timeout=120, cwd=ROOT,
+        )
+        output = done.stdout + done.stderr
+        message = next((line.strip() for line in output.splitlines() if "BundleError:" in line), "")
+        ok = done.returncode != 0 and named in message
+        passed &= ok
+        figures[kind] = {"exit_code": done.returncode, "seconds": round(time.monotonic() - started, 1), "message": message[-160:]}
+    return Check("fault: missing, corrupt or truncated bundle at start", passed, figures, "non-zero exit, the message names the file")
+
+
+# ------------------------------------------------------------------------------------- kedro runs
+
+
+def make_project(workdir: Path, settings: Settings) -> Path:
+    """A throw-away copy of the project's config with a tiny built-in dataset."""
+    from jewelry_pipeline.synth import generate_dataset
+
+    project = workdir / "project"
+    project.mkdir(parents=True)
+    shutil.copy(ROOT / "pyproject.toml", project / "pyproject.toml")
+    shutil.copytree(ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
+    (project / "conf" / "local").mkdir()
+    for sub in ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input", "06_models", "07_model_output", "08_reporting"):
+        (project / "data" / sub).mkdir(parents=True)
+    (project / "mlruns").mkdir()
+    (project / "src").mkdir()
+    generate_dataset(project / "data/01_raw/jewelry", per_category=settings.per_category, seed=7, size=48, workers=1)
+    return project
+
+
+def _params(settings: Settings, **extra) -> str:
+    values = {
+        "preprocessing.image_size": settings.image_size,
+        "ingestion.min_images_per_category": 5,
+        "classifier.training.epochs": settings.epochs,
+        "classifier.training.batch_size": 16,
+        **extra,
+    }
+    return ",".join(f"{k}={v}" for k, v in values.items())
+
+
+def kedro_run(project: Path, pipelines: str, params: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """`kedro run` in the project, bounded in time."""
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", pipelines, "--params", params]
+    return subprocess.run(command, cwd=project, env=_clean_env(), capture_output=True, text=True, timeout=timeout)
+
+
+def _error_line(done: subprocess.CompletedProcess, marker: str) -> str:
+    """The last output line carrying `marker`, with the line after it (messages wrap)."""
+    lines = (done.stdout + done.stderr).splitlines()
+    found = [i for i, line in enumerate(lines) if marker in line]
+    return " ".join(line.strip() for line in lines[found[-1] : found[-1] + 3]) if found else ""
+
+
+def _runs_in(database: Path) -> int:
+    with sqlite3.connect(database) as connection:
+        return int(connection.execute("select count(*) from runs").fetchone()[0])
+
+
+def check_reproducibility(project: Path, settings: Settings) -> Check:
+    """Two runs with the same seed: identical manifests and splits, test accuracy within tolerance."""
+    outputs = {}
+    for attempt in (1, 2):
+        done = kedro_run(project, "ingestion,split,classifier", _params(settings))
+        if done.returncode != 0:
+            return Check("reproducibility: same seed, same data", False, {"run": attempt}, done.stderr[-300:])
+        outputs[attempt] = {
+            "manifest": (project / "data/03_primary/manifest.csv").read_bytes(),
+            "split": (project / "data/05_model_input/manifest.csv").read_bytes(),
+            "metrics": json.loads((project / "data/08_reporting/classifier_metrics.json").read_text()),
+        }
+    first, second = outputs[1], outputs[2]
+    delta = abs(first["metrics"]["test_accuracy"] - second["metrics"]["test_accuracy"])
+    figures = {
+        "manifest_identical": first["manifest"] == second["manifest"],
+        "split_identical": first["split"] == second["split"],
+        "test_accuracy": [round(first["metrics"]["test_accuracy"], 4), round(second["metrics"]["test_accuracy"], 4)],
+        "accuracy_delta": round(delta, 4),
+        "tolerance": ACCURACY_TOLERANCE,
+    }
+    passed = figures["manifest_identical"] and figures["split_identical"] and delta <= ACCURACY_TOLERANCE
+    return Check("reproducibility: same seed, same data", passed, figures, "byte-identical manifest and split; metrics within the tolerance")
+
+
+def check_killed_training(project: Path, settings: Settings) -> Check:
+    """SIGKILL `kedro run` mid-training, then run again: it completes and no half-written file is loaded."""
+    from jewelry_pipeline.models.files import load_keras_safe
+    from jewelry_pipeline.store import open_store
+
+    model = project / "data/06_models/classifier.keras"
+    model.unlink(missing_ok=True)
+    params = _params(settings, **{"classifier.training.epochs": 200, "classifier.training.early_stopping_patience": 200})
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "classifier", "--params", params]
+    process = subprocess.Popen(command, cwd=project, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    seen_epoch, deadline = False, time.monotonic() + 600
+    for line in process.stdout:
+        if "Epoch 3/" in line:
+            seen_epoch = True
+            break
+        if time.monotonic() > deadline:
+            break
+    process.send_signal(signal.SIGKILL)
+    process.wait(timeout=30)
+    process.stdout.close()
+    half_written = model.exists()
+    leftovers = sorted(p.name for p in model.parent.glob(".*tmp*"))
+    store_ok = open_store(project / "data/03_primary/image_store.npy").shape[0] > 0
+    again = kedro_run(project, "classifier", _params(settings))
+    reloaded = False
+    if again.returncode == 0:
+        reloaded = load_keras_safe(model) is not None
+    figures = {
+        "killed_during_training": seen_epoch,
+        "model_at_final_path_after_kill": half_written,
+        "temporary_files_left": leftovers,
+        "store_still_loads": store_ok,
+        "rerun_exit_code": again.returncode,
+        "model_loads_after_rerun": reloaded,
+    }
+    passed = seen_epoch and not half_written and store_ok and again.returncode == 0 and reloaded
+    return Check("fault: kedro run killed during training, then run again", passed, figures, "writes are atomic: a final path holds a whole file or nothing")
+
+
+def check_tracking_database(project: Path, settings: Settings) -> Check:
+    """A locked or missing MLflow database: a clear error, nothing written, no runs lost."""
+    database = project / "mlruns/mlflow.db"
+    if not database.exists():  # a history to protect: one tracked run first
+        kedro_run(project, "ingestion,split", _params(settings), timeout=600)
+    before = _runs_in(database)
+    holder = sqlite3.connect(database, timeout=1)
+    holder.execute("BEGIN EXCLUSIVE")
+    started = time.monotonic()
+    try:
+        locked = kedro_run(project, "split", _params(settings), timeout=300)
+    finally:
+        holder.rollback()
+        holder.close()
+    locked_seconds = time.monotonic() - started
+    locked_message = _error_line(locked, "TrackingStoreError:")
+    aside = database.with_name("mlflow.db.aside")
+    database.rename(aside)
+    try:
+        missing = kedro_run(project, "split", _params(settings), timeout=300)
+        created = database.exists()
+    finally:
+        database.unlink(missing_ok=True)
+        aside.rename(database)
+    missing_message = _error_line(missing, "TrackingStoreError:")
+    with sqlite3.connect(database) as connection:
+        integrity = connection.execute("pragma integrity_check").fetchone()[0]
+    after = _runs_in(database)
+    recovered = kedro_run(project, "split", _params(settings), timeout=300)
+    figures = {
+        "locked_exit_code": locked.returncode,
+        "locked_seconds": round(locked_seconds, 1),
+        "locked_message": locked_message[-200:],
+        "missing_exit_code": missing.returncode,
+        "missing_message": missing_message[-200:],
+        "empty_database_created": created,
+        "runs_before_after": [before, after],
+        "integrity_check": integrity,
+        "next_run_exit_code": recovered.returncode,
+        "runs_after_next_run": _runs_in(database),
+    }
+    passed = (
+        locked.returncode != 0 and "is locked" in locked_message and missing.returncode != 0 and "is missing" in missing_message
+        and not created and before == after and integrity == "ok" and recovered.returncode == 0 and figures["runs_after_next_run"] == before + 1
+    )
+    return Check("fault: MLflow database locked or missing", passed, figures, "the run stops with a plain message before writing; existing runs intact")
+
+
+# ----------------------------------------------------------------------------------- hostile files
+
+
+def _png(width: int, height: int, mode: str = "RGB") -> bytes:
+    from PIL import Image
+
+    buffer = io.BytesIO()
+    Image.new(mode, (width, height)).save(buffer, format="PNG")
+    return buffer.getvalue()
+
+
+def _photo(fmt: str, size=(64, 48)) -> bytes:
+    from PIL import Image
+
+    rng = np.random.default_rng(3)
+    buffer = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (size[1], size[0], 3), dtype=np.uint8)).save(buffer, format=fmt)
+    return buffer.getvalue()
+
+
+def hostile_uploads(request_cap: int, decode_cap: int) -> list[tuple[str, dict, int]]:
+    """One request per kind of bad upload, with the status it must get; the last is a harmless oddity."""
+    jpeg, png = _photo("JPEG"), _photo("PNG")
+    corrupt_png = bytearray(png)
+    corrupt_png[50:90] = bytes(40)
+    garbled_jpeg = jpeg[:400] + bytes(len(jpeg) - 400)
+    bmp_bomb = bytearray(_photo("BMP", (20, 20)))
+    bmp_bomb[18:26] = (30000).to_bytes(4, "little") + (30000).to_bytes(4, "little")
+
+    def upload(data: bytes, name: str = "photo.jpg", content_type: str = "image/jpeg", **form) -> dict:
+        return {"files": {"image": (name, data, content_type)}, "data": form}
+
+    return [
+        ("plain text", upload(b"just some text"), 415),
+        ("empty file", upload(b""), 415),
+        ("html page", upload(b"<html><body>hi</body></html>", "x.html", "text/html"), 415),
+        ("svg image", upload(b'<svg xmlns="http://www.w3.org/2000/svg"/>', "x.svg", "image/svg+xml"), 415),
+        ("pdf", upload(b"%PDF-1.4\n%\xe2\xe3\xcf\xd3\n1 0 obj", "x.pdf", "application/pdf"), 415),
+        ("zip archive", upload(b"PK\x03\x04" + bytes(60), "x.zip", "application/zip"), 415),
+        ("gif", upload(_photo("GIF"), "x.gif", "image/gif"), 415),
+        ("tiff", upload(_photo("TIFF"), "x.tif", "image/tiff"), 415),
+        ("heic signature", upload(b"\x00\x00\x00\x18ftypheic" + bytes(40), "x.heic", "image/heic"), 415),
+        ("pickle file", upload(b"\x80\x04\x95\x05\x00\x00\x00\x00\x00\x00\x00K\x01.", "x.pkl", "application/python-pickle"), 415),
+        ("pickle body", {"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/vnd.bentoml+pickle"}}, 415),
+        ("json body", {"json": {"image": "x"}}, 415),
+        ("truncated jpeg", upload(jpeg[: len(jpeg) // 3]), 400),
+        ("truncated png", upload(png[: len(png) // 2], "x.png", "image/png"), 400),
+        ("corrupt png", upload(bytes(corrupt_png), "x.png", "image/png"), 400),
+        ("garbled jpeg", upload(garbled_jpeg), 400),
+        ("jpeg header only", upload(b"\xff\xd8\xff\xe0\x00\x10JFIF"), 400),
+        ("8x8 image", upload(_photo("PNG", (8, 8)), "x.png", "image/png"), 400),
+        ("20000x20000 png bomb", upload(_png(20000, 20000, "1"), "bomb.png", "image/png"), 413),
+        ("30000x30000 bmp header", upload(bytes(bmp_bomb), "bomb.bmp", "image/bmp"), 413),
+        ("over the decode cap", upload(b"BM" + bytes(decode_cap + 10), "big.bmp", "image/bmp"), 413),
+        ("over the request cap", upload(bytes(request_cap + 10)), 413),
+        ("missing image field", {"files": {"k": (None, "3")}}, 400),
+        ("url in the image field", {"files": {"image": (None, "http://127.0.0.1:9/ring.jpg")}}, 400),
+        ("two image files", {"files": [("image", ("a.jpg", jpeg, "image/jpeg")), ("image", ("b.jpg", jpeg, "image/jpeg"))]}, 400),
+        ("k = 0", upload(jpeg, k="0"), 400),
+        ("k = 999", upload(jpeg, k="999"), 400),
+        ("k not a number", upload(jpeg, k="ten"), 400),
+        ("unknown category", upload(jpeg, category="tiara"), 400),
+        ("malformed multipart", {"content": b"--zz\r\nno headers", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400),
+        ("file name with ../", upload(jpeg, "../../../../etc/passwd"), 200),
+    ]
+
+
+def _decode_bomb_rss(out: multiprocessing.Queue) -> None:
+    """In a fresh process: peak memory added by refusing a 20000x20000 PNG bomb."""
+    import resource
+
+    from jewelry_pipeline.images import ImageRejected, decode_image
+
+    bomb = _png(20000, 20000, "1")
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    try:
+        decode_image(bomb)
+        reason = "decoded"
+    except ImageRejected as exc:
+        reason = exc.reason
+    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    out.put({"bytes": len(bomb), "reason": reason, "peak_rss_added_mb": round((after - before) / 1024, 2)})
+
+
+def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Check:
+    """A Lambda-layer model is refused; a bomb costs no memory; every bad upload gets its 4xx."""
+    import keras
+
+    from jewelry_pipeline.models.files import load_keras_safe
+
+    inputs = keras.Input((4,))
+    evil = workdir / "lambda.keras"
+    keras.Model(inputs, keras.layers.Lambda(lambda x: x * 2)(inputs)).save(evil)
+    try:
+        load_keras_safe(evil)
+        lambda_refused = False
+    except ValueError:
+        lambda_refused = True
+
+    queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
+    child = multiprocessing.get_context("spawn").Process(target=_decode_bomb_rss, args=(queue,))
+    child.start()
+    bomb = queue.get(timeout=120)
+    child.join(timeout=30)
+
+    request_cap = 3_000_000
+    decode_cap = json.loads((bundle / "config.json").read_text())["preprocessing"]["max_bytes"]
+    server = start_bentoml(bundle, workdir / "hostile.log", {"JEWELRY_MAX_CONCURRENCY": "1000", "JEWELRY_MAX_REQUEST_BYTES": str(max(request_cap, decode_cap + 200_000))})
+    answers, wrong = {}, []
+    try:
+        request_cap = max(request_cap, decode_cap + 200_000)
+        with httpx.Client(base_url=server.url, timeout=60) as client:
+            for kind, request, expected in hostile_uploads(request_cap, decode_cap):
+                response = client.post("/recommend", **request)
+                is_json = response.headers.get("content-type", "").startswith("application/json")
+                answers[kind] = response.status_code
+                if response.status_code != expected or not is_json:
+                    wrong.append(f"{kind}: {response.status_code} (expected {expected})")
+            still_up = client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
+    finally:
+        server.stop()
+    bad_kinds = sum(1 for *_, expected in hostile_uploads(request_cap, decode_cap) if expected >= 400)
+    figures = {
+        "lambda_model_refused": lambda_refused,
+        "bomb_png_bytes": bomb["bytes"],
+        "bomb_refused_as": bomb["reason"],
+        "bomb_peak_rss_added_mb": bomb["peak_rss_added_mb"],
+        "bad_upload_kinds": bad_kinds,
+        "wrong_answers": wrong,
+        "server_up_after": still_up,
+        "answers": answers,
+    }
+    passed = lambda_refused and bomb["reason"] == "too_large" and bomb["peak_rss_added_mb"] < 50 and not wrong and still_up and bad_kinds >= 25
+    return Check("hostile files: Lambda model, PNG bomb, bad-upload corpus", passed, figures, "4xx JSON for each of the bad uploads; the server stays up")
+
+
+# ---------------------------------------------------------------------------------------- report
+
+
+def run_all(bundle: Path, workdir: Path, settings: Settings, only: set[str] | None = None) -> list[Check]:
+    """Run the checks (all, or the named ones) and return their results."""
+    service_checks = {"load": check_load, "soak": check_soak, "kill": check_worker_kill, "bundles": check_bad_bundles, "hostile": check_hostile_files}
+    project_checks = {"reproducibility": check_reproducibility, "training_kill": check_killed_training, "tracking": check_tracking_database}
+    results = []
+    for name, check in service_checks.items():
+        if only is None or name in only:
+            print(f"[reliability] {name} ...", flush=True)
+            results.append(check(bundle, workdir, settings))
+            print(f"[reliability] {name}: {'PASS' if results[-1].passed else 'FAIL'} {results[-1].figures}", flush=True)
+    wanted = [name for name in project_checks if only is None or name in only]
+    if wanted:
+        project = make_project(workdir, settings)
+        for name in ("reproducibility", "training_kill", "tracking"):
+            if name in wanted:
+                print(f"[reliability] {name} ...", flush=True)
+                results.append(project_checks[name](project, settings))
+                print(f"[reliability] {name}: {'PASS' if results[-1].passed else 'FAIL'} {results[-1].figures}", flush=True)
+    return results
+
+
+def _figure_text(figures: dict) -> str:
+    return "; ".join(f"{k}={v}" for k, v in figures.items() if k != "answers").replace("|", "/")
+
+
+def write_report(results: list[Check], bundle: Path, settings: Settings) -> None:
+    """docs/RELIABILITY.md and benchmarks/results/reliability.json, both from these results."""
+    measured = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    RESULTS.write_text(json.dumps({"measured_at": measured, "machine": machine(), "bundle": str(bundle), "settings": asdict(settings), "checks": [asdict(r) for r in results]}, indent=2) + "\n")
+    rows = [{"check": r.name, "result": "PASS" if r.passed else "FAIL", "what must hold": r.note, "figures": _figure_text(r.figures)} for r in results]
+    passed = sum(r.passed for r in results)
+    text = "\n\n".join(
+        [
+            "# Reliability",
+            "Generated by `make reliability` (`benchmarks/reliability.py`); do not edit by hand. A light version of the same "
+            "checks runs in the test suite (`tests/benchmarks/test_reliability.py`).",
+            f"**{passed} of {len(results)} checks pass.** Measured {measured} on {machine()['cpus']} CPUs against `{bundle}`; "
+            f"settings: {asdict(settings)}. Raw figures: `benchmarks/results/reliability.json`.",
+            markdown_table(rows, ["check", "result", "what must hold", "figures"]),
+        ]
+    )
+    REPORT.write_text(text + "\n")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
+    parser.add_argument("--only", help="comma-separated: load,soak,kill,bundles,hostile,reproducibility,training_kill,tracking")
+    parser.add_argument("--light", action="store_true", help="the test-suite settings (quick)")
+    args = parser.parse_args()
+    if not (args.bundle / "files.json").is_file():
+        sys.exit(f"No serving bundle at {args.bundle}: run `make run` first (or pass --bundle).")
+    settings = LIGHT if args.light else FULL
+    with tempfile.TemporaryDirectory(prefix="reliability-") as tmp:
+        results = run_all(args.bundle, Path(tmp), settings, set(args.only.split(",")) if args.only else None)
+    if args.only is None:
+        write_report(results, args.bundle, settings)
+    failed = [r.name for r in results if not r.passed]
+    print("all checks pass" if not failed else f"FAILED: {failed}")
+    sys.exit(1 if failed else 0)
+
+
+if __name__ == "__main__":
+    main()
