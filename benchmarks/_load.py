@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import random
 import socket
 import subprocess
 import sys
@@ -112,6 +113,7 @@ class LoadResult:
 
 async def _run(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float, on_tick=None) -> LoadResult:
     latencies, statuses = [], Counter()
+    jitter = random.Random(0)  # de-synchronised retries, as independent clients would be
     issued = 0
     deadline = time.monotonic() + duration_s
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
@@ -129,8 +131,8 @@ async def _run(url: str, path: str, payloads: list[dict], concurrency: int, dura
                     statuses[response.status_code] += 1
                     if response.status_code == 200:
                         latencies.append((time.perf_counter() - started) * 1000)
-                    elif response.status_code == 429:  # a polite client waits as told (at most a second)
-                        await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "1"))))
+                    elif response.status_code == 429:  # a polite client waits as told (at most a second), with jitter
+                        await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "1"))) * jitter.uniform(0.5, 1.0))
                 except httpx.TransportError:
                     statuses["transport"] += 1
                 if on_tick is not None:

@@ -90,13 +90,13 @@ def _tree_rss_mb(pid: int) -> float:
     return total / 2**20
 
 
-def _probe(url: str, seconds: float, out: multiprocessing.Queue) -> None:
+def _probe(url: str, seconds: float, out: multiprocessing.Queue, order: tuple[str, ...] = ("/readyz", "/livez")) -> None:
     """In its own process: GET /readyz and /livez every 0.25 s; report each latency and status."""
     answers = []
     deadline = time.monotonic() + seconds
     with httpx.Client(base_url=url, timeout=5) as client:
         while time.monotonic() < deadline:
-            for path in ("/readyz", "/livez"):
+            for path in order:
                 started = time.perf_counter()
                 try:
                     status = client.get(path).status_code
