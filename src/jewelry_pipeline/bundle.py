@@ -20,7 +20,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 
 BUNDLE_FORMAT = 1
 BUNDLE_MODEL_NAME = "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
@@ -70,6 +69,8 @@ def write_bundle(
     version: dict[str, Any],
 ) -> Path:
     """Write a complete bundle into a temporary folder, then move it into place in one rename."""
+    from jewelry_pipeline.models.files import save_keras_atomic  # Keras only when models are written
+
     destination = Path(destination)
     missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
     if missing:
@@ -130,6 +131,8 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
 
 def read_bundle(path: str | Path) -> ServingBundle:
     """Verify and load a bundle: models with `safe_mode=True`, arrays without pickle."""
+    from jewelry_pipeline.models.files import load_keras_safe  # Keras only when models are read
+
     path = Path(path)
     config = verify_bundle(path)
     try:

@@ -1,4 +1,8 @@
-"""The recommendation engine: classify, embed and search a verified serving bundle (no HTTP here)."""
+"""The recommendation engine: classify, embed and search a verified serving bundle (no HTTP here).
+
+TensorFlow is imported when an engine is built, so importing this module (as the service's
+start-up check does) stays light.
+"""
 
 from __future__ import annotations
 
@@ -9,14 +13,11 @@ from dataclasses import dataclass
 from typing import Any
 
 import cv2
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
 from jewelry_pipeline.images import DecodeLimits, preprocess
-from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -41,6 +42,11 @@ class RecommendationEngine:
     """Everything a request needs, built once from a bundle: the model, the index and the catalog."""
 
     def __init__(self, bundle: ServingBundle, label: str = ""):
+        import keras
+        import tensorflow as tf
+
+        from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
+
         config = bundle.config
         self.class_names = bundle.class_names
         self.preprocessing = dict(config["preprocessing"])

@@ -23,7 +23,6 @@ import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-import tensorflow as tf  # noqa: E402
 from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
@@ -111,6 +110,8 @@ class JewelryService:
         verify_bundle(path)
         # One TensorFlow compute thread: the other core stays free for the event loop, decoding and
         # probes, so /readyz and /livez answer fast under saturation (batching keeps throughput).
+        import tensorflow as tf  # here, not at module level: the start-up check in the parent stays light
+
         tf_threads = int(os.environ.get("JEWELRY_TF_THREADS", "1"))
         tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
