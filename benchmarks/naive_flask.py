@@ -8,13 +8,12 @@ from __future__ import annotations
 
 import sys
 
-import keras
 import numpy as np
 from flask import Flask, jsonify, request
 
 from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import DecodeLimits, ImageRejected, preprocess
-from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
+from jewelry_pipeline.images import DecodeLimits, ImageRejected, model_input
+from jewelry_pipeline.models.classifier import features_model
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 
@@ -23,7 +22,7 @@ def create_app(bundle_path: str) -> Flask:
     bundle = read_bundle(bundle_path)
     size = int(bundle.config["preprocessing"]["image_size"])
     limits = DecodeLimits.from_config(bundle.config["preprocessing"])
-    model = keras.Model(bundle.classifier.inputs, [bundle.classifier.get_layer(EMBEDDING_LAYER).output, bundle.classifier.output])
+    model = features_model(bundle.classifier)
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
     app = Flask("naive")
@@ -38,7 +37,7 @@ def create_app(bundle_path: str) -> Flask:
         if upload is None:
             return jsonify(error="missing image"), 400
         try:
-            image, _ = preprocess(upload.read(), size, limits)
+            image = model_input(upload.read(), size, limits)
         except ImageRejected as exc:
             return jsonify(error=str(exc)), 400
         k = int(request.form.get("k", 10))

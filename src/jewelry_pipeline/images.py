@@ -167,13 +167,16 @@ def letterbox(image: np.ndarray, size: int, pad_value: int = 255) -> np.ndarray:
     return canvas
 
 
+def model_input(data: bytes, size: int, limits: DecodeLimits = DecodeLimits(), pad_value: int = 255) -> np.ndarray:
+    """Decode one file with every safety check and letterbox it to `size`x`size`x3."""
+    return letterbox(decode_image(data, limits, draft_size=size), size, pad_value)
+
+
 def preprocess(
     data: bytes, size: int, limits: DecodeLimits = DecodeLimits(), pad_value: int = 255
 ) -> tuple[np.ndarray, tuple[int, int]]:
-    """Decode and letterbox one file; returns the `size`x`size`x3 array and the original (w, h)."""
-    rgb = decode_image(data, limits, draft_size=size)
-    original = _original_size(data)
-    return letterbox(rgb, size, pad_value), original
+    """`model_input`, plus the original (w, h) that ingestion records."""
+    return model_input(data, size, limits, pad_value), _original_size(data)
 
 
 def _original_size(data: bytes) -> tuple[int, int]:

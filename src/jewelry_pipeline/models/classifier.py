@@ -44,6 +44,11 @@ def embedding_model(classifier: keras.Model) -> keras.Model:
     return keras.Model(classifier.inputs, classifier.get_layer(EMBEDDING_LAYER).output, name="classifier_embedding")
 
 
+def features_model(classifier: keras.Model) -> keras.Model:
+    """The classifier with two outputs: its embedding and its class probabilities."""
+    return keras.Model(classifier.inputs, [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output], name="classifier_features")
+
+
 def probabilities_from_embeddings(classifier: keras.Model, embeddings: np.ndarray) -> np.ndarray:
     """Class probabilities from embeddings: the head alone, since dropout is off at inference."""
     return keras.ops.convert_to_numpy(classifier.get_layer(PROBABILITIES_LAYER)(embeddings))

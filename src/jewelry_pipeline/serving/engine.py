@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import DecodeLimits, preprocess
+from jewelry_pipeline.images import DecodeLimits, model_input
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -28,6 +28,14 @@ SERVABLE_SOURCES = ("classifier",)
 
 class NotFound(LookupError):
     """An item id or category the catalog does not hold."""
+
+
+class UnknownItem(NotFound):
+    """An item id the catalog does not hold."""
+
+
+class UnknownCategory(NotFound):
+    """A category the bundle's classifier does not know."""
 
 
 @dataclass(frozen=True)
@@ -42,17 +50,16 @@ class RecommendationEngine:
     """Everything a request needs, built once from a bundle: the model, the index and the catalog."""
 
     def __init__(self, bundle: ServingBundle, label: str = ""):
-        import keras
         import tensorflow as tf
 
-        from jewelry_pipeline.models.classifier import EMBEDDING_LAYER
+        from jewelry_pipeline.models.classifier import features_model
 
         config = bundle.config
         self.class_names = bundle.class_names
-        self.preprocessing = dict(config["preprocessing"])
-        self.image_size = int(self.preprocessing["image_size"])
-        self.pad_value = int(self.preprocessing.get("pad_value", 255))
-        self.limits = DecodeLimits.from_config(self.preprocessing)
+        preprocessing = config["preprocessing"]
+        self.image_size = int(preprocessing["image_size"])
+        self.pad_value = int(preprocessing.get("pad_value", 255))
+        self.limits = DecodeLimits.from_config(preprocessing)
         source = str(bundle.index.get("source", "classifier"))
         if source not in SERVABLE_SOURCES:
             raise BundleError(f"serving bundle '{bundle.path}' indexes '{source}' vectors; the service can embed queries only for {SERVABLE_SOURCES}")
@@ -66,8 +73,7 @@ class RecommendationEngine:
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()
-        classifier = bundle.classifier
-        both = keras.Model(classifier.inputs, [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output])
+        both = features_model(bundle.classifier)
         self._forward = tf.function(
             lambda images: both(tf.cast(images, tf.float32), training=False),
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
@@ -89,8 +95,7 @@ class RecommendationEngine:
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Decode an upload with the shared safe decoder and letterbox it to the model's input."""
-        image, _ = preprocess(data, self.image_size, self.limits, self.pad_value)
-        return image
+        return model_input(data, self.image_size, self.limits, self.pad_value)
 
     def features(self, images: np.ndarray) -> np.ndarray:
         """Embeddings and probabilities for a batch of prepared images, side by side in one array."""
@@ -132,7 +137,7 @@ class RecommendationEngine:
     def check_category(self, category: str | None) -> str | None:
         """The category filter itself, or NotFound naming the valid ones."""
         if category and category not in self.class_names:
-            raise NotFound(f"unknown category '{category}'; choose one of {self.class_names}")
+            raise UnknownCategory(f"unknown category '{category}'; choose one of {self.class_names}")
         return category or None
 
     def recommend(self, features: Features, k: int, category: str | None = None) -> dict[str, Any]:
@@ -150,7 +155,7 @@ class RecommendationEngine:
         """The k items most similar to a catalog item, excluding itself."""
         position = self.position_of.get(str(item_id))
         if position is None:
-            raise NotFound(f"unknown item_id '{item_id}'")
+            raise UnknownItem(f"unknown item_id '{item_id}'")
         vector = self.index.vectors[position]
         positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)))
         keep = positions[0] != position
@@ -202,7 +207,7 @@ class RecommendationEngine:
         """The item's stored thumbnail as PNG bytes."""
         position = self.position_of.get(str(item_id))
         if position is None:
-            raise NotFound(f"unknown item_id '{item_id}'")
+            raise UnknownItem(f"unknown item_id '{item_id}'")
         row = int(self.catalog.at[position, "thumbnail_row"])
         ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.asarray(self.thumbnails[row]), cv2.COLOR_RGB2BGR))
         if not ok:

@@ -2,26 +2,23 @@
 
 from __future__ import annotations
 
-
 from starlette.responses import JSONResponse
 
 
 class ConcurrencyLimit:
     """ASGI middleware: a request to `paths` over `max_concurrency` in flight is answered 429.
 
-    Health, metrics, the page and thumbnails are never limited. The service's own batched model
-    calls carry `exempt_header: exempt_token` and are not counted twice.
+    Health, metrics, the page, thumbnails and the internal model endpoint are never limited.
     """
 
-    def __init__(self, app, max_concurrency: int, paths: tuple[str, ...], exempt_header: bytes = b"", exempt_token: bytes = b""):
+    def __init__(self, app, max_concurrency: int, paths: tuple[str, ...]):
         self.app = app
         self.max_concurrency = int(max_concurrency)
         self.paths = tuple(paths)
-        self.exempt = (exempt_header.lower(), exempt_token) if exempt_header else None
         self.in_flight = 0
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["path"] not in self.paths or self._exempt(scope):
+        if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
             response = JSONResponse(
@@ -35,14 +32,6 @@ class ConcurrencyLimit:
             await self.app(scope, receive, send)
         finally:
             self.in_flight -= 1
-
-    def _exempt(self, scope) -> bool:
-        if self.exempt is None:
-            return False
-        header, token = self.exempt
-        return any(name == header and value == token for name, value in scope.get("headers") or [])
-
-
 
 
 class InternalOnly:

@@ -12,6 +12,7 @@ import os
 # Telemetry is already off (the package's __init__); pickles are refused by MLflow in this process.
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # never overridable in the serving process
 
+import functools  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
 import secrets  # noqa: E402
@@ -28,8 +29,8 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
-from jewelry_pipeline.images import ImageRejected  # noqa: E402
-from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine  # noqa: E402
+from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
+from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
@@ -56,7 +57,6 @@ INTERNAL_HEADER = "x-jewelry-internal"
 INTERNAL_TOKEN = secrets.token_hex(16)  # marks this process's own batched model calls
 GC_THRESHOLDS = (50_000, 50, 1_000)  # young-generation size, then how many of each before the next
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
-_LIMITERS: dict[str, anyio.CapacityLimiter] = {}
 LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
 
 
@@ -82,7 +82,7 @@ def upload_cap() -> int:
     if override := os.environ.get("JEWELRY_MAX_REQUEST_BYTES"):
         return int(override)
     engine = LOADED.get("engine")
-    return (engine.limits.max_bytes if engine else 40 * 1024 * 1024) + MULTIPART_OVERHEAD
+    return (engine.limits if engine else DecodeLimits()).max_bytes + MULTIPART_OVERHEAD
 
 
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
@@ -106,8 +106,7 @@ class JewelryService:
         logger.info("Serving bundle %s verified", label)
 
     def __init__(self) -> None:
-        path, label = bundle_location(bundle_reference())
-        verify_bundle(path)
+        path, label = bundle_location(bundle_reference())  # verified by check_bundle, and again by read_bundle
         # One TensorFlow compute thread: the other core stays free for the event loop, decoding and
         # probes, so /readyz and /livez answer fast under saturation (batching keeps throughput).
         import tensorflow as tf  # here, not at module level: the start-up check in the parent stays light
@@ -243,11 +242,13 @@ class JewelryService:
 
 
 def _check(function, *args):
-    """Call an engine method, turning an unknown item or category into a 404/400."""
+    """Call an engine method, turning an unknown item into a 404 and an unknown category into a 400."""
     try:
         return function(*args)
-    except NotFound as exc:
-        raise ApiError(404 if "item_id" in str(exc) else 400, str(exc), "not_found") from None
+    except UnknownItem as exc:
+        raise ApiError(404, str(exc), "not_found") from None
+    except UnknownCategory as exc:
+        raise ApiError(400, str(exc), "not_found") from None
 
 
 async def _in_thread(function, *args):
@@ -255,16 +256,14 @@ async def _in_thread(function, *args):
     return await anyio.to_thread.run_sync(_check, function, *args, limiter=_cpu_limiter())
 
 
+@functools.cache
 def _cpu_limiter() -> anyio.CapacityLimiter:
     """At most CPU_THREADS threads decode and search at once: more only contend for the GIL and
-    delay the event loop (and with it the health probes) without adding throughput on 2 cores."""
-    if "cpu" not in _LIMITERS:
-        _LIMITERS["cpu"] = anyio.CapacityLimiter(CPU_THREADS)
-    return _LIMITERS["cpu"]
+    delay the event loop (and with it the health probes) without adding throughput on 2 cores.
+    Made on first use, inside the event loop, as anyio requires."""
+    return anyio.CapacityLimiter(CPU_THREADS)
 
 
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
-JewelryService.add_asgi_middleware(
-    ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS, exempt_header=INTERNAL_HEADER.encode(), exempt_token=INTERNAL_TOKEN.encode()
-)
+JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)

@@ -39,17 +39,26 @@ def rejected_upload(exc: ImageRejected) -> ApiError:
     return ApiError(STATUS_BY_REASON.get(exc.reason, 400), f"image refused: {exc}", exc.reason)
 
 
+def _refuse_pickle(content_type: str) -> None:
+    """A pickle never crosses this boundary, whatever the route."""
+    if content_type.lower() in PICKLE_TYPES:
+        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+
+
+def _media_type(request: Request) -> str:
+    """The request's Content-Type without parameters, after refusing pickles."""
+    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    _refuse_pickle(content_type)
+    return content_type
+
+
 async def read_form(request: Request, max_bytes: int) -> FormData:
     """Parse a multipart form with one file at most; anything else is refused with a 4xx."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in PICKLE_TYPES:
-        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    content_type = _media_type(request)
     if content_type != "multipart/form-data":
         raise ApiError(415, f"send multipart/form-data with a file field 'image' (got '{content_type or 'no content type'}')", "unsupported_media_type")
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
-    except ApiError:
-        raise
     except Exception as exc:  # noqa: BLE001 - every parser failure is the client's malformed form
         raise ApiError(400, f"malformed multipart form: {exc}", "malformed_form") from None
 
@@ -64,8 +73,7 @@ async def image_field(form: FormData, name: str = "image") -> bytes:
     value = values[0]
     if not isinstance(value, UploadFile):
         raise ApiError(400, f"field '{name}' must be an uploaded file; URLs and text are never fetched", "wrong_field_type")
-    if (value.content_type or "").lower() in PICKLE_TYPES:
-        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    _refuse_pickle(value.content_type or "")
     return await value.read()
 
 
@@ -73,7 +81,7 @@ def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
     """An integer parameter in [low, high], or a 400 naming the field."""
     if raw is None or raw == "":
         return default
-    if isinstance(raw, UploadFile) or isinstance(raw, bool):
+    if isinstance(raw, (UploadFile, bool)):
         raise ApiError(400, f"field '{name}' must be an integer", "wrong_field_type")
     try:
         value = int(str(raw).strip()) if not isinstance(raw, int) else raw
@@ -95,9 +103,7 @@ def text_field(raw: Any, name: str) -> str | None:
 
 async def json_object(request: Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
     """A small JSON object body."""
-    content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-    if content_type in PICKLE_TYPES:
-        raise ApiError(415, "pickled payloads are never accepted", "unsupported_media_type")
+    _media_type(request)
     body = await request.body()
     if len(body) > max_bytes:
         raise ApiError(413, f"body over {max_bytes} bytes", "too_large")
