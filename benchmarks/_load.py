@@ -21,6 +21,11 @@ ROOT = Path(__file__).resolve().parents[1]
 QUIET_ENV = {"BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", "KEDRO_DISABLE_TELEMETRY": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
 
 
+def clean_env() -> dict[str, str]:
+    """This environment without MLflow run state an earlier in-process run left behind, telemetry off."""
+    return {**{k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}, **QUIET_ENV}
+
+
 def free_port() -> int:
     """A free TCP port on 127.0.0.1."""
     with socket.socket() as sock:
@@ -54,31 +59,38 @@ class Server:
                 self.process.wait(timeout=10)
 
 
-def start(command: list[str], env: dict[str, str], ready_path: str, log: Path, timeout_s: float = 180) -> Server:
-    """Start `command` (which must listen on the port in `env['PORT']`) and wait until `ready_path` is 200."""
+def start(command: list[str], env: dict[str, str], ready_path: str, log: Path, timeout_s: float = 180, statuses: list[int] | None = None) -> Server:
+    """Start `command` (which must listen on the port in `env['PORT']`) and wait until `ready_path` is 200.
+
+    Each answer of the readiness path is appended to `statuses` when given.
+    """
     port = env["PORT"]
     log.parent.mkdir(parents=True, exist_ok=True)
-    process = subprocess.Popen(command, env={**os.environ, **QUIET_ENV, **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
+    process = subprocess.Popen(command, env={**clean_env(), **env}, stdout=log.open("wb"), stderr=subprocess.STDOUT, cwd=ROOT)
     server = Server(process, f"http://127.0.0.1:{port}", log)
     deadline = time.monotonic() + timeout_s
     with httpx.Client(base_url=server.url, timeout=2) as client:
         while time.monotonic() < deadline and process.poll() is None:
             try:
-                if client.get(ready_path).status_code == 200:
-                    return server
+                status = client.get(ready_path).status_code
             except httpx.TransportError:
-                pass
-            time.sleep(0.2)
+                status = None
+            if status is not None and statuses is not None:
+                statuses.append(status)
+            if status == 200:
+                return server
+            time.sleep(0.1)
     server.stop()
-    raise RuntimeError(f"{command[:3]} did not become ready; see {log}")
+    raise RuntimeError(f"{command[:3]} did not become ready; the end of {log}:\n{log.read_text(errors='replace')[-3000:]}")
 
 
-def start_bentoml(bundle: Path, log: Path, extra_env: dict[str, str] | None = None) -> Server:
-    """The project's BentoML service on a free loopback port, serving `bundle`."""
+def start_bentoml(bundle: Path | None, log: Path, extra_env: dict[str, str] | None = None, statuses: list[int] | None = None) -> Server:
+    """The project's BentoML service on a free loopback port, serving `bundle` (None: the store's champion)."""
     port = str(free_port())
     bentoml = str(Path(sys.executable).with_name("bentoml"))
     command = [bentoml, "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", port]
-    return start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle), **(extra_env or {})}, "/readyz", log)
+    env = {"PORT": port, **({"JEWELRY_BUNDLE": str(bundle)} if bundle is not None else {}), **(extra_env or {})}
+    return start(command, env, "/readyz", log, statuses=statuses)
 
 
 @dataclass
@@ -93,7 +105,7 @@ class LoadResult:
 
     def summary(self) -> dict:
         """Latency percentiles, throughput and answers by class."""
-        ok = [lat for lat in self.latencies_ms]
+        ok = self.latencies_ms
         pct = (lambda q: round(float(np.percentile(ok, q)), 2)) if ok else (lambda q: None)
         return {
             "concurrency": self.concurrency,

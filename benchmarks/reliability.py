@@ -26,7 +26,7 @@ import httpx
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _load import QUIET_ENV, ROOT, Server, free_port, run_load, sample_payloads, start_bentoml  # noqa: E402
+from _load import ROOT, Server, clean_env, free_port, run_load, sample_payloads, start_bentoml  # noqa: E402
 from _report import machine, markdown_table  # noqa: E402
 
 REPORT = ROOT / "docs" / "RELIABILITY.md"
@@ -67,9 +67,8 @@ LIGHT = Settings(load_clients=12, load_seconds=6, max_concurrency=4, soak_reques
 
 
 def _clean_env() -> dict[str, str]:
-    """This environment without MLflow run state, with telemetry off."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")}
-    return {**env, **QUIET_ENV, "COLUMNS": "400"}  # wide enough that error messages are not wrapped
+    """`clean_env`, wide enough that error messages in kedro's output are not wrapped."""
+    return {**clean_env(), "COLUMNS": "400"}
 
 
 def _tree_rss_mb(pid: int) -> float:
@@ -538,14 +537,14 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
     bomb = queue.get(timeout=120)
     child.join(timeout=30)
 
-    request_cap = 3_000_000
     decode_cap = json.loads((bundle / "config.json").read_text())["preprocessing"]["max_bytes"]
-    server = start_bentoml(bundle, workdir / "hostile.log", {"JEWELRY_MAX_CONCURRENCY": "1000", "JEWELRY_MAX_REQUEST_BYTES": str(max(request_cap, decode_cap + 200_000))})
+    request_cap = max(3_000_000, decode_cap + 200_000)  # room for the over-the-decode-cap upload
+    uploads = hostile_uploads(request_cap, decode_cap)
+    server = start_bentoml(bundle, workdir / "hostile.log", {"JEWELRY_MAX_CONCURRENCY": "1000", "JEWELRY_MAX_REQUEST_BYTES": str(request_cap)})
     answers, wrong = {}, []
     try:
-        request_cap = max(request_cap, decode_cap + 200_000)
         with httpx.Client(base_url=server.url, timeout=60) as client:
-            for kind, request, expected in hostile_uploads(request_cap, decode_cap):
+            for kind, request, expected in uploads:
                 response = client.post("/recommend", **request)
                 is_json = response.headers.get("content-type", "").startswith("application/json")
                 answers[kind] = response.status_code
@@ -554,7 +553,7 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
             still_up = client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
     finally:
         server.stop()
-    bad_kinds = sum(1 for *_, expected in hostile_uploads(request_cap, decode_cap) if expected >= 400)
+    bad_kinds = sum(1 for *_, expected in uploads if expected >= 400)
     figures = {
         "lambda_model_refused": lambda_refused,
         "bomb_png_bytes": bomb["bytes"],

@@ -3,11 +3,8 @@
 from __future__ import annotations
 
 import json
-import os
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from benchmarks._load import Server, clean_env, start_bentoml
 from jewelry_pipeline.bundle import write_bundle
 from jewelry_pipeline.models.classifier import build_classifier, embedding_model
 from jewelry_pipeline.pipelines.recommender.nodes import build_index
@@ -64,25 +62,10 @@ def tiny_bundle(tmp_path_factory) -> Path:
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
 
 
-def _clean_environ() -> dict[str, str]:
-    """This process's environment without the MLflow run state earlier in-process runs left behind."""
-    return {k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_") or k == "MLFLOW_DISABLE_TELEMETRY"}
-
-
-def free_port() -> int:
-    """A free TCP port on the loopback interface."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 @dataclass
-class LiveServer:
+class LiveServer(Server):
     """A `bentoml serve` process on 127.0.0.1 and what its readiness probe said while it started."""
 
-    process: subprocess.Popen
-    url: str
-    log: Path
     readiness: list[int] = field(default_factory=list)
     runs: dict[str, str] = field(default_factory=dict)
     bentoml_home: Path | None = None
@@ -91,43 +74,12 @@ class LiveServer:
         """An HTTP client bound to this server."""
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
-    def stop(self) -> None:
-        """Terminate the server and wait (bounded) for it to go."""
-        self.process.terminate()
-        try:
-            self.process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
 
-
-def start_server(tmp_path: Path, env: dict[str, str], ready_timeout: float = 120) -> LiveServer:
-    """Start the service, polling /readyz (bounded in time) and recording each answer."""
-    port = free_port()
-    log = tmp_path / f"serve-{port}.log"
-    full_env = {**_clean_environ(), "BENTOML_DO_NOT_TRACK": "true", "DO_NOT_TRACK": "1", **env}
-    bentoml = Path(sys.executable).with_name("bentoml")
-    process = subprocess.Popen(
-        [str(bentoml), "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", str(port)],
-        env=full_env,
-        stdout=log.open("wb"),
-        stderr=subprocess.STDOUT,
-    )
-    server = LiveServer(process, f"http://127.0.0.1:{port}", log)
-    deadline = time.monotonic() + ready_timeout
-    with httpx.Client(base_url=server.url, timeout=2) as client:
-        while time.monotonic() < deadline and process.poll() is None:
-            try:
-                status = client.get("/readyz").status_code
-            except httpx.TransportError:
-                time.sleep(0.1)
-                continue
-            server.readiness.append(status)
-            if status == 200:
-                return server
-            time.sleep(0.1)
-    server.stop()
-    raise RuntimeError(f"service did not become ready; log:\n{log.read_text()[-3000:]}")
+def start_server(tmp_path: Path, env: dict[str, str]) -> LiveServer:
+    """Start the service from the BentoML store, recording each /readyz answer until it is ready."""
+    readiness: list[int] = []
+    server = start_bentoml(None, tmp_path / "serve.log", env, statuses=readiness)
+    return LiveServer(server.process, server.url, server.log, readiness)
 
 
 def package_twice(workdir: str) -> dict[str, str]:
@@ -153,7 +105,7 @@ def live_server(tmp_path_factory):
     BentoML fixes its store location once per process. `server.runs` holds their run ids.
     """
     tmp_path = tmp_path_factory.mktemp("live")
-    env = {**_clean_environ(), "BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {**clean_env(), "BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
     script = "import json, sys; from tests.serving.conftest import package_twice; print(json.dumps(package_twice(sys.argv[1])))"
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
