@@ -599,6 +599,7 @@ def _figure_text(figures: dict) -> str:
 def write_report(results: list[Check], bundle: Path, settings: Settings) -> None:
     """docs/RELIABILITY.md and benchmarks/results/reliability.json, both from these results."""
     measured = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    bundle = bundle.resolve().relative_to(ROOT) if bundle.resolve().is_relative_to(ROOT) else bundle  # no machine paths in docs
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps({"measured_at": measured, "machine": machine(), "bundle": str(bundle), "settings": asdict(settings), "checks": [asdict(r) for r in results]}, indent=2) + "\n")
     rows = [{"check": r.name, "result": "PASS" if r.passed else "FAIL", "what must hold": r.note, "figures": _figure_text(r.figures)} for r in results]
