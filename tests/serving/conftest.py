@@ -22,6 +22,7 @@ from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
 CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
+MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
 PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16}
 
 
@@ -110,7 +111,7 @@ def live_server(tmp_path_factory):
     done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads(done.stdout.strip().splitlines()[-1])
-    server = start_server(tmp_path, {"BENTOML_HOME": env["BENTOML_HOME"], "JEWELRY_LOAD_DELAY_SECONDS": "2", "JEWELRY_MAX_REQUEST_BYTES": "3000000"})
+    server = start_server(tmp_path, {"BENTOML_HOME": env["BENTOML_HOME"], "JEWELRY_LOAD_DELAY_SECONDS": "2", "JEWELRY_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)})
     server.runs = runs
     server.bentoml_home = tmp_path / "bentoml"
     yield server

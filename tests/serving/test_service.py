@@ -15,7 +15,8 @@ import pytest
 from PIL import Image
 
 from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
-from tests.serving.conftest import CLASSES, PER_CLASS, jpeg
+from benchmarks.reliability import hostile_uploads
+from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
 
 
 def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
@@ -74,37 +75,8 @@ def test_recommend_by_id_catalog_and_pages(live_server):
         assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "/recommend" in page.text
 
 
-def _bomb() -> bytes:
-    """A 20000x20000 PNG of a few KB: refused from its header, before any decoding."""
-    return image_bytes(Image.new("1", (20000, 20000)), "PNG")
-
-
-def _corrupt_png() -> bytes:
-    data = bytearray(image_bytes(random_photo(4), "PNG"))
-    data[60:120] = bytes(60)
-    return bytes(data)
-
-
-BAD_UPLOADS = [
-    ("not an image", {"files": {"image": ("a.jpg", b"hello, I am text", "image/jpeg")}}, 415),
-    ("empty file", {"files": {"image": ("a.jpg", b"", "image/jpeg")}}, 415),
-    ("gif", {"files": {"image": ("a.gif", image_bytes(random_photo(1), "GIF"), "image/gif")}}, 415),
-    ("truncated jpeg", {"files": {"image": ("a.jpg", jpeg(3)[:700], "image/jpeg")}}, 400),
-    ("corrupt png", {"files": {"image": ("a.png", _corrupt_png(), "image/png")}}, 400),
-    ("too small", {"files": {"image": ("a.png", image_bytes(random_photo(1, (8, 8)), "PNG"), "image/png")}}, 400),
-    ("decompression bomb", {"files": {"image": ("a.png", _bomb(), "image/png")}}, 413),
-    ("over the decoder's byte cap", {"files": {"image": ("a.bmp", b"BM" + bytes(2_100_000), "image/bmp")}}, 413),
-    ("over the request cap", {"files": {"image": ("a.jpg", bytes(3_100_000), "image/jpeg")}}, 413),
-    ("missing image", {"files": {"k": (None, "3")}}, 400),
-    ("url instead of a file", {"files": {"image": (None, "https://example.com/ring.jpg")}}, 400),
-    ("k zero", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "0"}}, 400),
-    ("k 51", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "51"}}, 400),
-    ("k not a number", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"k": "ten"}}, 400),
-    ("unknown category", {"files": {"image": ("a.jpg", jpeg(), "image/jpeg")}, "data": {"category": "tiara"}}, 400),
-    ("pickle body", {"content": b"\x80\x04\x95.", "headers": {"content-type": "application/vnd.bentoml+pickle"}}, 415),
-    ("json body", {"json": {"image": "x"}}, 415),
-    ("malformed multipart", {"content": b"--zz\r\ngarbage", "headers": {"content-type": "multipart/form-data; boundary=zz"}}, 400),
-]
+# The reliability suite's corpus of bad uploads (one per kind), sized to the live server's caps.
+BAD_UPLOADS = [case for case in hostile_uploads(MAX_REQUEST_BYTES, PREPROCESSING["max_bytes"]) if case[2] >= 400]
 
 
 @pytest.mark.parametrize(("kind", "request_kwargs", "status"), BAD_UPLOADS, ids=[case[0] for case in BAD_UPLOADS])
