@@ -17,7 +17,7 @@ from jewelry_pipeline.search import EmbeddingIndex
 @pytest.fixture
 def bundle_parts(tmp_path):
     classifier = build_classifier(16, 2, filters=(4,), embedding_dim=4)
-    _, encoder = build_autoencoder(16, (4,), 3)
+    _, encoder, _ = build_autoencoder(16, (4,), 3)
     rng = np.random.default_rng(0)
     index = EmbeddingIndex(["i0", "i1", "i2"], rng.normal(size=(3, 4))).to_arrays()
     catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})

@@ -14,6 +14,9 @@ from jewelry_pipeline.images import (
     DecodeLimits,
     ImageRejected,
     decode_image,
+    foreground_kernel,
+    foreground_map,
+    foreground_maps,
     hamming_pairs,
     letterbox,
     perceptual_hash,
@@ -130,3 +133,26 @@ def test_perceptual_hash_finds_near_copies_only():
     hashes = np.array([perceptual_hash(base), perceptual_hash(brighter), perceptual_hash(other)], np.uint64)
     pairs = hamming_pairs(hashes, 4).tolist()
     assert pairs == [[0, 1]]
+
+
+def test_foreground_kernel_is_odd_and_scales_with_the_image():
+    assert foreground_kernel(64, 0.33) == 21
+    assert foreground_kernel(128, 0.33) % 2 == 1 and foreground_kernel(128, 0.33) > 21
+    assert foreground_kernel(8, 0.1) == 3
+    with pytest.raises(ValueError, match="foreground_window"):
+        foreground_kernel(64, 0)
+
+
+def test_foreground_map_ignores_the_backdrop_colour():
+    maps = []
+    for backdrop in ((250, 250, 250), (30, 90, 200), (120, 40, 10)):
+        image = np.empty((32, 32, 3), np.uint8)
+        image[:] = backdrop
+        image[8:12, 4:28] = (255 - np.array(backdrop)).astype(np.uint8)  # a bar that stands out from each backdrop
+        maps.append(foreground_map(image, foreground_kernel(32, 0.33)))
+    for found in maps:
+        assert found.dtype == np.uint8 and found.shape == (32, 32)
+        assert found[8:12, 4:28].min() == 255 and found[20:, :].max() == 0
+    assert foreground_map(np.full((16, 16, 3), 77, np.uint8), 5).max() == 0
+    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), 5)
+    assert stacked.shape == (2, 16, 16, 1)

@@ -1,4 +1,4 @@
-"""The one safe image decoder, letterbox resize and perceptual hash.
+"""The one safe image decoder, letterbox resize, perceptual hash and foreground map.
 
 Used by the ingestion pipeline and by the serving endpoint alike, so both refuse the same files.
 """
@@ -214,3 +214,33 @@ def downsized_pixels(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndar
     """Store rows resized to `size`x`size` and flattened to [0, 1] floats (pixel features)."""
     small = [cv2.resize(images[r], (size, size), interpolation=cv2.INTER_AREA) for r in rows]
     return np.stack(small).reshape(len(rows), -1).astype(np.float32) / 255
+
+
+def foreground_kernel(image_size: int, window: float) -> int:
+    """The odd median-filter side, `window` of the image side (at least 3), that estimates the backdrop."""
+    if not 0 < window <= 1:
+        raise ValueError(f"preprocessing.foreground_window must be in (0, 1]; got {window}")
+    return max(3, int(round(image_size * window)) // 2 * 2 + 1)
+
+
+def foreground_map(image: np.ndarray, kernel: int) -> np.ndarray:
+    """How far each pixel stands out from a median-filtered backdrop (largest channel gap), 0-255 uint8.
+
+    Backdrop hue, gradients and exposure drop out, so models of the map see the object's shape.
+    The gap is scaled so that the image's 99th percentile maps to 255.
+    """
+    image = np.asarray(image, dtype=np.uint8)
+    if image.ndim == 2:
+        image = image[:, :, None]
+    backdrop = np.stack([cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel) for c in range(image.shape[2])], axis=-1)
+    gap = np.abs(image.astype(np.int16) - backdrop.astype(np.int16)).max(axis=-1).astype(np.float32)
+    scale = float(np.percentile(gap, 99))
+    return np.clip(gap * (255.0 / max(scale, 1.0)), 0, 255).astype(np.uint8)
+
+
+def foreground_maps(images: np.ndarray, rows: np.ndarray, kernel: int) -> np.ndarray:
+    """`foreground_map` of the given store rows, stacked as (n, h, w, 1) uint8."""
+    maps = np.empty((len(rows), *images.shape[1:3], 1), np.uint8)
+    for i, row in enumerate(rows):
+        maps[i, :, :, 0] = foreground_map(images[row], kernel)
+    return maps

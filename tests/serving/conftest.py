@@ -23,11 +23,26 @@ CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
-PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16}
+PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground_window": 0.33}
 
 
-def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0) -> Path:
-    """Write a small but complete serving bundle with real (untrained) Keras models."""
+def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray) -> tuple[dict, np.ndarray]:
+    """Untrained per-category encoders (standardised on their category) and every item's latent."""
+    from jewelry_pipeline.images import foreground_kernel, foreground_maps
+    from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
+
+    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), foreground_kernel(IMAGE_SIZE, PREPROCESSING["foreground_window"]))
+    encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
+    for name in CLASSES:
+        rows = categories == name
+        _, encoder, _ = build_autoencoder(IMAGE_SIZE, (4, 8), 6)
+        encoders[name] = standardised_encoder(encoder, encoder.predict(maps[rows], verbose=0))
+        latents[rows] = encoders[name].predict(maps[rows], verbose=0)
+    return encoders, latents
+
+
+def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source: str = "classifier") -> Path:
+    """Write a small but complete serving bundle with real (untrained) Keras models, indexing `source` vectors."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -37,9 +52,10 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0) -> Path
     embeddings = embedding_model(classifier).predict(thumbnails.astype(np.float32), verbose=0)
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
+    encoders, latents = _encoders_and_latents(thumbnails, categories) if source == "autoencoder" else ({}, None)
     index = build_index(
-        {"item_id": item_ids, "classifier": embeddings},
-        {"embedding_source": "classifier", "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
+        {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents},
+        {"embedding_source": source, "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
     )
     catalog = pd.DataFrame(
         {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
@@ -47,7 +63,7 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0) -> Path
     return write_bundle(
         destination,
         classifier=classifier,
-        encoders={},
+        encoders=encoders,
         index=index,
         catalog=catalog,
         thumbnails=thumbnails,
@@ -61,6 +77,12 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0) -> Path
 def tiny_bundle(tmp_path_factory) -> Path:
     """One tiny bundle shared by the engine tests (read-only)."""
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle")
+
+
+@pytest.fixture(scope="session")
+def tiny_autoencoder_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle whose index holds per-category autoencoder latents (read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="autoencoder")
 
 
 @dataclass

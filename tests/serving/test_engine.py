@@ -111,3 +111,37 @@ def test_packed_images_round_trip_and_wrong_sizes_are_refused(engine, bundle):
         engine.unpack([engine.pack(images[0][:8])])
     with pytest.raises(ValueError, match="base64"):
         engine.unpack(["not base64!"])
+
+
+@pytest.fixture(scope="module")
+def autoencoder_engine(tiny_autoencoder_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_autoencoder_bundle), "tiny-ae")
+
+
+def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engine, tiny_autoencoder_bundle):
+    bundle = read_bundle(tiny_autoencoder_bundle)
+    row = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13]))[0]
+    features = autoencoder_engine.split(row)
+    per_category = features.embedding.reshape(len(CLASSES), -1)
+    np.testing.assert_allclose(np.linalg.norm(per_category, axis=1), 1.0, atol=1e-5)
+    # Item 12 is a necklace: its necklace slice is the vector the index stores for it.
+    np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
+
+
+def test_autoencoder_search_stays_in_one_category(autoencoder_engine, tiny_autoencoder_bundle):
+    bundle = read_bundle(tiny_autoencoder_bundle)
+    features = autoencoder_engine.split(autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13]))[0])
+    found = autoencoder_engine.recommend(features, k=5, category="necklace")
+    assert found["items"][0]["item_id"] == "item012" and found["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert {item["category"] for item in found["items"]} == {"necklace"}
+    unfiltered = autoencoder_engine.recommend(features, k=5)
+    assert {item["category"] for item in unfiltered["items"]} == {unfiltered["category"]}
+    by_id = autoencoder_engine.recommend_by_id("item025", k=PER_CLASS + 5)
+    assert {item["category"] for item in by_id["items"]} == {"ring"} and len(by_id["items"]) == PER_CLASS - 1
+
+
+def test_an_autoencoder_index_without_its_encoders_is_refused(tiny_autoencoder_bundle):
+    bundle = read_bundle(tiny_autoencoder_bundle)
+    bundle.encoders.pop("ring")
+    with pytest.raises(BundleError, match="lacks encoders"):
+        RecommendationEngine(bundle, "broken")

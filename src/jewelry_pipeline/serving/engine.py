@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import DecodeLimits, model_input
+from jewelry_pipeline.images import DecodeLimits, foreground_kernel, foreground_maps, model_input
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
 
 # Index sources whose query vector the bundle can compute from a photo.
-SERVABLE_SOURCES = ("classifier",)
+SERVABLE_SOURCES = ("classifier", "autoencoder")
 
 
 class NotFound(LookupError):
@@ -40,7 +40,10 @@ class UnknownCategory(NotFound):
 
 @dataclass(frozen=True)
 class Features:
-    """One photo's classifier output: its embedding and class probabilities."""
+    """One photo's query vector(s) and class probabilities.
+
+    For a category-scoped source the embedding holds one unit vector per category, side by side.
+    """
 
     embedding: np.ndarray
     probabilities: np.ndarray
@@ -60,9 +63,10 @@ class RecommendationEngine:
         self.image_size = int(preprocessing["image_size"])
         self.pad_value = int(preprocessing.get("pad_value", 255))
         self.limits = DecodeLimits.from_config(preprocessing)
-        source = str(bundle.index.get("source", "classifier"))
-        if source not in SERVABLE_SOURCES:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes '{source}' vectors; the service can embed queries only for {SERVABLE_SOURCES}")
+        self.source = str(bundle.index.get("source", "classifier"))
+        if self.source not in SERVABLE_SOURCES:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes '{self.source}' vectors; the service can embed queries only for {SERVABLE_SOURCES}")
+        self.category_scoped = bool(bundle.index.get("category_scoped", False))
         self.index = EmbeddingIndex.from_arrays(bundle.index).build()
         self.catalog = bundle.catalog.reset_index(drop=True)
         if not np.array_equal(self.catalog["item_id"].to_numpy().astype(str), self.index.item_ids):
@@ -79,8 +83,24 @@ class RecommendationEngine:
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
             reduce_retracing=True,
         )
+        self._encode = self._encoders(bundle, preprocessing) if self.source == "autoencoder" else None
         self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
         logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
+
+    def _encoders(self, bundle: ServingBundle, preprocessing: dict[str, Any]):
+        """One traced call of every category's encoder on foreground maps, in class-name order."""
+        import tensorflow as tf
+
+        missing = [name for name in self.class_names if name not in bundle.encoders]
+        if missing or "foreground_window" not in preprocessing:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but lacks encoders {missing} or preprocessing.foreground_window")
+        self._kernel = foreground_kernel(self.image_size, float(preprocessing["foreground_window"]))
+        encoders = [bundle.encoders[name] for name in self.class_names]
+        return tf.function(
+            lambda batch: [encoder(tf.cast(batch, tf.float32), training=False) for encoder in encoders],
+            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.uint8)],
+            reduce_retracing=True,
+        )
 
     def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per category: cluster ids and their unit-length mean vectors in index space."""
@@ -104,7 +124,11 @@ class RecommendationEngine:
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}); got {images.shape}")
         embeddings, probabilities = self._forward(images)
-        return np.hstack([embeddings.numpy(), probabilities.numpy()]).astype(np.float32)
+        embeddings = embeddings.numpy()
+        if self._encode is not None:
+            maps = foreground_maps(images, np.arange(len(images)), self._kernel)
+            embeddings = np.hstack([l2_normalise(codes.numpy()) for codes in self._encode(maps)])
+        return np.hstack([embeddings, probabilities.numpy()]).astype(np.float32)
 
     def pack(self, image: np.ndarray) -> str:
         """A prepared image as compact text (base64 of its uint8 pixels) for the batched model call."""
@@ -144,20 +168,30 @@ class RecommendationEngine:
         """Predicted category and cluster, and the k most similar catalog items (optionally one category)."""
         category = self.check_category(category)
         result = self.classify(features)
-        vector = l2_normalise(features.embedding[None, :])[0]
-        allowed = self._categories == category if category else None
+        scope = category or (result["category"] if self.category_scoped else None)
+        vector = self._query_vector(features, scope or result["category"])
+        allowed = self._categories == scope if scope else None
         positions, scores = self.index.search(vector[None, :], k, allowed=allowed)
-        result["cluster"] = self._nearest_cluster(vector, result["category"])
+        result["cluster"] = self._nearest_cluster(self._query_vector(features, result["category"]), result["category"])
         result["items"] = self._items(positions[0], scores[0])
         return result
 
+    def _query_vector(self, features: Features, category: str) -> np.ndarray:
+        """The unit query vector in the index space of `category` (the only space for unscoped sources)."""
+        if self._encode is None:
+            return l2_normalise(features.embedding[None, :])[0]
+        width = len(features.embedding) // len(self.class_names)
+        start = self.class_names.index(category) * width
+        return l2_normalise(features.embedding[None, start : start + width])[0]
+
     def recommend_by_id(self, item_id: str, k: int) -> dict[str, Any]:
-        """The k items most similar to a catalog item, excluding itself."""
+        """The k items most similar to a catalog item (within its category for scoped sources), excluding itself."""
         position = self.position_of.get(str(item_id))
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
         vector = self.index.vectors[position]
-        positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)))
+        allowed = self._categories == self._categories[position] if self.category_scoped else None
+        positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)), allowed=allowed)
         keep = positions[0] != position
         item = self._items(np.array([position]), np.array([1.0]))[0]
         return {"item": item, "items": self._items(positions[0][keep][:k], scores[0][keep][:k]), "model_version": self.version}

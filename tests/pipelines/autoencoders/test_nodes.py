@@ -6,16 +6,27 @@ import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from jewelry_pipeline.models.autoencoder import build_autoencoder
-from jewelry_pipeline.pipelines.autoencoders.nodes import check_category_pipelines, encode_category, plot_reconstructions, select_category, train_autoencoder
+from jewelry_pipeline.models.autoencoder import build_autoencoder, nt_xent
+from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
+from jewelry_pipeline.pipelines.autoencoders.nodes import (
+    category_maps,
+    check_category_pipelines,
+    encode_category,
+    plot_reconstructions,
+    select_category,
+    train_autoencoder,
+)
 from jewelry_pipeline.pipelines.autoencoders.pipeline import SHARED_INPUTS, category_pipeline
 
 PARAMS = {
     "seed": 2,
     "architecture": {"filters": [4, 8], "latent_dim": 6},
     "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "early_stopping_patience": 2, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5},
+    "contrastive": {"weight": 1.0, "temperature": 0.2, "projection_dim": 4},
+    "views": {"crop_min_area": 0.5, "rotation": 0.1, "gain": 0.3},
     "montage_size": 3,
 }
+PREPROCESSING = {"foreground_window": 0.33}
 
 
 @pytest.fixture
@@ -34,11 +45,19 @@ def toy():
 
 
 def test_shapes():
-    autoencoder, encoder = build_autoencoder(32, (8, 16), 5)
-    assert autoencoder.output_shape == (None, 32, 32, 3)
-    assert encoder.output_shape == (None, 5)
+    autoencoder, encoder, decoder = build_autoencoder(32, (8, 16), 5)
+    assert autoencoder.input_shape == (None, 32, 32, 1) and autoencoder.output_shape == (None, 32, 32, 1)
+    assert encoder.output_shape == (None, 5) and decoder.input_shape == (None, 5)
     with pytest.raises(ValueError, match="divisible"):
         build_autoencoder(30, (8, 16), 5)
+
+
+def test_nt_xent_rewards_agreeing_views():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(8, 4)).astype(np.float32)
+    agreeing = float(nt_xent(codes, codes + 0.01, 0.2))
+    shuffled = float(nt_xent(codes, codes[::-1], 0.2))
+    assert agreeing < shuffled
 
 
 def test_category_check_names_the_mismatch():
@@ -51,11 +70,30 @@ def test_train_encode_and_montage(toy):
     images, manifest = toy
     rows = select_category(manifest, "x", ["x", "y"])
     assert set(rows["category"]) == {"x"} and len(rows) == 20
-    autoencoder, encoder, history = train_autoencoder(images, rows, PARAMS)
+    maps = category_maps(images, rows, PREPROCESSING)
+    assert maps.shape == (20, 16, 16, 1) and maps.dtype == np.uint8
+    autoencoder, encoder, history = train_autoencoder(maps, rows, PARAMS)
     assert len(history["loss"]) == len(history["val_loss"]) >= 1
-    codes = encode_category(encoder, images, rows)
+    assert {"reconstruction_loss", "contrastive_loss", "val_contrastive_loss"} <= set(history)
+    codes = encode_category(encoder, maps, rows)
     assert codes["latents"].shape == (20, 6) and list(codes["item_id"]) == list(rows["item_id"])
-    assert plot_reconstructions(autoencoder, images, rows, PARAMS).axes
+    train_codes = codes["latents"][rows["split"].to_numpy() == "train"]
+    # The served encoder standardises its codes on the training rows.
+    np.testing.assert_allclose(train_codes.mean(axis=0), 0, atol=1e-3)
+    assert plot_reconstructions(autoencoder, images, maps, rows, PARAMS).axes
+
+
+def test_training_is_reproducible_and_the_encoder_reloads_safely(toy, tmp_path):
+    images, manifest = toy
+    rows = select_category(manifest, "y", ["x", "y"])
+    maps = category_maps(images, rows, PREPROCESSING)
+    _, first, history = train_autoencoder(maps, rows, PARAMS)
+    _, second, again = train_autoencoder(maps, rows, PARAMS)
+    assert history == again
+    np.testing.assert_array_equal(encode_category(first, maps, rows)["latents"], encode_category(second, maps, rows)["latents"])
+    save_keras_atomic(first, tmp_path / "encoder.keras")
+    reloaded = load_keras_safe(tmp_path / "encoder.keras")
+    np.testing.assert_allclose(reloaded.predict(maps, verbose=0), first.predict(maps, verbose=0), atol=1e-5)
 
 
 def test_namespaces_write_distinct_artifacts(toy, tmp_path):
@@ -65,13 +103,14 @@ def test_namespaces_write_distinct_artifacts(toy, tmp_path):
 
     images, manifest = toy
     base = category_pipeline()
-    pipe = sum((Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:autoencoders"}) for c in ("x", "y")), Pipeline([]))
+    pipe = sum((Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:autoencoders", "params:preprocessing"}) for c in ("x", "y")), Pipeline([]))
     catalog = DataCatalog(
         {
             "image_store": MemoryDataset(images),
             "model_input_manifest": MemoryDataset(manifest),
             "checked_categories": MemoryDataset(["x", "y"]),
             "params:autoencoders": MemoryDataset(PARAMS),
+            "params:preprocessing": MemoryDataset(PREPROCESSING),
             **{f"{c}.category_name": MemoryDataset(c) for c in ("x", "y")},
             **{f"{c}.encoder": KerasModelDataset(str(tmp_path / c / "encoder.keras")) for c in ("x", "y")},
             **{f"{c}.latents": NpzDataset(str(tmp_path / c / "latents.npz")) for c in ("x", "y")},

@@ -7,17 +7,20 @@ import pytest
 from jewelry_pipeline.pipelines.clustering.nodes import METHODS, cluster_category, clustering_mlflow_metrics, combine_clustering, plot_cluster_montage
 
 PARAMS = {"seed": 0, "k_min": 2, "k_max": 4, "pixel_size": 8, "pca_components": 5, "montage_method": "ae_kmeans", "montage_per_cluster": 3}
+PREPROCESSING = {"foreground_window": 0.33}
 
 
 @pytest.fixture
 def toy():
-    """Two visually distinct sub-styles (dark and bright), with latents and embeddings that agree."""
+    """Two sub-styles by shape (a dot, a bar) on backdrops of random colour; latents and embeddings that agree."""
     rng = np.random.default_rng(1)
     n = 30
-    style = np.array(["dark", "bright"] * (n // 2))
-    images = np.where(style[:, None, None, None] == "dark", 20, 230).astype(np.uint8) + rng.integers(0, 10, (n, 16, 16, 3), dtype=np.uint8)
+    style = np.array(["dot", "bar"] * (n // 2))
+    images = np.repeat(rng.integers(0, 200, (n, 1, 1, 3)), 32, axis=1).repeat(32, axis=2).astype(np.uint8)
+    images[style == "dot", 14:18, 14:18] = 255
+    images[style == "bar", 15:17, 4:28] = 255
     manifest = pd.DataFrame({"item_id": [f"i{k}" for k in range(n)], "path": [f"ring/{k}.png" for k in range(n)], "category": "ring", "store_index": range(n)})
-    centre = np.where(style == "dark", -1.0, 1.0)[:, None]
+    centre = np.where(style == "dot", -1.0, 1.0)[:, None]
     latents = {"item_id": manifest["item_id"].to_numpy(), "latents": (centre + 0.1 * rng.normal(size=(n, 4))).astype(np.float32)}
     embeddings = {"item_id": manifest["item_id"].to_numpy(), "embeddings": (np.hstack([centre, -centre]) + 0.1 * rng.normal(size=(n, 2))).astype(np.float32)}
     labels = pd.DataFrame({"path": manifest["path"], "category": "ring", "substyle": style})
@@ -26,11 +29,13 @@ def toy():
 
 def test_three_methods_with_labels(toy):
     images, manifest, latents, embeddings, labels = toy
-    assignments, rows = cluster_category(images, manifest, latents, embeddings, labels, PARAMS)
+    assignments, rows = cluster_category(images, manifest, latents, embeddings, labels, PREPROCESSING, PARAMS)
     assert list(rows["method"]) == list(METHODS)
     assert set(assignments["method"]) == set(METHODS) and len(assignments) == 3 * len(manifest)
     ae = rows.set_index("method").loc["ae_kmeans"]
     assert ae["k"] == 2 and ae["ari"] == pytest.approx(1.0) and ae["nmi"] == pytest.approx(1.0)
+    # The pixel methods cluster foreground maps, so the shape decides, not the backdrop colour.
+    assert rows.set_index("method").loc["kmeans_pixels", "ari"] == pytest.approx(1.0)
     assert -1 <= ae["silhouette_common"] <= 1
     metrics = clustering_mlflow_metrics(rows)
     assert metrics["ae_kmeans.ari"]["value"] == pytest.approx(1.0)
@@ -40,7 +45,7 @@ def test_three_methods_with_labels(toy):
 def test_label_metrics_are_absent_without_labels(toy):
     images, manifest, latents, embeddings, _ = toy
     no_labels = pd.DataFrame(columns=["path", "category", "substyle"])
-    _, rows = cluster_category(images, manifest, latents, embeddings, no_labels, PARAMS)
+    _, rows = cluster_category(images, manifest, latents, embeddings, no_labels, PREPROCESSING, PARAMS)
     assert "ari" not in rows.columns and "nmi" not in rows.columns
     names = set(clustering_mlflow_metrics(rows))
     assert not any(name.endswith((".ari", ".nmi")) for name in names)
@@ -49,9 +54,9 @@ def test_label_metrics_are_absent_without_labels(toy):
 
 def test_combine_builds_the_methods_by_categories_table(toy):
     images, manifest, latents, embeddings, labels = toy
-    a1, r1 = cluster_category(images, manifest, latents, embeddings, labels, PARAMS)
+    a1, r1 = cluster_category(images, manifest, latents, embeddings, labels, PREPROCESSING, PARAMS)
     other = manifest.assign(category="earring")
-    a2, r2 = cluster_category(images, other, latents, embeddings, labels.assign(category="earring"), PARAMS)
+    a2, r2 = cluster_category(images, other, latents, embeddings, labels.assign(category="earring"), PREPROCESSING, PARAMS)
     assignments, metrics, table = combine_clustering(a1, a2, r1, r2)
     assert len(assignments) == len(a1) + len(a2) and len(metrics) == 6
     assert list(table["method"]) == list(METHODS) and {"ring", "earring"} <= set(table.columns)

@@ -59,7 +59,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
     catalog = pd.DataFrame({"item_id": ["x", "y", "z"], "path": ["a/x", "b/y", "a/z"], "category": ["a", "b", "a"], "cluster": [0, 1, 0], "store_index": [2, 0, 1]})
     index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
     images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
-    _, encoder = build_autoencoder(16, (4,), 3)
+    _, encoder, _ = build_autoencoder(16, (4,), 3)
     contents = assemble_bundle({"promote": True}, build_classifier(16, 2, filters=(4,)), index, catalog, images, ["a", "b"], {"image_size": 16}, PACKAGE, encoder, encoder)
     assert list(contents["catalog"]["item_id"]) == ["z", "x", "y"]
     assert contents["thumbnails"][:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y

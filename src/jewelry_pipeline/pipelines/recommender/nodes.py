@@ -23,10 +23,10 @@ SOURCES = ("pixels", "pca", "autoencoder", "classifier", "combined")
 
 
 def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
-    """Per-category standardised, unit-length autoencoder latents, aligned to `item_ids`."""
+    """Unit-length autoencoder latents (already standardised by each encoder), aligned to `item_ids`."""
     merged = {
         "item_id": np.concatenate([arrays["item_id"] for arrays in latents]),
-        "latents": np.concatenate([l2_normalise(StandardScaler().fit_transform(arrays["latents"])) for arrays in latents]),
+        "latents": np.concatenate([l2_normalise(arrays["latents"]) for arrays in latents]),
     }
     return aligned(item_ids, merged, "latents")
 
