@@ -33,6 +33,25 @@ def test_hnsw_agrees_with_exact_and_round_trips():
     assert np.array_equal(restored.search(queries, 5)[0], exact.search(queries, 5)[0])
 
 
+def test_hnsw_search_within_a_mask_returns_only_allowed_items():
+    rng = np.random.default_rng(1)
+    vectors = rng.normal(size=(4000, 16)).astype(np.float32)
+    group = np.arange(4000) % 4
+    ids = [str(i) for i in range(4000)]
+    approximate = EmbeddingIndex(ids, vectors, backend="hnsw", ef_search=128).build()
+    queries = vectors[:40] + 0.05 * rng.normal(size=(40, 16)).astype(np.float32)
+    allowed = group == 2
+    found, scores = approximate.search(queries, 10, allowed=allowed)
+    assert allowed[found].all() and (np.diff(scores, axis=1) <= 1e-6).all()
+    truth, _ = EmbeddingIndex(ids, vectors).search(queries, 10, allowed=allowed)
+    assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]) >= 0.9
+    # Fewer allowed items than k: every one comes back (from the graph, or from exact search when the walk misses some).
+    few = np.zeros(4000, bool)
+    few[[5, 9, 13]] = True
+    found, _ = approximate.search(queries[:2], 10, allowed=few)
+    assert found.shape == (2, 3) and set(found[0]) == {5, 9, 13}
+
+
 def test_unknown_backend_is_refused():
     with pytest.raises(ValueError, match="unknown index backend"):
         EmbeddingIndex(["a"], np.ones((1, 2)), backend="magic")

@@ -65,15 +65,32 @@ class EmbeddingIndex:
         k = min(k, len(self.vectors) if allowed is None else int(np.sum(allowed)))
         if k <= 0:
             return np.empty((len(queries), 0), int), np.empty((len(queries), 0), np.float32)
-        if self.backend == "hnsw" and allowed is None:
-            scores, positions = self.build()._faiss_index.search(queries, k)
-            return positions, scores
+        if self.backend == "hnsw":
+            positions, scores = self._hnsw_top_k(queries, k, allowed)
+            if (positions >= 0).all():
+                return positions, scores
         positions = np.empty((len(queries), k), np.int64)
         scores = np.empty((len(queries), k), np.float32)
         step = max(1, self.max_scores_in_memory // max(1, len(self.vectors)))
         for start in range(0, len(queries), step):
             chunk = slice(start, start + step)
             positions[chunk], scores[chunk] = self._exact_top_k(queries[chunk], k, allowed)
+        return positions, scores
+
+    def _hnsw_top_k(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+        """Approximate top-k from the HNSW graph; with `allowed`, only those items (FAISS ID selector).
+
+        A position of -1 means the graph walk found fewer than k allowed items; the caller falls back to exact search.
+        """
+        import faiss
+
+        index = self.build()._faiss_index
+        if allowed is None:
+            scores, positions = index.search(queries, k)
+            return positions, scores
+        bitmap = np.packbits(np.asarray(allowed, bool), bitorder="little")  # must outlive the search
+        selector = faiss.IDSelectorBitmap(len(self.vectors), faiss.swig_ptr(bitmap))
+        scores, positions = index.search(queries, k, params=faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search))
         return positions, scores
 
     def _exact_top_k(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
