@@ -1,7 +1,7 @@
 """The naive baseline: one Flask process, one thread, one `model.predict` per request (the original design).
 
-It does the same work as `/recommend`: the shared decoder, the classifier, and exact search over the
-same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
+It does the same work as `/recommend`: the shared decoder, the classifier, the predicted category's
+encoder on the foreground map when the index holds autoencoder latents, and exact search over the same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 from flask import Flask, jsonify, request
 
 from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import DecodeLimits, ImageRejected, model_input
+from jewelry_pipeline.images import DecodeLimits, ImageRejected, foreground_kernel, foreground_map, model_input
 from jewelry_pipeline.models.classifier import features_model
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
@@ -25,6 +25,8 @@ def create_app(bundle_path: str) -> Flask:
     model = features_model(bundle.classifier)
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
+    scoped = str(bundle.index["source"]) == "autoencoder"
+    kernel = foreground_kernel(size, float(bundle.config["preprocessing"].get("foreground_window", 0.33)))
     app = Flask("naive")
 
     @app.get("/readyz")
@@ -42,10 +44,15 @@ def create_app(bundle_path: str) -> Flask:
             return jsonify(error=str(exc)), 400
         k = int(request.form.get("k", 10))
         embedding, probabilities = model.predict(image[None].astype(np.float32), verbose=0)
-        positions, scores = index.search(l2_normalise(embedding), k)
+        category = bundle.class_names[int(np.argmax(probabilities[0]))]
+        allowed = None
+        if scoped:
+            embedding = bundle.encoders[category].predict(foreground_map(image, kernel)[None, :, :, None], verbose=0)
+            allowed = catalog["category"].to_numpy() == category
+        positions, scores = index.search(l2_normalise(embedding), k, allowed=allowed)
         rows = catalog.iloc[positions[0]]
         return jsonify(
-            category=bundle.class_names[int(np.argmax(probabilities[0]))],
+            category=category,
             items=[{"item_id": str(r.item_id), "score": float(s)} for r, s in zip(rows.itertuples(), scores[0])],
         )
 

@@ -59,12 +59,14 @@ def main() -> None:
     rows = [{"server": name, **row} for name, level_rows in results.items() for row in level_rows]
     bento = {r["concurrency"]: r for r in results["bentoml"]}
     flask = {r["concurrency"]: r for r in results["naive_flask"]}
-    speedup = bento[32]["throughput_rps"] / max(flask[32]["throughput_rps"], 1e-9)
+    # A baseline that failed (no successful answer, or any 5xx) gives no speedup to compare with.
+    baseline_ok = flask[32]["ok"] > 0 and flask[32]["errors_5xx"] == 0
+    speedup = bento[32]["throughput_rps"] / flask[32]["throughput_rps"] if baseline_ok else None
     checks = {
         "p50_at_1_ms": bento[1]["p50_ms"],
         "p50_at_1_met": bento[1]["p50_ms"] is not None and bento[1]["p50_ms"] <= TARGET_P50_MS,
-        "throughput_speedup_at_32": round(speedup, 2),
-        "speedup_met": speedup >= TARGET_SPEEDUP,
+        "throughput_speedup_at_32": round(speedup, 2) if speedup is not None else None,
+        "speedup_met": speedup is not None and speedup >= TARGET_SPEEDUP,
         "errors_5xx": sum(r["errors_5xx"] + r["transport_errors"] for r in results["bentoml"]),
     }
     checks["zero_5xx_met"] = checks["errors_5xx"] == 0
@@ -75,7 +77,7 @@ def main() -> None:
             f"Same bundle ({args.bundle.name}), same sample photos, on 127.0.0.1; {args.duration:.0f} s or {args.max_requests} requests per level, whichever comes first.",
             markdown_table(rows, columns),
             f"Targets: p50 at concurrency 1 = {checks['p50_at_1_ms']} ms (target <= {TARGET_P50_MS:.0f}: {'met' if checks['p50_at_1_met'] else 'NOT met'}); "
-            f"throughput at 32 = {speedup:.2f}x the naive server's (target >= {TARGET_SPEEDUP:.0f}x: {'met' if checks['speedup_met'] else 'NOT met'}); "
+            f"throughput at 32 = {f'{speedup:.2f}x' if speedup is not None else 'not comparable (the naive server failed)'} the naive server's (target >= {TARGET_SPEEDUP:.0f}x: {'met' if checks['speedup_met'] else 'NOT met'}); "
             f"5xx and transport errors on the service = {checks['errors_5xx']} ({'met' if checks['zero_5xx_met'] else 'NOT met'}).",
         ]
     )
