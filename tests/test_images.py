@@ -149,10 +149,10 @@ def test_foreground_map_ignores_the_backdrop_colour():
         image = np.empty((32, 32, 3), np.uint8)
         image[:] = backdrop
         image[8:12, 4:28] = (255 - np.array(backdrop)).astype(np.uint8)  # a bar that stands out from each backdrop
-        maps.append(foreground_map(image, foreground_kernel(32, 0.33)))
+        maps.append(foreground_map(image, 0.33))
     for found in maps:
         assert found.dtype == np.uint8 and found.shape == (32, 32)
         assert found[8:12, 4:28].min() == 255 and found[20:, :].max() == 0
-    assert foreground_map(np.full((16, 16, 3), 77, np.uint8), 5).max() == 0
-    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), 5)
+    assert foreground_map(np.full((16, 16, 3), 77, np.uint8), 0.33).max() == 0
+    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), 0.33)
     assert stacked.shape == (2, 16, 16, 1)

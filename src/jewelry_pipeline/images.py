@@ -223,24 +223,26 @@ def foreground_kernel(image_size: int, window: float) -> int:
     return max(3, int(round(image_size * window)) // 2 * 2 + 1)
 
 
-def foreground_map(image: np.ndarray, kernel: int) -> np.ndarray:
+def foreground_map(image: np.ndarray, window: float) -> np.ndarray:
     """How far each pixel stands out from a median-filtered backdrop (largest channel gap), 0-255 uint8.
 
-    Backdrop hue, gradients and exposure drop out, so models of the map see the object's shape.
-    The gap is scaled so that the image's 99th percentile maps to 255.
+    The median filter spans `window` of the image side. Backdrop hue, gradients and exposure drop
+    out, so models of the map see the object's shape. The gap is scaled so that the image's 99th
+    percentile maps to 255.
     """
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 2:
         image = image[:, :, None]
+    kernel = foreground_kernel(max(image.shape[:2]), window)
     backdrop = np.stack([cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel) for c in range(image.shape[2])], axis=-1)
     gap = np.abs(image.astype(np.int16) - backdrop.astype(np.int16)).max(axis=-1).astype(np.float32)
     scale = float(np.percentile(gap, 99))
     return np.clip(gap * (255.0 / max(scale, 1.0)), 0, 255).astype(np.uint8)
 
 
-def foreground_maps(images: np.ndarray, rows: np.ndarray, kernel: int) -> np.ndarray:
+def foreground_maps(images: np.ndarray, rows: np.ndarray, window: float) -> np.ndarray:
     """`foreground_map` of the given store rows, stacked as (n, h, w, 1) uint8."""
     maps = np.empty((len(rows), *images.shape[1:3], 1), np.uint8)
     for i, row in enumerate(rows):
-        maps[i, :, :, 0] = foreground_map(images[row], kernel)
+        maps[i, :, :, 0] = foreground_map(images[row], window)
     return maps

@@ -28,10 +28,10 @@ PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_
 
 def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
-    from jewelry_pipeline.images import foreground_kernel, foreground_maps
+    from jewelry_pipeline.images import foreground_maps
     from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
 
-    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), foreground_kernel(IMAGE_SIZE, PREPROCESSING["foreground_window"]))
+    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), PREPROCESSING["foreground_window"])
     encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
     for name in CLASSES:
         rows = categories == name

@@ -32,7 +32,7 @@ def augmenter(config: dict, seed: int) -> keras.Sequential | None:
 def batches(
     images: np.ndarray,
     indices: np.ndarray,
-    targets: np.ndarray | None,
+    targets: np.ndarray,
     batch_size: int,
     shuffle_seed: int | None = None,
     augment: Callable | None = None,
@@ -40,8 +40,7 @@ def batches(
     """A tf.data pipeline that reads batches straight from the (memory-mapped) uint8 store.
 
     Only one batch at a time is turned into floats; with `shuffle_seed` the order is reshuffled
-    every epoch in a reproducible sequence. With `targets=None` the target is the input scaled to
-    [0, 1] (autoencoder training).
+    every epoch in a reproducible sequence.
     """
     indices = np.asarray(indices)
     size = images.shape[1:]
@@ -54,16 +53,14 @@ def batches(
             rows = indices[chosen]
             sort = np.argsort(rows)  # memmap reads are fastest in increasing order
             batch = images[rows[sort]]
-            yield batch, (batch if targets is None else targets[chosen][sort])
+            yield batch, targets[chosen][sort]
 
     image_spec = tf.TensorSpec((None, *size), tf.uint8)
-    target_spec = image_spec if targets is None else tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
+    target_spec = tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
     dataset = tf.data.Dataset.from_generator(generate, output_signature=(image_spec, target_spec))
     dataset = dataset.map(lambda x, y: (tf.cast(x, tf.float32), y))
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
-    if targets is None:
-        dataset = dataset.map(lambda x, _: (x, x / 255.0))
     return dataset.prefetch(2)
 
 

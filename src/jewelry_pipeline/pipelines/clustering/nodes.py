@@ -1,6 +1,7 @@
 """Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on autoencoder latents.
 
-All three methods start from the same input, the foreground maps the autoencoders see. Each partition is scored in its own space (as the original design did), in one common space (the
+All three methods start from the same input, the foreground maps the autoencoders see. Each
+partition is scored in its own space (as the original design did), in one common space (the
 classifier embedding, shared by all methods so the figures compare), and against sub-style labels
 when a ground truth exists.
 """
@@ -18,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from jewelry_pipeline.images import downsized_pixels, foreground_kernel, foreground_maps
+from jewelry_pipeline.images import downsized_pixels, foreground_maps
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import single_step
 from jewelry_pipeline.plots import gallery_figure
@@ -57,7 +58,7 @@ def cluster_category(
     rows = category_manifest["store_index"].to_numpy()
     item_ids = category_manifest["item_id"].to_numpy().astype(str)
     category = str(category_manifest["category"].iloc[0])
-    maps = foreground_maps(images, rows, foreground_kernel(images.shape[1], float(preprocessing["foreground_window"])))
+    maps = foreground_maps(images, rows, float(preprocessing["foreground_window"]))
     pixels = downsized_pixels(maps, np.arange(len(rows)), int(clustering["pixel_size"]))
     components = min(int(clustering["pca_components"]), len(rows) - 1, pixels.shape[1])
     spaces = {
