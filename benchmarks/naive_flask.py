@@ -13,7 +13,7 @@ import numpy as np
 from flask import Flask, jsonify, request
 
 from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import DecodeLimits, ImageRejected, foreground_map, model_input
+from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, foreground_map, model_input
 from jewelry_pipeline.models.classifier import features_model
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
@@ -27,7 +27,7 @@ def create_app(bundle_path: str) -> Flask:
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
     scoped = str(bundle.index["source"]) == "autoencoder"
-    window = float(bundle.config["preprocessing"]["foreground_window"]) if scoped else None
+    foreground = Foreground.from_config(bundle.config["preprocessing"]) if scoped else None
     app = Flask("naive")
 
     @app.get("/readyz")
@@ -48,7 +48,7 @@ def create_app(bundle_path: str) -> Flask:
         category = bundle.class_names[int(np.argmax(probabilities[0]))]
         allowed = None
         if scoped:
-            embedding = bundle.encoders[category].predict(foreground_map(image, window)[None, :, :, None], verbose=0)
+            embedding = bundle.encoders[category].predict(foreground_map(image, foreground)[None, :, :, None], verbose=0)
             allowed = catalog["category"].to_numpy() == category
         positions, scores = index.search(l2_normalise(embedding), k, allowed=allowed)
         rows = catalog.iloc[positions[0]]

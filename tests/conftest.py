@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import yaml
 from PIL import Image
 
 for _name, _value in {
@@ -23,6 +24,8 @@ for _name, _value in {
 from jewelry_pipeline.synth import generate_dataset  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The project's own foreground settings, so tests exercise what the pipelines and the service use.
+FOREGROUND = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())["preprocessing"]["foreground"]
 
 
 def image_bytes(array: np.ndarray | Image.Image, fmt: str, **save_args) -> bytes:

@@ -6,6 +6,7 @@ import io
 import struct
 import zlib
 
+import cv2
 import numpy as np
 import pytest
 from PIL import Image
@@ -14,6 +15,7 @@ from jewelry_pipeline.images import (
     DecodeLimits,
     ImageRejected,
     decode_image,
+    Foreground,
     foreground_kernel,
     foreground_map,
     foreground_maps,
@@ -135,12 +137,42 @@ def test_perceptual_hash_finds_near_copies_only():
     assert pairs == [[0, 1]]
 
 
+UNALIGNED = Foreground(window=0.33, floor=0.0, align=False, radius=0.3)
+
+
 def test_foreground_kernel_is_odd_and_scales_with_the_image():
     assert foreground_kernel(64, 0.33) == 21
     assert foreground_kernel(128, 0.33) % 2 == 1 and foreground_kernel(128, 0.33) > 21
     assert foreground_kernel(8, 0.1) == 3
-    with pytest.raises(ValueError, match="foreground_window"):
-        foreground_kernel(64, 0)
+
+
+@pytest.mark.parametrize(
+    "block, message",
+    [
+        ({"window": 0, "floor": 0.5, "align": True, "radius": 0.3}, "window"),
+        ({"window": 0.3, "floor": 1.0, "align": True, "radius": 0.3}, "floor"),
+        ({"window": 0.3, "floor": 0.5, "align": True, "radius": 0.6}, "radius"),
+        ({"window": 0.3, "floor": 0.5}, "must set window, floor, align and radius"),
+        (None, "must set"),
+    ],
+)
+def test_foreground_settings_refuse_bad_config(block, message):
+    with pytest.raises(ValueError, match=message):
+        Foreground.from_config({"foreground": block})
+
+
+def _ring(size: int, centre: tuple[float, float], angle: float, scale: float, backdrop: tuple[int, int, int]) -> np.ndarray:
+    """A bright tilted ellipse with a knob on top (an upright 'ring'), posed by `angle`, `scale` and `centre`."""
+    layer = np.zeros((size, size), np.uint8)
+    c = size / 2
+    cv2.ellipse(layer, (int(c), int(c)), (int(size * 0.22), int(size * 0.12)), 0, 0, 360, 255, max(1, size // 32))
+    cv2.circle(layer, (int(c), int(c - size * 0.14)), max(2, size // 20), 255, -1)
+    matrix = cv2.getRotationMatrix2D((c, c), angle, scale)
+    matrix[:, 2] += (centre[0] - c, centre[1] - c)
+    mask = cv2.warpAffine(layer, matrix, (size, size)).astype(np.float32)[..., None] / 255
+    image = np.empty((size, size, 3), np.float32)
+    image[:] = backdrop
+    return (image * (1 - mask) + 255 * mask).astype(np.uint8)
 
 
 def test_foreground_map_ignores_the_backdrop_colour():
@@ -149,10 +181,35 @@ def test_foreground_map_ignores_the_backdrop_colour():
         image = np.empty((32, 32, 3), np.uint8)
         image[:] = backdrop
         image[8:12, 4:28] = (255 - np.array(backdrop)).astype(np.uint8)  # a bar that stands out from each backdrop
-        maps.append(foreground_map(image, 0.33))
+        maps.append(foreground_map(image, UNALIGNED))
     for found in maps:
         assert found.dtype == np.uint8 and found.shape == (32, 32)
         assert found[8:12, 4:28].min() == 255 and found[20:, :].max() == 0
-    assert foreground_map(np.full((16, 16, 3), 77, np.uint8), 0.33).max() == 0
-    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), 0.33)
+    assert foreground_map(np.full((16, 16, 3), 77, np.uint8), UNALIGNED).max() == 0
+    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), UNALIGNED)
     assert stacked.shape == (2, 16, 16, 1)
+
+
+def test_foreground_floor_removes_backdrop_texture_and_keeps_the_object():
+    rng = np.random.default_rng(0)
+    mottled = (120 * (1 + 0.15 * cv2.resize(rng.normal(0, 1, (9, 9)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)))
+    image = np.repeat(np.clip(mottled, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
+    image[30:34, 8:56] = 255
+    backdrop = np.ones((64, 64), bool)
+    backdrop[26:38, 4:60] = False
+    textured = foreground_map(image, UNALIGNED)
+    floored = foreground_map(image, Foreground(window=0.33, floor=0.75, align=False, radius=0.3))
+    assert floored[30:34, 8:56].mean() > 200
+    assert floored[backdrop].mean() < textured[backdrop].mean() / 3
+
+
+def test_aligned_foreground_maps_do_not_depend_on_pose():
+    aligned = Foreground(window=0.33, floor=0.75, align=True, radius=0.3)
+    upright = foreground_map(_ring(64, (32, 32), 0, 1.0, (40, 90, 160)), aligned).astype(np.float32)
+    unaligned_gaps = []
+    for centre, angle, scale, backdrop in (((24, 38), 30, 0.8, (200, 200, 190)), ((40, 28), -25, 1.15, (10, 60, 20))):
+        posed = _ring(64, centre, angle, scale, backdrop)
+        unaligned_gaps.append(np.abs(foreground_map(posed, UNALIGNED).astype(np.float32) - upright).mean())
+        gap = np.abs(foreground_map(posed, aligned).astype(np.float32) - upright).mean()
+        assert gap < unaligned_gaps[-1] / 3
+        assert gap < 12

@@ -216,33 +216,89 @@ def downsized_pixels(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndar
     return np.stack(small).reshape(len(rows), -1).astype(np.float32) / 255
 
 
+@dataclass(frozen=True)
+class Foreground:
+    """How a foreground map is made (the `preprocessing.foreground` parameters).
+
+    `window`: side of the backdrop's median filter, as a fraction of the image side. `floor`: the
+    quantile of the gaps taken as backdrop texture and subtracted. `align`: move the foreground's
+    centre of mass to the centre, turn its principal axes upright and scale it to `radius`.
+    """
+
+    window: float
+    floor: float
+    align: bool
+    radius: float
+
+    def __post_init__(self) -> None:
+        if not 0 < self.window <= 1:
+            raise ValueError(f"preprocessing.foreground.window must be in (0, 1]; got {self.window}")
+        if not 0 <= self.floor < 1:
+            raise ValueError(f"preprocessing.foreground.floor must be in [0, 1); got {self.floor}")
+        if not 0 < self.radius < 0.5:
+            raise ValueError(f"preprocessing.foreground.radius must be in (0, 0.5); got {self.radius}")
+
+    @classmethod
+    def from_config(cls, preprocessing: dict[str, Any]) -> Foreground:
+        """Read the `foreground` block of the `preprocessing` parameters; a missing key is an error."""
+        block = preprocessing.get("foreground")
+        if not isinstance(block, dict) or set(block) != {"window", "floor", "align", "radius"}:
+            raise ValueError(f"preprocessing.foreground must set window, floor, align and radius; got {block!r}")
+        return cls(float(block["window"]), float(block["floor"]), bool(block["align"]), float(block["radius"]))
+
+
 def foreground_kernel(image_size: int, window: float) -> int:
     """The odd median-filter side, `window` of the image side (at least 3), that estimates the backdrop."""
-    if not 0 < window <= 1:
-        raise ValueError(f"preprocessing.foreground_window must be in (0, 1]; got {window}")
     return max(3, int(round(image_size * window)) // 2 * 2 + 1)
 
 
-def foreground_map(image: np.ndarray, window: float) -> np.ndarray:
-    """How far each pixel stands out from a median-filtered backdrop (largest channel gap), 0-255 uint8.
+def foreground_map(image: np.ndarray, foreground: Foreground) -> np.ndarray:
+    """How far each pixel stands out from its backdrop (largest channel gap), 0-255 uint8, optionally aligned.
 
-    The median filter spans `window` of the image side. Backdrop hue, gradients and exposure drop
-    out, so models of the map see the object's shape. The gap is scaled so that the image's 99th
-    percentile maps to 255.
+    The backdrop is a median filter spanning `foreground.window` of the side, so hue, gradients and
+    exposure drop out; the `foreground.floor` quantile of the gaps (cloth, mottling, sensor noise) is
+    subtracted, and the 99th percentile of what remains maps to 255.
     """
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 2:
         image = image[:, :, None]
-    kernel = foreground_kernel(max(image.shape[:2]), window)
+    kernel = foreground_kernel(max(image.shape[:2]), foreground.window)
     backdrop = np.stack([cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel) for c in range(image.shape[2])], axis=-1)
     gap = np.abs(image.astype(np.int16) - backdrop.astype(np.int16)).max(axis=-1).astype(np.float32)
+    if foreground.floor > 0:
+        gap = np.maximum(gap - np.quantile(gap, foreground.floor), 0)
     scale = float(np.percentile(gap, 99))
-    return np.clip(gap * (255.0 / max(scale, 1.0)), 0, 255).astype(np.uint8)
+    fmap = np.clip(np.rint(gap * (255.0 / max(scale, 1.0))), 0, 255).astype(np.uint8)
+    return align_foreground(fmap, foreground.radius) if foreground.align else fmap
 
 
-def foreground_maps(images: np.ndarray, rows: np.ndarray, window: float) -> np.ndarray:
+def align_foreground(fmap: np.ndarray, radius: float) -> np.ndarray:
+    """Shift the map's centre of mass to the centre, rotate its principal axes upright and scale it.
+
+    Only pixels above the map's Otsu threshold count, so faint leftover texture does not pull the
+    pose. The rotation is taken modulo 90 degrees (at most 45 either way), so an upright object
+    stays upright; the scale brings the RMS radius to `radius` of the side (by at most 4x either way).
+    """
+    threshold, _ = cv2.threshold(fmap, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+    weights = np.where(fmap > threshold, fmap, 0).astype(np.float64)
+    total = weights.sum()
+    if total <= 0:
+        return fmap
+    height, width = fmap.shape
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
+    cx, cy = (weights * xs).sum() / total, (weights * ys).sum() / total
+    dx, dy = xs - cx, ys - cy
+    mxx, myy, mxy = (weights * dx * dx).sum() / total, (weights * dy * dy).sum() / total, (weights * dx * dy).sum() / total
+    angle = (0.5 * np.degrees(np.arctan2(2 * mxy, mxx - myy)) + 45) % 90 - 45
+    scale = float(np.clip(radius * max(height, width) / max(np.sqrt(mxx + myy), 1e-6), 0.25, 4.0))
+    matrix = cv2.getRotationMatrix2D((float(cx), float(cy)), float(angle), scale)
+    matrix[:, 2] += (width / 2 - cx, height / 2 - cy)
+    return cv2.warpAffine(fmap, matrix, (width, height), flags=cv2.INTER_LINEAR, borderValue=0)
+
+
+def foreground_maps(images: np.ndarray, rows: np.ndarray, foreground: Foreground) -> np.ndarray:
     """`foreground_map` of the given store rows, stacked as (n, h, w, 1) uint8."""
     maps = np.empty((len(rows), *images.shape[1:3], 1), np.uint8)
     for i, row in enumerate(rows):
-        maps[i, :, :, 0] = foreground_map(images[row], window)
+        maps[i, :, :, 0] = foreground_map(images[row], foreground)
     return maps

@@ -17,21 +17,21 @@ from benchmarks._load import Server, clean_env, start_bentoml
 from jewelry_pipeline.bundle import write_bundle
 from jewelry_pipeline.models.classifier import build_classifier, embedding_model
 from jewelry_pipeline.pipelines.recommender.nodes import build_index
-from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
+from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
-PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground_window": 0.33}
+PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground": FOREGROUND}
 
 
 def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
-    from jewelry_pipeline.images import foreground_maps
+    from jewelry_pipeline.images import Foreground, foreground_maps
     from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
 
-    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), PREPROCESSING["foreground_window"])
+    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), Foreground.from_config(PREPROCESSING))
     encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
     for name in CLASSES:
         rows = categories == name

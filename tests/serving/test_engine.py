@@ -143,5 +143,12 @@ def test_autoencoder_search_stays_in_one_category(autoencoder_engine, tiny_autoe
 def test_an_autoencoder_index_without_its_encoders_is_refused(tiny_autoencoder_bundle):
     bundle = read_bundle(tiny_autoencoder_bundle)
     bundle.encoders.pop("ring")
-    with pytest.raises(BundleError, match="lacks encoders"):
+    with pytest.raises(BundleError, match=r"lacks the encoders of \['ring'\]"):
+        RecommendationEngine(bundle, "broken")
+
+
+def test_an_autoencoder_index_without_foreground_settings_is_refused(tiny_autoencoder_bundle):
+    bundle = read_bundle(tiny_autoencoder_bundle)
+    bundle.config["preprocessing"].pop("foreground")
+    with pytest.raises(BundleError, match="preprocessing.foreground must set"):
         RecommendationEngine(bundle, "broken")

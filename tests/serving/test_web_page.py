@@ -44,7 +44,9 @@ def test_upload_a_photo_and_see_its_category_and_similar_items(live_server, brow
     assert any(name in heading.text for name in CLASSES)
     cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card") or False)
     assert len(cards) == 10
-    loaded = browser.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete && i.naturalWidth > 0)")
+    # Thumbnails load after the cards appear: wait (bounded) until every image has settled, then check none broke.
+    wait.until(lambda d: d.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete)"))
+    loaded = browser.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)")
     assert loaded, "every thumbnail in the results grid loads"
 
 

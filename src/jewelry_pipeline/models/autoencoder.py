@@ -19,11 +19,18 @@ LATENT_LAYER = "latent"
 
 
 def build_autoencoder(
-    image_size: int, filters: Sequence[int] = (16, 32, 64, 128), latent_dim: int = 64
+    image_size: int, filters: Sequence[int] = (16, 32, 64, 128), latent_dim: int = 64, decoder_filters: Sequence[int] | None = None
 ) -> tuple[keras.Model, keras.Model, keras.Model]:
-    """Build (autoencoder, encoder, decoder). Input: 0-255 foreground maps (n, s, s, 1); output: reconstruction in [0, 1]."""
+    """Build (autoencoder, encoder, decoder). Input: 0-255 foreground maps (n, s, s, 1); output: reconstruction in [0, 1].
+
+    The decoder has one UpSampling+Conv block per encoder block, `decoder_filters` wide (default: the
+    encoder's widths reversed).
+    """
     if image_size % (2 ** len(filters)):
         raise ValueError(f"image_size {image_size} must be divisible by 2**{len(filters)} for this autoencoder")
+    decoder_filters = list(reversed(filters)) if decoder_filters is None else list(decoder_filters)
+    if len(decoder_filters) != len(filters):
+        raise ValueError(f"decoder_filters {decoder_filters} must have one width per encoder block ({len(filters)})")
     inputs = keras.Input((image_size, image_size, 1), name="foreground_map")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for i, width in enumerate(filters):
@@ -38,7 +45,7 @@ def build_autoencoder(
     codes = keras.Input((latent_dim,), name="latent_code")
     x = layers.Dense(int(np.prod(bottleneck_shape)), activation="relu", name="dec_dense")(codes)
     x = layers.Reshape(bottleneck_shape, name="dec_reshape")(x)
-    for i, width in enumerate(reversed(filters)):
+    for i, width in enumerate(decoder_filters):
         x = layers.UpSampling2D(name=f"dec_up{i}")(x)
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"dec_conv{i}")(x)
     outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="reconstruction")(x)
@@ -56,8 +63,8 @@ def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model
 
 
 def view_augmenter(views: dict[str, Any], seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Random views of a float 0-255 map batch: crop-and-resize, horizontal flip, rotation and gain."""
-    min_area, gain = float(views["crop_min_area"]), float(views["gain"])
+    """Random views of a float 0-255 map batch: crop-and-resize, flip, rotation, gain and leftover backdrop texture."""
+    min_area, gain, texture = float(views["crop_min_area"]), float(views["gain"]), float(views["texture"])
     rotate = layers.RandomRotation(float(views["rotation"]), fill_mode="constant", seed=seed)
     generator = tf.random.Generator.from_seed(seed)
 
@@ -68,7 +75,11 @@ def view_augmenter(views: dict[str, Any], seed: int) -> Callable[[tf.Tensor], tf
         x = tf.image.crop_and_resize(maps, tf.stack([top, left, top + side, left + side], 1), tf.range(n), size)
         x = tf.where(generator.uniform([n, 1, 1, 1]) < 0.5, x[:, :, ::-1, :], x)
         x = rotate(x, training=True)
-        return tf.clip_by_value(x * generator.uniform([n, 1, 1, 1], 1 - gain, 1 + gain), 0, 255)
+        x = x * generator.uniform([n, 1, 1, 1], 1 - gain, 1 + gain)
+        if texture > 0:  # smooth blotches, like the cloth and mottling a foreground floor leaves behind
+            blotches = tf.abs(tf.image.resize(generator.normal([n, 8, 8, 1]), size, method="bicubic"))
+            x = x + blotches * generator.uniform([n, 1, 1, 1], 0, texture)
+        return tf.clip_by_value(x, 0, 255)
 
     return view
 

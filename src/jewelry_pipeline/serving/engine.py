@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import DecodeLimits, foreground_maps, model_input
+from jewelry_pipeline.images import DecodeLimits, Foreground, foreground_maps, model_input
 from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -92,9 +92,12 @@ class RecommendationEngine:
         import tensorflow as tf
 
         missing = [name for name in self.class_names if name not in bundle.encoders]
-        if missing or "foreground_window" not in preprocessing:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but lacks encoders {missing} or preprocessing.foreground_window")
-        self._foreground_window = float(preprocessing["foreground_window"])
+        if missing:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but lacks the encoders of {missing}")
+        try:
+            self._foreground = Foreground.from_config(preprocessing)
+        except ValueError as exc:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but its {exc}") from None
         encoders = [bundle.encoders[name] for name in self.class_names]
         return tf.function(
             lambda batch: [encoder(tf.cast(batch, tf.float32), training=False) for encoder in encoders],
@@ -126,7 +129,7 @@ class RecommendationEngine:
         embeddings, probabilities = self._forward(images)
         embeddings = embeddings.numpy()
         if self._encode is not None:
-            maps = foreground_maps(images, np.arange(len(images)), self._foreground_window)
+            maps = foreground_maps(images, np.arange(len(images)), self._foreground)
             embeddings = np.hstack([l2_normalise(codes.numpy()) for codes in self._encode(maps)])
         return np.hstack([embeddings, probabilities.numpy()]).astype(np.float32)
 

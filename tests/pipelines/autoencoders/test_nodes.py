@@ -3,10 +3,11 @@
 import numpy as np
 import pandas as pd
 import pytest
+import tensorflow as tf
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from jewelry_pipeline.models.autoencoder import build_autoencoder, nt_xent
+from jewelry_pipeline.models.autoencoder import build_autoencoder, nt_xent, view_augmenter
 from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 from jewelry_pipeline.pipelines.autoencoders.nodes import (
     category_maps,
@@ -17,16 +18,17 @@ from jewelry_pipeline.pipelines.autoencoders.nodes import (
     train_autoencoder,
 )
 from jewelry_pipeline.pipelines.autoencoders.pipeline import SHARED_INPUTS, category_pipeline
+from tests.conftest import FOREGROUND
 
 PARAMS = {
     "seed": 2,
     "architecture": {"filters": [4, 8], "latent_dim": 6},
     "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "early_stopping_patience": 2, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5},
     "contrastive": {"weight": 1.0, "temperature": 0.2, "projection_dim": 4},
-    "views": {"crop_min_area": 0.5, "rotation": 0.1, "gain": 0.3},
+    "views": {"crop_min_area": 0.5, "rotation": 0.1, "gain": 0.3, "texture": 20},
     "montage_size": 3,
 }
-PREPROCESSING = {"foreground_window": 0.33}
+PREPROCESSING = {"foreground": FOREGROUND}
 
 
 @pytest.fixture
@@ -50,6 +52,24 @@ def test_shapes():
     assert encoder.output_shape == (None, 5) and decoder.input_shape == (None, 5)
     with pytest.raises(ValueError, match="divisible"):
         build_autoencoder(30, (8, 16), 5)
+
+
+def test_decoder_widths_are_configurable():
+    _, _, mirrored = build_autoencoder(32, (8, 16), 5)
+    _, _, slim = build_autoencoder(32, (8, 16), 5, decoder_filters=(6, 3))
+    assert [mirrored.get_layer(f"dec_conv{i}").filters for i in (0, 1)] == [16, 8]
+    assert [slim.get_layer(f"dec_conv{i}").filters for i in (0, 1)] == [6, 3]
+    assert slim.output_shape == (None, 32, 32, 1)
+    with pytest.raises(ValueError, match="one width per encoder block"):
+        build_autoencoder(32, (8, 16), 5, decoder_filters=(8,))
+
+
+def test_views_add_backdrop_texture_only_when_asked():
+    empty = tf.zeros((4, 16, 16, 1))
+    plain = view_augmenter({**PARAMS["views"], "texture": 0}, seed=0)(empty)
+    textured = view_augmenter({**PARAMS["views"], "texture": 60}, seed=0)(empty)
+    assert float(tf.reduce_max(plain)) == 0.0
+    assert float(tf.reduce_mean(textured)) > 1.0 and float(tf.reduce_max(textured)) <= 255.0
 
 
 def test_nt_xent_rewards_agreeing_views():

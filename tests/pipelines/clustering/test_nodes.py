@@ -5,9 +5,10 @@ import pandas as pd
 import pytest
 
 from jewelry_pipeline.pipelines.clustering.nodes import METHODS, cluster_category, clustering_mlflow_metrics, combine_clustering, plot_cluster_montage
+from tests.conftest import FOREGROUND
 
 PARAMS = {"seed": 0, "k_min": 2, "k_max": 4, "pixel_size": 8, "pca_components": 5, "montage_method": "ae_kmeans", "montage_per_cluster": 3}
-PREPROCESSING = {"foreground_window": 0.33}
+PREPROCESSING = {"foreground": FOREGROUND}
 
 
 @pytest.fixture

@@ -11,7 +11,7 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from jewelry_pipeline.images import foreground_maps
+from jewelry_pipeline.images import Foreground, foreground_maps
 from jewelry_pipeline.models.autoencoder import ContrastiveAutoencoder, build_autoencoder, standardised_encoder, view_augmenter
 from jewelry_pipeline.models.data import seed_everything
 from jewelry_pipeline.plots import gallery_figure
@@ -40,7 +40,7 @@ def select_category(manifest: pd.DataFrame, category: str, checked_categories: l
 
 def category_maps(images: np.ndarray, category_manifest: pd.DataFrame, preprocessing: dict[str, Any]) -> np.ndarray:
     """Foreground maps of the category's images, in manifest order (the autoencoder's input)."""
-    return foreground_maps(images, category_manifest["store_index"].to_numpy(), float(preprocessing["foreground_window"]))
+    return foreground_maps(images, category_manifest["store_index"].to_numpy(), Foreground.from_config(preprocessing))
 
 
 def _map_batches(maps: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:

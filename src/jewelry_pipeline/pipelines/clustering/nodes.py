@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from jewelry_pipeline.images import downsized_pixels, foreground_maps
+from jewelry_pipeline.images import Foreground, downsized_pixels, foreground_maps
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import single_step
 from jewelry_pipeline.plots import gallery_figure
@@ -58,13 +58,14 @@ def cluster_category(
     rows = category_manifest["store_index"].to_numpy()
     item_ids = category_manifest["item_id"].to_numpy().astype(str)
     category = str(category_manifest["category"].iloc[0])
-    maps = foreground_maps(images, rows, float(preprocessing["foreground_window"]))
+    maps = foreground_maps(images, rows, Foreground.from_config(preprocessing))
     pixels = downsized_pixels(maps, np.arange(len(rows)), int(clustering["pixel_size"]))
     components = min(int(clustering["pca_components"]), len(rows) - 1, pixels.shape[1])
     spaces = {
         "kmeans_pixels": pixels,
         "pca_kmeans": PCA(components, random_state=seed).fit_transform(StandardScaler().fit_transform(pixels)),
-        "ae_kmeans": StandardScaler().fit_transform(aligned(item_ids, latents, "latents")),
+        # Unit-length codes: the cosine geometry the contrastive loss trains and retrieval searches.
+        "ae_kmeans": l2_normalise(aligned(item_ids, latents, "latents")),
     }
     common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     truth = substyles_of(category_manifest, substyle_labels)
