@@ -84,6 +84,7 @@ def train_autoencoder(
         _map_batches(train_maps, batch_size, seed),
         validation_data=_map_batches(val_maps, batch_size),
         epochs=int(training["epochs"]),
+        shuffle=False,  # the tf.data input shuffles itself, seeded
         callbacks=callbacks,
         verbose=2,
     )

@@ -97,6 +97,7 @@ def train_classifier(
         validation_data=val_data,
         epochs=int(training["epochs"]),
         callbacks=callbacks,
+        shuffle=False,  # the tf.data input shuffles itself, seeded
         class_weight=_class_weights(train_labels, len(categories), float(training["class_weight_imbalance_ratio"])),
         verbose=2,
     )
