@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import logging
 import os
+from functools import cache
+from importlib.metadata import PackageNotFoundError, version
 from unittest import mock
 from pathlib import Path
 from typing import Any
@@ -15,6 +17,21 @@ from kedro.io import AbstractDataset
 from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 
 logger = logging.getLogger(__name__)
+
+
+@cache
+def model_requirements() -> list[str] | None:
+    """Pinned pip requirements of a logged Keras model: the installed TensorFlow and Keras.
+
+    Given explicitly, MLflow skips inferring them, which loads the model in a subprocess (about 7 s
+    a model). None (infer) when no TensorFlow distribution is installed under a known name.
+    """
+    for tensorflow in ("tensorflow-cpu", "tensorflow"):
+        try:
+            return [f"{tensorflow}=={version(tensorflow)}", f"keras=={version('keras')}"]
+        except PackageNotFoundError:
+            continue
+    return None
 
 
 class KerasModelDataset(AbstractDataset[keras.Model, keras.Model]):
@@ -51,7 +68,9 @@ class KerasModelDataset(AbstractDataset[keras.Model, keras.Model]):
             return original(*args, **kwargs)
 
         with mock.patch.object(mlflow.keras, "save_model", save_model):
-            mlflow.keras.log_model(model, name=self._mlflow_name, signature=signature, input_example=example)
+            mlflow.keras.log_model(
+                model, name=self._mlflow_name, signature=signature, input_example=example, pip_requirements=model_requirements()
+            )
 
     def _exists(self) -> bool:
         return self._filepath.is_file()
