@@ -137,7 +137,7 @@ def test_perceptual_hash_finds_near_copies_only():
     assert pairs == [[0, 1]]
 
 
-UNALIGNED = Foreground(window=0.33, floor=0.0, align=False, radius=0.3)
+UNALIGNED = Foreground(window=0.33, shade_weight=1.0, floor=0.0, align=False, radius=0.3)
 
 
 def test_foreground_kernel_is_odd_and_scales_with_the_image():
@@ -149,10 +149,11 @@ def test_foreground_kernel_is_odd_and_scales_with_the_image():
 @pytest.mark.parametrize(
     "block, message",
     [
-        ({"window": 0, "floor": 0.5, "align": True, "radius": 0.3}, "window"),
-        ({"window": 0.3, "floor": 1.0, "align": True, "radius": 0.3}, "floor"),
-        ({"window": 0.3, "floor": 0.5, "align": True, "radius": 0.6}, "radius"),
-        ({"window": 0.3, "floor": 0.5}, "must set window, floor, align and radius"),
+        ({"window": 0, "shade_weight": 0.5, "floor": 0.5, "align": True, "radius": 0.3}, "window"),
+        ({"window": 0.3, "shade_weight": 1.5, "floor": 0.5, "align": True, "radius": 0.3}, "shade_weight"),
+        ({"window": 0.3, "shade_weight": 0.5, "floor": 1.0, "align": True, "radius": 0.3}, "floor"),
+        ({"window": 0.3, "shade_weight": 0.5, "floor": 0.5, "align": True, "radius": 0.6}, "radius"),
+        ({"window": 0.3, "floor": 0.5, "align": True, "radius": 0.3}, "must set window, shade_weight, floor, align and radius"),
         (None, "must set"),
     ],
 )
@@ -198,13 +199,42 @@ def test_foreground_floor_removes_backdrop_texture_and_keeps_the_object():
     backdrop = np.ones((64, 64), bool)
     backdrop[26:38, 4:60] = False
     textured = foreground_map(image, UNALIGNED)
-    floored = foreground_map(image, Foreground(window=0.33, floor=0.75, align=False, radius=0.3))
+    floored = foreground_map(image, Foreground(window=0.33, shade_weight=1.0, floor=0.75, align=False, radius=0.3))
     assert floored[30:34, 8:56].mean() > 200
     assert floored[backdrop].mean() < textured[backdrop].mean() / 3
 
 
+def _mottled(base: tuple[int, int, int], seed: int) -> np.ndarray:
+    """A 64 px backdrop of one colour, brightened and darkened in smooth blotches (like a mottled cloth)."""
+    blotches = cv2.resize(np.random.default_rng(seed).normal(0, 1, (9, 9)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)
+    return np.clip(np.array(base, np.float32) * (1 + 0.2 * blotches[..., None]), 0, 255)
+
+
+def test_shade_weight_quiets_mottling_but_not_a_coloured_object():
+    image = _mottled((60, 120, 200), 1)
+    image[30:33, 8:56] = (55, 175, 225)  # a thin gold bar (BGR), a colour change from the backdrop
+    image = image.astype(np.uint8)
+    bar, backdrop = np.zeros((64, 64), bool), np.ones((64, 64), bool)
+    bar[30:33, 8:56] = True
+    backdrop[26:37, 4:60] = False
+    contrast = {}
+    for weight in (1.0, 0.25):
+        fmap = foreground_map(image, Foreground(window=0.33, shade_weight=weight, floor=0.0, align=False, radius=0.3)).astype(np.float32)
+        contrast[weight] = fmap[bar].mean() / max(fmap[backdrop].mean(), 1e-6)
+    assert contrast[0.25] > 2 * contrast[1.0]
+
+
+def test_shade_weight_leaves_grey_photos_alone():
+    image = np.repeat(_mottled((128, 128, 128), 2)[..., :1], 3, axis=2)
+    image[30:34, 8:56] = 230
+    image = image.astype(np.uint8)
+    maps = [foreground_map(image, Foreground(window=0.33, shade_weight=w, floor=0.5, align=False, radius=0.3)).astype(int) for w in (1.0, 0.25)]
+    assert maps[0][30:34, 8:56].mean() > 200
+    assert np.abs(maps[0] - maps[1]).max() <= 1
+
+
 def test_aligned_foreground_maps_do_not_depend_on_pose():
-    aligned = Foreground(window=0.33, floor=0.75, align=True, radius=0.3)
+    aligned = Foreground(window=0.33, shade_weight=0.25, floor=0.75, align=True, radius=0.3)
     upright = foreground_map(_ring(64, (32, 32), 0, 1.0, (40, 90, 160)), aligned).astype(np.float32)
     unaligned_gaps = []
     for centre, angle, scale, backdrop in (((24, 38), 30, 0.8, (200, 200, 190)), ((40, 28), -25, 1.15, (10, 60, 20))):

@@ -220,12 +220,15 @@ def downsized_pixels(images: np.ndarray, rows: np.ndarray, size: int) -> np.ndar
 class Foreground:
     """How a foreground map is made (the `preprocessing.foreground` parameters).
 
-    `window`: side of the backdrop's median filter, as a fraction of the image side. `floor`: the
-    quantile of the gaps taken as backdrop texture and subtracted. `align`: move the foreground's
-    centre of mass to the centre, turn its principal axes upright and scale it to `radius`.
+    `window`: side of the backdrop's median filter, as a fraction of the image side. `shade_weight`:
+    how much a gap that only brightens or darkens the backdrop's own colour (shadow, shading, mottling)
+    counts against a change of colour; 1 counts both alike. `floor`: the quantile of the gaps taken as
+    backdrop texture and subtracted. `align`: move the foreground's centre of mass to the centre, turn
+    its principal axes upright and scale it to `radius`.
     """
 
     window: float
+    shade_weight: float
     floor: float
     align: bool
     radius: float
@@ -233,6 +236,8 @@ class Foreground:
     def __post_init__(self) -> None:
         if not 0 < self.window <= 1:
             raise ValueError(f"preprocessing.foreground.window must be in (0, 1]; got {self.window}")
+        if not 0 <= self.shade_weight <= 1:
+            raise ValueError(f"preprocessing.foreground.shade_weight must be in [0, 1]; got {self.shade_weight}")
         if not 0 <= self.floor < 1:
             raise ValueError(f"preprocessing.foreground.floor must be in [0, 1); got {self.floor}")
         if not 0 < self.radius < 0.5:
@@ -242,9 +247,9 @@ class Foreground:
     def from_config(cls, preprocessing: dict[str, Any]) -> Foreground:
         """Read the `foreground` block of the `preprocessing` parameters; a missing key is an error."""
         block = preprocessing.get("foreground")
-        if not isinstance(block, dict) or set(block) != {"window", "floor", "align", "radius"}:
-            raise ValueError(f"preprocessing.foreground must set window, floor, align and radius; got {block!r}")
-        return cls(float(block["window"]), float(block["floor"]), bool(block["align"]), float(block["radius"]))
+        if not isinstance(block, dict) or set(block) != {"window", "shade_weight", "floor", "align", "radius"}:
+            raise ValueError(f"preprocessing.foreground must set window, shade_weight, floor, align and radius; got {block!r}")
+        return cls(float(block["window"]), float(block["shade_weight"]), float(block["floor"]), bool(block["align"]), float(block["radius"]))
 
 
 def foreground_kernel(image_size: int, window: float) -> int:
@@ -253,18 +258,25 @@ def foreground_kernel(image_size: int, window: float) -> int:
 
 
 def foreground_map(image: np.ndarray, foreground: Foreground) -> np.ndarray:
-    """How far each pixel stands out from its backdrop (largest channel gap), 0-255 uint8, optionally aligned.
+    """How far each pixel stands out from its backdrop, 0-255 uint8, optionally aligned.
 
     The backdrop is a median filter spanning `foreground.window` of the side, so hue, gradients and
-    exposure drop out; the `foreground.floor` quantile of the gaps (cloth, mottling, sensor noise) is
-    subtracted, and the 99th percentile of what remains maps to 255.
+    exposure drop out. Each pixel's gap to it is split into a shade part (along the backdrop's own
+    colour: shadows, shading, mottling) weighted by `foreground.shade_weight`, and a colour part; the
+    gap is the largest channel of their sum. The `foreground.floor` quantile of the gaps (cloth,
+    leftover mottling, sensor noise) is subtracted, and the 99th percentile of what remains maps to 255.
     """
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 2:
         image = image[:, :, None]
     kernel = foreground_kernel(max(image.shape[:2]), foreground.window)
     backdrop = np.stack([cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel) for c in range(image.shape[2])], axis=-1)
-    gap = np.abs(image.astype(np.int16) - backdrop.astype(np.int16)).max(axis=-1).astype(np.float32)
+    backdrop = backdrop.astype(np.float32)
+    difference = image.astype(np.float32) - backdrop
+    # The backdrop's colour direction; the offset makes a black backdrop's direction grey.
+    direction = (backdrop + 10.0) / np.linalg.norm(backdrop + 10.0, axis=-1, keepdims=True)
+    shade = (difference * direction).sum(axis=-1, keepdims=True)
+    gap = np.abs(difference - (1.0 - foreground.shade_weight) * shade * direction).max(axis=-1)
     if foreground.floor > 0:
         gap = np.maximum(gap - np.quantile(gap, foreground.floor), 0)
     scale = float(np.percentile(gap, 99))
