@@ -1,8 +1,8 @@
 """The naive baseline: one Flask process, one thread, one `model.predict` per request (the original design).
 
 It does the same work as `/recommend`: the shared decoder, the classifier, the predicted category's
-encoder on the foreground map when the index holds autoencoder latents, and exact search over the
-same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
+encoder on the foreground map when the index holds autoencoder (or combined) vectors, and exact
+search over the same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from jewelry_pipeline.bundle import read_bundle
 from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, foreground_map, model_input
 from jewelry_pipeline.models.classifier import features_model
-from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
 
 
 def create_app(bundle_path: str) -> Flask:
@@ -26,7 +26,8 @@ def create_app(bundle_path: str) -> Flask:
     model = features_model(bundle.classifier)
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
-    scoped = str(bundle.index["source"]) == "autoencoder"
+    source = str(bundle.index["source"])
+    scoped = source in ("autoencoder", "combined")
     foreground = Foreground.from_config(bundle.config["preprocessing"]) if scoped else None
     app = Flask("naive")
 
@@ -48,7 +49,10 @@ def create_app(bundle_path: str) -> Flask:
         category = bundle.class_names[int(np.argmax(probabilities[0]))]
         allowed = None
         if scoped:
-            embedding = bundle.encoders[category].predict(foreground_map(image, foreground)[None, :, :, None], verbose=0)
+            codes = bundle.encoders[category].predict(foreground_map(image, foreground)[None, :, :, None], verbose=0)
+            if source == "combined":
+                codes = combined_vectors(embedding, codes, float(bundle.index["combined_autoencoder_weight"]))
+            embedding = codes
             allowed = catalog["category"].to_numpy() == category
         positions, scores = index.search(l2_normalise(embedding), k, allowed=allowed)
         rows = catalog.iloc[positions[0]]

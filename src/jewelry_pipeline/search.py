@@ -15,6 +15,11 @@ def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
 
 
+def combined_vectors(classifier: np.ndarray, autoencoder: np.ndarray, autoencoder_weight: float) -> np.ndarray:
+    """The `combined` source: unit classifier embeddings beside unit autoencoder latents times `autoencoder_weight`."""
+    return np.hstack([l2_normalise(classifier), float(autoencoder_weight) * l2_normalise(autoencoder)])
+
+
 @dataclass
 class EmbeddingIndex:
     """Unit vectors with their item ids; cosine similarity is the inner product."""

@@ -17,11 +17,13 @@ from benchmarks._load import Server, clean_env, start_bentoml
 from jewelry_pipeline.bundle import write_bundle
 from jewelry_pipeline.models.classifier import build_classifier, embedding_model
 from jewelry_pipeline.pipelines.recommender.nodes import build_index
+from jewelry_pipeline.search import combined_vectors
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
+COMBINED_WEIGHT = 0.5
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
 PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground": FOREGROUND}
 
@@ -52,10 +54,16 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
     embeddings = embedding_model(classifier).predict(thumbnails.astype(np.float32), verbose=0)
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
-    encoders, latents = _encoders_and_latents(thumbnails, categories) if source == "autoencoder" else ({}, None)
+    encoders, latents = _encoders_and_latents(thumbnails, categories) if source in ("autoencoder", "combined") else ({}, None)
+    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents}
+    if latents is not None:
+        sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
     index = build_index(
-        {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents},
-        {"embedding_source": source, "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}},
+        sources,
+        {
+            "embedding_source": source, "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64},
+            "combined_autoencoder_weight": COMBINED_WEIGHT,
+        },
     )
     catalog = pd.DataFrame(
         {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
@@ -83,6 +91,12 @@ def tiny_bundle(tmp_path_factory) -> Path:
 def tiny_autoencoder_bundle(tmp_path_factory) -> Path:
     """A tiny bundle whose index holds per-category autoencoder latents (read-only)."""
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="autoencoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_combined_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle whose index holds combined vectors: classifier embedding beside weighted latent (read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="combined")
 
 
 @dataclass

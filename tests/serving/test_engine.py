@@ -9,7 +9,7 @@ import pytest
 from jewelry_pipeline.bundle import BundleError, read_bundle
 from jewelry_pipeline.images import ImageRejected
 from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
-from tests.serving.conftest import CLASSES, IMAGE_SIZE, PER_CLASS, jpeg
+from tests.serving.conftest import CLASSES, COMBINED_WEIGHT, IMAGE_SIZE, PER_CLASS, jpeg
 
 
 @pytest.fixture(scope="module")
@@ -118,6 +118,11 @@ def autoencoder_engine(tiny_autoencoder_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_autoencoder_bundle), "tiny-ae")
 
 
+@pytest.fixture(scope="module")
+def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_combined_bundle), "tiny-combined")
+
+
 def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engine, tiny_autoencoder_bundle):
     bundle = read_bundle(tiny_autoencoder_bundle)
     row = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13]))[0]
@@ -128,15 +133,17 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engi
     np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
 
 
-def test_autoencoder_search_stays_in_one_category(autoencoder_engine, tiny_autoencoder_bundle):
-    bundle = read_bundle(tiny_autoencoder_bundle)
-    features = autoencoder_engine.split(autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13]))[0])
-    found = autoencoder_engine.recommend(features, k=5, category="necklace")
+@pytest.mark.parametrize("source", ["autoencoder", "combined"])
+def test_scoped_search_stays_in_one_category(source, request):
+    engine = request.getfixturevalue(f"{source}_engine")
+    bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
+    features = engine.split(engine.features(np.asarray(bundle.thumbnails[12:13]))[0])
+    found = engine.recommend(features, k=5, category="necklace")
     assert found["items"][0]["item_id"] == "item012" and found["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert {item["category"] for item in found["items"]} == {"necklace"}
-    unfiltered = autoencoder_engine.recommend(features, k=5)
+    unfiltered = engine.recommend(features, k=5)
     assert {item["category"] for item in unfiltered["items"]} == {unfiltered["category"]}
-    by_id = autoencoder_engine.recommend_by_id("item025", k=PER_CLASS + 5)
+    by_id = engine.recommend_by_id("item025", k=PER_CLASS + 5)
     assert {item["category"] for item in by_id["items"]} == {"ring"} and len(by_id["items"]) == PER_CLASS - 1
 
 
@@ -151,4 +158,25 @@ def test_an_autoencoder_index_without_foreground_settings_is_refused(tiny_autoen
     bundle = read_bundle(tiny_autoencoder_bundle)
     bundle.config["preprocessing"].pop("foreground")
     with pytest.raises(BundleError, match="preprocessing.foreground must set"):
+        RecommendationEngine(bundle, "broken")
+
+
+def test_combined_features_put_the_classifier_embedding_beside_each_categorys_latent(combined_engine, engine, autoencoder_engine, tiny_combined_bundle):
+    bundle = read_bundle(tiny_combined_bundle)
+    image = np.asarray(bundle.thumbnails[12:13])
+    per_category = combined_engine.split(combined_engine.features(image)[0]).embedding.reshape(len(CLASSES), -1)
+    classifier = engine.split(engine.features(image)[0]).embedding
+    latents = autoencoder_engine.split(autoencoder_engine.features(image)[0]).embedding.reshape(len(CLASSES), -1)
+    for block, latent in zip(per_category, latents):
+        np.testing.assert_allclose(block[: len(classifier)], classifier / np.linalg.norm(classifier), atol=1e-5)
+        np.testing.assert_allclose(block[len(classifier) :], COMBINED_WEIGHT * latent, atol=1e-5)
+    # Item 12 is a necklace: its necklace block, made unit length, is the vector the index stores for it.
+    necklace = per_category[CLASSES.index("necklace")]
+    np.testing.assert_allclose(necklace / np.linalg.norm(necklace), bundle.index["vectors"][12], atol=1e-4)
+
+
+def test_a_combined_index_without_its_weight_is_refused(tiny_combined_bundle):
+    bundle = read_bundle(tiny_combined_bundle)
+    bundle.index.pop("combined_autoencoder_weight")
+    with pytest.raises(BundleError, match="combined_autoencoder_weight"):
         RecommendationEngine(bundle, "broken")

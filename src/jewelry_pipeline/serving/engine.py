@@ -18,12 +18,14 @@ import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
 from jewelry_pipeline.images import DecodeLimits, Foreground, foreground_maps, model_input
-from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
 
 logger = logging.getLogger(__name__)
 
 # Index sources whose query vector the bundle can compute from a photo.
-SERVABLE_SOURCES = ("classifier", "autoencoder")
+SERVABLE_SOURCES = ("classifier", "autoencoder", "combined")
+# Sources whose query vector needs every category's encoder on the photo's foreground map.
+ENCODED_SOURCES = ("autoencoder", "combined")
 
 
 class NotFound(LookupError):
@@ -42,7 +44,7 @@ class UnknownCategory(NotFound):
 class Features:
     """One photo's query vector(s) and class probabilities.
 
-    For a category-scoped source the embedding holds one unit vector per category, side by side.
+    For a category-scoped source the embedding holds one vector per category, side by side.
     """
 
     embedding: np.ndarray
@@ -83,7 +85,8 @@ class RecommendationEngine:
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
             reduce_retracing=True,
         )
-        self._encode = self._encoders(bundle, preprocessing) if self.source == "autoencoder" else None
+        self._encode = self._encoders(bundle, preprocessing) if self.source in ENCODED_SOURCES else None
+        self._autoencoder_weight = self._combined_weight(bundle) if self.source == "combined" else None
         self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
         logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
 
@@ -93,17 +96,24 @@ class RecommendationEngine:
 
         missing = [name for name in self.class_names if name not in bundle.encoders]
         if missing:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but lacks the encoders of {missing}")
+            raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but lacks the encoders of {missing}")
         try:
             self._foreground = Foreground.from_config(preprocessing)
         except ValueError as exc:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes autoencoder latents but its {exc}") from None
+            raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but its {exc}") from None
         encoders = [bundle.encoders[name] for name in self.class_names]
         return tf.function(
             lambda batch: [encoder(tf.cast(batch, tf.float32), training=False) for encoder in encoders],
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.uint8)],
             reduce_retracing=True,
         )
+
+    @staticmethod
+    def _combined_weight(bundle: ServingBundle) -> float:
+        """The autoencoder weight the `combined` index was built with."""
+        if "combined_autoencoder_weight" not in bundle.index:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes combined vectors but does not record combined_autoencoder_weight")
+        return float(bundle.index["combined_autoencoder_weight"])
 
     def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per category: cluster ids and their unit-length mean vectors in index space."""
@@ -130,7 +140,11 @@ class RecommendationEngine:
         embeddings = embeddings.numpy()
         if self._encode is not None:
             maps = foreground_maps(images, np.arange(len(images)), self._foreground)
-            embeddings = np.hstack([l2_normalise(codes.numpy()) for codes in self._encode(maps)])
+            codes = [codes.numpy() for codes in self._encode(maps)]
+            if self._autoencoder_weight is None:
+                embeddings = np.hstack([l2_normalise(c) for c in codes])
+            else:
+                embeddings = np.hstack([combined_vectors(embeddings, c, self._autoencoder_weight) for c in codes])
         return np.hstack([embeddings, probabilities.numpy()]).astype(np.float32)
 
     def pack(self, image: np.ndarray) -> str:

@@ -73,3 +73,7 @@ def test_catalog_and_index(toy):
     assert np.array_equal(hnsw.search(index.vectors[:3], 3)[0][:, 0], [0, 1, 2])
     with pytest.raises(ValueError, match="embedding_source"):
         build_index(sources, {**PARAMS, "embedding_source": "nope"})
+    combined_params = {**PARAMS, "embedding_source": "combined", "combined_autoencoder_weight": 0.7}
+    combined = build_index(embedding_sources(images, manifest, classifier, combined_params, *latents), combined_params)
+    assert bool(combined["category_scoped"]) and float(combined["combined_autoencoder_weight"]) == 0.7
+    assert "combined_autoencoder_weight" not in arrays

@@ -13,7 +13,7 @@ from sklearn.preprocessing import StandardScaler
 from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import precision_and_ap_at_k, single_step
-from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +44,6 @@ def embedding_sources(
     pca = PCA(components, random_state=int(recommender["seed"])).fit(scaler.transform(pixels[gallery]))
     classifier = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     autoencoder = _latents_by_item(item_ids, latents)
-    weight = float(recommender["combined_autoencoder_weight"])
     return {
         "item_id": item_ids,
         "predicted_class": aligned(item_ids, classifier_embeddings, "probabilities").argmax(axis=1),
@@ -52,7 +51,7 @@ def embedding_sources(
         "pca": pca.transform(scaler.transform(pixels)).astype(np.float32),
         "autoencoder": autoencoder,
         "classifier": classifier,
-        "combined": np.hstack([classifier, weight * autoencoder]),
+        "combined": combined_vectors(classifier, autoencoder, float(recommender["combined_autoencoder_weight"])),
     }
 
 
@@ -121,5 +120,7 @@ def build_index(sources: dict[str, np.ndarray], recommender: dict[str, Any]) -> 
     arrays = index.to_arrays()
     arrays["source"] = np.array(source)
     arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED)
+    if source == "combined":  # the service needs it to build query vectors the same way
+        arrays["combined_autoencoder_weight"] = np.array(float(recommender["combined_autoencoder_weight"]))
     logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
     return arrays
