@@ -1,8 +1,8 @@
 """Similarity-index scale test: exact vs HNSW at 10k, 100k and 1M vectors.
 
-`python benchmarks/retrieval.py [--sizes 10000,100000,1000000]`. Vectors have the classifier's
-embedding size and are drawn around the project's real embeddings when they exist
-(data/04_feature/classifier_embeddings.npz), otherwise around random cluster centres.
+`python benchmarks/retrieval.py [--sizes 10000,100000,1000000]`. Vectors are drawn around the served
+index's real vectors (data/07_model_output/index.npz, the configured embedding source, so they have its
+size) when it exists, otherwise around random 128-d cluster centres.
 """
 
 from __future__ import annotations
@@ -25,15 +25,15 @@ TARGET_P50_MS, TARGET_RECALL = 5.0, 0.95
 EF_SEARCH = (64, 256, 1024, 1536, 2048)
 
 
-def vectors(n: int, dimension: int, seed: int) -> np.ndarray:
-    """`n` vectors around real embeddings (or random centres), with per-vector noise."""
+def vectors(n: int, seed: int) -> np.ndarray:
+    """`n` vectors around the served index's vectors (or random centres), with per-vector noise."""
     rng = np.random.default_rng(seed)
-    real = ROOT / "data/04_feature/classifier_embeddings.npz"
+    real = ROOT / "data/07_model_output/index.npz"
     if real.exists():
         with np.load(real, allow_pickle=False) as data:
-            centres = data["embeddings"].astype(np.float32)
+            centres = data["vectors"].astype(np.float32)
     else:
-        centres = rng.normal(size=(2000, dimension)).astype(np.float32)
+        centres = rng.normal(size=(2000, 128)).astype(np.float32)
     centres /= np.maximum(np.linalg.norm(centres, axis=1, keepdims=True), 1e-12)
     out = np.empty((n, centres.shape[1]), np.float32)
     for start in range(0, n, 100_000):
@@ -60,7 +60,7 @@ def measure(n: int, backend: str, queries: int, seed: int) -> list[dict]:
     """Build an index of `n` vectors and time single-vector queries; recall against exact search."""
     from jewelry_pipeline.search import EmbeddingIndex
 
-    data = vectors(n + queries, 128, seed)
+    data = vectors(n + queries, seed)
     gallery, probe = data[:n], data[n:]
     ids = np.arange(n).astype(str)
     started = time.perf_counter()

@@ -29,7 +29,7 @@ class EmbeddingIndex:
     backend: str = "exact"
     hnsw_m: int = 32
     ef_construction: int = 80
-    ef_search: int = 1536  # measured: recall@10 0.96 at p50 4.5 ms on 1M vectors (docs/PERFORMANCE.md)
+    ef_search: int = 1024  # measured: recall@10 0.976 at p50 3.1 ms on 1M 192-d vectors (docs/PERFORMANCE.md)
     max_scores_in_memory: int = 20_000_000  # exact search scores queries in blocks of this many floats
     _faiss_index: object = field(default=None, repr=False)
 
