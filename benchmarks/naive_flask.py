@@ -15,7 +15,7 @@ from flask import Flask, jsonify, request
 from jewelry_pipeline.bundle import read_bundle
 from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, foreground_map, model_input
 from jewelry_pipeline.models.classifier import features_model
-from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
 
 
 def create_app(bundle_path: str) -> Flask:
@@ -27,7 +27,7 @@ def create_app(bundle_path: str) -> Flask:
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
     source = str(bundle.index["source"])
-    scoped = source in ("autoencoder", "combined")
+    scoped = source in CATEGORY_SCOPED_SOURCES
     foreground = Foreground.from_config(bundle.config["preprocessing"]) if scoped else None
     app = Flask("naive")
 

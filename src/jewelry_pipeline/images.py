@@ -274,7 +274,8 @@ def foreground_map(image: np.ndarray, foreground: Foreground) -> np.ndarray:
     backdrop = backdrop.astype(np.float32)
     difference = image.astype(np.float32) - backdrop
     # The backdrop's colour direction; the offset makes a black backdrop's direction grey.
-    direction = (backdrop + 10.0) / np.linalg.norm(backdrop + 10.0, axis=-1, keepdims=True)
+    tint = backdrop + 10.0
+    direction = tint / np.linalg.norm(tint, axis=-1, keepdims=True)
     shade = (difference * direction).sum(axis=-1, keepdims=True)
     gap = np.abs(difference - (1.0 - foreground.shade_weight) * shade * direction).max(axis=-1)
     if foreground.floor > 0:

@@ -7,6 +7,9 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BACKENDS = ("exact", "hnsw")
+# Sources whose vectors live in per-category autoencoder spaces: built from every category's encoder
+# and searched only within one (the given or predicted) category.
+CATEGORY_SCOPED_SOURCES = ("autoencoder", "combined")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:

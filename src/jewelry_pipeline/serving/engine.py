@@ -18,14 +18,12 @@ import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
 from jewelry_pipeline.images import DecodeLimits, Foreground, foreground_maps, model_input
-from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
 
 logger = logging.getLogger(__name__)
 
 # Index sources whose query vector the bundle can compute from a photo.
 SERVABLE_SOURCES = ("classifier", "autoencoder", "combined")
-# Sources whose query vector needs every category's encoder on the photo's foreground map.
-ENCODED_SOURCES = ("autoencoder", "combined")
 
 
 class NotFound(LookupError):
@@ -85,7 +83,7 @@ class RecommendationEngine:
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
             reduce_retracing=True,
         )
-        self._encode = self._encoders(bundle, preprocessing) if self.source in ENCODED_SOURCES else None
+        self._encode = self._encoders(bundle, preprocessing) if self.source in CATEGORY_SCOPED_SOURCES else None
         self._autoencoder_weight = self._combined_weight(bundle) if self.source == "combined" else None
         self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
         logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)

@@ -13,12 +13,10 @@ from sklearn.preprocessing import StandardScaler
 from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import precision_and_ap_at_k, single_step
-from jewelry_pipeline.search import EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
 
 logger = logging.getLogger(__name__)
 
-# Sources whose vectors live in per-category spaces: search only within the (predicted) category.
-CATEGORY_SCOPED = {"autoencoder", "combined"}
 SOURCES = ("pixels", "pca", "autoencoder", "classifier", "combined")
 
 
@@ -74,7 +72,7 @@ def evaluate_retrieval(
         index = EmbeddingIndex(sources["item_id"][gallery], sources[source][gallery])
         query_vectors = sources[source][queries]
         positions = np.zeros((len(query_rows), k), int)
-        if source in CATEGORY_SCOPED:
+        if source in CATEGORY_SCOPED_SOURCES:
             for name in np.unique(predicted[query_rows]):
                 chosen = predicted[query_rows] == name
                 found, _ = index.search(query_vectors[chosen], k, allowed=category[gallery] == name)
@@ -119,7 +117,7 @@ def build_index(sources: dict[str, np.ndarray], recommender: dict[str, Any]) -> 
     )
     arrays = index.to_arrays()
     arrays["source"] = np.array(source)
-    arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED)
+    arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED_SOURCES)
     if source == "combined":  # the service needs it to build query vectors the same way
         arrays["combined_autoencoder_weight"] = np.array(float(recommender["combined_autoencoder_weight"]))
     logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
