@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test browser serve bento reliability data viz mlflow-ui benchmarks clean
+.PHONY: setup run test browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -56,6 +56,16 @@ bento: $(STAMP)
 # (about 12 minutes); writes docs/RELIABILITY.md. A light version runs in `make test`.
 reliability: $(STAMP)
 	$(BIN)/python benchmarks/reliability.py
+
+# Real-photo quality: Fashion-MNIST (Debian's dataset-fashion-mnist) and the built-in data, each through the
+# real `kedro run` in a scratch project under build/quality/ (about 45 min); writes docs/QUALITY.md.
+quality: $(STAMP) fashion-mnist
+	$(BIN)/python -m benchmarks.quality
+
+fashion-mnist:
+	@test -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz || { \
+		echo "Installing Debian's dataset-fashion-mnist for the quality benchmark"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq dataset-fashion-mnist; }
 
 viz: $(STAMP)
 	$(BIN)/kedro viz run --host 127.0.0.1

@@ -13,9 +13,9 @@ import numpy as np
 from flask import Flask, jsonify, request
 
 from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, foreground_map, model_input
+from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, autoencoder_inputs, model_input
 from jewelry_pipeline.models.classifier import features_model
-from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, ENCODED_SOURCES, EmbeddingIndex, combined_vectors, descriptor_vectors, l2_normalise
 
 
 def create_app(bundle_path: str) -> Flask:
@@ -23,12 +23,13 @@ def create_app(bundle_path: str) -> Flask:
     bundle = read_bundle(bundle_path)
     size = int(bundle.config["preprocessing"]["image_size"])
     limits = DecodeLimits.from_config(bundle.config["preprocessing"])
-    model = features_model(bundle.classifier)
+    source = str(bundle.index["source"])
+    layout = tuple(int(v) for v in bundle.index["descriptor_layout"]) if source == "descriptor" else None
+    model = features_model(bundle.classifier, layout)
     index = EmbeddingIndex.from_arrays(bundle.index)
     catalog = bundle.catalog
-    source = str(bundle.index["source"])
     scoped = source in CATEGORY_SCOPED_SOURCES
-    foreground = Foreground.from_config(bundle.config["preprocessing"]) if scoped else None
+    foreground = Foreground.from_config(bundle.config["preprocessing"]) if source in ENCODED_SOURCES else None
     app = Flask("naive")
 
     @app.get("/readyz")
@@ -45,15 +46,17 @@ def create_app(bundle_path: str) -> Flask:
         except ImageRejected as exc:
             return jsonify(error=str(exc)), 400
         k = int(request.form.get("k", 10))
-        embedding, probabilities = model.predict(image[None].astype(np.float32), verbose=0)
+        embedding, probabilities, *pooled = model.predict(image[None].astype(np.float32), verbose=0)
         category = bundle.class_names[int(np.argmax(probabilities[0]))]
-        allowed = None
-        if scoped:
-            codes = bundle.encoders[category].predict(foreground_map(image, foreground)[None, :, :, None], verbose=0)
+        allowed = catalog["category"].to_numpy() == category if scoped else None
+        if pooled:
+            embedding = descriptor_vectors(pooled[0])
+        if foreground is not None:
+            inputs = autoencoder_inputs(image[None], np.arange(1), bundle.config["preprocessing"].get("autoencoder_input", "foreground"), foreground)
+            codes = bundle.encoders[category].predict(inputs, verbose=0)
             if source == "combined":
                 codes = combined_vectors(embedding, codes, float(bundle.index["combined_autoencoder_weight"]))
             embedding = codes
-            allowed = catalog["category"].to_numpy() == category
         positions, scores = index.search(l2_normalise(embedding), k, allowed=allowed)
         rows = catalog.iloc[positions[0]]
         return jsonify(

@@ -315,3 +315,19 @@ def foreground_maps(images: np.ndarray, rows: np.ndarray, foreground: Foreground
     for i, row in enumerate(rows):
         maps[i, :, :, 0] = foreground_map(images[row], foreground)
     return maps
+
+
+AUTOENCODER_INPUTS = ("photo", "foreground")
+
+
+def autoencoder_inputs(images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground) -> np.ndarray:
+    """What the autoencoders see for the given store rows: the RGB photos, or their foreground maps (n, h, w, 1).
+
+    `kind` is chosen per run on the user's own photos (see the autoencoders pipeline) and recorded in the
+    serving bundle, so the service builds query vectors from the same input.
+    """
+    if kind == "photo":
+        return np.asarray(images[np.asarray(rows)], dtype=np.uint8)
+    if kind == "foreground":
+        return foreground_maps(images, rows, foreground)
+    raise ValueError(f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{kind}'")

@@ -3,8 +3,9 @@
 from kedro.config import OmegaConfigLoader
 
 from jewelry_pipeline.hooks import TrackingStoreCheck
+from jewelry_pipeline.pipelines.categories import RunCategories
 
-HOOKS = (TrackingStoreCheck(),)
+HOOKS = (RunCategories(), TrackingStoreCheck())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -15,35 +15,36 @@ import pytest
 
 from benchmarks._load import Server, clean_env, start_bentoml
 from jewelry_pipeline.bundle import write_bundle
-from jewelry_pipeline.models.classifier import build_classifier, embedding_model
+from jewelry_pipeline.models.classifier import build_classifier, features_model
 from jewelry_pipeline.pipelines.recommender.nodes import build_index
-from jewelry_pipeline.search import combined_vectors
+from jewelry_pipeline.search import combined_vectors, descriptor_vectors
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
 COMBINED_WEIGHT = 0.5
+DESCRIPTOR_LAYOUT = (-1, 2)  # the classifier's last block, on a 2 x 2 grid
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
 PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground": FOREGROUND}
 
 
-def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray) -> tuple[dict, np.ndarray]:
+def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray, autoencoder_input: str) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
-    from jewelry_pipeline.images import Foreground, foreground_maps
+    from jewelry_pipeline.images import Foreground, autoencoder_inputs
     from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
 
-    maps = foreground_maps(thumbnails, np.arange(len(thumbnails)), Foreground.from_config(PREPROCESSING))
+    maps = autoencoder_inputs(thumbnails, np.arange(len(thumbnails)), autoencoder_input, Foreground.from_config(PREPROCESSING))
     encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
     for name in CLASSES:
         rows = categories == name
-        _, encoder, _ = build_autoencoder(IMAGE_SIZE, (4, 8), 6)
+        _, encoder, _ = build_autoencoder(IMAGE_SIZE, (4, 8), 6, channels=maps.shape[-1])
         encoders[name] = standardised_encoder(encoder, encoder.predict(maps[rows], verbose=0))
         latents[rows] = encoders[name].predict(maps[rows], verbose=0)
     return encoders, latents
 
 
-def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source: str = "classifier") -> Path:
+def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source: str = "classifier", autoencoder_input: str = "foreground") -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing `source` vectors."""
     import keras
 
@@ -51,19 +52,18 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
     n = PER_CLASS * len(CLASSES)
     thumbnails = np.stack([random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(n)])
     classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
-    embeddings = embedding_model(classifier).predict(thumbnails.astype(np.float32), verbose=0)
+    embeddings, _, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(thumbnails.astype(np.float32), verbose=0)
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
-    encoders, latents = _encoders_and_latents(thumbnails, categories) if source in ("autoencoder", "combined") else ({}, None)
-    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents}
+    encoders, latents = _encoders_and_latents(thumbnails, categories, autoencoder_input) if source in ("autoencoder", "combined") else ({}, None)
+    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents, "descriptor": descriptor_vectors(pooled)}
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
     index = build_index(
         sources,
-        {
-            "embedding_source": source, "index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64},
-            "combined_autoencoder_weight": COMBINED_WEIGHT,
-        },
+        {"source": source},
+        {"index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}, "combined_autoencoder_weight": COMBINED_WEIGHT},
+        {"descriptor": dict(zip(("block", "grid"), DESCRIPTOR_LAYOUT))},
     )
     catalog = pd.DataFrame(
         {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
@@ -76,7 +76,7 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
         catalog=catalog,
         thumbnails=thumbnails,
         class_names=CLASSES,
-        preprocessing=PREPROCESSING,
+        preprocessing={**PREPROCESSING, "autoencoder_input": autoencoder_input},
         version={"mlflow_run_id": run_id, "created_at": "2026-11-22T00:00:00+00:00", "promotion": {"reason": "test", "metric": "test_accuracy", "new_value": 1.0}},
     )
 
@@ -91,6 +91,18 @@ def tiny_bundle(tmp_path_factory) -> Path:
 def tiny_autoencoder_bundle(tmp_path_factory) -> Path:
     """A tiny bundle whose index holds per-category autoencoder latents (read-only)."""
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="autoencoder")
+
+
+@pytest.fixture(scope="session")
+def tiny_descriptor_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle whose index holds the classifier's mid-level descriptors (read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="descriptor")
+
+
+@pytest.fixture(scope="session")
+def tiny_photo_autoencoder_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle whose autoencoders read the plain photo, not its foreground map (read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="autoencoder", autoencoder_input="photo")
 
 
 @pytest.fixture(scope="session")

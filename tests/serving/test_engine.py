@@ -119,6 +119,16 @@ def autoencoder_engine(tiny_autoencoder_bundle) -> RecommendationEngine:
 
 
 @pytest.fixture(scope="module")
+def descriptor_engine(tiny_descriptor_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_descriptor_bundle), "tiny-descriptor")
+
+
+@pytest.fixture(scope="module")
+def photo_autoencoder_engine(tiny_photo_autoencoder_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_photo_autoencoder_bundle), "tiny-photo-ae")
+
+
+@pytest.fixture(scope="module")
 def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_combined_bundle), "tiny-combined")
 
@@ -133,7 +143,24 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engi
     np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
 
 
-@pytest.mark.parametrize("source", ["autoencoder", "combined"])
+@pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder"])
+def test_query_vectors_are_built_as_the_index_was(source, request):
+    """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder reading photos)."""
+    engine = request.getfixturevalue(f"{source}_engine")
+    bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
+    embedding = engine.split(engine.features(np.asarray(bundle.thumbnails[12:13]))[0]).embedding
+    vector = embedding.reshape(len(CLASSES), -1)[CLASSES.index("necklace")] if source == "photo_autoencoder" else embedding
+    np.testing.assert_allclose(vector / np.linalg.norm(vector), bundle.index["vectors"][12], atol=1e-4)
+
+
+def test_a_descriptor_index_without_its_layout_is_refused(tiny_descriptor_bundle):
+    bundle = read_bundle(tiny_descriptor_bundle)
+    bundle.index.pop("descriptor_layout")
+    with pytest.raises(BundleError, match="descriptor_layout"):
+        RecommendationEngine(bundle, "broken")
+
+
+@pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor"])
 def test_scoped_search_stays_in_one_category(source, request):
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))

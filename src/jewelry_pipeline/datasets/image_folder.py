@@ -8,6 +8,8 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from jewelry_pipeline.folders import category_folders
+
 
 @dataclass(frozen=True)
 class RawFile:
@@ -40,7 +42,7 @@ def list_image_folder(root: str | Path) -> RawImageFolder:
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise DatasetError(f"Raw image folder '{root}' does not exist or is not a folder.")
-    categories = sorted(p.name for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
+    categories = category_folders(root)
     files = []
     for category in categories:
         for path in sorted((root / category).rglob("*")):

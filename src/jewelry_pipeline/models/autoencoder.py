@@ -1,8 +1,8 @@
-"""Convolutional autoencoder of an image's foreground map, trained with an auxiliary contrastive loss.
+"""Convolutional autoencoder of an image (photo or foreground map), trained with an auxiliary contrastive loss.
 
 The encoder is Conv+BatchNorm+MaxPool blocks and a dense bottleneck; the decoder mirrors it with
-UpSampling+Conv. `ContrastiveAutoencoder` trains both on reconstruction plus NT-Xent between two
-augmented views of each map (SimCLR), so an item's latent code agrees across pose and framing.
+UpSampling+Conv. `ContrastiveAutoencoder` trains both on reconstruction of the item from each of two
+augmented views plus NT-Xent between the views (SimCLR), so an item's code agrees across pose and framing.
 """
 
 from __future__ import annotations
@@ -19,9 +19,13 @@ LATENT_LAYER = "latent"
 
 
 def build_autoencoder(
-    image_size: int, filters: Sequence[int] = (16, 32, 64, 128), latent_dim: int = 64, decoder_filters: Sequence[int] | None = None
+    image_size: int,
+    filters: Sequence[int] = (16, 32, 64, 128),
+    latent_dim: int = 64,
+    decoder_filters: Sequence[int] | None = None,
+    channels: int = 1,
 ) -> tuple[keras.Model, keras.Model, keras.Model]:
-    """Build (autoencoder, encoder, decoder). Input: 0-255 foreground maps (n, s, s, 1); output: reconstruction in [0, 1].
+    """Build (autoencoder, encoder, decoder). Input: 0-255 images (n, s, s, channels); output: reconstruction on a 0-1 scale.
 
     The decoder has one UpSampling+Conv block per encoder block, `decoder_filters` wide (default: the
     encoder's widths reversed).
@@ -31,7 +35,7 @@ def build_autoencoder(
     decoder_filters = list(reversed(filters)) if decoder_filters is None else list(decoder_filters)
     if len(decoder_filters) != len(filters):
         raise ValueError(f"decoder_filters {decoder_filters} must have one width per encoder block ({len(filters)})")
-    inputs = keras.Input((image_size, image_size, 1), name="foreground_map")
+    inputs = keras.Input((image_size, image_size, channels), name="autoencoder_input")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for i, width in enumerate(filters):
         x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"enc_conv{i}")(x)
@@ -48,7 +52,8 @@ def build_autoencoder(
     for i, width in enumerate(decoder_filters):
         x = layers.UpSampling2D(name=f"dec_up{i}")(x)
         x = layers.Conv2D(width, 3, padding="same", activation="relu", name=f"dec_conv{i}")(x)
-    outputs = layers.Conv2D(1, 3, padding="same", activation="sigmoid", name="reconstruction")(x)
+    # Linear output: a sigmoid saturates on sparse maps and can leave the decoder stuck at black.
+    outputs = layers.Conv2D(channels, 3, padding="same", name="reconstruction")(x)
     decoder = keras.Model(codes, outputs, name="decoder")
     autoencoder = keras.Model(inputs, decoder(encoder(inputs)), name="autoencoder")
     return autoencoder, encoder, decoder
@@ -56,14 +61,14 @@ def build_autoencoder(
 
 def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model:
     """The encoder followed by a fixed standardisation of its codes (mean and variance of `codes`)."""
-    inputs = keras.Input(encoder.input_shape[1:], name="foreground_map")
+    inputs = keras.Input(encoder.input_shape[1:], name="autoencoder_input")
     mean, variance = codes.mean(axis=0), np.maximum(codes.var(axis=0), 1e-6)
     scaled = layers.Normalization(mean=mean, variance=variance, name="standardise")(encoder(inputs))
     return keras.Model(inputs, scaled, name="standardised_encoder")
 
 
 def view_augmenter(views: dict[str, Any], seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Random views of a float 0-255 map batch: crop-and-resize, flip, rotation, gain and leftover backdrop texture."""
+    """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy texture."""
     min_area, gain, texture = float(views["crop_min_area"]), float(views["gain"]), float(views["texture"])
     rotate = layers.RandomRotation(float(views["rotation"]), fill_mode="constant", seed=seed)
     generator = tf.random.Generator.from_seed(seed)
@@ -94,7 +99,7 @@ def nt_xent(first: tf.Tensor, second: tf.Tensor, temperature: float) -> tf.Tenso
 
 
 class ContrastiveAutoencoder(keras.Model):
-    """Training wrapper: reconstruction MSE of two views plus `contrastive_weight` x NT-Xent of their projected codes."""
+    """Training wrapper: MSE of each view's reconstruction against the item, plus `contrastive_weight` x NT-Xent of the views' projected codes."""
 
     def __init__(self, encoder: keras.Model, decoder: keras.Model, view: Callable, projection_dim: int, temperature: float, contrastive_weight: float):
         super().__init__()
@@ -109,9 +114,10 @@ class ContrastiveAutoencoder(keras.Model):
 
     def _view_losses(self, maps: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         maps = tf.cast(maps, tf.float32)
-        both = tf.concat([self.random_view(maps), self.random_view(maps)], 0)
-        codes = self.encoder(both, training=training)
-        reconstruction = tf.reduce_mean(tf.square(self.decoder(codes, training=training) - both / 255.0))
+        codes = self.encoder(tf.concat([self.random_view(maps), self.random_view(maps)], 0), training=training)
+        # Each view's code decodes to the item itself, not to the view: the code is meant to ignore the view.
+        targets = tf.concat([maps, maps], 0) / 255.0
+        reconstruction = tf.reduce_mean(tf.square(self.decoder(codes, training=training) - targets))
         first, second = tf.split(self.projection(codes, training=training), 2)
         contrastive = nt_xent(first, second, self.temperature)
         return reconstruction + self.contrastive_weight * contrastive, reconstruction, contrastive

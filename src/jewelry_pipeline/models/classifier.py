@@ -21,8 +21,15 @@ def build_classifier(
     embedding_dim: int = 128,
     dropout: float = 0.3,
     bn_momentum: float = 0.9,
+    pooling: str = "average",
 ) -> keras.Model:
-    """Build the CNN; it takes raw 0-255 RGB pixels and returns class probabilities."""
+    """Build the CNN; it takes raw 0-255 RGB pixels and returns class probabilities.
+
+    `pooling` turns the last feature map into a vector: `average` (global average, position-free) or
+    `flatten` (keeps where each feature is, which matters for aligned catalog photos).
+    """
+    if pooling not in ("average", "flatten"):
+        raise ValueError(f"classifier pooling must be 'average' or 'flatten'; got '{pooling}'")
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for block, width in enumerate(filters):
@@ -32,7 +39,7 @@ def build_classifier(
             x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = layers.Dropout(block_dropout, name=f"block{block}_dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x)
+    x = layers.GlobalAveragePooling2D(name="pool")(x) if pooling == "average" else layers.Flatten(name="pool")(x)
     embedding = layers.Dense(embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(embedding)
     outputs = layers.Dense(n_classes, activation="softmax", name=PROBABILITIES_LAYER)(x)
@@ -44,11 +51,27 @@ def embedding_model(classifier: keras.Model) -> keras.Model:
     return keras.Model(classifier.inputs, classifier.get_layer(EMBEDDING_LAYER).output, name="classifier_embedding")
 
 
-def features_model(classifier: keras.Model) -> keras.Model:
-    """The classifier with two outputs: its embedding and its class probabilities."""
-    return keras.Model(classifier.inputs, [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output], name="classifier_features")
+def _descriptor_output(classifier: keras.Model, block: int, grid: int):
+    """Block `block`'s last activation (negative: counted from the end) averaged over a `grid` x `grid` layout, flattened."""
+    blocks = sum(1 for layer in classifier.layers if layer.name.endswith("_pool") and layer.name.startswith("block"))
+    index = block + blocks if block < 0 else block
+    activations = [layer for layer in classifier.layers if layer.name.startswith(f"block{index}_relu")]
+    if not activations:
+        raise ValueError(f"the classifier has no block {block} (it has {blocks})")
+    x = activations[-1].output
+    pool = max(1, int(x.shape[1]) // int(grid))
+    x = layers.AveragePooling2D(pool, name="descriptor_pool")(x)
+    return layers.Flatten(name="descriptor")(x)
 
 
-def probabilities_from_embeddings(classifier: keras.Model, embeddings: np.ndarray) -> np.ndarray:
-    """Class probabilities from embeddings: the head alone, since dropout is off at inference."""
-    return keras.ops.convert_to_numpy(classifier.get_layer(PROBABILITIES_LAYER)(embeddings))
+def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Model:
+    """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see `search.descriptor_vectors`)."""
+    return keras.Model(classifier.inputs, _descriptor_output(classifier, block, grid), name="classifier_descriptor")
+
+
+def features_model(classifier: keras.Model, descriptor: tuple[int, int] | None = None) -> keras.Model:
+    """The classifier with its embedding and class probabilities as outputs, plus the pooled descriptor when asked."""
+    outputs = [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output]
+    if descriptor is not None:
+        outputs.append(_descriptor_output(classifier, *descriptor))
+    return keras.Model(classifier.inputs, outputs, name="classifier_features")

@@ -1,23 +1,47 @@
-"""The configured category list that shapes the per-category (namespaced) pipelines at build time."""
+"""The categories that shape the per-category (namespaced) pipelines: found in the photo folder, or set explicitly.
+
+The pipeline registry is built before any node runs, so the run's `raw_dir` and parameters are read
+when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them.
+"""
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
+from typing import Any
 
-from kedro.config import OmegaConfigLoader
-from kedro.framework.project import settings
+from kedro.framework.hooks import hook_impl
 
-DEFAULT_CATEGORIES = ["bracelet", "earring", "necklace", "ring"]
+from jewelry_pipeline.folders import category_folders
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_RAW_DIR = "data/01_raw/jewelry"
+DEFAULT_CATEGORIES = ["bracelet", "earring", "necklace", "ring"]  # the built-in dataset's, before it is generated
+
+_run: dict[str, Any] = {"raw_dir": None, "categories": None}
 
 
-def configured_categories(project_path: Path | None = None) -> list[str]:
-    """`categories` from the project parameters (local overrides base), or the built-in four."""
-    conf_source = Path(project_path or Path.cwd()) / settings.CONF_SOURCE
-    if not conf_source.is_dir():
-        return list(DEFAULT_CATEGORIES)
-    loader = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env="local")
-    try:
-        parameters = loader["parameters"]
-    except Exception:  # noqa: BLE001 - no parameters yet: fall back to the built-in dataset
-        return list(DEFAULT_CATEGORIES)
-    return list(parameters.get("categories", DEFAULT_CATEGORIES))
+def configured_categories() -> list[str]:
+    """Sorted categories: the explicit `categories` parameter, else the sub-folders of the run's `raw_dir`."""
+    if _run["categories"]:
+        return sorted(str(c) for c in _run["categories"])
+    raw_dir = Path(_run["raw_dir"] or DEFAULT_RAW_DIR)
+    found = category_folders(raw_dir) if raw_dir.is_dir() else []
+    return found or list(DEFAULT_CATEGORIES)
+
+
+class RunCategories:
+    """Reads `raw_dir` (runtime parameter) and `categories` (parameters) once the context exists, then rebuilds the registry."""
+
+    @hook_impl(tryfirst=True)
+    def after_context_created(self, context) -> None:
+        from kedro.framework.project import pipelines
+
+        runtime = getattr(context, "_runtime_params", None) or {}
+        raw_dir = runtime.get("raw_dir") or DEFAULT_RAW_DIR
+        path = Path(raw_dir)
+        _run["raw_dir"] = str(path if path.is_absolute() else Path(context.project_path) / path)
+        _run["categories"] = context.params.get("categories") or None
+        pipelines._is_data_loaded = False  # registered before this run's folder was known: build again
+        logger.debug("Per-category pipelines for %s", configured_categories())

@@ -17,13 +17,13 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import DecodeLimits, Foreground, foreground_maps, model_input
-from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.images import AUTOENCODER_INPUTS, DecodeLimits, Foreground, autoencoder_inputs, model_input
+from jewelry_pipeline.search import ENCODED_SOURCES, EmbeddingIndex, combined_vectors, descriptor_vectors, l2_normalise
 
 logger = logging.getLogger(__name__)
 
 # Index sources whose query vector the bundle can compute from a photo.
-SERVABLE_SOURCES = ("classifier", "autoencoder", "combined")
+SERVABLE_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
 
 
 class NotFound(LookupError):
@@ -77,34 +77,47 @@ class RecommendationEngine:
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()
-        both = features_model(bundle.classifier)
+        self._descriptor = self._descriptor_layout(bundle) if self.source == "descriptor" else None
+        both = features_model(bundle.classifier, self._descriptor)
         self._forward = tf.function(
             lambda images: both(tf.cast(images, tf.float32), training=False),
             input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
             reduce_retracing=True,
         )
-        self._encode = self._encoders(bundle, preprocessing) if self.source in CATEGORY_SCOPED_SOURCES else None
+        self._encode = self._encoders(bundle, preprocessing) if self.source in ENCODED_SOURCES else None
         self._autoencoder_weight = self._combined_weight(bundle) if self.source == "combined" else None
         self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
         logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
 
     def _encoders(self, bundle: ServingBundle, preprocessing: dict[str, Any]):
-        """One traced call of every category's encoder on foreground maps, in class-name order."""
+        """One traced call of every category's encoder on its input (photo or foreground map), in class-name order."""
         import tensorflow as tf
 
         missing = [name for name in self.class_names if name not in bundle.encoders]
         if missing:
             raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but lacks the encoders of {missing}")
+        self._autoencoder_input = str(preprocessing.get("autoencoder_input", "foreground"))
+        if self._autoencoder_input not in AUTOENCODER_INPUTS:
+            raise BundleError(f"serving bundle '{bundle.path}' names autoencoder input '{self._autoencoder_input}', not one of {AUTOENCODER_INPUTS}")
         try:
             self._foreground = Foreground.from_config(preprocessing)
         except ValueError as exc:
             raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but its {exc}") from None
         encoders = [bundle.encoders[name] for name in self.class_names]
+        channels = 3 if self._autoencoder_input == "photo" else 1
         return tf.function(
             lambda batch: [encoder(tf.cast(batch, tf.float32), training=False) for encoder in encoders],
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 1), tf.uint8)],
+            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, channels), tf.uint8)],
             reduce_retracing=True,
         )
+
+    @staticmethod
+    def _descriptor_layout(bundle: ServingBundle) -> tuple[int, int]:
+        """The classifier block and grid the `descriptor` index was built with."""
+        if "descriptor_layout" not in bundle.index:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes descriptor vectors but does not record descriptor_layout")
+        block, grid = (int(v) for v in bundle.index["descriptor_layout"])
+        return block, grid
 
     @staticmethod
     def _combined_weight(bundle: ServingBundle) -> float:
@@ -134,11 +147,13 @@ class RecommendationEngine:
         expected = (self.image_size, self.image_size, 3)
         if images.ndim != 4 or images.shape[1:] != expected:
             raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}); got {images.shape}")
-        embeddings, probabilities = self._forward(images)
-        embeddings = embeddings.numpy()
+        outputs = self._forward(images)
+        embeddings, probabilities = outputs[0].numpy(), outputs[1]
+        if self._descriptor is not None:
+            embeddings = descriptor_vectors(outputs[2].numpy())
         if self._encode is not None:
-            maps = foreground_maps(images, np.arange(len(images)), self._foreground)
-            codes = [codes.numpy() for codes in self._encode(maps)]
+            inputs = autoencoder_inputs(images, np.arange(len(images)), self._autoencoder_input, self._foreground)
+            codes = [codes.numpy() for codes in self._encode(inputs)]
             if self._autoencoder_weight is None:
                 embeddings = np.hstack([l2_normalise(c) for c in codes])
             else:

@@ -10,10 +10,12 @@ from kedro.runner import SequentialRunner
 from jewelry_pipeline.models.autoencoder import build_autoencoder, nt_xent, view_augmenter
 from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
 from jewelry_pipeline.pipelines.autoencoders.nodes import (
-    category_maps,
+    category_inputs,
     check_category_pipelines,
+    choose_autoencoder_input,
     encode_category,
     plot_reconstructions,
+    reconstruction_check,
     select_category,
     train_autoencoder,
 )
@@ -22,6 +24,8 @@ from tests.conftest import FOREGROUND
 
 PARAMS = {
     "seed": 2,
+    "input": "foreground",
+    "input_probe": {"image_size": 8, "pca_components": 5, "max_iter": 200},
     "architecture": {"filters": [4, 8], "latent_dim": 6},
     "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "early_stopping_patience": 2, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5},
     "contrastive": {"weight": 1.0, "temperature": 0.2, "projection_dim": 4},
@@ -29,6 +33,7 @@ PARAMS = {
     "montage_size": 3,
 }
 PREPROCESSING = {"foreground": FOREGROUND}
+FOREGROUND_INPUT = {"input": "foreground"}
 
 
 @pytest.fixture
@@ -81,16 +86,95 @@ def test_nt_xent_rewards_agreeing_views():
 
 
 def test_category_check_names_the_mismatch():
-    assert check_category_pipelines(["b", "a"], ["a", "b"]) == ["a", "b"]
+    assert check_category_pipelines(["b", "a"], built=["a", "b"]) == ["a", "b"]
     with pytest.raises(ValueError, match=r"missing: \['c'\].*not in data: \['z'\]"):
-        check_category_pipelines(["a", "c"], ["a", "z"])
+        check_category_pipelines(["a", "c"], built=["a", "z"])
+
+
+def _shapes_on_backdrops(n: int, filled: bool) -> tuple[np.ndarray, pd.DataFrame]:
+    """Two categories (a disc, a bar). Small objects on random-colour, graded backdrops, or frame-filling grey objects on black."""
+    import cv2
+
+    rng = np.random.default_rng(1)
+    images = np.empty((2 * n, 32, 32, 3), np.uint8)
+    for i in range(2 * n):
+        if filled:
+            image = np.zeros((32, 32, 3), np.uint8)
+            shade = int(rng.integers(120, 255))
+            if i % 2:
+                cv2.rectangle(image, (4, 2), (27, 29), (shade,) * 3, -1)
+            else:
+                cv2.circle(image, (16, 16), 14, (shade,) * 3, -1)
+        else:
+            colour = rng.integers(0, 256, 3)
+            ramp = np.linspace(0, rng.uniform(-80, 80), 32)[None, :, None]
+            image = np.clip(colour[None, None, :] + ramp + np.zeros((32, 32, 3)), 0, 255).astype(np.uint8)
+            x, y = (int(v) for v in rng.integers(9, 23, 2))
+            ink = tuple(int(v) for v in 255 - colour)
+            if i % 2:
+                cv2.line(image, (x - 5, y), (x + 5, y), ink, 2)
+            else:
+                cv2.circle(image, (x, y), 4, ink, 2)
+        images[i] = image
+    manifest = pd.DataFrame(
+        {
+            "item_id": [f"{i:016x}" for i in range(2 * n)],
+            "category": ["disc", "bar"] * n,
+            "store_index": range(2 * n),
+            "split": ["train"] * int(1.4 * n) + ["val"] * (2 * n - int(1.4 * n)),
+        }
+    )
+    return images, manifest
+
+
+@pytest.mark.parametrize("filled, expected", [(False, "foreground"), (True, "photo")])
+def test_input_choice_follows_what_separates_the_categories(filled, expected):
+    """Small shapes on random backdrops need the foreground map; frame-filling objects keep the photo."""
+    images, manifest = _shapes_on_backdrops(40, filled)
+    decision, metrics = choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "auto"})
+    assert decision["input"] == expected, decision
+    assert set(metrics) == {"photo_probe_val_accuracy", "foreground_probe_val_accuracy"}
+    assert "validation accuracy" in decision["reason"]
+    forced, _ = choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "photo"})
+    assert forced["input"] == "photo" and "set by" in forced["reason"]
+    with pytest.raises(ValueError, match="autoencoders.input"):
+        choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "edges"})
+
+
+def test_photo_inputs_keep_colour(toy):
+    images, manifest = toy
+    rows = select_category(manifest, "x", ["x", "y"])
+    photos = category_inputs(images, rows, {"input": "photo"}, PREPROCESSING)
+    np.testing.assert_array_equal(photos, images[rows["store_index"].to_numpy()])
+    autoencoder, encoder, _ = train_autoencoder(photos, rows, PARAMS)
+    assert autoencoder.output_shape == (None, 16, 16, 3) and encode_category(encoder, photos, rows)["latents"].shape == (20, 6)
+
+
+def test_reconstruction_check_compares_with_the_mean_image(toy, caplog):
+    images, manifest = toy
+    rows = select_category(manifest, "x", ["x", "y"])
+    photos = category_inputs(images, rows, {"input": "photo"}, PREPROCESSING)
+
+    class Constant:
+        def __init__(self, value):
+            self.value = value
+
+        def predict(self, batch, **_):
+            return np.broadcast_to(self.value, batch.shape).astype(np.float32)
+
+    train = photos[rows["split"].to_numpy() == "train"].astype(np.float32).mean(axis=0) / 255
+    as_mean = reconstruction_check(Constant(train), photos, rows)
+    assert as_mean["reconstruction_beats_mean"]["value"] == 0.0  # predicting the mean is not better than the mean
+    assert "no better than their mean image" in caplog.text
+    exact = reconstruction_check(Constant(0), photos * 0, rows)
+    assert exact["heldout_reconstruction_mse"]["value"] == 0.0
 
 
 def test_train_encode_and_montage(toy):
     images, manifest = toy
     rows = select_category(manifest, "x", ["x", "y"])
     assert set(rows["category"]) == {"x"} and len(rows) == 20
-    maps = category_maps(images, rows, PREPROCESSING)
+    maps = category_inputs(images, rows, FOREGROUND_INPUT, PREPROCESSING)
     assert maps.shape == (20, 16, 16, 1) and maps.dtype == np.uint8
     autoencoder, encoder, history = train_autoencoder(maps, rows, PARAMS)
     assert len(history["loss"]) == len(history["val_loss"]) >= 1
@@ -106,7 +190,7 @@ def test_train_encode_and_montage(toy):
 def test_training_is_reproducible_and_the_encoder_reloads_safely(toy, tmp_path):
     images, manifest = toy
     rows = select_category(manifest, "y", ["x", "y"])
-    maps = category_maps(images, rows, PREPROCESSING)
+    maps = category_inputs(images, rows, FOREGROUND_INPUT, PREPROCESSING)
     _, first, history = train_autoencoder(maps, rows, PARAMS)
     _, second, again = train_autoencoder(maps, rows, PARAMS)
     assert history == again
@@ -129,6 +213,7 @@ def test_namespaces_write_distinct_artifacts(toy, tmp_path):
             "image_store": MemoryDataset(images),
             "model_input_manifest": MemoryDataset(manifest),
             "checked_categories": MemoryDataset(["x", "y"]),
+            "autoencoder_input": MemoryDataset(FOREGROUND_INPUT),
             "params:autoencoders": MemoryDataset(PARAMS),
             "params:preprocessing": MemoryDataset(PREPROCESSING),
             **{f"{c}.category_name": MemoryDataset(c) for c in ("x", "y")},

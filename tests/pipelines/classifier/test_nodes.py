@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
@@ -15,16 +16,18 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.metrics import history_metrics
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset
 from jewelry_pipeline.models.files import load_keras_safe
-from jewelry_pipeline.models.classifier import build_classifier, embedding_model, probabilities_from_embeddings
+from jewelry_pipeline.models.classifier import build_classifier, descriptor_model, embedding_model, features_model
 from jewelry_pipeline.pipelines.classifier.nodes import (
     _class_weights,
     baseline_classifier,
     classifier_metrics,
+    embed_catalog,
     evaluate_classifier,
     plot_confusion_matrix,
     plot_misclassified,
     train_classifier,
 )
+from jewelry_pipeline.search import descriptor_vectors
 
 CATEGORIES = ["a", "b", "c"]
 PARAMS = {
@@ -36,6 +39,7 @@ PARAMS = {
     },
     "augmentation": {"flip": True, "rotation": 0.02, "brightness": 0.1, "contrast": 0.1},
     "gallery_size": 4,
+    "descriptor": {"block": -1, "grid": 2},
     "baseline": {"image_size": 8, "pca_components": 5, "max_iter": 200},
 }
 
@@ -66,8 +70,28 @@ def test_model_shapes_and_embedding():
     assert model.output_shape == (None, 5)
     assert embedding_model(model).output_shape == (None, 12)
     batch = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3)).astype(np.float32)
-    embeddings = embedding_model(model)(batch).numpy()
-    np.testing.assert_allclose(probabilities_from_embeddings(model, embeddings), model(batch).numpy(), atol=1e-6)
+    embedding, probabilities, pooled = (o.numpy() for o in features_model(model, (-1, 2))(batch))
+    np.testing.assert_allclose(embedding, embedding_model(model)(batch).numpy(), atol=1e-6)
+    np.testing.assert_allclose(probabilities, model(batch).numpy(), atol=1e-6)
+    # The last block's 8 features (16 x 16 px after one pooling) averaged on a 2 x 2 grid: 8 * 2 * 2 values.
+    assert pooled.shape == (6, 32) and descriptor_model(model, 1, 2).output_shape == (None, 32)
+    assert descriptor_model(model, 0, 4).output_shape == (None, 4 * 4 * 4)
+    assert (descriptor_vectors(pooled) >= 0).all()
+    with pytest.raises(ValueError, match="no block 5"):
+        descriptor_model(model, 5, 2)
+
+
+def test_catalog_embedding_matches_the_served_features(trained, toy_data):
+    model, _ = trained
+    images, manifest = toy_data
+    arrays = embed_catalog(model, images, manifest, PARAMS)
+    assert list(arrays["item_id"]) == list(manifest["item_id"])
+    # Block 1 of a 24 px input: 12 x 12 x 16 features, averaged on a 2 x 2 grid.
+    assert arrays["embeddings"].shape == (90, 16) and arrays["probabilities"].shape == (90, 3) and arrays["descriptors"].shape == (90, 64)
+    batch = images[manifest["store_index"].to_numpy()[:5]].astype(np.float32)
+    embedding, probabilities, pooled = (o.numpy() for o in features_model(model, (-1, 2))(batch))
+    np.testing.assert_allclose(arrays["descriptors"][:5], descriptor_vectors(pooled), atol=1e-5)
+    np.testing.assert_allclose(arrays["probabilities"][:5], probabilities, atol=1e-5)
 
 
 def test_training_history_has_every_metric_per_epoch(trained):
@@ -160,10 +184,12 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     assert run.data.params["preprocessing.image_size"] == "32"
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert len(client.get_metric_history(run.info.run_id, name)) >= 1, name
-    for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy"):
+    for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_pca_logistic_test_accuracy", "baseline_pixel_logistic_test_accuracy"):
         assert 0 <= run.data.metrics[name] <= 1
+    assert run.data.metrics["baseline_test_accuracy"] == max(run.data.metrics["baseline_pca_logistic_test_accuracy"], run.data.metrics["baseline_pixel_logistic_test_accuracy"])
     for category in ("bracelet", "earring", "necklace", "ring"):
         assert len(client.get_metric_history(run.info.run_id, f"autoencoder.{category}.loss")) == 1
+        assert run.data.metrics[f"autoencoder.{category}.reconstruction_beats_mean"] in (0.0, 1.0)
         for method in ("kmeans_pixels", "pca_kmeans", "ae_kmeans"):
             for metric in ("silhouette", "silhouette_common", "ari", "nmi", "k"):
                 assert f"clustering.{category}.{method}.{metric}" in run.data.metrics
@@ -173,6 +199,12 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
             assert 0 <= run.data.metrics[f"retrieval.{source}.map_at_10.{level}"] <= 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
     assert {"confusion_matrix.png", "learning_curves.png", "learning_rate.png", "misclassified.png", "confusion_matrix.csv"} <= artifacts
+    assert {"autoencoder_input.json", "served_source.json"} <= artifacts
+    choice = json.loads((kedro_project / "data/05_model_input/autoencoder_input.json").read_text())
+    served = json.loads((kedro_project / "data/07_model_output/served_source.json").read_text())
+    assert choice["input"] in ("photo", "foreground") and set(choice["probe_val_accuracy"]) == {"photo", "foreground"}
+    assert run.data.metrics["autoencoder_input.foreground_probe_val_accuracy"] == choice["probe_val_accuracy"]["foreground"]
+    assert served["source"] == {"foreground": "combined", "photo": "descriptor"}[choice["input"]]
 
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
     logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
@@ -193,6 +225,7 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
 
     bundle = read_bundle(kedro_project / "data/07_model_output/bundle")
     assert bundle.class_names == ["bracelet", "earring", "necklace", "ring"]
+    assert bundle.config["preprocessing"]["autoencoder_input"] == choice["input"] and str(bundle.index["source"]) == served["source"]
     assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
     assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
     stored = bentoml.models.get("jewelry-bundle:latest")

@@ -14,7 +14,7 @@ from jewelry_pipeline.models.classifier import build_classifier
 from jewelry_pipeline.pipelines.package.nodes import assemble_bundle, decide_promotion
 from jewelry_pipeline.search import EmbeddingIndex
 
-PACKAGE = {"promotion_metric": "test_accuracy", "categories": ["a", "b"]}
+PACKAGE = {"promotion_metric": "test_accuracy"}
 
 
 def test_decision_rules():
@@ -60,11 +60,16 @@ def test_assemble_bundle_orders_everything_by_the_index():
     index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
     images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
     _, encoder, _ = build_autoencoder(16, (4,), 3)
-    contents = assemble_bundle({"promote": True}, build_classifier(16, 2, filters=(4,)), index, catalog, images, ["a", "b"], {"image_size": 16}, PACKAGE, encoder, encoder)
+    _, other, _ = build_autoencoder(16, (4,), 3)
+    classifier = build_classifier(16, 2, filters=(4,))
+    contents = assemble_bundle({"promote": True}, classifier, index, catalog, images, ["a", "b"], ["a", "b"], {"input": "photo"}, {"image_size": 16}, encoder, other)
     assert list(contents["catalog"]["item_id"]) == ["z", "x", "y"]
     assert contents["thumbnails"][:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
     assert list(contents["catalog"]["thumbnail_row"]) == [0, 1, 2]
-    assert set(contents["encoders"]) == {"a", "b"} and contents["promote"] is True
+    assert contents["encoders"] == {"a": encoder, "b": other} and contents["promote"] is True
+    assert contents["preprocessing"] == {"image_size": 16, "autoencoder_input": "photo"}
+    with pytest.raises(ValueError, match="2 encoders for 3 categories"):
+        assemble_bundle({"promote": True}, classifier, index, catalog, images, ["a", "b", "c"], ["a", "b", "c"], {"input": "photo"}, {}, encoder, other)
 
 
 def test_registry_save_without_a_logged_classifier_is_a_clear_error(tmp_path):

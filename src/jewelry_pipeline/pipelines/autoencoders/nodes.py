@@ -1,4 +1,4 @@
-"""Per-category autoencoder nodes: select the category, map its foregrounds, train, encode, show reconstructions."""
+"""Autoencoder nodes: choose the input on the user's photos, then per category select, train, check, encode and show."""
 
 from __future__ import annotations
 
@@ -11,7 +11,13 @@ import pandas as pd
 import tensorflow as tf
 from matplotlib.figure import Figure
 
-from jewelry_pipeline.images import Foreground, foreground_maps
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+from jewelry_pipeline.images import AUTOENCODER_INPUTS, Foreground, autoencoder_inputs, downsized_pixels
+from jewelry_pipeline.metrics import single_step
 from jewelry_pipeline.models.autoencoder import ContrastiveAutoencoder, build_autoencoder, standardised_encoder, view_augmenter
 from jewelry_pipeline.models.data import seed_everything
 from jewelry_pipeline.plots import gallery_figure
@@ -19,14 +25,14 @@ from jewelry_pipeline.plots import gallery_figure
 logger = logging.getLogger(__name__)
 
 
-def check_category_pipelines(categories: list[str], configured: list[str]) -> list[str]:
-    """Fail clearly when the per-category pipelines (param `categories`) do not match the data."""
-    missing, extra = sorted(set(categories) - set(configured)), sorted(set(configured) - set(categories))
+def check_category_pipelines(categories: list[str], built: list[str]) -> list[str]:
+    """Fail clearly when the per-category pipelines (`built` from the folder or `categories` param) do not match the data."""
+    missing, extra = sorted(set(categories) - set(built)), sorted(set(built) - set(categories))
     if missing or extra:
         raise ValueError(
-            f"Parameter `categories` {sorted(configured)} does not match the categories found in the data "
-            f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Per-category pipelines are built "
-            f"from it: set `categories: {sorted(categories)}` in conf/local/parameters.yml."
+            f"The per-category pipelines were built for {sorted(built)}, but ingestion found the categories "
+            f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Remove the `categories` parameter to "
+            f"follow the folder, or run ingestion again on the folder you mean (`kedro run --params raw_dir=...`)."
         )
     return sorted(categories)
 
@@ -38,21 +44,66 @@ def select_category(manifest: pd.DataFrame, category: str, checked_categories: l
     return manifest[manifest["category"] == category].reset_index(drop=True)
 
 
-def category_maps(images: np.ndarray, category_manifest: pd.DataFrame, preprocessing: dict[str, Any]) -> np.ndarray:
-    """Foreground maps of the category's images, in manifest order (the autoencoder's input)."""
-    return foreground_maps(images, category_manifest["store_index"].to_numpy(), Foreground.from_config(preprocessing))
+def _probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, probe: dict[str, Any], seed: int) -> float:
+    """Validation accuracy of standardised PCA + logistic regression fitted on the training rows."""
+    components = max(1, min(int(probe["pca_components"]), int(train.sum()) - 1, features.shape[1]))
+    model = make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=int(probe["max_iter"])))
+    model.fit(features[train], labels[train])
+    return float(model.score(features[val], labels[val]))
 
 
-def _map_batches(maps: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
-    """Map batches, reshuffled every epoch in a seeded order when `seed` is given."""
-    dataset = tf.data.Dataset.from_tensor_slices(maps)
+def choose_autoencoder_input(
+    images: np.ndarray, manifest: pd.DataFrame, preprocessing: dict[str, Any], autoencoders: dict[str, Any]
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """Pick what the autoencoders see, the plain photo or its foreground map, on this run's own photos.
+
+    With `autoencoders.input: auto`, each candidate is scored by how well a linear probe (PCA + logistic
+    regression, fitted on the train split) tells the known categories apart on the validation split; the
+    foreground map is taken only when it scores higher than the photo itself. Category labels are all it
+    uses: sub-style labels never enter. Returns the decision (with its reason) and its figures for MLflow.
+    """
+    configured, probe = str(autoencoders["input"]), autoencoders["input_probe"]
+    if configured != "auto" and configured not in AUTOENCODER_INPUTS:
+        raise ValueError(f"autoencoders.input must be 'auto' or one of {AUTOENCODER_INPUTS}; got '{configured}'")
+    split, labels = manifest["split"].to_numpy(), manifest["category"].to_numpy()
+    train, val = split == "train", split == "val"
+    rows, foreground, size = manifest["store_index"].to_numpy(), Foreground.from_config(preprocessing), int(probe["image_size"])
+    scores = {}
+    if train.any() and val.any() and len(np.unique(labels[train])) > 1:
+        for kind in AUTOENCODER_INPUTS:
+            features = downsized_pixels(autoencoder_inputs(images, rows, kind, foreground), np.arange(len(rows)), size)
+            scores[kind] = _probe_accuracy(features, labels, train, val, probe, int(autoencoders["seed"]))
+    if configured != "auto":
+        chosen, reason = configured, f"set by autoencoders.input: {configured}"
+    elif not scores:
+        chosen, reason = "photo", "no train/val photos of two categories to compare the inputs on; the plain photo is the default"
+    else:
+        chosen = "foreground" if scores["foreground"] > scores["photo"] else "photo"
+        reason = (
+            f"a linear probe tells the categories apart at validation accuracy {scores['photo']:.3f} on photos and "
+            f"{scores['foreground']:.3f} on foreground maps; the {chosen} input keeps more of what the photos show"
+        )
+    logger.info("Autoencoder input: %s (%s)", chosen, reason)
+    decision = {"input": chosen, "configured": configured, "probe_val_accuracy": scores, "reason": reason}
+    return decision, single_step({f"{kind}_probe_val_accuracy": value for kind, value in scores.items()})
+
+
+def category_inputs(images: np.ndarray, category_manifest: pd.DataFrame, input_choice: dict[str, Any], preprocessing: dict[str, Any]) -> np.ndarray:
+    """The category's autoencoder inputs (photos or foreground inputs, as chosen), in manifest order."""
+    rows = category_manifest["store_index"].to_numpy()
+    return autoencoder_inputs(images, rows, input_choice["input"], Foreground.from_config(preprocessing))
+
+
+def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
+    """Input batches, reshuffled every epoch in a seeded order when `seed` is given."""
+    dataset = tf.data.Dataset.from_tensor_slices(inputs)
     if seed is not None:
-        dataset = dataset.shuffle(len(maps), seed=seed, reshuffle_each_iteration=True)
+        dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
     return dataset.batch(batch_size).prefetch(2)
 
 
 def train_autoencoder(
-    maps: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
+    inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
 ) -> tuple[keras.Model, keras.Model, dict[str, list[float]]]:
     """Train one category's autoencoder on reconstruction plus contrastive loss (Adam, early stopping, LR reduction).
 
@@ -62,8 +113,8 @@ def train_autoencoder(
     seed_everything(seed)
     training, contrastive = autoencoders["training"], autoencoders["contrastive"]
     split = category_manifest["split"].to_numpy()
-    train_maps, val_maps = maps[split == "train"], maps[split == "val"]
-    autoencoder, encoder, decoder = build_autoencoder(maps.shape[1], **autoencoders["architecture"])
+    train_inputs, val_inputs = inputs[split == "train"], inputs[split == "val"]
+    autoencoder, encoder, decoder = build_autoencoder(inputs.shape[1], **autoencoders["architecture"], channels=inputs.shape[-1])
     trainer = ContrastiveAutoencoder(
         encoder,
         decoder,
@@ -79,36 +130,60 @@ def train_autoencoder(
         keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=float(training["reduce_lr_factor"]), patience=int(training["reduce_lr_patience"])),
     ]
     category = category_manifest["category"].iloc[0] if len(category_manifest) else "?"
-    logger.info("Training the '%s' autoencoder on %d foreground maps (val %d)", category, len(train_maps), len(val_maps))
+    logger.info("Training the '%s' autoencoder on %d inputs of %s (val %d)", category, len(train_inputs), "x".join(map(str, inputs.shape[1:])), len(val_inputs))
     fit = trainer.fit(
-        _map_batches(train_maps, batch_size, seed),
-        validation_data=_map_batches(val_maps, batch_size),
+        _input_batches(train_inputs, batch_size, seed),
+        validation_data=_input_batches(val_inputs, batch_size),
         epochs=int(training["epochs"]),
         shuffle=False,  # the tf.data input shuffles itself, seeded
         callbacks=callbacks,
         verbose=2,
     )
     history = {name: [float(v) for v in values] for name, values in fit.history.items() if name != "learning_rate"}
-    codes = encoder.predict(train_maps, batch_size=256, verbose=0)
+    codes = encoder.predict(train_inputs, batch_size=256, verbose=0)
     return autoencoder, standardised_encoder(encoder, codes), history
 
 
-def encode_category(encoder: keras.Model, maps: np.ndarray, category_manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+def reconstruction_check(autoencoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Held-out reconstruction error against the error of predicting the mean training input; warns when it is not lower."""
+    split = category_manifest["split"].to_numpy()
+    held_out = np.flatnonzero(np.isin(split, ["test", "val"]))
+    train = split == "train"
+    if len(held_out) == 0 or not train.any():
+        return {}
+    truth = inputs[held_out].astype(np.float32) / 255.0
+    reconstruction = autoencoder.predict(inputs[held_out], batch_size=256, verbose=0)
+    error = float(np.mean((reconstruction - truth) ** 2))
+    mean_image_error = float(np.mean((inputs[train].astype(np.float32).mean(axis=0) / 255.0 - truth) ** 2))
+    category = str(category_manifest["category"].iloc[0])
+    if error < mean_image_error:
+        logger.info("'%s' autoencoder: held-out reconstruction MSE %.5f < mean-image MSE %.5f", category, error, mean_image_error)
+    else:
+        logger.warning("'%s' autoencoder reconstructs held-out photos no better than their mean image (MSE %.5f >= %.5f)", category, error, mean_image_error)
+    return single_step({"heldout_reconstruction_mse": error, "heldout_mean_image_mse": mean_image_error, "reconstruction_beats_mean": float(error < mean_image_error)})
+
+
+def encode_category(encoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame) -> dict[str, np.ndarray]:
     """Latent codes of every item in the category."""
-    latents = encoder.predict(maps, batch_size=256, verbose=0)
+    latents = encoder.predict(inputs, batch_size=256, verbose=0)
     return {"item_id": category_manifest["item_id"].to_numpy().astype(str), "latents": latents.astype(np.float32)}
 
 
 def plot_reconstructions(
-    autoencoder: keras.Model, images: np.ndarray, maps: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
+    autoencoder: keras.Model, images: np.ndarray, inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
 ) -> Figure:
-    """Montage of test photos, their foreground maps and the maps' reconstructions."""
+    """Montage of test photos, the autoencoder's input and its reconstruction."""
     test = np.flatnonzero(category_manifest["split"].to_numpy() == "test")[: int(autoencoders["montage_size"])]
-    reconstructions = autoencoder.predict(maps[test], verbose=0) if len(test) else []
+    reconstructions = autoencoder.predict(inputs[test], verbose=0) if len(test) else []
     tiles, captions = [], []
     for position, reconstruction in zip(test, reconstructions):
         reconstructed = (np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
-        tiles += [images[category_manifest["store_index"].iloc[position]], np.repeat(maps[position], 3, axis=-1), np.repeat(reconstructed, 3, axis=-1)]
-        captions += ["photo", "foreground", "reconstruction"]
+        tiles += [images[category_manifest["store_index"].iloc[position]], _rgb(inputs[position]), _rgb(reconstructed)]
+        captions += ["photo", "input", "reconstruction"]
     category = category_manifest["category"].iloc[0] if len(category_manifest) else ""
-    return gallery_figure(tiles, captions, f"{category}: photo, foreground map and its reconstruction", columns=6)
+    return gallery_figure(tiles, captions, f"{category}: photo, autoencoder input and its reconstruction", columns=6)
+
+
+def _rgb(image: np.ndarray) -> np.ndarray:
+    """A one-channel map repeated to RGB; RGB stays as it is."""
+    return np.repeat(image, 3, axis=-1) if image.shape[-1] == 1 else image

@@ -36,7 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             Node(plot_confusion_matrix, "classifier_confusion_matrix", "confusion_matrix_plot", name="plot_confusion_matrix"),
             Node(plot_learning_curves, "classifier_history", "learning_curves_plot", name="plot_learning_curves"),
             Node(plot_learning_rate, "classifier_history", "learning_rate_plot", name="plot_learning_rate"),
-            Node(embed_catalog, ["classifier_model", STORE, MANIFEST], "classifier_embeddings", name="embed_catalog"),
+            Node(embed_catalog, ["classifier_model", STORE, MANIFEST, "params:classifier"], "classifier_embeddings", name="embed_catalog"),
             Node(plot_misclassified, [STORE, "classifier_test_predictions", "params:classifier"], "misclassified_plot", name="plot_misclassified"),
         ]
     )

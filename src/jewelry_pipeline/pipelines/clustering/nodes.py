@@ -1,9 +1,9 @@
 """Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on autoencoder latents.
 
-All three methods start from the same input, the foreground maps the autoencoders see. Each
-partition is scored in its own space (as the original design did), in one common space (the
-classifier embedding, shared by all methods so the figures compare), and against sub-style labels
-when a ground truth exists.
+The two baselines run on the plain photos, scaled as anyone would in a few lines of scikit-learn;
+`ae_kmeans` runs on the latents of the autoencoders. Each partition is scored in its own space, in
+one common space (the classifier embedding, shared by all methods so the figures compare), and
+against sub-style labels when a ground truth exists.
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from sklearn.decomposition import PCA
 from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
 from sklearn.preprocessing import StandardScaler
 
-from jewelry_pipeline.images import Foreground, downsized_pixels, foreground_maps
+from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import single_step
 from jewelry_pipeline.plots import gallery_figure
@@ -49,7 +49,6 @@ def cluster_category(
     latents: dict[str, np.ndarray],
     classifier_embeddings: dict[str, np.ndarray],
     substyle_labels: pd.DataFrame,
-    preprocessing: dict[str, Any],
     clustering: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster one category three ways; return assignments and one metrics row per method."""
@@ -58,8 +57,7 @@ def cluster_category(
     rows = category_manifest["store_index"].to_numpy()
     item_ids = category_manifest["item_id"].to_numpy().astype(str)
     category = str(category_manifest["category"].iloc[0])
-    maps = foreground_maps(images, rows, Foreground.from_config(preprocessing))
-    pixels = downsized_pixels(maps, np.arange(len(rows)), int(clustering["pixel_size"]))
+    pixels = downsized_pixels(images, rows, int(clustering["pixel_size"]))
     components = min(int(clustering["pca_components"]), len(rows) - 1, pixels.shape[1])
     spaces = {
         "kmeans_pixels": pixels,

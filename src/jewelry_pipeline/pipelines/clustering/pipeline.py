@@ -15,7 +15,7 @@ def category_pipeline() -> Pipeline:
         [
             Node(
                 cluster_category,
-                ["image_store", "category_manifest", "latents", "classifier_embeddings", "substyle_labels", "params:preprocessing", "params:clustering"],
+                ["image_store", "category_manifest", "latents", "classifier_embeddings", "substyle_labels", "params:clustering"],
                 ["cluster_assignments", "clustering_rows"],
                 name="cluster_category",
             ),
@@ -30,7 +30,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     categories = configured_categories()
     base = category_pipeline()
     per_category = sum(
-        (Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:clustering", "params:preprocessing"}) for c in categories),
+        (Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:clustering"}) for c in categories),
         Pipeline([]),
     )
     combine = Pipeline(

@@ -46,11 +46,18 @@ def assemble_bundle(
     catalog: pd.DataFrame,
     images: np.ndarray,
     categories: list[str],
+    checked_categories: list[str],
+    autoencoder_input: dict[str, Any],
     preprocessing: dict[str, Any],
-    package: dict[str, Any],
     *encoders: keras.Model,
 ) -> dict[str, Any]:
-    """Everything the service needs, in index order, for the serving-bundle dataset."""
+    """Everything the service needs, in index order, for the serving-bundle dataset.
+
+    `encoders` come in the sorted order of `checked_categories` (the categories found in the data), so
+    each encoder is named by the category it was trained on.
+    """
+    if len(encoders) != len(checked_categories):
+        raise ValueError(f"{len(encoders)} encoders for {len(checked_categories)} categories {checked_categories}")
     order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
     rows = order.loc[index["item_ids"].astype(str)].to_numpy()
     served = catalog.iloc[rows].reset_index(drop=True)
@@ -59,11 +66,11 @@ def assemble_bundle(
     return {
         "promote": bool(decision["promote"]),
         "classifier": classifier,
-        "encoders": dict(zip(package["categories"], encoders)),
+        "encoders": dict(zip(checked_categories, encoders)),
         "index": index,
         "catalog": served,
         "thumbnails": thumbnails,
         "class_names": list(categories),
-        "preprocessing": dict(preprocessing),
+        "preprocessing": {**preprocessing, "autoencoder_input": autoencoder_input["input"]},
         "version": {"promotion": decision},
     }

@@ -9,7 +9,7 @@ from .nodes import assemble_bundle, decide_promotion
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Build the package pipeline."""
-    encoders = [f"{c}.encoder" for c in configured_categories()]
+    encoders = [f"{c}.encoder" for c in sorted(configured_categories())]
     return Pipeline(
         [
             Node(
@@ -20,7 +20,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 assemble_bundle,
-                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "params:preprocessing", "params:package", *encoders],
+                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "checked_categories", "autoencoder_input", "params:preprocessing", *encoders],
                 "serving_bundle",
                 name="assemble_bundle",
             ),

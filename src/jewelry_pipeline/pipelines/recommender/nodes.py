@@ -17,7 +17,7 @@ from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, com
 
 logger = logging.getLogger(__name__)
 
-SOURCES = ("pixels", "pca", "autoencoder", "classifier", "combined")
+SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
 
 
 def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
@@ -49,6 +49,7 @@ def embedding_sources(
         "pca": pca.transform(scaler.transform(pixels)).astype(np.float32),
         "autoencoder": autoencoder,
         "classifier": classifier,
+        "descriptor": l2_normalise(aligned(item_ids, classifier_embeddings, "descriptors")),
         "combined": combined_vectors(classifier, autoencoder, float(recommender["combined_autoencoder_weight"])),
     }
 
@@ -101,11 +102,36 @@ def build_catalog(manifest: pd.DataFrame, cluster_assignments: pd.DataFrame, rec
     return catalog[["item_id", "path", "category", "cluster", "split", "store_index", "thumbnail"]]
 
 
-def build_index(sources: dict[str, np.ndarray], recommender: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The served index over the whole catalog, from the configured embedding source."""
-    source = recommender["embedding_source"]
+def choose_served_source(autoencoder_input: dict[str, Any], recommender: dict[str, Any]) -> dict[str, str]:
+    """The source the index serves: `recommender.embedding_source`, or with `auto` the one built on the better input.
+
+    The autoencoders' input was chosen on this run's photos (a linear probe of the known categories). When
+    the foreground map wins, the photos' own pixels are mostly backdrop, and the autoencoder latent (beside
+    the classifier embedding: `combined`) carries the item; when the plain photo wins, the classifier's
+    mid-level `descriptor` of the photo is served.
+    """
+    configured = str(recommender["embedding_source"])
+    if configured != "auto" and configured not in SOURCES:
+        raise ValueError(f"recommender.embedding_source '{configured}' is not 'auto' or one of {SOURCES}")
+    if configured != "auto":
+        choice = {"source": configured, "reason": f"set by recommender.embedding_source: {configured}"}
+    elif autoencoder_input["input"] == "foreground":
+        choice = {"source": "combined", "reason": "the autoencoders see foreground maps (they separate the categories better than the photos), so their latents, beside the classifier embedding, are served"}
+    else:
+        choice = {"source": "descriptor", "reason": "the plain photos separate the categories at least as well as foreground maps, so the classifier's mid-level descriptor of the photo is served"}
+    logger.info("Served embedding source: %s (%s)", choice["source"], choice["reason"])
+    return choice
+
+
+def build_index(sources: dict[str, np.ndarray], served_source: dict[str, str], recommender: dict[str, Any], classifier: dict[str, Any]) -> dict[str, np.ndarray]:
+    """The served index over the whole catalog, from the chosen embedding source.
+
+    The index records how its vectors were made (source, scope, descriptor layout, combined weight), so the
+    service builds query vectors the same way.
+    """
+    source = served_source["source"]
     if source not in SOURCES:
-        raise ValueError(f"recommender.embedding_source '{source}' is not one of {SOURCES}")
+        raise ValueError(f"embedding source '{source}' is not one of {SOURCES}")
     hnsw = recommender["hnsw"]
     index = EmbeddingIndex(
         sources["item_id"],
@@ -120,5 +146,7 @@ def build_index(sources: dict[str, np.ndarray], recommender: dict[str, Any]) -> 
     arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED_SOURCES)
     if source == "combined":  # the service needs it to build query vectors the same way
         arrays["combined_autoencoder_weight"] = np.array(float(recommender["combined_autoencoder_weight"]))
+    if source == "descriptor":
+        arrays["descriptor_layout"] = np.array([int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"])])
     logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
     return arrays

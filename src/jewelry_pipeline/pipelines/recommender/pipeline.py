@@ -4,7 +4,7 @@ from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines.categories import configured_categories
 
-from .nodes import build_catalog, build_index, embedding_sources, evaluate_retrieval
+from .nodes import build_catalog, build_index, choose_served_source, embedding_sources, evaluate_retrieval
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -25,6 +25,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="evaluate_retrieval",
             ),
             Node(build_catalog, ["model_input_manifest", "cluster_assignments", "params:recommender"], "recommender_catalog", name="build_catalog"),
-            Node(build_index, ["embedding_sources", "params:recommender"], "embedding_index", name="build_index"),
+            Node(choose_served_source, ["autoencoder_input", "params:recommender"], "served_source", name="choose_served_source"),
+            Node(build_index, ["embedding_sources", "served_source", "params:recommender", "params:classifier"], "embedding_index", name="build_index"),
         ]
     )
