@@ -168,7 +168,7 @@ def targets(result: dict) -> list[dict]:
 
 
 def query_picture(project: Path, out: Path, k: int = 5, queries: int = 4) -> None:
-    """A few test photos, each followed by its top-k results from the served index (within the predicted category)."""
+    """A few test photos, each followed by its top-k gallery results from the served index (within the photo's category when scoped)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -264,7 +264,8 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--fmnist-dir", type=Path, default=fmnist.DATA_DIR, help="folder of the Fashion-MNIST IDX files")
     parser.add_argument("--datasets", default="fmnist10,fmnist-groups,builtin")
     args = parser.parse_args(argv)
-    ensure_fashion_mnist(args.fmnist_dir)
+    if any(name.startswith("fmnist") for name in args.datasets.split(",")):
+        ensure_fashion_mnist(args.fmnist_dir)
     started, results = time.perf_counter(), []
     for name in args.datasets.split(","):
         print(f"[quality] {name}: building photos", flush=True)

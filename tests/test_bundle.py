@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import numpy as np
@@ -23,7 +24,7 @@ def bundle_parts(tmp_path):
     catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})
     return {
         "classifier": classifier,
-        "encoders": {"a": encoder},
+        "encoders": {"a": encoder, "b": encoder},
         "index": index,
         "catalog": catalog,
         "thumbnails": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
@@ -37,12 +38,27 @@ def test_round_trip(tmp_path, bundle_parts):
     parts, classifier = bundle_parts
     path = write_bundle(tmp_path / "bundle", **parts)
     bundle = read_bundle(path)
-    assert bundle.class_names == ["a", "b"] and set(bundle.encoders) == {"a"}
+    assert bundle.class_names == ["a", "b"] and set(bundle.encoders) == {"a", "b"}
     assert bundle.config["version"] == {"run_id": "abc"}
     assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
     batch = parts["thumbnails"].astype(np.float32)
     np.testing.assert_allclose(bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6)
     assert not list(tmp_path.glob(".bundle.*"))  # no staging folder left behind
+
+
+def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_parts):
+    parts, _ = bundle_parts
+    with pytest.raises(BundleError, match=r"encoders for \['a', 'c'\] but classes \['a', 'b'\]"):
+        write_bundle(tmp_path / "bundle", **{**parts, "encoders": {"a": parts["encoders"]["a"], "c": parts["encoders"]["b"]}})
+    assert not (tmp_path / "bundle").exists()
+    path = write_bundle(tmp_path / "bundle", **parts)
+    config = json.loads((path / "config.json").read_text())
+    (path / "config.json").write_text(json.dumps({**config, "class_names": ["footwear", "tops"]}))
+    files = json.loads((path / "files.json").read_text())
+    files["config.json"] = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()
+    (path / "files.json").write_text(json.dumps(files))
+    with pytest.raises(BundleError, match="each class needs its own encoder"):
+        verify_bundle(path)
 
 
 def test_missing_bundle_and_missing_file(tmp_path, bundle_parts):

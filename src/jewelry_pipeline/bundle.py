@@ -77,6 +77,7 @@ def write_bundle(
         raise BundleError(f"catalog lacks columns {missing}")
     if len(catalog) != len(thumbnails) or len(catalog) != len(index["item_ids"]):
         raise BundleError("catalog, thumbnails and index must describe the same items")
+    _check_encoders(sorted(encoders), list(class_names), str(destination))
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
@@ -106,6 +107,12 @@ def write_bundle(
     return destination
 
 
+def _check_encoders(encoders: list[str], class_names: list[str], where: str) -> None:
+    """A bundle carries no encoders, or exactly one per class: each named by the category it was trained on."""
+    if encoders and sorted(encoders) != sorted(class_names):
+        raise BundleError(f"serving bundle '{where}' has encoders for {sorted(encoders)} but classes {sorted(class_names)}; each class needs its own encoder")
+
+
 def verify_bundle(path: str | Path) -> dict[str, Any]:
     """Check that every listed file exists with its recorded hash; return the config."""
     path = Path(path)
@@ -126,6 +133,7 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
             raise BundleError(f"serving bundle '{path}' is corrupt or truncated: {name} does not match its checksum")
     if config.get("bundle_format") != BUNDLE_FORMAT:
         raise BundleError(f"serving bundle '{path}' has format {config.get('bundle_format')}, expected {BUNDLE_FORMAT}")
+    _check_encoders(list(config.get("encoders", [])), list(config.get("class_names", [])), str(path))
     return config
 
 

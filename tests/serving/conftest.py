@@ -56,14 +56,13 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
     encoders, latents = _encoders_and_latents(thumbnails, categories, autoencoder_input) if source in ("autoencoder", "combined") else ({}, None)
-    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents, "descriptor": descriptor_vectors(pooled)}
+    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents, "descriptor": descriptor_vectors(pooled), "descriptor_layout": np.array(DESCRIPTOR_LAYOUT)}
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
     index = build_index(
         sources,
         {"source": source},
         {"index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}, "combined_autoencoder_weight": COMBINED_WEIGHT},
-        {"descriptor": dict(zip(("block", "grid"), DESCRIPTOR_LAYOUT))},
     )
     catalog = pd.DataFrame(
         {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}

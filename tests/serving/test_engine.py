@@ -153,13 +153,6 @@ def test_query_vectors_are_built_as_the_index_was(source, request):
     np.testing.assert_allclose(vector / np.linalg.norm(vector), bundle.index["vectors"][12], atol=1e-4)
 
 
-def test_a_descriptor_index_without_its_layout_is_refused(tiny_descriptor_bundle):
-    bundle = read_bundle(tiny_descriptor_bundle)
-    bundle.index.pop("descriptor_layout")
-    with pytest.raises(BundleError, match="descriptor_layout"):
-        RecommendationEngine(bundle, "broken")
-
-
 @pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor"])
 def test_scoped_search_stays_in_one_category(source, request):
     engine = request.getfixturevalue(f"{source}_engine")
@@ -202,8 +195,16 @@ def test_combined_features_put_the_classifier_embedding_beside_each_categorys_la
     np.testing.assert_allclose(necklace / np.linalg.norm(necklace), bundle.index["vectors"][12], atol=1e-4)
 
 
-def test_a_combined_index_without_its_weight_is_refused(tiny_combined_bundle):
-    bundle = read_bundle(tiny_combined_bundle)
-    bundle.index.pop("combined_autoencoder_weight")
-    with pytest.raises(BundleError, match="combined_autoencoder_weight"):
+def test_a_descriptor_index_of_another_layout_is_refused(tiny_descriptor_bundle):
+    bundle = read_bundle(tiny_descriptor_bundle)
+    bundle.index = {**bundle.index, "descriptor_layout": np.array([-1, 4])}  # 4 x 4 grid: 16 x 16 values, the index holds 16 x 4
+    with pytest.raises(BundleError, match="builds 256-d query vectors for a 64-d 'descriptor' index"):
+        RecommendationEngine(bundle, "broken")
+
+
+@pytest.mark.parametrize("source, key", [("combined", "combined_autoencoder_weight"), ("descriptor", "descriptor_layout")])
+def test_an_index_without_what_its_queries_need_is_refused(source, key, request):
+    bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
+    bundle.index.pop(key)
+    with pytest.raises(BundleError, match=key):
         RecommendationEngine(bundle, "broken")

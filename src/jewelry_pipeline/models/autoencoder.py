@@ -67,10 +67,14 @@ def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model
     return keras.Model(inputs, scaled, name="standardised_encoder")
 
 
-def view_augmenter(views: dict[str, Any], seed: int) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy texture."""
-    min_area, gain, texture = float(views["crop_min_area"]), float(views["gain"]), float(views["texture"])
-    rotate = layers.RandomRotation(float(views["rotation"]), fill_mode="constant", seed=seed)
+def view_augmenter(views: dict[str, Any], seed: int, photo: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+    """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy texture.
+
+    For foreground maps a rotation brings in empty (0) corners and the blotches imitate leftover backdrop
+    texture; for photos the corners repeat the photo's own border and no blotches are added.
+    """
+    min_area, gain, texture = float(views["crop_min_area"]), float(views["gain"]), 0.0 if photo else float(views["texture"])
+    rotate = layers.RandomRotation(float(views["rotation"]), fill_mode="nearest" if photo else "constant", seed=seed)
     generator = tf.random.Generator.from_seed(seed)
 
     def view(maps: tf.Tensor) -> tf.Tensor:

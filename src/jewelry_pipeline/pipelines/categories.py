@@ -1,7 +1,8 @@
 """The categories that shape the per-category (namespaced) pipelines: found in the photo folder, or set explicitly.
 
 The pipeline registry is built before any node runs, so the run's `raw_dir` and parameters are read
-when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them.
+when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them. Where
+no context is made (`kedro registry list`), the project's configuration is read directly.
 """
 
 from __future__ import annotations
@@ -19,11 +20,34 @@ logger = logging.getLogger(__name__)
 DEFAULT_RAW_DIR = "data/01_raw/jewelry"
 DEFAULT_CATEGORIES = ["bracelet", "earring", "necklace", "ring"]  # the built-in dataset's, before it is generated
 
-_run: dict[str, Any] = {"raw_dir": None, "categories": None}
+_run: dict[str, Any] = {"raw_dir": None, "categories": None, "known": False}
+
+
+def _raw_dir_path(raw_dir: str, project_path: Path) -> Path:
+    """`raw_dir` as ingestion reads it: `~` expanded, relative to the project."""
+    path = Path(raw_dir).expanduser()
+    return path if path.is_absolute() else project_path / path
+
+
+def _from_project_config() -> None:
+    """Read `categories` from the project's conf (local over base) when no Kedro context told us."""
+    from kedro.config import OmegaConfigLoader
+    from kedro.framework.project import settings
+
+    conf_source = Path.cwd() / settings.CONF_SOURCE
+    if conf_source.is_dir():
+        try:
+            parameters = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env="local")["parameters"]
+            _run["categories"] = parameters.get("categories") or None
+        except Exception:  # noqa: BLE001 - unreadable conf: the folder decides, and the run itself reports the conf error
+            logger.debug("No readable parameters under %s", conf_source)
+    _run["raw_dir"] = str(_raw_dir_path(DEFAULT_RAW_DIR, Path.cwd()))
 
 
 def configured_categories() -> list[str]:
     """Sorted categories: the explicit `categories` parameter, else the sub-folders of the run's `raw_dir`."""
+    if not _run["known"]:
+        _from_project_config()
     if _run["categories"]:
         return sorted(str(c) for c in _run["categories"])
     raw_dir = Path(_run["raw_dir"] or DEFAULT_RAW_DIR)
@@ -38,10 +62,10 @@ class RunCategories:
     def after_context_created(self, context) -> None:
         from kedro.framework.project import pipelines
 
-        runtime = getattr(context, "_runtime_params", None) or {}
-        raw_dir = runtime.get("raw_dir") or DEFAULT_RAW_DIR
-        path = Path(raw_dir)
-        _run["raw_dir"] = str(path if path.is_absolute() else Path(context.project_path) / path)
-        _run["categories"] = context.params.get("categories") or None
+        loader = context.config_loader
+        runtime = getattr(loader, "runtime_params", None) or {}
+        _run["raw_dir"] = str(_raw_dir_path(str(runtime.get("raw_dir") or DEFAULT_RAW_DIR), Path(context.project_path)))
+        _run["categories"] = loader["parameters"].get("categories") or None
+        _run["known"] = True
         pipelines._is_data_loaded = False  # registered before this run's folder was known: build again
         logger.debug("Per-category pipelines for %s", configured_categories())

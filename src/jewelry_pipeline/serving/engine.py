@@ -86,7 +86,10 @@ class RecommendationEngine:
         )
         self._encode = self._encoders(bundle, preprocessing) if self.source in ENCODED_SOURCES else None
         self._autoencoder_weight = self._combined_weight(bundle) if self.source == "combined" else None
-        self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
+        blank = self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
+        width = len(self._query_vector(self.split(blank[0]), self.class_names[0]))
+        if width != self.index.dimension:
+            raise BundleError(f"serving bundle '{bundle.path}' builds {width}-d query vectors for a {self.index.dimension}-d '{self.source}' index")
         logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
 
     def _encoders(self, bundle: ServingBundle, preprocessing: dict[str, Any]):

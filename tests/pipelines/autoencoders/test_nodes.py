@@ -75,6 +75,9 @@ def test_views_add_backdrop_texture_only_when_asked():
     textured = view_augmenter({**PARAMS["views"], "texture": 60}, seed=0)(empty)
     assert float(tf.reduce_max(plain)) == 0.0
     assert float(tf.reduce_mean(textured)) > 1.0 and float(tf.reduce_max(textured)) <= 255.0
+    white = tf.fill((4, 16, 16, 3), 255.0)
+    photo_views = view_augmenter({**PARAMS["views"], "texture": 60, "gain": 0.0}, seed=0, photo=True)(white)
+    assert float(tf.reduce_min(photo_views)) == 255.0  # a white backdrop stays white: no dark corners, no blotches
 
 
 def test_nt_xent_rewards_agreeing_views():

@@ -7,7 +7,6 @@ import pytest
 from jewelry_pipeline.pipelines.recommender.nodes import SOURCES, build_catalog, build_index, choose_served_source, embedding_sources, evaluate_retrieval
 from jewelry_pipeline.search import EmbeddingIndex
 
-CLASSIFIER = {"descriptor": {"block": -2, "grid": 4}}
 PARAMS = {"seed": 0, "k": 3, "embedding_source": "classifier", "index_backend": "exact", "cluster_method": "ae_kmeans", "pixel_size": 4, "pca_components": 4, "combined_autoencoder_weight": 0.5, "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}}
 
 
@@ -31,7 +30,7 @@ def toy():
     embedded = np.array([codes[s] for s in substyle], np.float32) + 0.05 * rng.normal(size=(n, 4)).astype(np.float32)
     probabilities = np.stack([category == "a", category == "b"], axis=1).astype(np.float32)
     descriptors = np.abs(embedded[:, ::-1]) + 0.01  # another view of the same sub-styles, non-negative like pooled activations
-    classifier = {"item_id": manifest["item_id"].to_numpy(), "embeddings": embedded, "probabilities": probabilities, "descriptors": descriptors}
+    classifier = {"item_id": manifest["item_id"].to_numpy(), "embeddings": embedded, "probabilities": probabilities, "descriptors": descriptors, "descriptor_layout": np.array([-2, 4])}
     latents = [
         {"item_id": manifest.loc[category == c, "item_id"].to_numpy(), "latents": embedded[category == c] * 3}
         for c in ("a", "b")
@@ -76,18 +75,18 @@ def test_catalog_and_index(toy):
     assert list(catalog.columns[:4]) == ["item_id", "path", "category", "cluster"]
     assert catalog["thumbnail"].iloc[0] == "/items/i000/thumbnail"
     sources = embedding_sources(images, manifest, classifier, PARAMS, *latents)
-    arrays = build_index(sources, {"source": "classifier"}, PARAMS, CLASSIFIER)
+    arrays = build_index(sources, {"source": "classifier"}, PARAMS)
     assert str(arrays["source"]) == "classifier" and not bool(arrays["category_scoped"])
     index = EmbeddingIndex.from_arrays(arrays)
     assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
-    hnsw = EmbeddingIndex.from_arrays(build_index(sources, {"source": "classifier"}, {**PARAMS, "index_backend": "hnsw"}, CLASSIFIER))
+    hnsw = EmbeddingIndex.from_arrays(build_index(sources, {"source": "classifier"}, {**PARAMS, "index_backend": "hnsw"}))
     assert (hnsw.backend, hnsw.hnsw_m, hnsw.ef_search) == ("hnsw", 16, 64)
     assert np.array_equal(hnsw.search(index.vectors[:3], 3)[0][:, 0], [0, 1, 2])
     with pytest.raises(ValueError, match="embedding source 'nope'"):
-        build_index(sources, {"source": "nope"}, PARAMS, CLASSIFIER)
+        build_index(sources, {"source": "nope"}, PARAMS)
     combined_params = {**PARAMS, "combined_autoencoder_weight": 0.7}
-    combined = build_index(embedding_sources(images, manifest, classifier, combined_params, *latents), {"source": "combined"}, combined_params, CLASSIFIER)
+    combined = build_index(embedding_sources(images, manifest, classifier, combined_params, *latents), {"source": "combined"}, combined_params)
     assert bool(combined["category_scoped"]) and float(combined["combined_autoencoder_weight"]) == 0.7
     assert "combined_autoencoder_weight" not in arrays and "descriptor_layout" not in arrays
-    descriptor = build_index(sources, {"source": "descriptor"}, PARAMS, CLASSIFIER)
+    descriptor = build_index(sources, {"source": "descriptor"}, PARAMS)
     assert bool(descriptor["category_scoped"]) and descriptor["descriptor_layout"].tolist() == [-2, 4]

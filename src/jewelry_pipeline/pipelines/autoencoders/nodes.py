@@ -31,8 +31,8 @@ def check_category_pipelines(categories: list[str], built: list[str]) -> list[st
     if missing or extra:
         raise ValueError(
             f"The per-category pipelines were built for {sorted(built)}, but ingestion found the categories "
-            f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Remove the `categories` parameter to "
-            f"follow the folder, or run ingestion again on the folder you mean (`kedro run --params raw_dir=...`)."
+            f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Pass the same `--params raw_dir=...` as the "
+            f"ingestion run (or run everything on one folder), and remove an explicit `categories` parameter that disagrees."
         )
     return sorted(categories)
 
@@ -118,7 +118,7 @@ def train_autoencoder(
     trainer = ContrastiveAutoencoder(
         encoder,
         decoder,
-        view_augmenter(autoencoders["views"], seed),
+        view_augmenter(autoencoders["views"], seed, photo=inputs.shape[-1] == 3),
         projection_dim=int(contrastive["projection_dim"]),
         temperature=float(contrastive["temperature"]),
         contrastive_weight=float(contrastive["weight"]),

@@ -190,8 +190,8 @@ def plot_misclassified(images: np.ndarray, predictions: pd.DataFrame, classifier
 def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]) -> dict[str, np.ndarray]:
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
     rows = manifest["store_index"].to_numpy()
-    descriptor = classifier["descriptor"]
-    both = features_model(model, (int(descriptor["block"]), int(descriptor["grid"])))
+    layout = (int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"]))
+    both = features_model(model, layout)
     embeddings, probabilities, descriptors = [], [], []
     for start in range(0, len(rows), 256):
         batch = np.asarray(images[rows[start : start + 256]], dtype=np.float32)
@@ -204,4 +204,5 @@ def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame
         "embeddings": np.concatenate(embeddings).astype(np.float32),
         "probabilities": np.concatenate(probabilities).astype(np.float32),
         "descriptors": np.concatenate(descriptors).astype(np.float32),
+        "descriptor_layout": np.array(layout),  # (block, grid): the service computes query descriptors the same way
     }

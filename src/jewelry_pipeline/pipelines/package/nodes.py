@@ -46,18 +46,21 @@ def assemble_bundle(
     catalog: pd.DataFrame,
     images: np.ndarray,
     categories: list[str],
-    checked_categories: list[str],
     autoencoder_input: dict[str, Any],
     preprocessing: dict[str, Any],
     *encoders: keras.Model,
+    built: list[str],
 ) -> dict[str, Any]:
     """Everything the service needs, in index order, for the serving-bundle dataset.
 
-    `encoders` come in the sorted order of `checked_categories` (the categories found in the data), so
+    `encoders` come from the namespaces `built` (sorted); they must be the categories ingestion found, so
     each encoder is named by the category it was trained on.
     """
-    if len(encoders) != len(checked_categories):
-        raise ValueError(f"{len(encoders)} encoders for {len(checked_categories)} categories {checked_categories}")
+    if sorted(built) != sorted(categories) or len(encoders) != len(built):
+        raise ValueError(
+            f"The bundle would pair {len(encoders)} encoders of {sorted(built)} with the categories {sorted(categories)} found by "
+            "ingestion; run the whole pipeline on one folder (`kedro run --params raw_dir=...`)."
+        )
     order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
     rows = order.loc[index["item_ids"].astype(str)].to_numpy()
     served = catalog.iloc[rows].reset_index(drop=True)
@@ -66,7 +69,7 @@ def assemble_bundle(
     return {
         "promote": bool(decision["promote"]),
         "classifier": classifier,
-        "encoders": dict(zip(checked_categories, encoders)),
+        "encoders": dict(zip(sorted(built), encoders)),
         "index": index,
         "catalog": served,
         "thumbnails": thumbnails,

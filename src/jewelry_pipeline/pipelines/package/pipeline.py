@@ -1,5 +1,7 @@
 """Package pipeline: registry promotion gate, then the serving bundle (BentoML store when promoted)."""
 
+from functools import partial
+
 from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines.categories import configured_categories
@@ -9,7 +11,8 @@ from .nodes import assemble_bundle, decide_promotion
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Build the package pipeline."""
-    encoders = [f"{c}.encoder" for c in sorted(configured_categories())]
+    built = sorted(configured_categories())
+    encoders = [f"{c}.encoder" for c in built]
     return Pipeline(
         [
             Node(
@@ -19,8 +22,8 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="decide_promotion",
             ),
             Node(
-                assemble_bundle,
-                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "checked_categories", "autoencoder_input", "params:preprocessing", *encoders],
+                partial(assemble_bundle, built=built),
+                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "autoencoder_input", "params:preprocessing", *encoders],
                 "serving_bundle",
                 name="assemble_bundle",
             ),

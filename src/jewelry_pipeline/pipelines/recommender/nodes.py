@@ -50,6 +50,7 @@ def embedding_sources(
         "autoencoder": autoencoder,
         "classifier": classifier,
         "descriptor": l2_normalise(aligned(item_ids, classifier_embeddings, "descriptors")),
+        "descriptor_layout": np.asarray(classifier_embeddings["descriptor_layout"]),
         "combined": combined_vectors(classifier, autoencoder, float(recommender["combined_autoencoder_weight"])),
     }
 
@@ -123,7 +124,7 @@ def choose_served_source(autoencoder_input: dict[str, Any], recommender: dict[st
     return choice
 
 
-def build_index(sources: dict[str, np.ndarray], served_source: dict[str, str], recommender: dict[str, Any], classifier: dict[str, Any]) -> dict[str, np.ndarray]:
+def build_index(sources: dict[str, np.ndarray], served_source: dict[str, str], recommender: dict[str, Any]) -> dict[str, np.ndarray]:
     """The served index over the whole catalog, from the chosen embedding source.
 
     The index records how its vectors were made (source, scope, descriptor layout, combined weight), so the
@@ -146,7 +147,7 @@ def build_index(sources: dict[str, np.ndarray], served_source: dict[str, str], r
     arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED_SOURCES)
     if source == "combined":  # the service needs it to build query vectors the same way
         arrays["combined_autoencoder_weight"] = np.array(float(recommender["combined_autoencoder_weight"]))
-    if source == "descriptor":
-        arrays["descriptor_layout"] = np.array([int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"])])
+    if source == "descriptor":  # the layout the catalog's descriptors were computed with
+        arrays["descriptor_layout"] = np.asarray(sources["descriptor_layout"])
     logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
     return arrays

@@ -26,6 +26,6 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(build_catalog, ["model_input_manifest", "cluster_assignments", "params:recommender"], "recommender_catalog", name="build_catalog"),
             Node(choose_served_source, ["autoencoder_input", "params:recommender"], "served_source", name="choose_served_source"),
-            Node(build_index, ["embedding_sources", "served_source", "params:recommender", "params:classifier"], "embedding_index", name="build_index"),
+            Node(build_index, ["embedding_sources", "served_source", "params:recommender"], "embedding_index", name="build_index"),
         ]
     )

@@ -1,0 +1,46 @@
+"""The per-category pipelines follow the run's photo folder (or an explicit `categories` parameter)."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+import pytest
+from kedro.config import OmegaConfigLoader
+from kedro.framework.project import configure_project, pipelines
+
+from jewelry_pipeline.pipelines import categories
+
+
+@pytest.fixture
+def fresh_registry():
+    configure_project("jewelry_pipeline")
+    yield
+    categories._run.update({"raw_dir": None, "categories": None, "known": False})
+    pipelines._is_data_loaded = False
+
+
+def _context(project, runtime_params):
+    loader = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env="local", runtime_params=runtime_params)
+    return SimpleNamespace(config_loader=loader, project_path=project)
+
+
+def _namespaces(name: str) -> set[str]:
+    return {node.namespace.split(".")[0] for node in pipelines[name].nodes if node.namespace}
+
+
+def test_namespaces_are_the_sub_folders_of_raw_dir(kedro_project, tmp_path, fresh_registry):
+    photos = tmp_path / "photos"
+    for folder in ("hats", "boots", ".hidden"):
+        (photos / folder).mkdir(parents=True)
+    categories.RunCategories().after_context_created(_context(kedro_project, {"raw_dir": str(photos)}))
+    assert categories.configured_categories() == ["boots", "hats"]
+    assert _namespaces("autoencoders") == _namespaces("clustering") == {"boots", "hats"}
+    assert {node.name for node in pipelines["package"].nodes} >= {"assemble_bundle"}
+
+
+def test_an_explicit_categories_parameter_wins(kedro_project, tmp_path, fresh_registry):
+    photos = tmp_path / "photos"
+    (photos / "boots").mkdir(parents=True)
+    categories.RunCategories().after_context_created(_context(kedro_project, {"raw_dir": str(photos), "categories": ["socks", "belts"]}))
+    assert categories.configured_categories() == ["belts", "socks"]
+    assert _namespaces("autoencoders") == {"belts", "socks"}
