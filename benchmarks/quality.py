@@ -39,7 +39,7 @@ CLASSIFIER_MARGIN = {"fmnist10": 0.05, "fmnist-groups": 0.01}
 BUILTIN_MIN_ACCURACY = 0.97
 RETRIEVAL_MARGIN = {"fmnist-groups": 0.05}
 BUILTIN_MIN_RETRIEVAL = 0.90
-MINI_PARAMS = "classifier.training.epochs=1,autoencoders.training.epochs=1"
+MINI_PARAMS = "classifier.training.epochs=1,autoencoders.training.epochs=1,ingestion.min_images_per_category=5"
 
 
 def ensure_fashion_mnist(data_dir: Path) -> None:

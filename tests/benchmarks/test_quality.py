@@ -12,14 +12,16 @@ from benchmarks import fmnist, quality
 
 
 def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
-    """IDX files in Fashion-MNIST's layout: each class a different blob, so the photos are not noise."""
+    """IDX files in Fashion-MNIST's layout: each class a different blob on its own coarse texture."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(len(fmnist.CLASSES), dtype=np.uint8), per_class)
     ys, xs = np.mgrid[0:28, 0:28]
     images = np.empty((len(labels), 28, 28), np.uint8)
     for i, label in enumerate(labels):
         cy, cx = 8 + 12 * (label % 2) + rng.normal(0, 1), 6 + 3 * (label // 2) + rng.normal(0, 1)
-        images[i] = np.clip(255 * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (10 + 4 * label)) + rng.normal(0, 8, (28, 28)), 0, 255)
+        blob = 255 * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (10 + 4 * label))
+        texture = np.kron(rng.uniform(0, 120, (4, 4)), np.ones((7, 7)))  # coarse, distinct per photo: no near-duplicates
+        images[i] = np.clip(blob + texture + rng.normal(0, 8, (28, 28)), 0, 255)
     folder.mkdir()
     with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as handle:
         handle.write(struct.pack(">II", 2049, len(labels)) + labels.tobytes())
