@@ -64,12 +64,19 @@ def batches(
     return dataset.prefetch(2)
 
 
-def predict_batches(model: keras.Model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Run `model` over the given store rows, converting one batch at a time to float32."""
+def predict_batches(model: keras.Model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256) -> np.ndarray | tuple[np.ndarray, ...]:
+    """Run `model` over the given store rows, converting one batch at a time to float32.
+
+    A model with several outputs gives one array per output, in order.
+    """
     outputs = []
     for start in range(0, len(indices), batch_size):
         batch = np.asarray(images[np.asarray(indices[start : start + batch_size])], dtype=np.float32)
-        outputs.append(model(batch, training=False).numpy())
-    if not outputs:
-        return np.empty((0, *model.output_shape[1:]), np.float32)
-    return np.concatenate(outputs)
+        result = model(batch, training=False)
+        outputs.append([r.numpy() for r in result] if isinstance(result, (list, tuple)) else [result.numpy()])
+    shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
+    if outputs:
+        arrays = tuple(np.concatenate(parts) for parts in zip(*outputs))
+    else:
+        arrays = tuple(np.empty((0, *shape[1:]), np.float32) for shape in shapes)
+    return arrays if len(shapes) > 1 else arrays[0]

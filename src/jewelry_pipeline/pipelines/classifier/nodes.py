@@ -191,18 +191,11 @@ def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
     rows = manifest["store_index"].to_numpy()
     layout = (int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"]))
-    both = features_model(model, layout)
-    embeddings, probabilities, descriptors = [], [], []
-    for start in range(0, len(rows), 256):
-        batch = np.asarray(images[rows[start : start + 256]], dtype=np.float32)
-        embedding, probability, pooled = (output.numpy() for output in both(batch, training=False))
-        embeddings.append(embedding)
-        probabilities.append(probability)
-        descriptors.append(descriptor_vectors(pooled))
+    embeddings, probabilities, pooled = predict_batches(features_model(model, layout), images, rows)
     return {
         "item_id": manifest["item_id"].to_numpy().astype(str),
-        "embeddings": np.concatenate(embeddings).astype(np.float32),
-        "probabilities": np.concatenate(probabilities).astype(np.float32),
-        "descriptors": np.concatenate(descriptors).astype(np.float32),
+        "embeddings": embeddings.astype(np.float32),
+        "probabilities": probabilities.astype(np.float32),
+        "descriptors": descriptor_vectors(pooled),
         "descriptor_layout": np.array(layout),  # (block, grid): the service computes query descriptors the same way
     }
