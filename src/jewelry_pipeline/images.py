@@ -6,13 +6,14 @@ Used by the ingestion pipeline and by the serving endpoint alike, so both refuse
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 from typing import Any
 
 import cv2
 import numpy as np
-from PIL import Image, ImageFile, ImageOps
+from PIL import Image, ImageFile, ImageOps, UnidentifiedImageError
 
 # A truncated file must be refused, never silently padded with grey.
 ImageFile.LOAD_TRUNCATED_IMAGES = False
@@ -111,7 +112,7 @@ def decode_image(
     if not data:
         raise ImageRejected("not_an_image", "empty file")
     if len(data) > limits.max_bytes:
-        raise ImageRejected("too_large", f"{len(data)} bytes > cap {limits.max_bytes}")
+        raise ImageRejected("too_large", f"{len(data)} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)")
     fmt = sniff_format(data)
     if fmt is None:
         if _looks_like_other_image(data):
@@ -122,13 +123,13 @@ def decode_image(
         try:
             img = Image.open(io.BytesIO(data), formats=[fmt])
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected("too_large", str(exc)) from None
+            raise _bomb_refusal(exc, limits) from None
         except Exception as exc:  # noqa: BLE001 - any parser failure is a refusal
-            raise _refusal(exc) from None
+            raise _refusal(exc, fmt) from None
         width, height = img.size
         if width * height > limits.max_pixels:
             raise ImageRejected(
-                "too_large", f"{width}x{height} px > cap {limits.max_pixels} pixels"
+                "too_large", f"{width}x{height} px > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)"
             )
         if min(width, height) < limits.min_side:
             raise ImageRejected("too_small", f"{width}x{height} px < {limits.min_side} px side")
@@ -139,13 +140,22 @@ def decode_image(
             img = ImageOps.exif_transpose(img) or img
             return np.ascontiguousarray(_to_rgb_array(img))
         except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-            raise ImageRejected("too_large", str(exc)) from None
+            raise _bomb_refusal(exc, limits) from None
         except Exception as exc:  # noqa: BLE001 - any decoder failure is a refusal
-            raise _refusal(exc) from None
+            raise _refusal(exc, fmt) from None
 
 
-def _refusal(exc: Exception) -> ImageRejected:
-    """Classify a Pillow failure as a truncated or an otherwise corrupt file."""
+def _bomb_refusal(exc: Exception, limits: DecodeLimits) -> ImageRejected:
+    """Refuse a decompression bomb quoting the configured cap, not Pillow's own limit."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    size = f"{int(found.group(1))} pixels" if found else "more pixels than Pillow decodes safely"
+    return ImageRejected("too_large", f"{size} > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)")
+
+
+def _refusal(exc: Exception, fmt: str) -> ImageRejected:
+    """Classify a Pillow failure as a truncated or an otherwise corrupt file, in words a user can act on."""
+    if isinstance(exc, UnidentifiedImageError):
+        return ImageRejected("corrupt", f"starts like a {fmt} file but its content cannot be decoded")
     message = str(exc) or type(exc).__name__
     lowered = message.lower()
     truncated = isinstance(exc, EOFError) or any(w in lowered for w in ("truncat", "eof", "broken", "end of file"))

@@ -1,5 +1,7 @@
 """Tests for the folder listing dataset and the image store dataset."""
 
+import os
+
 import numpy as np
 import pytest
 from kedro.io import DatasetError
@@ -24,6 +26,50 @@ def test_lists_categories_nested_files_and_skips_hidden(tmp_path):
         ("rings/gold/deep/b.png", "rings", 2),
     ]
     assert listing.read("rings/a.JPG") == b"x"
+    assert {(e.relpath, e.reason) for e in listing.skipped} == {
+        (".cache/", "hidden"),
+        ("rings/.DS_Store", "hidden"),
+        ("bangles/.hidden/", "hidden"),
+        ("notes.txt", "loose_file"),
+    }
+
+
+def test_every_entry_is_listed_or_skipped_with_a_reason(tmp_path, monkeypatch):
+    """Symlinks (files and folders), dot-named category folders, loose files and unreadable folders each get a row."""
+    outside = tmp_path / "outside"
+    (outside / "more").mkdir(parents=True)
+    (outside / "x.png").write_bytes(b"x")
+    root = tmp_path / "photos"
+    (root / "rings" / "locked").mkdir(parents=True)
+    (root / "rings" / "locked" / "secret.png").write_bytes(b"s")
+    (root / "rings" / "a.png").write_bytes(b"a")
+    (root / "..evil").mkdir()
+    (root / "..evil" / "e.png").write_bytes(b"e")
+    (root / "loose.jpg").write_bytes(b"l")
+    (root / "rings" / "link.png").symlink_to(outside / "x.png")
+    (root / "rings" / "linked_folder").symlink_to(outside / "more")
+    (root / "linked_category").symlink_to(outside)
+    real_scandir = os.scandir
+
+    def scandir(path="."):  # root reads every folder here, so a permission error is simulated
+        if str(path).endswith("locked"):
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    listing = ImageFolderDataset(str(root)).load()
+    assert listing.categories == ("rings",)
+    assert [f.relpath for f in listing.files] == ["rings/a.png"]
+    assert {(e.relpath, e.reason) for e in listing.skipped} == {
+        ("..evil/", "hidden"),
+        ("loose.jpg", "loose_file"),
+        ("rings/link.png", "symlink"),
+        ("rings/linked_folder", "symlink"),
+        ("linked_category", "symlink"),
+        ("rings/locked/", "unreadable_folder"),
+    }
+    assert all(e.detail for e in listing.skipped)
+    assert "Permission denied" in next(e.detail for e in listing.skipped if e.reason == "unreadable_folder")
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -8,6 +8,7 @@ from PIL import Image
 
 from jewelry_pipeline.cli import main
 from jewelry_pipeline.synth import CATEGORIES, SUBSTYLES, generate_dataset
+from jewelry_pipeline.synth.generator import contact_sheet_path
 
 
 def _digest(folder):
@@ -30,7 +31,8 @@ def test_layout_labels_and_formats(tiny_dataset):
     for relpath in labels["path"]:
         with Image.open(tiny_dataset / relpath) as img:
             assert img.size == (48, 48)
-    sheet = Image.open(tiny_dataset / "contact_sheet.png")
+    assert sorted(p.name for p in tiny_dataset.iterdir() if p.is_file()) == ["substyles.csv"]
+    sheet = Image.open(contact_sheet_path(tiny_dataset))
     assert sheet.height == 48 * sum(len(s) for s in SUBSTYLES.values())
 
 

@@ -224,10 +224,16 @@ def contact_sheet(seed: int, size: int, columns: int = 8) -> np.ndarray:
     return np.vstack(rows)
 
 
+def contact_sheet_path(out: str | Path) -> Path:
+    """Where the contact sheet of a dataset written to `out` goes: beside the tree, so ingestion never sees it."""
+    out = Path(out)
+    return out.parent / f"{out.name}_contact_sheet.png"
+
+
 def generate_dataset(
     out: str | Path, per_category: int, seed: int = 42, size: int = 128, workers: int | None = None
 ) -> dict[str, float]:
-    """Write `out/<category>/*.{jpg,png}`, `out/substyles.csv` and `out/contact_sheet.png`."""
+    """Write `out/<category>/*.{jpg,png}`, `out/substyles.csv` and, beside the photo tree, `<out>_contact_sheet.png`."""
     out = Path(out)
     for category in CATEGORIES:
         (out / category).mkdir(parents=True, exist_ok=True)
@@ -246,6 +252,6 @@ def generate_dataset(
         writer = csv.writer(handle)
         writer.writerow(["path", "category", "substyle"])
         writer.writerows(sorted(rows))
-    cv2.imwrite(str(out / "contact_sheet.png"), contact_sheet(seed, size))
+    cv2.imwrite(str(contact_sheet_path(out)), contact_sheet(seed, size))
     elapsed = time.perf_counter() - started
     return {"images": len(rows), "seconds": elapsed, "images_per_second": len(rows) / elapsed}

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
+from kedro_datasets.pandas import CSVDataset
 from PIL import Image
 
 from jewelry_pipeline.datasets.image_folder import list_image_folder
@@ -51,7 +52,8 @@ def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[se
         put(f"{category}/cmyk.jpg", image_bytes(Image.fromarray(random_photo(next(seed))).convert("CMYK"), "JPEG"))
         put(f"{category}/nested/deeper/e.jpeg", image_bytes(random_photo(next(seed), (640, 480)), "JPEG"))
         put(f"{category}/tiny28.png", image_bytes(random_photo(next(seed), (28, 28)), "PNG"))
-        (root / category / ".hidden.jpg").write_bytes(b"ignored, never listed")
+        (root / category / ".hidden.jpg").write_bytes(b"hidden: reported, never read")
+        bad[f"{category}/.hidden.jpg"] = "hidden"
     original = image_bytes(random_photo(7), "PNG")
     put("ring/original.png", original)
     put("ring/zz_exact_copy.png", original, "duplicate")
@@ -90,19 +92,22 @@ def test_small_category_fails_with_its_name(tmp_path):
     raw = list_image_folder(tmp_path)
     _, manifest, _ = decode_images(raw, PREPROCESSING, INGESTION)
     with pytest.raises(ValueError, match="'necklace' has 1"):
-        check_categories(manifest, raw, INGESTION)
+        check_categories(manifest, pd.DataFrame(columns=["path", "category", "reason", "detail"]), raw, INGESTION)
 
 
 def test_a_single_category_is_refused(tmp_path):
     (tmp_path / "only").mkdir()
     raw = list_image_folder(tmp_path)
     with pytest.raises(ValueError, match="at least 2 category folders"):
-        check_categories(pd.DataFrame({"category": []}), raw, INGESTION)
+        check_categories(pd.DataFrame({"category": []}), pd.DataFrame({"category": [], "reason": []}), raw, INGESTION)
 
 
-def test_pipeline_on_generated_data(tiny_dataset):
+def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
     catalog = DataCatalog(
-        {"raw_images": MemoryDataset(list_image_folder(tiny_dataset), copy_mode="assign")},
+        {
+            "raw_images": MemoryDataset(list_image_folder(tiny_dataset), copy_mode="assign"),
+            "ingestion_rejects": CSVDataset(filepath=str(tmp_path / "rejects.csv")),  # kept after its last reader
+        },
     )
     catalog["params:preprocessing"] = PREPROCESSING
     catalog["params:ingestion"] = INGESTION
@@ -140,3 +145,54 @@ def test_kedro_run_names_the_short_category_and_keeps_the_report(kedro_project, 
     assert "'necklace' has 1" in result.stdout + result.stderr
     rejects = pd.read_csv(kedro_project / "data/08_reporting/ingestion_rejects.csv")
     assert "necklace/broken.png" in set(rejects["path"])
+
+
+def test_the_same_photo_in_two_categories_is_a_label_conflict_and_no_copy_is_kept(tmp_path):
+    photo = image_bytes(random_photo(3), "PNG")
+    for category, seeds in (("bracelet", (40, 41, 42)), ("ring", (50, 51, 52))):
+        for seed in seeds:
+            (tmp_path / category).mkdir(exist_ok=True)
+            (tmp_path / category / f"{seed}.png").write_bytes(image_bytes(random_photo(seed), "PNG"))
+    (tmp_path / "bracelet" / "z_shared.png").write_bytes(photo)
+    (tmp_path / "ring" / "a_shared.png").write_bytes(photo)
+    _, manifest, rejects = decode_images(list_image_folder(tmp_path), PREPROCESSING, INGESTION)
+    conflicts = rejects[rejects["reason"] == "label_conflict"].set_index("path")["detail"]
+    assert set(conflicts.index) == {"bracelet/z_shared.png", "ring/a_shared.png"}
+    assert "ring/a_shared.png" in conflicts["bracelet/z_shared.png"]  # the detail names the other copy
+    assert len(manifest) == 6 and not manifest["path"].str.contains("shared").any()
+
+
+def test_summary_line_counts_kept_and_refused_by_reason_and_names_the_report(tmp_path, caplog):
+    build_messy_folder(tmp_path, with_small_category=False)
+    raw = list_image_folder(tmp_path)
+    _, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    with caplog.at_level("INFO"):
+        check_categories(manifest, rejects, raw, INGESTION)
+    last = caplog.records[-1].getMessage()
+    assert last.startswith(f"Ingestion: kept {len(manifest)} photos, refused {len(rejects)} (")
+    assert "hidden 2" in last and "duplicate 1" in last and "ingestion_rejects.csv" in last
+
+
+def test_size_refusals_name_the_configured_cap_and_its_setting(tmp_path):
+    from tests.test_images import bomb_png
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "bomb.png").write_bytes(bomb_png(12000, 12000))  # 144 MP: over Pillow's own limit too
+    (tmp_path / "b" / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 6_000_000)
+    _, _, rejects = decode_images(list_image_folder(tmp_path), PREPROCESSING, INGESTION)
+    detail = rejects.set_index("path")["detail"]
+    assert detail["a/bomb.png"] == "144000000 pixels > cap 4000000 pixels (setting preprocessing.max_pixels)"
+    assert detail["b/big.png"].endswith("> cap 5000000 (setting preprocessing.max_bytes)")
+
+
+def test_a_short_category_says_why_it_is_short(tmp_path):
+    for seed in range(6):
+        (tmp_path / "good").mkdir(exist_ok=True)
+        (tmp_path / "good" / f"{seed}.png").write_bytes(image_bytes(random_photo(seed + 60), "PNG"))
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
+    raw = list_image_folder(tmp_path)
+    _, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    with pytest.raises(ValueError, match=r"'bad' has 0 \(refused: corrupt 1\)"):
+        check_categories(manifest, rejects, raw, INGESTION)

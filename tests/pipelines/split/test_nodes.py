@@ -74,3 +74,13 @@ def test_ingestion_and_split_are_reproducible(tiny_dataset):
         runs.append((store.copy(), split_manifest(manifest, PARAMS)))
     assert np.array_equal(runs[0][0], runs[1][0])
     pd.testing.assert_frame_equal(runs[0][1], runs[1][1])
+
+
+def test_a_category_left_without_validation_or_test_photos_is_warned_with_counts(caplog):
+    manifest = make_manifest({"ring": 100, "earring": 3})
+    with caplog.at_level("WARNING"):
+        out = split_manifest(manifest, PARAMS)
+    counts = out[out["category"] == "earring"]["split"].value_counts()
+    assert counts.get("val", 0) == 0 or counts.get("test", 0) == 0
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert len(warnings) == 1 and "earring 3/0/0" in warnings[0] and "ring" not in warnings[0].replace("earring", "")

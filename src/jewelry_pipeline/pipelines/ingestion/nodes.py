@@ -26,6 +26,7 @@ logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["item_id", "path", "category", "width", "height", "format", "sha256", "phash", "store_index"]
 REJECT_COLUMNS = ["path", "category", "reason", "detail"]
+REJECTS_REPORT = "data/08_reporting/ingestion_rejects.csv"  # where the catalog writes `ingestion_rejects`
 
 
 @dataclass
@@ -44,7 +45,7 @@ class _Decoded:
 def _decode_one(raw: RawImageFolder, file: RawFile, size: int, limits: DecodeLimits, pad: int) -> _Decoded:
     """Read, hash, decode and letterbox one file; never raises for a bad file."""
     if file.size > limits.max_bytes:
-        return _Decoded(file, reason="too_large", detail=f"{file.size} bytes > cap {limits.max_bytes}")
+        return _Decoded(file, reason="too_large", detail=f"{file.size} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)")
     try:
         data = raw.read(file.relpath)
         image, (width, height) = preprocess(data, size, limits, pad)
@@ -93,8 +94,11 @@ def decode_images(
     logger.info("Ingesting %d files in %d categories from %s", len(files), len(raw_images.categories), raw_images.root)
     images = np.empty((len(files), size, size, 3), np.uint8)
     kept: list[_Decoded] = []
-    rejects: list[dict[str, str]] = []
-    seen_sha: dict[str, str] = {}
+    rejects: list[dict[str, str]] = [
+        {"path": entry.relpath, "category": entry.category, "reason": entry.reason, "detail": entry.detail} for entry in raw_images.skipped
+    ]
+    seen_sha: dict[str, _Decoded] = {}
+    conflicted: dict[str, RawFile] = {}  # sha256 of a photo filed under two categories -> the other copy
     started, last_log = time.perf_counter(), time.perf_counter()
     chunk = int(ingestion.get("chunk_size", 256))
     with ThreadPoolExecutor(max_workers=int(ingestion.get("workers", 4))) as pool:
@@ -104,9 +108,14 @@ def decode_images(
                 if result.reason:
                     rejects.append(_reject_row(result.file, result.reason, result.detail))
                 elif result.sha256 in seen_sha:
-                    rejects.append(_reject_row(result.file, "duplicate", f"same bytes as {seen_sha[result.sha256]}"))
+                    first = seen_sha[result.sha256].file
+                    if first.category != result.file.category:
+                        conflicted.setdefault(result.sha256, result.file)
+                        rejects.append(_reject_row(result.file, "label_conflict", _conflict_detail(first)))
+                    else:
+                        rejects.append(_reject_row(result.file, "duplicate", f"same bytes as {first.relpath}"))
                 else:
-                    seen_sha[result.sha256] = result.file.relpath
+                    seen_sha[result.sha256] = result
                     images[len(kept)] = result.image
                     result.image = None
                     kept.append(result)
@@ -127,8 +136,15 @@ def decode_images(
         float(ingestion.get("near_duplicate_max_pixel_diff", 6.0)),
     )
     for j, i in near.items():
-        rejects.append(_reject_row(kept[j].file, "near_duplicate", f"looks like {kept[i].file.relpath}"))
-    keep_index = [k for k in range(len(kept)) if k not in near]
+        if kept[i].file.category != kept[j].file.category:
+            conflicted.setdefault(kept[i].sha256, kept[j].file)
+            rejects.append(_reject_row(kept[j].file, "label_conflict", _conflict_detail(kept[i].file)))
+        else:
+            rejects.append(_reject_row(kept[j].file, "near_duplicate", f"looks like {kept[i].file.relpath}"))
+    for decoded in kept:  # a photo filed under two categories: neither label can be trusted, so no copy is kept
+        if decoded.sha256 in conflicted:
+            rejects.append(_reject_row(decoded.file, "label_conflict", _conflict_detail(conflicted[decoded.sha256])))
+    keep_index = [k for k in range(len(kept)) if k not in near and kept[k].sha256 not in conflicted]
     store = images[keep_index] if len(keep_index) < len(files) else images
     manifest = pd.DataFrame(
         [
@@ -148,9 +164,6 @@ def decode_images(
         columns=MANIFEST_COLUMNS,
     )
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("path", kind="stable")
-    logger.info("Ingestion kept %d images and refused %d files", len(manifest), len(rejects_df))
-    for reason, count in rejects_df["reason"].value_counts().items():
-        logger.warning("refused %d files: %s (see ingestion_rejects.csv)", count, reason)
     return store, manifest, rejects_df.reset_index(drop=True)
 
 
@@ -158,8 +171,19 @@ def _reject_row(file: RawFile, reason: str, detail: str) -> dict[str, str]:
     return {"path": file.relpath, "category": file.category, "reason": reason, "detail": detail}
 
 
+def _conflict_detail(other: RawFile) -> str:
+    return f"the same photo is also {other.relpath} (category '{other.category}'); keep it in one category only"
+
+
+def ingestion_summary(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
+    """One line: how many photos were kept, how many entries were refused by reason, and where the report is."""
+    reasons = ", ".join(f"{reason} {count}" for reason, count in rejects["reason"].value_counts().sort_index().items())
+    refused = f"refused {len(rejects)} ({reasons})" if len(rejects) else "refused 0"
+    return f"Ingestion: kept {len(manifest)} photos, {refused}; report: {REJECTS_REPORT}"
+
+
 def check_categories(
-    manifest: pd.DataFrame, raw_images: RawImageFolder, ingestion: dict[str, Any]
+    manifest: pd.DataFrame, rejects: pd.DataFrame, raw_images: RawImageFolder, ingestion: dict[str, Any]
 ) -> tuple[pd.DataFrame, list[str]]:
     """Fail with a clear message when a category has too few valid images; return the category list."""
     categories = list(raw_images.categories)
@@ -172,11 +196,18 @@ def check_categories(
     counts = manifest["category"].value_counts().reindex(categories, fill_value=0)
     short = {cat: int(n) for cat, n in counts.items() if n < minimum}
     if short:
-        details = ", ".join(f"'{cat}' has {n}" for cat, n in short.items())
+        details = ", ".join(f"'{cat}' has {n}{_short_reason(rejects, cat)}" for cat, n in short.items())
         raise ValueError(
             f"Categories with fewer than min_images_per_category={minimum} valid images: {details}. "
             "Add photos, remove the folder, or lower ingestion.min_images_per_category. "
-            "Refused files are listed in data/08_reporting/ingestion_rejects.csv."
+            f"Refused files are listed in {REJECTS_REPORT}."
         )
     logger.info("Categories: %s", ", ".join(f"{c} ({n})" for c, n in counts.items()))
+    logger.info(ingestion_summary(manifest, rejects))
     return manifest, categories
+
+
+def _short_reason(rejects: pd.DataFrame, category: str) -> str:
+    """What was refused in a short category, so the message says why it is short."""
+    mine = rejects[rejects["category"] == category]["reason"].value_counts()
+    return f" (refused: {', '.join(f'{reason} {n}' for reason, n in mine.items())})" if len(mine) else ""

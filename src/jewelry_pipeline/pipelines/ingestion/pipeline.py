@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 check_categories,
-                inputs=["decoded_manifest", "raw_images", "params:ingestion"],
+                inputs=["decoded_manifest", "ingestion_rejects", "raw_images", "params:ingestion"],
                 outputs=["ingestion_manifest", "categories"],
                 name="check_categories",
             ),

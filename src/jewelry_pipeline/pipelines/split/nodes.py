@@ -61,6 +61,13 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
                 filled[name] += int(group_size[group])
             assignment[int(group)] = name
     frame["split"] = frame["group"].map(assignment)
-    counts = frame.groupby(["category", "split"]).size().unstack(fill_value=0)
+    counts = frame.groupby(["category", "split"]).size().unstack(fill_value=0).reindex(columns=list(SPLITS), fill_value=0)
     logger.info("Split sizes per category:\n%s", counts.to_string())
+    empty = counts[(counts["val"] == 0) | (counts["test"] == 0)]
+    if len(empty):
+        logger.warning(
+            "Categories with no validation or test photo (train/val/test): %s. Their figures are missing or unreliable; "
+            "add photos or raise split.val / split.test.",
+            ", ".join(f"{c} {r['train']}/{r['val']}/{r['test']}" for c, r in empty.iterrows()),
+        )
     return frame.sort_values("store_index", kind="stable").reset_index(drop=True)
