@@ -22,13 +22,14 @@ import json, time
 import pandas as pd
 from kedro.config import OmegaConfigLoader
 from jewelry_pipeline.store import open_store
-from jewelry_pipeline.pipelines.classifier.nodes import train_classifier, evaluate_classifier
+from jewelry_pipeline.pipelines.classifier.nodes import choose_working_size, train_classifier, evaluate_classifier
 params = OmegaConfigLoader("conf", base_env="base", default_run_env="base")["parameters"]
 images = open_store("data/03_primary/image_store.npy")
 manifest = pd.read_csv("data/05_model_input/manifest.csv")
 categories = json.load(open("data/03_primary/categories.json"))
 started = time.perf_counter()
-model, history = train_classifier(images, manifest, categories, params["classifier"])
+working_size = choose_working_size(manifest, params["preprocessing"], params["classifier"])
+model, history = train_classifier(images, manifest, categories, working_size, params["classifier"])
 seconds = time.perf_counter() - started
 metrics, *_ = evaluate_classifier(model, images, manifest, categories)
 epochs = len(history["loss"])

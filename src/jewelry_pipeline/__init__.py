@@ -1,6 +1,8 @@
 """jewelry-pipeline: catalog-image classifier, sub-style discovery and similar-item search."""
 
+import logging
 import os
+import warnings
 
 __version__ = "0.1.0"
 
@@ -13,3 +15,35 @@ for _name, _value in {
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }.items():
     os.environ.setdefault(_name, _value)
+
+
+class _DropMessages(logging.Filter):
+    """Drops log records that contain one of the given texts."""
+
+    def __init__(self, *texts: str):
+        super().__init__()
+        self.texts = texts
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return not any(text in message for text in self.texts)
+
+
+def silence_known_warnings() -> None:
+    """Silence other packages' warnings that a user can do nothing about, each at the one message it prints.
+
+    Runs when this package is imported and, through the `kedro.init` entry point, when the Kedro CLI starts
+    (before its plugins import MLflow).
+    """
+    # kedro 1.7 and kedro-mlflow 2.0.3 call OmegaConf.register_new_resolver (deprecated in OmegaConf 2.4).
+    warnings.filterwarnings("ignore", message=r"register_new_resolver\(\) is deprecated", category=UserWarning)
+    # mlflow 3.17 warns, in colour codes, that kedro-mlflow's KedroPipelineModel.predict has no type hints. MLflow
+    # raises it under its own `simplefilter("once")`, which outranks any filter, so it is dropped as a log record.
+    if not any(isinstance(f, _DropMessages) for f in logging.getLogger("py.warnings").filters):
+        logging.getLogger("py.warnings").addFilter(_DropMessages("Add type hints to the `predict` method"))
+    # kedro 1.7 warns about dots in dataset names; ours are the namespaced outputs "<category>.<name>" that the
+    # combining nodes read, which is how Kedro names a modular pipeline's outputs.
+    warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters", category=UserWarning)
+
+
+silence_known_warnings()

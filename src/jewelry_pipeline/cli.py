@@ -1,12 +1,14 @@
-"""The `jewelry-pipeline` console script: dataset generation and other helper commands."""
+"""The `jewelry-pipeline` console script (dataset generation) and the project's `kedro run` with plain user errors."""
 
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import click
+from kedro.framework.cli.project import run as kedro_run
 
-from jewelry_pipeline.synth import generate_dataset
+from jewelry_pipeline.errors import user_error_in
 
 
 @click.group()
@@ -23,12 +25,45 @@ def main() -> None:
 @click.option("--workers", default=None, type=click.IntRange(1), help="Processes (default: all cores).")
 def synth(out: str, per_category: int, seed: int, size: int, workers: int | None) -> None:
     """Generate the built-in jewelry dataset: OUT/<category>/*.jpg|png plus substyles.csv."""
+    from jewelry_pipeline.synth import generate_dataset  # OpenCV loads only when generating
+
     stats = generate_dataset(out, per_category=per_category, seed=seed, size=size, workers=workers)
     click.echo(f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s ({stats['images_per_second']:.0f} images/s)")
 
 
-# Kedro merges a project's `cli.cli` group into its own CLI, so `kedro synth` works as well.
-cli = main
+def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:
+    """Unknown pipeline names and empty `--params` values are user errors, named before anything runs."""
+    from kedro.framework.project import pipelines
+
+    empty = sorted(key for key, value in (arguments.get("params") or {}).items() if value is None or str(value).strip() == "")
+    if empty:
+        raise click.UsageError(f"--params {', '.join(f'{key}=' for key in empty)} has no value; for example `--params raw_dir=/path/to/photos`.")
+    requested = ([arguments["pipeline"]] if arguments.get("pipeline") else []) + list(arguments.get("pipelines") or [])
+    unknown = sorted(set(requested) - set(pipelines))
+    if unknown:
+        raise click.UsageError(f"Unknown pipeline {', '.join(map(repr, unknown))}. Pipelines: {', '.join(sorted(pipelines))}.")
+
+
+def _run(**arguments: Any) -> Any:
+    """Kedro's own `run`, with user errors (folder, photos, parameters, stale data) as one message and exit code 1."""
+    _refuse_bad_arguments(arguments)
+    try:
+        return kedro_run.callback(**arguments)
+    except Exception as exc:
+        user_error = user_error_in(exc)
+        if user_error is None:
+            raise  # a real bug keeps its traceback
+        raise click.ClickException(str(user_error)) from None
+
+
+@click.group(name="jewelry_pipeline")
+def cli() -> None:
+    """Project commands: Kedro merges this group into its CLI, overriding `run` (`kedro synth` works as well)."""
+
+
+run = click.Command("run", params=kedro_run.params, callback=_run, help=kedro_run.help, short_help=kedro_run.short_help)
+cli.add_command(run)
+cli.add_command(synth)
 
 if __name__ == "__main__":
     main()

@@ -1,4 +1,4 @@
-"""Project hooks: check the MLflow tracking database before a run touches it."""
+"""Project hooks: check the MLflow tracking database, and refuse stale data, before a run touches anything."""
 
 from __future__ import annotations
 
@@ -7,6 +7,8 @@ import sqlite3
 from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
+
+from jewelry_pipeline.lineage import check_ingested, check_split
 
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10.0
@@ -80,3 +82,28 @@ class TrackingStoreCheck:
         artifacts = database.parent / "artifacts"
         check_tracking_database(database, artifacts)
         logger.debug("MLflow database %s is usable", database)
+
+
+INGESTED = ("image_store", "ingestion_manifest", "categories")
+
+
+class DataLineageCheck:
+    """Before a run, refuse stored inputs that come from another folder or another ingestion (see `lineage`).
+
+    Only what the run reads without producing it is checked: a full `kedro run` checks nothing.
+    """
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        reads = set(pipeline.inputs())
+        if not reads & {*INGESTED, "model_input_manifest"}:
+            return
+        ingested = catalog.load("ingestion_identity") if catalog.exists("ingestion_identity") else None
+        manifest = catalog.load("ingestion_manifest") if catalog.exists("ingestion_manifest") else None
+        store_rows = len(catalog.load("image_store")) if catalog.exists("image_store") else None
+        check_ingested(ingested, manifest, store_rows, catalog["raw_images"].path)
+        if "model_input_manifest" in reads:
+            split = catalog.load("split_identity") if catalog.exists("split_identity") else None
+            split_manifest = catalog.load("model_input_manifest") if catalog.exists("model_input_manifest") else None
+            check_split(split, ingested, split_manifest)
+        logger.info("Stored inputs belong to %s (ingestion %s)", ingested["raw_dir"], ingested["manifest_sha256"][:12])

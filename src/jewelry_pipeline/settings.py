@@ -2,10 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
-from jewelry_pipeline.hooks import TrackingStoreCheck
+from jewelry_pipeline.hooks import DataLineageCheck, TrackingStoreCheck
+from jewelry_pipeline.logs import QuietUserErrors
 from jewelry_pipeline.pipelines.categories import RunCategories
 
-HOOKS = (RunCategories(), TrackingStoreCheck())
+HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

@@ -12,6 +12,7 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
+from jewelry_pipeline.errors import UserInputError
 from jewelry_pipeline.folders import SUBSTYLE_LABELS, is_category_folder
 
 SKIP_ADVICE = {
@@ -23,13 +24,18 @@ SKIP_ADVICE = {
 }
 
 
+class MissingPhotoFolder(UserInputError, DatasetError):
+    """`raw_dir` is not a folder."""
+
+
 @dataclass(frozen=True)
 class RawFile:
-    """One candidate file: its path relative to the root, its category and its size in bytes."""
+    """One candidate file: its path relative to the root, its category, its size in bytes and modification time."""
 
     relpath: str
     category: str
     size: int
+    mtime_ns: int = 0
 
 
 @dataclass(frozen=True)
@@ -95,7 +101,8 @@ def _walk_category(root: Path, category: str) -> tuple[list[RawFile], list[Skipp
             if reason is not None:
                 skipped.append(reason)
             else:
-                files.append(RawFile(path.relative_to(root).as_posix(), category, path.stat().st_size))
+                stat = path.stat()
+                files.append(RawFile(path.relative_to(root).as_posix(), category, stat.st_size, stat.st_mtime_ns))
     return files, skipped
 
 
@@ -103,7 +110,7 @@ def list_image_folder(root: str | Path) -> RawImageFolder:
     """List every photo candidate under each category sub-folder of `root`, and every entry that is skipped."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise DatasetError(f"Raw image folder '{root}' does not exist or is not a folder.")
+        raise MissingPhotoFolder(f"The photo folder '{root}' does not exist or is not a folder; check `--params raw_dir=...`.")
     categories: list[str] = []
     files: list[RawFile] = []
     skipped: list[SkippedEntry] = []
@@ -128,6 +135,11 @@ class ImageFolderDataset(AbstractDataset[None, RawImageFolder]):
     def __init__(self, path: str, metadata: dict[str, Any] | None = None):
         self._path = Path(path)
         self.metadata = metadata
+
+    @property
+    def path(self) -> Path:
+        """The folder this dataset lists (the run's `raw_dir`)."""
+        return self._path
 
     def _load(self) -> RawImageFolder:
         return list_image_folder(self._path)

@@ -8,13 +8,15 @@ from functools import cache
 from importlib.metadata import PackageNotFoundError, version
 from unittest import mock
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 from kedro.io import AbstractDataset
 
 from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
+
+if TYPE_CHECKING:  # Keras loads with the first model read or written, never when the catalog is built
+    import keras
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +36,7 @@ def model_requirements() -> list[str] | None:
     return None
 
 
-class KerasModelDataset(AbstractDataset[keras.Model, keras.Model]):
+class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
     """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow run."""
 
     def __init__(self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None):

@@ -12,13 +12,19 @@ from kedro.io import AbstractDataset, DatasetError
 
 
 class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
-    """A dict of arrays in one `.npz`; object arrays are refused so loading never needs pickle."""
+    """A dict of arrays in one `.npz`; object arrays are refused so loading never needs pickle.
 
-    def __init__(self, filepath: str, metadata: dict[str, Any] | None = None):
+    With `missing_ok`, an absent file loads as an empty dict (a cache before its first run).
+    """
+
+    def __init__(self, filepath: str, missing_ok: bool = False, metadata: dict[str, Any] | None = None):
         self._filepath = Path(filepath)
+        self._missing_ok = missing_ok
         self.metadata = metadata
 
     def _load(self) -> dict[str, np.ndarray]:
+        if self._missing_ok and not self._filepath.is_file():
+            return {}
         with np.load(self._filepath, allow_pickle=False) as data:
             return {key: data[key] for key in data.files}
 
@@ -36,10 +42,10 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
             tmp.unlink(missing_ok=True)
 
     def _exists(self) -> bool:
-        return self._filepath.is_file()
+        return self._missing_ok or self._filepath.is_file()
 
     def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath)}
+        return {"filepath": str(self._filepath), "missing_ok": self._missing_ok}
 
 
 class OptionalCSVDataset(AbstractDataset[None, pd.DataFrame]):

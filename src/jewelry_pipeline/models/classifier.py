@@ -22,8 +22,12 @@ def build_classifier(
     dropout: float = 0.3,
     bn_momentum: float = 0.9,
     pooling: str = "average",
+    working_size: int | None = None,
 ) -> keras.Model:
     """Build the CNN; it takes raw 0-255 RGB pixels and returns class probabilities.
+
+    With `working_size` below `image_size`, the model first area-resizes its input to that side: small photos
+    are not blown up for the convolutions, and every caller (training, embedding, serving) feeds the same input.
 
     `pooling` turns the last feature map into a vector: `average` (global average, position-free) or
     `flatten` (keeps where each feature is, which matters for aligned catalog photos).
@@ -31,7 +35,10 @@ def build_classifier(
     if pooling not in ("average", "flatten"):
         raise ValueError(f"classifier pooling must be 'average' or 'flatten'; got '{pooling}'")
     inputs = keras.Input((image_size, image_size, 3), name="image")
-    x = layers.Rescaling(1.0 / 255)(inputs)
+    x = inputs
+    if working_size is not None and int(working_size) < image_size:
+        x = layers.Resizing(int(working_size), int(working_size), interpolation="area", name="working_size")(x)
+    x = layers.Rescaling(1.0 / 255)(x)
     for block, width in enumerate(filters):
         for conv in range(convs_per_block):
             x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+import cv2
 import keras
 import numpy as np
 import tensorflow as tf
@@ -16,17 +17,37 @@ def seed_everything(seed: int) -> None:
 
 
 def augmenter(config: dict, seed: int) -> keras.Sequential | None:
-    """Keras augmentation layers from params (flip, rotation, brightness, contrast), or None."""
+    """Keras augmentation layers from params (flip, brightness, contrast), or None; rotation is `rotator`'s."""
     steps = []
     if config.get("flip", False):
         steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
-    if config.get("rotation", 0):
-        steps.append(keras.layers.RandomRotation(float(config["rotation"]), fill_mode="nearest", seed=seed + 1))
     if config.get("brightness", 0):
         steps.append(keras.layers.RandomBrightness(float(config["brightness"]), value_range=(0, 255), seed=seed + 2))
     if config.get("contrast", 0):
         steps.append(keras.layers.RandomContrast(float(config["contrast"]), seed=seed + 3))
     return keras.Sequential(steps, name="augmentation") if steps else None
+
+
+def rotator(config: dict, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
+    """Random rotation of uint8 batches by up to `rotation` of a full turn, border repeated; None when off.
+
+    OpenCV on the uint8 batch costs a few milliseconds an epoch, where Keras' RandomRotation took a third
+    of a CPU training epoch. Seeded: the same seed gives the same angles in the same order.
+    """
+    turn = float(config.get("rotation", 0))
+    if not turn:
+        return None
+    rng = np.random.default_rng(seed + 1)
+
+    def rotate(batch: np.ndarray) -> np.ndarray:
+        out = np.empty_like(batch)
+        height, width = batch.shape[1:3]
+        for i, angle in enumerate(rng.uniform(-turn, turn, len(batch)) * 360.0):
+            matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(angle), 1.0)
+            out[i] = cv2.warpAffine(batch[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(batch.shape[1:])
+        return out
+
+    return rotate
 
 
 def batches(
@@ -36,6 +57,7 @@ def batches(
     batch_size: int,
     shuffle_seed: int | None = None,
     augment: Callable | None = None,
+    rotate: Callable[[np.ndarray], np.ndarray] | None = None,
 ) -> tf.data.Dataset:
     """A tf.data pipeline that reads batches straight from the (memory-mapped) uint8 store.
 
@@ -53,7 +75,7 @@ def batches(
             rows = indices[chosen]
             sort = np.argsort(rows)  # memmap reads are fastest in increasing order
             batch = images[rows[sort]]
-            yield batch, targets[chosen][sort]
+            yield (rotate(batch) if rotate is not None else batch), targets[chosen][sort]
 
     image_spec = tf.TensorSpec((None, *size), tf.uint8)
     target_spec = tf.TensorSpec((None, *targets.shape[1:]), tf.as_dtype(targets.dtype))
@@ -80,3 +102,14 @@ def predict_batches(model: keras.Model, images: np.ndarray, indices: np.ndarray,
     else:
         arrays = tuple(np.empty((0, *shape[1:]), np.float32) for shape in shapes)
     return arrays if len(shapes) > 1 else arrays[0]
+
+
+class LearningRateLog(keras.callbacks.Callback):
+    """Records the optimizer's learning rate at the end of every epoch."""
+
+    def __init__(self):
+        super().__init__()
+        self.rates: list[float] = []
+
+    def on_epoch_end(self, epoch, logs=None):
+        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))

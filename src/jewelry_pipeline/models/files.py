@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import keras
+if TYPE_CHECKING:
+    import keras
 
 
 def save_keras_atomic(model: keras.Model, path: Path) -> None:
@@ -22,4 +24,6 @@ def save_keras_atomic(model: keras.Model, path: Path) -> None:
 
 def load_keras_safe(path: str | Path) -> keras.Model:
     """Load a `.keras` file with `safe_mode=True`: Lambda layers and arbitrary code are refused."""
+    import keras  # loaded on first use, so catalogs that only list models start fast
+
     return keras.saving.load_model(path, safe_mode=True, compile=False)

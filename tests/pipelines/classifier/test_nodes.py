@@ -20,6 +20,7 @@ from jewelry_pipeline.models.classifier import build_classifier, descriptor_mode
 from jewelry_pipeline.pipelines.classifier.nodes import (
     _class_weights,
     baseline_classifier,
+    choose_working_size,
     classifier_metrics,
     embed_catalog,
     evaluate_classifier,
@@ -42,6 +43,26 @@ PARAMS = {
     "descriptor": {"block": -1, "grid": 2},
     "baseline": {"image_size": 8, "pca_components": 5, "max_iter": 200},
 }
+WORKING_SIZE = {"input_size": 24}  # the toy store's own side
+
+
+def test_working_size_follows_the_photos_and_never_exceeds_the_store():
+    manifest = pd.DataFrame({"split": ["train"] * 5 + ["test"], "width": [28, 28, 30, 26, 28, 4000], "height": [28, 28, 20, 28, 28, 3000]})
+    chosen = choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": "auto"}})
+    assert chosen["input_size"] == 32 and "28 px" in chosen["reason"]
+    large = manifest.assign(width=[800] * 6, height=[600] * 6)
+    assert choose_working_size(large, {"image_size": 64}, {"architecture": {"input_size": "auto"}})["input_size"] == 64
+    assert choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": 48}})["input_size"] == 48
+    with pytest.raises(ValueError, match="input_size"):
+        choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": 128}})
+
+
+def test_a_smaller_working_size_is_inside_the_model():
+    model = build_classifier(64, 3, filters=(4, 8), embedding_dim=8, working_size=32)
+    assert model.input_shape == (None, 64, 64, 3)
+    assert model.get_layer("working_size").output.shape[1:3] == (32, 32)
+    assert model.get_layer("block1_pool").output.shape[1:3] == (8, 8)
+    assert "working_size" not in [layer.name for layer in build_classifier(64, 3, filters=(4,), working_size=64).layers]
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +83,7 @@ def toy_data():
 @pytest.fixture(scope="module")
 def trained(toy_data):
     images, manifest = toy_data
-    return train_classifier(images, manifest, CATEGORIES, PARAMS)
+    return train_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)
 
 
 def test_model_shapes_and_embedding():
@@ -118,7 +139,7 @@ def test_evaluation_tables_and_plots(trained, toy_data):
 
 def test_baseline_learns_the_easy_classes(toy_data):
     images, manifest = toy_data
-    assert baseline_classifier(images, manifest, CATEGORIES, PARAMS)["baseline_test_accuracy"] > 0.9
+    assert baseline_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)["baseline_test_accuracy"] > 0.9
 
 
 def test_metrics_report_merges_both():
@@ -135,7 +156,7 @@ def test_class_weights_only_when_imbalanced():
 
 def test_same_seed_same_model(toy_data, trained):
     images, manifest = toy_data
-    again, _ = train_classifier(images, manifest, CATEGORIES, PARAMS)
+    again, _ = train_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)
     batch = images[:8].astype(np.float32)
     np.testing.assert_allclose(trained[0](batch).numpy(), again(batch).numpy(), atol=1e-5)
 

@@ -76,7 +76,7 @@ def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[se
 def test_every_bad_file_is_reported_and_every_good_file_kept(tmp_path):
     good, bad = build_messy_folder(tmp_path)
     raw = list_image_folder(tmp_path)
-    store, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    store, manifest, rejects, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     assert dict(zip(rejects["path"], rejects["reason"])) == bad
     assert set(manifest["path"]) == good
     assert store.shape == (len(good), 32, 32, 3) and store.dtype == np.uint8
@@ -90,22 +90,23 @@ def test_every_bad_file_is_reported_and_every_good_file_kept(tmp_path):
 def test_small_category_fails_with_its_name(tmp_path):
     build_messy_folder(tmp_path)
     raw = list_image_folder(tmp_path)
-    _, manifest, _ = decode_images(raw, PREPROCESSING, INGESTION)
+    _, manifest, _, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with pytest.raises(ValueError, match="'necklace' has 1"):
-        check_categories(manifest, pd.DataFrame(columns=["path", "category", "reason", "detail"]), raw, INGESTION)
+        check_categories(manifest, pd.DataFrame(columns=["path", "category", "reason", "detail"]), np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)
 
 
 def test_a_single_category_is_refused(tmp_path):
     (tmp_path / "only").mkdir()
     raw = list_image_folder(tmp_path)
     with pytest.raises(ValueError, match="at least 2 category folders"):
-        check_categories(pd.DataFrame({"category": []}), pd.DataFrame({"category": [], "reason": []}), raw, INGESTION)
+        check_categories(pd.DataFrame({"category": []}), pd.DataFrame({"category": [], "reason": []}), np.zeros((0, 1, 1, 3), np.uint8), raw, INGESTION)
 
 
 def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
     catalog = DataCatalog(
         {
             "raw_images": MemoryDataset(list_image_folder(tiny_dataset), copy_mode="assign"),
+            "decode_cache": MemoryDataset({}),
             "ingestion_rejects": CSVDataset(filepath=str(tmp_path / "rejects.csv")),  # kept after its last reader
         },
     )
@@ -128,7 +129,7 @@ def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
 def test_kedro_run_on_a_messy_folder_via_runtime_params(kedro_project, tmp_path):
     photos = tmp_path / "photos"
     good, bad = build_messy_folder(photos, with_small_category=False)
-    result = _kedro(kedro_project, "--pipeline", "ingestion", "--params", f"raw_dir={photos}")
+    result = _kedro(kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={photos}")
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     rejects = pd.read_csv(kedro_project / "data/08_reporting/ingestion_rejects.csv")
     assert dict(zip(rejects["path"], rejects["reason"])) == bad
@@ -140,7 +141,7 @@ def test_kedro_run_on_a_messy_folder_via_runtime_params(kedro_project, tmp_path)
 def test_kedro_run_names_the_short_category_and_keeps_the_report(kedro_project, tmp_path):
     photos = tmp_path / "photos"
     build_messy_folder(photos, with_small_category=True)
-    result = _kedro(kedro_project, "--pipeline", "ingestion", "--params", f"raw_dir={photos}")
+    result = _kedro(kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={photos}")
     assert result.returncode != 0
     assert "'necklace' has 1" in result.stdout + result.stderr
     rejects = pd.read_csv(kedro_project / "data/08_reporting/ingestion_rejects.csv")
@@ -155,7 +156,7 @@ def test_the_same_photo_in_two_categories_is_a_label_conflict_and_no_copy_is_kep
             (tmp_path / category / f"{seed}.png").write_bytes(image_bytes(random_photo(seed), "PNG"))
     (tmp_path / "bracelet" / "z_shared.png").write_bytes(photo)
     (tmp_path / "ring" / "a_shared.png").write_bytes(photo)
-    _, manifest, rejects = decode_images(list_image_folder(tmp_path), PREPROCESSING, INGESTION)
+    _, manifest, rejects, _ = decode_images(list_image_folder(tmp_path), {}, PREPROCESSING, INGESTION)
     conflicts = rejects[rejects["reason"] == "label_conflict"].set_index("path")["detail"]
     assert set(conflicts.index) == {"bracelet/z_shared.png", "ring/a_shared.png"}
     assert "ring/a_shared.png" in conflicts["bracelet/z_shared.png"]  # the detail names the other copy
@@ -165,9 +166,9 @@ def test_the_same_photo_in_two_categories_is_a_label_conflict_and_no_copy_is_kep
 def test_summary_line_counts_kept_and_refused_by_reason_and_names_the_report(tmp_path, caplog):
     build_messy_folder(tmp_path, with_small_category=False)
     raw = list_image_folder(tmp_path)
-    _, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    _, manifest, rejects, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with caplog.at_level("INFO"):
-        check_categories(manifest, rejects, raw, INGESTION)
+        check_categories(manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)
     last = caplog.records[-1].getMessage()
     assert last.startswith(f"Ingestion: kept {len(manifest)} photos, refused {len(rejects)} (")
     assert "hidden 2" in last and "duplicate 1" in last and "ingestion_rejects.csv" in last
@@ -180,7 +181,7 @@ def test_size_refusals_name_the_configured_cap_and_its_setting(tmp_path):
     (tmp_path / "b").mkdir()
     (tmp_path / "a" / "bomb.png").write_bytes(bomb_png(12000, 12000))  # 144 MP: over Pillow's own limit too
     (tmp_path / "b" / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 6_000_000)
-    _, _, rejects = decode_images(list_image_folder(tmp_path), PREPROCESSING, INGESTION)
+    _, _, rejects, _ = decode_images(list_image_folder(tmp_path), {}, PREPROCESSING, INGESTION)
     detail = rejects.set_index("path")["detail"]
     assert detail["a/bomb.png"] == "144000000 pixels > cap 4000000 pixels (setting preprocessing.max_pixels)"
     assert detail["b/big.png"].endswith("> cap 5000000 (setting preprocessing.max_bytes)")
@@ -193,6 +194,6 @@ def test_a_short_category_says_why_it_is_short(tmp_path):
     (tmp_path / "bad").mkdir()
     (tmp_path / "bad" / "x.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 40)
     raw = list_image_folder(tmp_path)
-    _, manifest, rejects = decode_images(raw, PREPROCESSING, INGESTION)
+    _, manifest, rejects, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with pytest.raises(ValueError, match=r"'bad' has 0 \(refused: corrupt 1\)"):
-        check_categories(manifest, rejects, raw, INGESTION)
+        check_categories(manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)

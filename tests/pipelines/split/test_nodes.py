@@ -70,7 +70,7 @@ def test_ingestion_and_split_are_reproducible(tiny_dataset):
     ingestion = {"near_duplicate_max_hamming": 2, "workers": 3, "chunk_size": 5}
     runs = []
     for _ in range(2):
-        store, manifest, _ = decode_images(list_image_folder(tiny_dataset), preprocessing, ingestion)
+        store, manifest, _, _ = decode_images(list_image_folder(tiny_dataset), {}, preprocessing, ingestion)
         runs.append((store.copy(), split_manifest(manifest, PARAMS)))
     assert np.array_equal(runs[0][0], runs[1][0])
     pd.testing.assert_frame_equal(runs[0][1], runs[1][1])

@@ -3,24 +3,19 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import pandas as pd
-import tensorflow as tf
-from matplotlib.figure import Figure
 
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
-
+from jewelry_pipeline.errors import UserInputError
 from jewelry_pipeline.images import AUTOENCODER_INPUTS, Foreground, autoencoder_inputs, downsized_pixels
 from jewelry_pipeline.metrics import single_step
-from jewelry_pipeline.models.autoencoder import ContrastiveAutoencoder, build_autoencoder, standardised_encoder, view_augmenter
-from jewelry_pipeline.models.data import seed_everything
-from jewelry_pipeline.plots import gallery_figure
+
+if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+    import keras
+    import tensorflow as tf
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -29,7 +24,7 @@ def check_category_pipelines(categories: list[str], built: list[str]) -> list[st
     """Fail clearly when the per-category pipelines (`built` from the folder or `categories` param) do not match the data."""
     missing, extra = sorted(set(categories) - set(built)), sorted(set(built) - set(categories))
     if missing or extra:
-        raise ValueError(
+        raise UserInputError(
             f"The per-category pipelines were built for {sorted(built)}, but ingestion found the categories "
             f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Pass the same `--params raw_dir=...` as the "
             f"ingestion run (or run everything on one folder), and remove an explicit `categories` parameter that disagrees."
@@ -46,6 +41,11 @@ def select_category(manifest: pd.DataFrame, category: str, checked_categories: l
 
 def _probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, probe: dict[str, Any], seed: int) -> float:
     """Validation accuracy of standardised PCA + logistic regression fitted on the training rows."""
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
     components = max(1, min(int(probe["pca_components"]), int(train.sum()) - 1, features.shape[1]))
     model = make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=int(probe["max_iter"])))
     model.fit(features[train], labels[train])
@@ -96,6 +96,8 @@ def category_inputs(images: np.ndarray, category_manifest: pd.DataFrame, input_c
 
 def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
     """Input batches, reshuffled every epoch in a seeded order when `seed` is given."""
+    import tensorflow as tf
+
     dataset = tf.data.Dataset.from_tensor_slices(inputs)
     if seed is not None:
         dataset = dataset.shuffle(len(inputs), seed=seed, reshuffle_each_iteration=True)
@@ -109,6 +111,11 @@ def train_autoencoder(
 
     Returns the autoencoder, the encoder with its codes standardised on the training rows, and the loss history.
     """
+    import keras
+
+    from jewelry_pipeline.models.autoencoder import ContrastiveAutoencoder, build_autoencoder, standardised_encoder, view_augmenter
+    from jewelry_pipeline.models.data import seed_everything
+
     seed = int(autoencoders["seed"])
     seed_everything(seed)
     training, contrastive = autoencoders["training"], autoencoders["contrastive"]
@@ -173,6 +180,8 @@ def plot_reconstructions(
     autoencoder: keras.Model, images: np.ndarray, inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
 ) -> Figure:
     """Montage of test photos, the autoencoder's input and its reconstruction."""
+    from jewelry_pipeline.plots import gallery_figure
+
     test = np.flatnonzero(category_manifest["split"].to_numpy() == "test")[: int(autoencoders["montage_size"])]
     reconstructions = autoencoder.predict(inputs[test], verbose=0) if len(test) else []
     tiles, captions = [], []

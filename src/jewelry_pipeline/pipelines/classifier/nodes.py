@@ -3,29 +3,16 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from sklearn.decomposition import PCA
-from sklearn.linear_model import LogisticRegression
-from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
-from sklearn.pipeline import make_pipeline
-from sklearn.preprocessing import StandardScaler
 
-from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.metrics import single_step
-from jewelry_pipeline.models.classifier import build_classifier, features_model
-from jewelry_pipeline.models.data import augmenter, batches, predict_batches, seed_everything
-from jewelry_pipeline.plots import (
-    confusion_matrix_figure,
-    gallery_figure,
-    learning_curves_figure,
-    learning_rate_figure,
-)
-from jewelry_pipeline.search import descriptor_vectors
+
+if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+    import keras
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -50,21 +37,35 @@ def _class_weights(labels: np.ndarray, n_classes: int, max_ratio: float) -> dict
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-class _LearningRateLog(keras.callbacks.Callback):
-    """Records the optimizer's learning rate at the end of every epoch."""
+def choose_working_size(manifest: pd.DataFrame, preprocessing: dict[str, Any], classifier: dict[str, Any]) -> dict[str, Any]:
+    """The side the CNN works at: with `auto`, the training photos' median longer side rounded up to 16, from 32 to the store size.
 
-    def __init__(self):
-        super().__init__()
-        self.rates: list[float] = []
-
-    def on_epoch_end(self, epoch, logs=None):
-        self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+    Small photos (say 28 px) are then not blown up to the store size, where 3x3 filters see too little of the item.
+    """
+    store_size, configured = int(preprocessing["image_size"]), classifier["architecture"].get("input_size", "auto")
+    train = manifest[manifest["split"] == "train"]
+    median_side = float(np.median(np.maximum(train["width"], train["height"]))) if len(train) else float(store_size)
+    if configured == "auto":
+        size = int(min(store_size, max(32, 16 * np.ceil(median_side / 16))))
+        reason = f"the training photos' median longer side is {median_side:.0f} px; the CNN works at {size} px (store {store_size} px)"
+    else:
+        size = int(configured)
+        if not 8 <= size <= store_size:
+            raise ValueError(f"classifier.architecture.input_size must be 'auto' or 8..{store_size} (preprocessing.image_size); got {configured}")
+        reason = f"set by classifier.architecture.input_size: {size}"
+    logger.info("Classifier input size: %d px (%s)", size, reason)
+    return {"input_size": size, "store_size": store_size, "median_photo_side": median_side, "configured": configured, "reason": reason}
 
 
 def train_classifier(
-    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], classifier: dict[str, Any]
+    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], working_size: dict[str, Any], classifier: dict[str, Any]
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its history."""
+    import keras
+
+    from jewelry_pipeline.models.classifier import build_classifier
+    from jewelry_pipeline.models.data import LearningRateLog, augmenter, batches, rotator, seed_everything
+
     seed = int(classifier["seed"])
     seed_everything(seed)
     training, architecture = classifier["training"], classifier["architecture"]
@@ -72,16 +73,17 @@ def train_classifier(
     val_rows, val_labels = _split(manifest, categories, "val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError("The classifier needs a non-empty train and val split; check the split fractions.")
-    model = build_classifier(images.shape[1], len(categories), **architecture)
+    architecture = {key: value for key, value in architecture.items() if key != "input_size"}
+    model = build_classifier(images.shape[1], len(categories), **architecture, working_size=int(working_size["input_size"]))
     model.compile(
         optimizer=keras.optimizers.Adam(float(training["learning_rate"])),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     batch_size = int(training["batch_size"])
-    train_data = batches(images, train_rows, train_labels, batch_size, shuffle_seed=seed, augment=augmenter(classifier["augmentation"], seed))
+    train_data = batches(images, train_rows, train_labels, batch_size, shuffle_seed=seed, augment=augmenter(classifier["augmentation"], seed), rotate=rotator(classifier["augmentation"], seed))
     val_data = batches(images, val_rows, val_labels, batch_size)
-    learning_rates = _LearningRateLog()
+    learning_rates = LearningRateLog()
     callbacks = [
         keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True),
         keras.callbacks.ReduceLROnPlateau(
@@ -111,6 +113,10 @@ def evaluate_classifier(
     model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test split."""
+    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+
+    from jewelry_pipeline.models.data import predict_batches
+
     rows, labels = _split(manifest, categories, "test")
     probabilities = predict_batches(model, images, rows)
     predicted = probabilities.argmax(axis=1)
@@ -134,12 +140,22 @@ def evaluate_classifier(
     return metrics, per_class, confusion, predictions
 
 
-def baseline_classifier(images: np.ndarray, manifest: pd.DataFrame, categories: list[str], classifier: dict[str, Any]) -> dict[str, float]:
+def baseline_classifier(
+    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], working_size: dict[str, Any], classifier: dict[str, Any]
+) -> dict[str, float]:
     """Reference baselines on the same split; `baseline_test_accuracy` is the stronger of the two.
 
     PCA on down-sized pixels then logistic regression, and logistic regression on the plain pixels at
-    the model's own input size, both on standardised features.
+    the side the CNN works at, both on standardised features.
     """
+    from sklearn.decomposition import PCA
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import accuracy_score
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from jewelry_pipeline.images import downsized_pixels
+
     config, seed = classifier["baseline"], int(classifier["seed"])
     train_rows, train_labels = _split(manifest, categories, "train")
     test_rows, test_labels = _split(manifest, categories, "test")
@@ -147,14 +163,14 @@ def baseline_classifier(images: np.ndarray, manifest: pd.DataFrame, categories: 
     components = min(int(config["pca_components"]), len(train_rows) - 1, size * size * 3)
     candidates = {
         "pca_logistic": (size, make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=int(config["max_iter"])))),
-        "pixel_logistic": (images.shape[1], make_pipeline(StandardScaler(), LogisticRegression(max_iter=int(config["max_iter"])))),
+        "pixel_logistic": (int(working_size["input_size"]), make_pipeline(StandardScaler(), LogisticRegression(max_iter=int(config["max_iter"])))),
     }
     accuracies = {}
     for name, (side, model) in candidates.items():
         model.fit(downsized_pixels(images, train_rows, side), train_labels)
         accuracies[f"baseline_{name}_test_accuracy"] = float(accuracy_score(test_labels, model.predict(downsized_pixels(images, test_rows, side))))
     best = max(accuracies.values())
-    logger.info("Baselines: PCA(%d)+logistic regression %.4f, logistic regression on %d px pixels %.4f", components, accuracies["baseline_pca_logistic_test_accuracy"], images.shape[1], accuracies["baseline_pixel_logistic_test_accuracy"])
+    logger.info("Baselines: PCA(%d)+logistic regression %.4f, logistic regression on %d px pixels %.4f", components, accuracies["baseline_pca_logistic_test_accuracy"], int(working_size["input_size"]), accuracies["baseline_pixel_logistic_test_accuracy"])
     return {"baseline_test_accuracy": best, **accuracies}
 
 
@@ -166,21 +182,29 @@ def classifier_metrics(test_metrics: dict[str, float], baseline_metrics: dict[st
 
 def plot_confusion_matrix(confusion: pd.DataFrame) -> Figure:
     """Confusion matrix figure from its table."""
+    from jewelry_pipeline.plots import confusion_matrix_figure
+
     return confusion_matrix_figure(confusion.drop(columns="true").to_numpy(), list(confusion.columns[1:]))
 
 
 def plot_learning_curves(history: dict[str, list[float]]) -> Figure:
     """Learning-curve figure (loss and accuracy, train vs val)."""
+    from jewelry_pipeline.plots import learning_curves_figure
+
     return learning_curves_figure(history)
 
 
 def plot_learning_rate(history: dict[str, list[float]]) -> Figure:
     """Learning-rate-per-epoch figure."""
+    from jewelry_pipeline.plots import learning_rate_figure
+
     return learning_rate_figure(history["lr"])
 
 
 def plot_misclassified(images: np.ndarray, predictions: pd.DataFrame, classifier: dict[str, Any]) -> Figure:
     """Gallery of misclassified test images, most confident mistakes first."""
+    from jewelry_pipeline.plots import gallery_figure
+
     wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
     wrong = wrong.head(int(classifier["gallery_size"]))
     captions = [f"true {t}\npred {p} ({c:.2f})" for t, p, c in zip(wrong["true"], wrong["predicted"], wrong["confidence"])]
@@ -189,6 +213,10 @@ def plot_misclassified(images: np.ndarray, predictions: pd.DataFrame, classifier
 
 def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]) -> dict[str, np.ndarray]:
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
+    from jewelry_pipeline.models.classifier import features_model
+    from jewelry_pipeline.models.data import predict_batches
+    from jewelry_pipeline.search import descriptor_vectors
+
     rows = manifest["store_index"].to_numpy()
     layout = (int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"]))
     embeddings, probabilities, pooled = predict_batches(features_model(model, layout), images, rows)

@@ -6,6 +6,7 @@ from jewelry_pipeline.metrics import history_metrics
 
 from .nodes import (
     baseline_classifier,
+    choose_working_size,
     classifier_metrics,
     embed_catalog,
     evaluate_classifier,
@@ -23,7 +24,13 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Build the classifier pipeline."""
     return Pipeline(
         [
-            Node(train_classifier, [STORE, MANIFEST, "categories", "params:classifier"], ["classifier_model", "classifier_history"], name="train_classifier"),
+            Node(choose_working_size, [MANIFEST, "params:preprocessing", "params:classifier"], "classifier_input_size", name="choose_working_size"),
+            Node(
+                train_classifier,
+                [STORE, MANIFEST, "categories", "classifier_input_size", "params:classifier"],
+                ["classifier_model", "classifier_history"],
+                name="train_classifier",
+            ),
             Node(history_metrics, "classifier_history", "classifier_history_metrics", name="log_classifier_history"),
             Node(
                 evaluate_classifier,
@@ -31,7 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ["classifier_test_metrics", "classifier_per_class", "classifier_confusion_matrix", "classifier_test_predictions"],
                 name="evaluate_classifier",
             ),
-            Node(baseline_classifier, [STORE, MANIFEST, "categories", "params:classifier"], "baseline_metrics", name="baseline_classifier"),
+            Node(baseline_classifier, [STORE, MANIFEST, "categories", "classifier_input_size", "params:classifier"], "baseline_metrics", name="baseline_classifier"),
             Node(classifier_metrics, ["classifier_test_metrics", "baseline_metrics"], ["classifier_mlflow_metrics", "classifier_metrics_report"], name="report_classifier_metrics"),
             Node(plot_confusion_matrix, "classifier_confusion_matrix", "confusion_matrix_plot", name="plot_confusion_matrix"),
             Node(plot_learning_curves, "classifier_history", "learning_curves_plot", name="plot_learning_curves"),

@@ -9,21 +9,18 @@ against sub-style labels when a ground truth exists.
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from matplotlib.figure import Figure
-from sklearn.cluster import KMeans
-from sklearn.decomposition import PCA
-from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
-from sklearn.preprocessing import StandardScaler
 
 from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import single_step
-from jewelry_pipeline.plots import gallery_figure
 from jewelry_pipeline.search import l2_normalise
+
+if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -32,6 +29,9 @@ METHODS = ("kmeans_pixels", "pca_kmeans", "ae_kmeans")
 
 def _best_kmeans(features: np.ndarray, k_values: list[int], seed: int) -> tuple[np.ndarray, int, float]:
     """KMeans for every k; keep the k with the best silhouette in this feature space."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import silhouette_score
+
     best = (np.zeros(len(features), int), 1, -1.0)
     for k in k_values:
         if k >= len(features):
@@ -52,6 +52,10 @@ def cluster_category(
     clustering: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster one category three ways; return assignments and one metrics row per method."""
+    from sklearn.decomposition import PCA
+    from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
+    from sklearn.preprocessing import StandardScaler
+
     seed = int(clustering["seed"])
     k_values = list(range(int(clustering["k_min"]), int(clustering["k_max"]) + 1))
     rows = category_manifest["store_index"].to_numpy()
@@ -95,6 +99,8 @@ def clustering_mlflow_metrics(metric_rows: pd.DataFrame) -> dict[str, dict[str, 
 
 def plot_cluster_montage(images: np.ndarray, category_manifest: pd.DataFrame, assignments: pd.DataFrame, clustering: dict[str, Any]) -> Figure:
     """Sample images of each autoencoder cluster, one row per cluster."""
+    from jewelry_pipeline.plots import gallery_figure
+
     per_cluster = int(clustering["montage_per_cluster"])
     chosen = assignments[assignments["method"] == clustering["montage_method"]].merge(category_manifest[["item_id", "store_index"]], on="item_id")
     tiles, captions = [], []

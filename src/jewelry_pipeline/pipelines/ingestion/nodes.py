@@ -1,8 +1,10 @@
-"""Ingestion nodes: safe decode of every file, duplicate collapse, rejects report, category checks."""
+"""Ingestion nodes: safe decode of every file (reusing the previous run's decodes of unchanged files), duplicate
+collapse, rejects report, then category checks; the primary outputs are written only when the checks pass."""
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -21,12 +23,15 @@ from jewelry_pipeline.images import (
     preprocess,
     sniff_format,
 )
+from jewelry_pipeline.errors import UserInputError
+from jewelry_pipeline.lineage import ingestion_identity
 
 logger = logging.getLogger(__name__)
 
 MANIFEST_COLUMNS = ["item_id", "path", "category", "width", "height", "format", "sha256", "phash", "store_index"]
 REJECT_COLUMNS = ["path", "category", "reason", "detail"]
 REJECTS_REPORT = "data/08_reporting/ingestion_rejects.csv"  # where the catalog writes `ingestion_rejects`
+DECODE_CACHE_VERSION = 1  # bump when decoding or hashing changes, so older caches are ignored
 
 
 @dataclass
@@ -84,12 +89,55 @@ def _near_duplicates(
     return dropped
 
 
+def _decode_settings(size: int, pad: int, limits: DecodeLimits) -> str:
+    """Everything a decode depends on besides the file: a cache made with other settings is not reused."""
+    return json.dumps({"version": DECODE_CACHE_VERSION, "size": size, "pad": pad, "limits": limits.__dict__}, sort_keys=True)
+
+
+def _reusable_decodes(cache: dict[str, np.ndarray], settings: str) -> dict[tuple[str, int, int], tuple[int, _Decoded]]:
+    """The previous run's decodes by (path, size, mtime), when they were made with the same settings."""
+    if not cache or str(cache.get("settings", "")) != settings:
+        return {}
+    reusable = {}
+    for i, path in enumerate(cache["path"]):
+        decoded = _Decoded(
+            RawFile(str(path), "", int(cache["size"][i]), int(cache["mtime_ns"][i])),
+            width=int(cache["width"][i]), height=int(cache["height"][i]), fmt=str(cache["format"][i]), sha256=str(cache["sha256"][i]),
+            phash=int(cache["phash"][i]), reason=str(cache["reason"][i]), detail=str(cache["detail"][i]),
+        )
+        reusable[(decoded.file.relpath, decoded.file.size, decoded.file.mtime_ns)] = (int(cache["image_row"][i]), decoded)
+    return reusable
+
+
+def _decode_cache(settings: str, results: list[tuple[_Decoded, int]], images: np.ndarray) -> dict[str, np.ndarray]:
+    """This run's decodes, for the next run: one row per file, decoded pixels once per distinct photo."""
+    rows = [decoded for decoded, _ in results]
+    return {
+        "settings": np.array(settings),
+        "images": images,
+        "path": np.array([d.file.relpath for d in rows], dtype=str),
+        "size": np.array([d.file.size for d in rows], np.int64),
+        "mtime_ns": np.array([d.file.mtime_ns for d in rows], np.int64),
+        "sha256": np.array([d.sha256 for d in rows], dtype=str),
+        "format": np.array([d.fmt for d in rows], dtype=str),
+        "width": np.array([d.width for d in rows], np.int64),
+        "height": np.array([d.height for d in rows], np.int64),
+        "phash": np.array([d.phash for d in rows], np.uint64),
+        "reason": np.array([d.reason for d in rows], dtype=str),
+        "detail": np.array([d.detail for d in rows], dtype=str),
+        "image_row": np.array([row for _, row in results], np.int64),
+    }
+
+
 def decode_images(
-    raw_images: RawImageFolder, preprocessing: dict[str, Any], ingestion: dict[str, Any]
-) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
-    """Decode every listed file into the uint8 store; collapse duplicates; report every refused file."""
+    raw_images: RawImageFolder, decode_cache: dict[str, np.ndarray], preprocessing: dict[str, Any], ingestion: dict[str, Any]
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
+    """Decode every listed file (unchanged files come from the previous run's cache); collapse duplicates; report refusals."""
     size, pad = int(preprocessing["image_size"]), int(preprocessing.get("pad_value", 255))
     limits = DecodeLimits.from_config(preprocessing)
+    settings = _decode_settings(size, pad, limits)
+    reusable = _reusable_decodes(decode_cache, settings)
+    previous_images = decode_cache.get("images") if reusable else None
     files = raw_images.files
     logger.info("Ingesting %d files in %d categories from %s", len(files), len(raw_images.categories), raw_images.root)
     images = np.empty((len(files), size, size, 3), np.uint8)
@@ -98,15 +146,29 @@ def decode_images(
         {"path": entry.relpath, "category": entry.category, "reason": entry.reason, "detail": entry.detail} for entry in raw_images.skipped
     ]
     seen_sha: dict[str, _Decoded] = {}
+    kept_row: dict[str, int] = {}  # sha256 -> row in `images` (the cache's pixels)
     conflicted: dict[str, RawFile] = {}  # sha256 of a photo filed under two categories -> the other copy
+    results: list[tuple[_Decoded, int]] = []
+    reused = 0
+
+    def decode(file: RawFile) -> _Decoded:
+        hit = reusable.get((file.relpath, file.size, file.mtime_ns))
+        if hit is None:
+            return _decode_one(raw_images, file, size, limits, pad)
+        row, cached = hit
+        image = np.array(previous_images[row]) if row >= 0 else None
+        return _Decoded(file, image, cached.width, cached.height, cached.fmt, cached.sha256, cached.phash, cached.reason, cached.detail)
+
     started, last_log = time.perf_counter(), time.perf_counter()
     chunk = int(ingestion.get("chunk_size", 256))
     with ThreadPoolExecutor(max_workers=int(ingestion.get("workers", 4))) as pool:
         for start in range(0, len(files), chunk):
             batch = files[start : start + chunk]
-            for result in pool.map(lambda f: _decode_one(raw_images, f, size, limits, pad), batch):
+            reused += sum((f.relpath, f.size, f.mtime_ns) in reusable for f in batch)
+            for result in pool.map(decode, batch):
                 if result.reason:
                     rejects.append(_reject_row(result.file, result.reason, result.detail))
+                    results.append((result, -1))
                 elif result.sha256 in seen_sha:
                     first = seen_sha[result.sha256].file
                     if first.category != result.file.category:
@@ -114,8 +176,11 @@ def decode_images(
                         rejects.append(_reject_row(result.file, "label_conflict", _conflict_detail(first)))
                     else:
                         rejects.append(_reject_row(result.file, "duplicate", f"same bytes as {first.relpath}"))
+                    results.append((result, kept_row[result.sha256]))
                 else:
                     seen_sha[result.sha256] = result
+                    kept_row[result.sha256] = len(kept)
+                    results.append((result, len(kept)))
                     images[len(kept)] = result.image
                     result.image = None
                     kept.append(result)
@@ -124,8 +189,8 @@ def decode_images(
                 last_log = now
                 done = min(start + chunk, len(files))
                 logger.info(
-                    "ingestion: %d/%d files (%.0f files/s), %d kept, %d refused",
-                    done, len(files), done / (now - started), len(kept), len(rejects),
+                    "ingestion: %d/%d files (%.0f files/s), %d kept, %d refused, %d unchanged since the last run",
+                    done, len(files), done / (now - started), len(kept), len(rejects), reused,
                 )
 
     phashes = np.array([d.phash for d in kept], dtype=np.uint64)
@@ -164,7 +229,7 @@ def decode_images(
         columns=MANIFEST_COLUMNS,
     )
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("path", kind="stable")
-    return store, manifest, rejects_df.reset_index(drop=True)
+    return store, manifest, rejects_df.reset_index(drop=True), _decode_cache(settings, results, images[: len(kept)])
 
 
 def _reject_row(file: RawFile, reason: str, detail: str) -> dict[str, str]:
@@ -183,12 +248,16 @@ def ingestion_summary(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
 
 
 def check_categories(
-    manifest: pd.DataFrame, rejects: pd.DataFrame, raw_images: RawImageFolder, ingestion: dict[str, Any]
-) -> tuple[pd.DataFrame, list[str]]:
-    """Fail with a clear message when a category has too few valid images; return the category list."""
+    manifest: pd.DataFrame, rejects: pd.DataFrame, store: np.ndarray, raw_images: RawImageFolder, ingestion: dict[str, Any]
+) -> tuple[np.ndarray, pd.DataFrame, list[str], dict[str, Any]]:
+    """Fail with a clear message when a category has too few valid images; else hand over the primary outputs.
+
+    Nothing primary is written before these checks pass, so a failed ingestion leaves the previous outputs whole.
+    The identity (folder, manifest digest, counts) lets later pipelines refuse outputs of another folder.
+    """
     categories = list(raw_images.categories)
     if len(categories) < 2:
-        raise ValueError(
+        raise UserInputError(
             f"Need at least 2 category folders in {raw_images.root}, found {len(categories)}: {categories}. "
             "Put the photos of each category in its own sub-folder."
         )
@@ -197,14 +266,14 @@ def check_categories(
     short = {cat: int(n) for cat, n in counts.items() if n < minimum}
     if short:
         details = ", ".join(f"'{cat}' has {n}{_short_reason(rejects, cat)}" for cat, n in short.items())
-        raise ValueError(
+        raise UserInputError(
             f"Categories with fewer than min_images_per_category={minimum} valid images: {details}. "
             "Add photos, remove the folder, or lower ingestion.min_images_per_category. "
             f"Refused files are listed in {REJECTS_REPORT}."
         )
     logger.info("Categories: %s", ", ".join(f"{c} ({n})" for c, n in counts.items()))
     logger.info(ingestion_summary(manifest, rejects))
-    return manifest, categories
+    return store, manifest, categories, ingestion_identity(raw_images.root, manifest)
 
 
 def _short_reason(rejects: pd.DataFrame, category: str) -> str:

@@ -1,4 +1,4 @@
-"""Ingestion pipeline: decode, dedupe, report rejects, check categories."""
+"""Ingestion pipeline: decode (reusing unchanged files' decodes), dedupe, report rejects, check categories, then write."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -11,14 +11,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 decode_images,
-                inputs=["raw_images", "params:preprocessing", "params:ingestion"],
-                outputs=["image_store", "decoded_manifest", "ingestion_rejects"],
+                inputs=["raw_images", "decode_cache", "params:preprocessing", "params:ingestion"],
+                outputs=["decoded_store", "decoded_manifest", "ingestion_rejects", "decode_cache_update"],
                 name="decode_images",
             ),
             Node(
                 check_categories,
-                inputs=["decoded_manifest", "ingestion_rejects", "raw_images", "params:ingestion"],
-                outputs=["ingestion_manifest", "categories"],
+                inputs=["decoded_manifest", "ingestion_rejects", "decoded_store", "raw_images", "params:ingestion"],
+                outputs=["image_store", "ingestion_manifest", "categories", "ingestion_identity"],
                 name="check_categories",
             ),
         ]

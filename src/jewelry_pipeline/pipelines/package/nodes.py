@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import keras
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+    import keras
 
 logger = logging.getLogger(__name__)
 

@@ -7,8 +7,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.decomposition import PCA
-from sklearn.preprocessing import StandardScaler
 
 from jewelry_pipeline.images import downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
@@ -33,6 +31,9 @@ def embedding_sources(
     images: np.ndarray, manifest: pd.DataFrame, classifier_embeddings: dict[str, np.ndarray], recommender: dict[str, Any], *latents: dict[str, np.ndarray]
 ) -> dict[str, np.ndarray]:
     """Every candidate embedding (rows follow the manifest) plus the classifier's predicted category."""
+    from sklearn.decomposition import PCA
+    from sklearn.preprocessing import StandardScaler
+
     item_ids = manifest["item_id"].to_numpy().astype(str)
     rows = manifest["store_index"].to_numpy()
     pixels = downsized_pixels(images, rows, int(recommender["pixel_size"]))

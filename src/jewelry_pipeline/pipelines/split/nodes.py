@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.images import hamming_pairs
+from jewelry_pipeline.lineage import split_identity
 
 logger = logging.getLogger(__name__)
 
@@ -71,3 +72,8 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
             ", ".join(f"{c} {r['train']}/{r['val']}/{r['test']}" for c, r in empty.iterrows()),
         )
     return frame.sort_values("store_index", kind="stable").reset_index(drop=True)
+
+
+def record_split(ingestion_identity: dict[str, Any], split: pd.DataFrame) -> dict[str, Any]:
+    """Which ingestion this split was made from, so later pipelines can refuse a split of other photos."""
+    return split_identity(ingestion_identity, split)

@@ -1,8 +1,8 @@
-"""Split pipeline: one node that adds a split column to the manifest."""
+"""Split pipeline: add a split column to the manifest, and record which ingestion it was made from."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import split_manifest
+from .nodes import record_split, split_manifest
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -14,6 +14,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["ingestion_manifest", "params:split"],
                 outputs="model_input_manifest",
                 name="split_manifest",
-            )
+            ),
+            Node(
+                record_split,
+                inputs=["ingestion_identity", "model_input_manifest"],
+                outputs="split_identity",
+                name="record_split",
+            ),
         ]
     )
