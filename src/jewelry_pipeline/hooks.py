@@ -107,3 +107,51 @@ class DataLineageCheck:
             split_manifest = catalog.load("model_input_manifest") if catalog.exists("model_input_manifest") else None
             check_split(split, ingested, split_manifest)
         logger.info("Stored inputs belong to %s (ingestion %s)", ingested["raw_dir"], ingested["manifest_sha256"][:12])
+
+
+class RunIdentity:
+    """Names each MLflow run by what ran on which folder, and logs the photos it used as an MLflow dataset input.
+
+    Runs after kedro-mlflow has opened the run (`trylast`). The dataset's digest is the manifest digest of
+    `ingestion.json`, so two runs that saw the same photos show the same dataset in the MLflow UI.
+    """
+
+    def __init__(self) -> None:
+        self._logged = False
+
+    @hook_impl(trylast=True)
+    def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        import mlflow
+
+        self._logged = False
+        if mlflow.active_run() is None:
+            return
+        raw_dir = Path(catalog["raw_images"].path).expanduser().resolve()
+        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        ran = "all pipelines" if list(names) == ["__default__"] else "+".join(names)
+        mlflow.set_tag("mlflow.runName", f"{ran} on {raw_dir.name}")
+        mlflow.set_tag("raw_dir", str(raw_dir))
+        if set(pipeline.inputs()) & {*INGESTED} and catalog.exists("ingestion_identity"):
+            self._log_photos(catalog.load("ingestion_identity"), catalog.load("ingestion_manifest"))
+
+    @hook_impl
+    def after_node_run(self, node, outputs) -> None:
+        if "ingestion_identity" in outputs and "ingestion_manifest" in outputs:
+            self._log_photos(outputs["ingestion_identity"], outputs["ingestion_manifest"])
+
+    def _log_photos(self, identity: dict, manifest) -> None:
+        """The photos as an MLflow dataset input: name, source folder, manifest digest, counts per category."""
+        import mlflow
+
+        if self._logged or mlflow.active_run() is None:
+            return
+        dataset = mlflow.data.from_pandas(
+            manifest[["item_id", "path", "category"]],
+            source=identity["raw_dir"],
+            name=f"photos:{Path(identity['raw_dir']).name}",
+            digest=identity["manifest_sha256"][:16],
+        )
+        counts = {f"photos.{category}": str(count) for category, count in identity["per_category"].items()}
+        mlflow.log_input(dataset, context="training", tags={"photos": str(identity["photos"]), **counts})
+        mlflow.log_param("categories.used", ",".join(identity["per_category"]))
+        self._logged = True

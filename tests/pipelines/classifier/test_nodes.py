@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
+import httpx
 import keras
 import mlflow
 import numpy as np
@@ -178,10 +180,28 @@ def test_lambda_layer_is_refused_at_load(tmp_path):
         load_keras_safe(tmp_path / "evil.keras")
 
 
-def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
+OTHER_CATEGORIES = {"bracelet": "bangles", "earring": "studs", "necklace": "chains", "ring": "bands"}
+
+
+def _other_categories_folder(tiny_dataset, destination):
+    """The tiny dataset under other category names (a user's own folder), with its sub-style labels."""
+    import shutil
+
+    for old, new in OTHER_CATEGORIES.items():
+        shutil.copytree(tiny_dataset / old, destination / new)
+    labels = pd.read_csv(tiny_dataset / "substyles.csv")
+    labels["path"] = [OTHER_CATEGORIES[p.split("/")[0]] + p[p.index("/"):] for p in labels["path"]]
+    labels["category"] = labels["category"].map(OTHER_CATEGORIES)
+    labels.to_csv(destination / "substyles.csv", index=False)
+    return destination
+
+
+def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset, tmp_path):
+    """The README one-liner on a folder of other categories, no conf edit; then `bentoml serve` of the bundle it made."""
+    photos = _other_categories_folder(tiny_dataset, tmp_path / "my photos")
     params = ",".join(
         [
-            f"raw_dir={tiny_dataset}",
+            f"raw_dir={photos}",
             "preprocessing.image_size=32",
             "ingestion.min_images_per_category=5",
             "classifier.training.epochs=2",
@@ -208,7 +228,15 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_pca_logistic_test_accuracy", "baseline_pixel_logistic_test_accuracy"):
         assert 0 <= run.data.metrics[name] <= 1
     assert run.data.metrics["baseline_test_accuracy"] == max(run.data.metrics["baseline_pca_logistic_test_accuracy"], run.data.metrics["baseline_pixel_logistic_test_accuracy"])
-    for category in ("bracelet", "earring", "necklace", "ring"):
+    assert run.info.run_name == "all pipelines on my photos"
+    identity = json.loads((kedro_project / "data/03_primary/ingestion.json").read_text())
+    (photos_input,) = run.inputs.dataset_inputs
+    assert photos_input.dataset.name == "photos:my photos" and photos_input.dataset.digest == identity["manifest_sha256"][:16]
+    assert json.loads(photos_input.dataset.source)["uri"].endswith("my photos")
+    input_tags = {tag.key: tag.value for tag in photos_input.tags}
+    assert input_tags["photos"] == str(identity["photos"]) and input_tags["photos.bangles"] == str(identity["per_category"]["bangles"])
+    assert run.data.params["categories.used"] == "bands,bangles,chains,studs"
+    for category in OTHER_CATEGORIES.values():
         assert len(client.get_metric_history(run.info.run_id, f"autoencoder.{category}.loss")) == 1
         assert run.data.metrics[f"autoencoder.{category}.reconstruction_beats_mean"] in (0.0, 1.0)
         for method in ("kmeans_pixels", "pca_kmeans", "ae_kmeans"):
@@ -230,13 +258,13 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
     logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
     by_name = {m.name: m for m in logged}
-    assert {"classifier", "encoder_ring", "autoencoder_ring"} <= set(by_name)
+    assert {"classifier", "encoder_bands", "autoencoder_bands"} <= set(by_name)
     info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
 
     champion = client.get_model_version_by_alias("jewelry-classifier", "champion")
     assert champion.run_id == run.info.run_id
-    assert int(client.get_model_version_by_alias("jewelry-encoder-ring", "champion").version) == 1
+    assert int(client.get_model_version_by_alias("jewelry-encoder-bands", "champion").version) == 1
     assert run.data.tags["promotion.decision"] == "promoted"
     assert "promotion.json" in artifacts
 
@@ -245,7 +273,7 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     from jewelry_pipeline.bundle import read_bundle
 
     bundle = read_bundle(kedro_project / "data/07_model_output/bundle")
-    assert bundle.class_names == ["bracelet", "earring", "necklace", "ring"]
+    assert bundle.class_names == ["bands", "bangles", "chains", "studs"] and sorted(bundle.encoders) == bundle.class_names
     assert bundle.config["preprocessing"]["autoencoder_input"] == choice["input"] and str(bundle.index["source"]) == served["source"]
     assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
     assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
@@ -257,3 +285,16 @@ def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset):
     batch = store[:6].astype(np.float32)
     tracked = mlflow.keras.load_model(by_name["classifier"].model_uri)
     np.testing.assert_allclose(local(batch).numpy(), tracked(batch).numpy(), atol=1e-5)
+
+    from benchmarks._load import start_bentoml
+
+    server = start_bentoml(None, tmp_path / "serve.log", {"BENTOML_HOME": os.environ["BENTOML_HOME"]})
+    try:
+        photo = sorted((photos / "chains").iterdir())[0]
+        answer = httpx.post(f"{server.url}/recommend", files={"image": (photo.name, photo.read_bytes())}, data={"k": "3"}, timeout=60)
+        assert answer.status_code == 200, answer.text
+        body = answer.json()
+        assert body["category"] in OTHER_CATEGORIES.values() and len(body["items"]) == 3
+        assert {item["category"] for item in body["items"]} <= set(OTHER_CATEGORIES.values())
+    finally:
+        server.stop()
