@@ -10,6 +10,7 @@ import threading
 from pathlib import Path
 
 import bentoml
+import httpx
 import numpy as np
 import pytest
 from PIL import Image
@@ -153,3 +154,38 @@ def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server
     manifest = bento_dirs[0].read_text()
     assert "jewelry_pipeline.serving.service:JewelryService" in manifest and "jewelry-bundle" in manifest
     assert (bento_dirs[0].parent / "src" / "src" / "jewelry_pipeline" / "serving" / "static" / "index.html").is_file()
+
+
+def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path):
+    """Checksums match (files.json rewritten), but the classifier file is not a Keras model: the service stays up,
+    and /readyz, /status and the API name the failure instead of "still loading"."""
+    import hashlib
+    import json
+    import time
+
+    from benchmarks._load import free_port, start
+    from tests.serving.conftest import make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle")
+    (bundle / "classifier.keras").write_bytes(b"PK\x03\x04 written by some other tool")
+    files = json.loads((bundle / "files.json").read_text())
+    files["classifier.keras"] = hashlib.sha256((bundle / "classifier.keras").read_bytes()).hexdigest()
+    (bundle / "files.json").write_text(json.dumps(files))
+    port = str(free_port())
+    command = [str(Path(sys.executable).with_name("bentoml")), "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", port]
+    server = start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=10) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/status").json()["state"] == "loading" and time.monotonic() < deadline:
+                time.sleep(0.2)
+            status = client.get("/status").json()
+            assert status["state"] == "failed" and "classifier.keras" in status["error"], status
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["reason"] == "load_failed"
+            classify = client.post("/classify", files={"image": ("a.jpg", jpeg())})
+            assert classify.status_code == 503 and classify.json()["error"].startswith("the model bundle failed to load")
+            assert client.get("/livez").status_code == 200
+        assert "failed to load" in server.log.read_text(errors="replace")
+    finally:
+        server.stop()

@@ -1,4 +1,4 @@
-"""Edge guards: load shedding (429 over N in flight) and the internal-only batched model endpoint."""
+"""Edge guards: load shedding (429 over N in flight), the internal-only batched model endpoint, and a failed load on /readyz."""
 
 from __future__ import annotations
 
@@ -52,4 +52,22 @@ class InternalOnly:
             if not any(name == self.header and value == self.token for name, value in scope.get("headers") or []):
                 response = JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)
                 return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
+class LoadFailure:
+    """ASGI middleware: once the bundle has failed to load, `/readyz` answers 503 with the cause as JSON.
+
+    BentoML's own probe would only say "not ready", which reads like "still loading"; `failure()` returns the
+    cause, or None while loading or once loaded.
+    """
+
+    def __init__(self, app, failure):
+        self.app = app
+        self.failure = failure
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] == "/readyz" and (cause := self.failure()):
+            response = JSONResponse({"error": f"the model bundle failed to load: {cause}", "reason": "load_failed"}, status_code=503)
+            return await response(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -31,7 +31,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
-from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly  # noqa: E402
+from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
@@ -58,6 +58,7 @@ INTERNAL_HEADER = "x-jewelry-internal"
 INTERNAL_TOKEN = secrets.token_hex(16)  # marks this process's own batched model calls
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
 LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
+LOAD_FAILURE: dict[str, str] = {}  # why the bundle failed to load, for /readyz, /status and the page
 
 
 def bundle_reference() -> str:
@@ -126,9 +127,9 @@ class JewelryService:
         try:
             engine = RecommendationEngine(read_bundle(path), label)
             time.sleep(LOAD_DELAY_SECONDS)
-        except Exception as exc:  # noqa: BLE001 - reported through /readyz and the log
-            self.load_error = str(exc)
-            logger.error("Serving bundle failed to load: %s", exc)
+        except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
+            self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {exc}"
+            logger.error("Serving bundle %s failed to load, nothing will be served until it is fixed and the service restarted: %s", label, self.load_error)
             return
         self.engine = LOADED["engine"] = engine
         # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
@@ -142,8 +143,10 @@ class JewelryService:
         return self.engine is not None
 
     def _ready_engine(self) -> RecommendationEngine:
+        if self.load_error is not None:
+            raise ApiError(503, f"the model bundle failed to load: {self.load_error}", "load_failed")
         if self.engine is None:
-            raise ApiError(503, self.load_error or "the model bundle is still loading", "not_ready")
+            raise ApiError(503, "the model bundle is still loading", "not_ready")
         return self.engine
 
     @bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=20_000)
@@ -182,6 +185,12 @@ class JewelryService:
     async def index(self) -> FileResponse:
         """The web page: upload a photo, see its category and similar items, browse the catalog."""
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    @web.get("/status")
+    async def status(self) -> JSONResponse:
+        """`loading`, `ready` or `failed` (with the cause): what the page shows instead of guessing."""
+        state = "failed" if self.load_error is not None else "ready" if self.engine is not None else "loading"
+        return JSONResponse({"state": state, "error": self.load_error, "model_version": self.engine.version if self.engine else None})
 
     @web.post("/classify")
     async def classify(self, request: Request) -> JSONResponse:
@@ -266,3 +275,4 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
 JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
+JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
