@@ -78,6 +78,7 @@ benchmarks: $(STAMP)
 	$(BIN)/python benchmarks/train_classifier.py
 	$(BIN)/python benchmarks/retrieval.py
 	$(BIN)/python benchmarks/serve.py
+	$(BIN)/python benchmarks/startup.py
 
 clean:
 	rm -rf data/0[2-8]_*/[!.]* mlruns/[!.]*

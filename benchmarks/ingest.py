@@ -27,7 +27,7 @@ pre = yaml.safe_load(open("conf/base/parameters.yml"))["preprocessing"]
 pre["image_size"] = int(sys.argv[2])
 started = time.perf_counter()
 raw = list_image_folder(sys.argv[1])
-store, manifest, rejects = decode_images(raw, pre, params)
+store, manifest, rejects, _ = decode_images(raw, {}, pre, params)
 write_store(sys.argv[3], store)
 elapsed = time.perf_counter() - started
 print(json.dumps({"files": len(raw.files), "kept": len(manifest), "refused": len(rejects), "seconds": elapsed}))

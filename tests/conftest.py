@@ -65,3 +65,13 @@ def kedro_project(tmp_path, monkeypatch) -> Path:
     (project / "mlruns").mkdir()
     (project / "src").mkdir()  # the package itself is imported from the installed project
     return project
+
+
+SLOW_FIXTURES = {"kedro_project", "live_server", "project", "bundle"}  # real `kedro run`s and live servers
+
+
+def pytest_collection_modifyitems(config, items):
+    """Mark every test that runs `kedro run` or a live server `slow`: `pytest -m "not slow"` is the quick subset."""
+    for item in items:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "tests/benchmarks/" in item.nodeid or "test_web_page" in item.nodeid:
+            item.add_marker(pytest.mark.slow)

@@ -43,7 +43,7 @@ def test_round_trip(tmp_path, bundle_parts):
     assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
     batch = parts["thumbnails"].astype(np.float32)
     np.testing.assert_allclose(bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6)
-    assert not list(tmp_path.glob(".bundle.*"))  # no staging folder left behind
+    assert path.is_symlink() and list(tmp_path.glob(".bundle.*")) == [path.resolve()]  # the version, no staging left
 
 
 def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_parts):
@@ -98,3 +98,43 @@ def test_rewrite_replaces_the_whole_bundle(tmp_path, bundle_parts):
     write_bundle(tmp_path / "bundle", **parts)
     write_bundle(tmp_path / "bundle", **{**parts, "version": {"run_id": "new"}})
     assert json.loads((tmp_path / "bundle" / "config.json").read_text())["version"] == {"run_id": "new"}
+
+
+def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_parts):
+    """A reader loops over verify_bundle while the bundle is rewritten five times: it never finds no bundle or a
+    mixed one. Broken on purpose once: removing the old bundle before the new one took its place (the former
+    "remove, then rename" order, with its gap widened to 50 ms) made the reader fail with "does not exist"."""
+    import threading
+
+    parts = bundle_parts[0]
+    path = write_bundle(tmp_path / "bundle", **parts)
+    failures, versions_seen, done = [], set(), threading.Event()
+
+    def read_loop() -> None:
+        while not done.is_set():
+            try:
+                versions_seen.add(verify_bundle(path)["version"]["run_id"])
+            except Exception as exc:  # noqa: BLE001 - collected for the assertion
+                failures.append(exc)
+
+    reader = threading.Thread(target=read_loop)
+    reader.start()
+    try:
+        for run in range(5):
+            write_bundle(path, **{**parts, "version": {"run_id": f"run{run}"}})
+    finally:
+        done.set()
+        reader.join(30)
+    assert failures == []
+    assert versions_seen <= {"abc", "run0", "run1", "run2", "run3", "run4"} and len(versions_seen) >= 2
+    assert read_bundle(path).config["version"] == {"run_id": "run4"}
+    assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the current version and the one before it
+
+
+def test_a_bundle_folder_from_before_versions_is_replaced_in_place(tmp_path, bundle_parts):
+    parts = bundle_parts[0]
+    legacy = tmp_path / "bundle"
+    legacy.mkdir()
+    (legacy / "files.json").write_text("{}")
+    write_bundle(legacy, **parts)
+    assert legacy.is_symlink() and read_bundle(legacy).class_names == ["a", "b"]

@@ -4,6 +4,10 @@ Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog
 `thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, version info) and
 `files.json` (sha256 of every file). No pickles: arrays load with `allow_pickle=False` and models
 with Keras `safe_mode=True`.
+
+The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a rewrite
+writes a new version, then replaces the link in one atomic rename, so a reader sees the old bundle or the
+new one, never none. Readers resolve the link once. The previous version is kept for readers in flight.
 """
 
 from __future__ import annotations
@@ -98,13 +102,30 @@ def write_bundle(
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
         (staging / "files.json").write_text(json.dumps(files, indent=2, sort_keys=True))
-        if destination.exists():
-            shutil.rmtree(destination)
-        os.replace(staging, destination)
-    finally:
-        if staging.exists():
-            shutil.rmtree(staging, ignore_errors=True)
+        os.chmod(staging, 0o755)  # mkdtemp makes it private
+        _point(destination, staging)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     return destination
+
+
+def _point(destination: Path, version: Path) -> None:
+    """Make `destination` a link to `version` in one atomic rename; keep the version it replaced, drop older ones."""
+    previous = destination.resolve() if destination.is_symlink() else None
+    if destination.is_dir() and not destination.is_symlink():  # a bundle from before versioned folders
+        legacy = destination.with_name(f".{destination.name}.legacy")
+        shutil.rmtree(legacy, ignore_errors=True)
+        os.replace(destination, legacy)
+        previous = legacy
+    link = destination.with_name(f".{destination.name}.link.{os.getpid()}")
+    link.unlink(missing_ok=True)
+    link.symlink_to(version.name)
+    os.replace(link, destination)
+    keep = {version.resolve(), previous}
+    for old in destination.parent.glob(f".{destination.name}.*"):
+        if old.is_dir() and not old.is_symlink() and old.resolve() not in keep:
+            shutil.rmtree(old, ignore_errors=True)
 
 
 def _check_encoders(encoders: list[str], class_names: list[str], where: str) -> None:
@@ -115,7 +136,7 @@ def _check_encoders(encoders: list[str], class_names: list[str], where: str) -> 
 
 def verify_bundle(path: str | Path) -> dict[str, Any]:
     """Check that every listed file exists with its recorded hash; return the config."""
-    path = Path(path)
+    path = Path(path).resolve()  # one version, even if the link moves meanwhile
     if not path.is_dir():
         raise BundleError(f"serving bundle '{path}' does not exist")
     try:
@@ -141,7 +162,7 @@ def read_bundle(path: str | Path) -> ServingBundle:
     """Verify and load a bundle: models with `safe_mode=True`, arrays without pickle."""
     from jewelry_pipeline.models.files import load_keras_safe  # Keras only when models are read
 
-    path = Path(path)
+    path = Path(path).resolve()  # one version, even if the link moves meanwhile
     config = verify_bundle(path)
     try:
         classifier = load_keras_safe(path / "classifier.keras")

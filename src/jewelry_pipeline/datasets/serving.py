@@ -46,9 +46,12 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
         if run is None:
             raise DatasetError("Promotion needs an active MLflow run (run it through `kedro run`).")
         client = MlflowClient()
-        logged = _latest_logged_models(run.info.experiment_id)
+        logged = _models_logged_by(run.info.experiment_id, run.info.run_id)
         if "classifier" not in logged:
-            raise DatasetError("No classifier model is logged in this experiment yet; run the classifier pipeline first.")
+            raise DatasetError(
+                f"This run ({run.info.run_id}) logged no classifier model; promotion registers only the models of its own run. "
+                "Run the models and `package` together: `kedro run` (or `--pipelines classifier,autoencoders,clustering,recommender,package`)."
+            )
         registered = {self._model_name: logged["classifier"]}
         if self._encoder_prefix:
             registered |= {f"{self._encoder_prefix}{name.removeprefix('encoder_')}": m for name, m in logged.items() if name.startswith("encoder_")}
@@ -66,12 +69,15 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
         return {"model_name": self._model_name, "alias": self._alias, "metric": self._metric}
 
 
-def _latest_logged_models(experiment_id: str) -> dict[str, Any]:
-    """The newest logged model of each name in the experiment (this run's when it trained them)."""
+def _models_logged_by(experiment_id: str, run_id: str) -> dict[str, Any]:
+    """The models this run logged, by name: never another run's, even one that finished later in the same store."""
     import mlflow
 
     models = mlflow.search_logged_models(
-        experiment_ids=[experiment_id], order_by=[{"field_name": "creation_time", "ascending": True}], output_format="list"
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        order_by=[{"field_name": "creation_time", "ascending": True}],
+        output_format="list",
     )
     return {m.name: m for m in models}
 
@@ -113,7 +119,7 @@ class ServingBundleDataset(AbstractDataset[dict, ServingBundle]):
             "promotion_value": float(version["promotion"]["new_value"]),
         }
         with bentoml.models.create(self._bentoml_name, labels={"stage": "champion"}, metadata=metadata) as model_ref:
-            shutil.copytree(self._path, model_ref.path, dirs_exist_ok=True)
+            shutil.copytree(self._path.resolve(), model_ref.path, dirs_exist_ok=True)  # the version the link points to
         logger.info("Champion bundle saved to the BentoML model store as %s", model_ref.tag)
 
     def _exists(self) -> bool:

@@ -76,7 +76,51 @@ def test_registry_save_without_a_logged_classifier_is_a_clear_error(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_experiment("empty")
     try:
-        with mlflow.start_run(), pytest.raises(Exception, match="No classifier model is logged"):
+        with mlflow.start_run(), pytest.raises(Exception, match="logged no classifier model; promotion registers only the models of its own run"):
             MlflowChampionDataset("clf", "test_accuracy").save({"promote": True, "reason": "x"})
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_overlapping_runs_each_register_their_own_models(tmp_path):
+    """Run A logs its classifier, run B (another `kedro run` on the same store) logs one later, then A promotes:
+    A registers its own model, not the experiment's newest. Broken on purpose once: with the experiment-wide
+    "newest logged model" lookup, A's registered version came from B's run."""
+    import threading
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("overlap")
+    b_logged, a_registered = threading.Event(), threading.Event()
+    run_ids, errors = {}, []
+
+    def run(name: str, wait_for: threading.Event | None, then: threading.Event | None) -> None:
+        try:
+            with mlflow.start_run() as active:  # MLflow's active run is per thread
+                run_ids[name] = active.info.run_id
+                KerasModelDataset(str(tmp_path / f"{name}.keras"), mlflow_name="classifier").save(build_classifier(16, 2, filters=(4,), embedding_dim=4))
+                if then is not None and name == "b":
+                    then.set()
+                if wait_for is not None:
+                    assert wait_for.wait(120)
+                MlflowChampionDataset("clf", "test_accuracy").save({"promote": True, "reason": name})
+                if name == "a":
+                    a_registered.set()
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+
+    try:
+        first = threading.Thread(target=run, args=("a", b_logged, None))
+        first.start()
+        while "a" not in run_ids and first.is_alive():
+            first.join(0.05)
+        second = threading.Thread(target=run, args=("b", a_registered, b_logged))
+        second.start()
+        first.join(300)
+        second.join(300)
+        assert not errors, errors
+        client = MlflowClient()
+        versions = {int(v.version): v for v in client.search_model_versions("name='clf'")}
+        assert versions[1].run_id == run_ids["a"] and versions[2].run_id == run_ids["b"]
+        assert versions[1].source.endswith(next(m.model_id for m in mlflow.search_logged_models(output_format="list") if m.source_run_id == run_ids["a"]))
     finally:
         mlflow.set_tracking_uri(None)
