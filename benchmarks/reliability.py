@@ -326,68 +326,127 @@ def _runs_in(database: Path) -> int:
         return int(connection.execute("select count(*) from runs").fetchone()[0])
 
 
+def _weights(path: Path) -> list:
+    from jewelry_pipeline.models.files import load_keras_safe
+
+    return load_keras_safe(path).get_weights()
+
+
+def _same_arrays(first: dict, second: dict) -> bool:
+    return first.keys() == second.keys() and all(np.array_equal(first[k], second[k]) for k in first)
+
+
 def check_reproducibility(project: Path, settings: Settings) -> Check:
-    """Two runs with the same seed: identical manifests and splits, test accuracy within tolerance."""
+    """The default pipeline twice with the same seed and data: the same split, classifier weights, metrics,
+    autoencoder weights, index and cluster assignments.
+
+    Broken on purpose once: seeding the classifier from the clock made `classifier_weights_identical` and
+    `index_identical` false.
+    """
     outputs = {}
     for attempt in (1, 2):
-        done = kedro_run(project, "ingestion,split,classifier", _params(settings))
+        done = kedro_run(project, "__default__", _params(settings, **{"autoencoders.training.epochs": 1}))
         if done.returncode != 0:
-            return Check("reproducibility: same seed, same data", False, {"run": attempt}, done.stderr[-300:])
+            return Check("reproducibility: same seed, same data", False, {"run": attempt}, (done.stdout + done.stderr)[-600:])
+        data = project / "data"
+        with np.load(data / "07_model_output/index.npz", allow_pickle=False) as index:
+            index_arrays = {key: index[key] for key in index.files}
         outputs[attempt] = {
-            "manifest": (project / "data/03_primary/manifest.csv").read_bytes(),
-            "split": (project / "data/05_model_input/manifest.csv").read_bytes(),
-            "metrics": json.loads((project / "data/08_reporting/classifier_metrics.json").read_text()),
+            "manifest": (data / "03_primary/manifest.csv").read_bytes(),
+            "split": (data / "05_model_input/manifest.csv").read_bytes(),
+            "metrics": json.loads((data / "08_reporting/classifier_metrics.json").read_text()),
+            "classifier": _weights(data / "06_models/classifier.keras"),
+            "encoders": {p.parent.name: _weights(p) for p in sorted((data / "06_models/autoencoders").glob("*/encoder.keras"))},
+            "index": index_arrays,
+            "clusters": (data / "07_model_output/cluster_assignments.csv").read_bytes(),
         }
     first, second = outputs[1], outputs[2]
-    delta = abs(first["metrics"]["test_accuracy"] - second["metrics"]["test_accuracy"])
+    same_weights = lambda a, b: len(a) == len(b) and all(np.array_equal(x, y) for x, y in zip(a, b))  # noqa: E731
     figures = {
         "manifest_identical": first["manifest"] == second["manifest"],
         "split_identical": first["split"] == second["split"],
         "test_accuracy": [round(first["metrics"]["test_accuracy"], 4), round(second["metrics"]["test_accuracy"], 4)],
-        "accuracy_delta": round(delta, 4),
-        "tolerance": ACCURACY_TOLERANCE,
+        "metrics_identical": first["metrics"] == second["metrics"],
+        "classifier_weights_identical": same_weights(first["classifier"], second["classifier"]),
+        "encoder_weights_identical": first["encoders"].keys() == second["encoders"].keys() and all(same_weights(first["encoders"][c], second["encoders"][c]) for c in first["encoders"]),
+        "index_identical": _same_arrays(first["index"], second["index"]),
+        "cluster_assignments_identical": first["clusters"] == second["clusters"],
     }
-    passed = figures["manifest_identical"] and figures["split_identical"] and delta <= ACCURACY_TOLERANCE
-    return Check("reproducibility: same seed, same data", passed, figures, "byte-identical manifest and split; metrics within the tolerance")
+    passed = all(value for key, value in figures.items() if key.endswith("identical"))
+    return Check("reproducibility: same seed, same data", passed, figures, "identical manifest, split, metrics, weights, index and clusters")
+
+
+HOLD_SAVE = """
+# Test-only start-up patch (PYTHONPATH): the zip writer of a `.keras` file whose name contains
+# JEWELRY_HOLD_SAVE_OF stops just before it finishes, prints a marker and waits to be killed.
+import os, sys, time, zipfile
+_close = zipfile.ZipFile.close
+def close(self):
+    target = os.environ.get("JEWELRY_HOLD_SAVE_OF")
+    if target and self.mode == "w" and target in str(getattr(self, "filename", "")):
+        print("SAVE HELD OPEN", self.filename, flush=True)
+        time.sleep(600)
+    return _close(self)
+zipfile.ZipFile.close = close
+"""
 
 
 def check_killed_training(project: Path, settings: Settings) -> Check:
-    """SIGKILL `kedro run` mid-training, then run again: it completes and no half-written file is loaded."""
+    """SIGKILL `kedro run` while it *saves* the classifier (the zip writer is held open just before it finishes):
+    the final path still holds the previous model, and the next run completes and leaves no temporary file.
+
+    Broken on purpose once: with `save_keras_atomic` writing straight to the final path, the killed save left a
+    truncated classifier.keras at the final path (`final_path_holds_previous_model: false`, and it failed to load).
+    """
+    import hashlib
+
     from jewelry_pipeline.models.files import load_keras_safe
     from jewelry_pipeline.store import open_store
 
     model = project / "data/06_models/classifier.keras"
-    model.unlink(missing_ok=True)
-    params = _params(settings, **{"classifier.training.epochs": 200, "classifier.training.early_stopping_patience": 200})
-    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "classifier", "--params", params]
-    process = subprocess.Popen(command, cwd=project, env=_clean_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    seen_epoch, deadline = False, time.monotonic() + 600
+    first = kedro_run(project, "ingestion,split,classifier", _params(settings))  # on its own: needs no earlier check
+    if first.returncode != 0 or not model.is_file():
+        return Check("fault: kedro run killed while saving a model, then run again", False, {"first_run_exit_code": first.returncode}, first.stderr[-300:])
+    previous = hashlib.sha256(model.read_bytes()).hexdigest()
+    patch_dir = project / "build" / "hold-save"
+    patch_dir.mkdir(parents=True, exist_ok=True)
+    (patch_dir / "sitecustomize.py").write_text(HOLD_SAVE)
+    env = {**_clean_env(), "PYTHONPATH": str(patch_dir), "JEWELRY_HOLD_SAVE_OF": "classifier."}
+    command = [sys.executable, "-m", "kedro", "run", "--pipelines", "classifier", "--params", _params(settings, **{"seed": 99})]
+    process = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    held, deadline = False, time.monotonic() + 600
     for line in process.stdout:
-        if "Epoch 3/" in line:
-            seen_epoch = True
+        if "SAVE HELD OPEN" in line:
+            held = True
             break
         if time.monotonic() > deadline:
             break
     process.send_signal(signal.SIGKILL)
     process.wait(timeout=30)
     process.stdout.close()
-    half_written = model.exists()
-    leftovers = sorted(p.name for p in model.parent.glob(".*tmp*"))
+    holds_previous = model.is_file() and hashlib.sha256(model.read_bytes()).hexdigest() == previous
+    loads_after_kill = False
+    try:
+        loads_after_kill = load_keras_safe(model) is not None
+    except Exception:  # noqa: BLE001 - a half-written file is exactly what this check looks for
+        loads_after_kill = False
+    left_by_kill = sorted(p.name for p in model.parent.glob(".*tmp*"))
     store_ok = open_store(project / "data/03_primary/image_store.npy").shape[0] > 0
     again = kedro_run(project, "classifier", _params(settings))
-    reloaded = False
-    if again.returncode == 0:
-        reloaded = load_keras_safe(model) is not None
+    left_after_rerun = sorted(p.name for p in model.parent.glob(".*tmp*"))
+    reloaded = again.returncode == 0 and load_keras_safe(model) is not None
     figures = {
-        "killed_during_training": seen_epoch,
-        "model_at_final_path_after_kill": half_written,
-        "temporary_files_left": leftovers,
+        "killed_while_saving": held,
+        "final_path_holds_previous_model": holds_previous,
+        "final_path_loads_after_kill": loads_after_kill,
+        "temporary_files_left_by_the_kill": left_by_kill,
+        "temporary_files_left_after_rerun": left_after_rerun,
         "store_still_loads": store_ok,
         "rerun_exit_code": again.returncode,
         "model_loads_after_rerun": reloaded,
     }
-    passed = seen_epoch and not half_written and store_ok and again.returncode == 0 and reloaded
-    return Check("fault: kedro run killed during training, then run again", passed, figures, "writes are atomic: a final path holds a whole file or nothing")
+    passed = held and holds_previous and loads_after_kill and not left_after_rerun and store_ok and reloaded
+    return Check("fault: kedro run killed while saving a model, then run again", passed, figures, "the final path holds the previous model or the new one, never half; no temporary file survives the next run")
 
 
 def check_tracking_database(project: Path, settings: Settings) -> Check:
@@ -505,13 +564,19 @@ def hostile_uploads(request_cap: int, decode_cap: int) -> list[tuple[str, dict, 
     ]
 
 
-def _decode_bomb_rss(out: multiprocessing.Queue) -> None:
-    """In a fresh process: peak memory added by refusing a 20000x20000 PNG bomb."""
+def _decode_bomb_rss(bomb_file: str, out: multiprocessing.Queue) -> None:
+    """In a fresh process: peak memory added by refusing the PNG bomb in `bomb_file` (a few KB on disk).
+
+    The bomb is built by the parent; this process only reads its bytes, so the peak before the decode is
+    the interpreter's own and anything the decode allocates shows. Broken on purpose once: with both pixel caps
+    lifted (`DecodeLimits(max_pixels=10**10)` and Pillow's `MAX_IMAGE_PIXELS = None`) the bomb decoded and
+    added 4,202 MB, failing the check.
+    """
     import resource
 
     from jewelry_pipeline.images import ImageRejected, decode_image
 
-    bomb = _png(20000, 20000, "1")
+    bomb = Path(bomb_file).read_bytes()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     try:
         decode_image(bomb)
@@ -519,7 +584,7 @@ def _decode_bomb_rss(out: multiprocessing.Queue) -> None:
     except ImageRejected as exc:
         reason = exc.reason
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put({"bytes": len(bomb), "reason": reason, "peak_rss_added_mb": round((after - before) / 1024, 2)})
+    out.put({"bytes": len(bomb), "reason": reason, "peak_rss_before_mb": round(before / 1024, 1), "peak_rss_added_mb": round((after - before) / 1024, 2)})
 
 
 def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Check:
@@ -537,8 +602,10 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
     except ValueError:
         lambda_refused = True
 
+    bomb_file = workdir / "bomb.png"
+    bomb_file.write_bytes(_png(20000, 20000, "1"))
     queue: multiprocessing.Queue = multiprocessing.get_context("spawn").Queue()
-    child = multiprocessing.get_context("spawn").Process(target=_decode_bomb_rss, args=(queue,))
+    child = multiprocessing.get_context("spawn").Process(target=_decode_bomb_rss, args=(str(bomb_file), queue))
     child.start()
     bomb = queue.get(timeout=120)
     child.join(timeout=30)
