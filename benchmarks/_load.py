@@ -162,19 +162,16 @@ def run_load(url: str, path: str, payloads: list[dict], concurrency: int, durati
 
 
 def sample_payloads(count: int = 16, seed: int = 0) -> list[dict]:
-    """Multipart /recommend payloads: photos from the built-in dataset, or generated ones."""
-    photos = sorted((ROOT / "data/01_raw/jewelry").glob("*/*.jpg"))[::50][:count]
-    if photos:
-        blobs = [(p.name, p.read_bytes()) for p in photos]
-    else:
-        import cv2
+    """Multipart /recommend payloads: generated built-in-style photos, the same for a seed on every machine
+    (never the repository's data/, so what a developer has there cannot change a result)."""
+    import cv2
 
-        from jewelry_pipeline.synth import CATEGORIES, SUBSTYLES, render
+    from jewelry_pipeline.synth import CATEGORIES, SUBSTYLES, render
 
-        rng = np.random.default_rng(seed)
-        blobs = []
-        for i in range(count):
-            category = CATEGORIES[i % len(CATEGORIES)]
-            image = render(category, sorted(SUBSTYLES[category])[i % 3], rng, 128)
-            blobs.append((f"synthetic{i}.jpg", cv2.imencode(".jpg", image)[1].tobytes()))
+    rng = np.random.default_rng(seed)
+    blobs = []
+    for i in range(count):
+        category = CATEGORIES[i % len(CATEGORIES)]
+        image = render(category, sorted(SUBSTYLES[category])[i % 3], rng, 128)
+        blobs.append((f"synthetic{i}.jpg", cv2.imencode(".jpg", image)[1].tobytes()))
     return [{"files": {"image": (name, data, "image/jpeg")}, "data": {"k": "10"}} for name, data in blobs]

@@ -12,7 +12,9 @@ import pytest
 import yaml
 from PIL import Image
 
+_SESSION_HOME = Path(os.environ.setdefault("JEWELRY_TEST_HOME", __import__("tempfile").mkdtemp(prefix="jewelry-tests-")))
 for _name, _value in {
+    "BENTOML_HOME": str(_SESSION_HOME / "bentoml"),  # never the developer's ~/bentoml
     "KEDRO_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "BENTOML_DO_NOT_TRACK": "true",
@@ -75,3 +77,15 @@ def pytest_collection_modifyitems(config, items):
     for item in items:
         if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "tests/benchmarks/" in item.nodeid or "test_web_page" in item.nodeid:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture(autouse=True)
+def _isolated_tracking(tmp_path, monkeypatch):
+    """Every test tracks into its own SQLite file unless it sets one, and leaves no MLflow state behind."""
+    import mlflow
+
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
+    yield
+    if mlflow.active_run() is not None:
+        mlflow.end_run()
+    mlflow.set_tracking_uri(None)

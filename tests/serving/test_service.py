@@ -9,7 +9,6 @@ import sys
 import threading
 from pathlib import Path
 
-import bentoml
 import httpx
 import numpy as np
 import pytest
