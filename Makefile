@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -36,7 +36,11 @@ run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
 test: $(STAMP) browser
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
+
+# The same suite in a shuffled order (pytest-randomly): `make test-random SEED=1`; tests must pass in any order.
+test-random: $(STAMP) browser
+	$(BIN)/python -m pytest -p randomly -p no:cacheprovider --randomly-seed=$(or $(SEED),1) $(PYTEST_ARGS)
 
 # The web-page test drives Debian's headless Chromium through its own chromedriver (nothing downloaded).
 browser:
