@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import hashlib
 from pathlib import Path
-from typing import Any
-
-import pandas as pd
+from typing import TYPE_CHECKING, Any
 
 from jewelry_pipeline.errors import UserInputError
+
+if TYPE_CHECKING:  # pandas loads with the first manifest compared, not when the hooks are imported (fast start)
+    import pandas as pd
 
 
 class StaleDataError(UserInputError):
