@@ -145,9 +145,13 @@ class RunIdentity:
 
         if self._logged or mlflow.active_run() is None:
             return
+        from mlflow.data.dataset_source_registry import get_registered_sources
+
+        # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local source twice.
+        local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
         dataset = mlflow.data.from_pandas(
             manifest[["item_id", "path", "category"]],
-            source=identity["raw_dir"],
+            source=local(identity["raw_dir"]),
             name=f"photos:{Path(identity['raw_dir']).name}",
             digest=identity["manifest_sha256"][:16],
         )

@@ -52,6 +52,7 @@ MAX_K = 50
 DEFAULT_K = 10
 MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more in flight get 429
 LOAD_DELAY_SECONDS = float(os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0"))  # holds readiness back (probe tests)
+LOAD_WAIT_SECONDS = float(os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15"))  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
 INTERNAL_PATHS = ("/embed",)
 INTERNAL_HEADER = "x-jewelry-internal"
@@ -142,7 +143,12 @@ class JewelryService:
         """Ready once the bundle is loaded (async: the probe never waits for a worker thread)."""
         return self.engine is not None
 
-    def _ready_engine(self) -> RecommendationEngine:
+    async def _ready_engine(self) -> RecommendationEngine:
+        """The loaded engine; a request that arrives while the bundle loads (a start, or a restarted worker) waits
+        up to `LOAD_WAIT_SECONDS` for it instead of failing, then gets 503."""
+        deadline = time.monotonic() + LOAD_WAIT_SECONDS
+        while self.engine is None and self.load_error is None and time.monotonic() < deadline:
+            await anyio.sleep(0.05)
         if self.load_error is not None:
             raise ApiError(503, f"the model bundle failed to load: {self.load_error}", "load_failed")
         if self.engine is None:
@@ -195,7 +201,7 @@ class JewelryService:
     @web.post("/classify")
     async def classify(self, request: Request) -> JSONResponse:
         """Multipart `image` -> category, probabilities and model version."""
-        engine = self._ready_engine()
+        engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
         features = await self._features(engine, await image_field(form))
         return JSONResponse(engine.classify(features))
@@ -203,7 +209,7 @@ class JewelryService:
     @web.post("/recommend")
     async def recommend(self, request: Request) -> JSONResponse:
         """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar items."""
-        engine = self._ready_engine()
+        engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
         k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
         category = text_field(form.get("category"), "category")
@@ -214,7 +220,7 @@ class JewelryService:
     @web.post("/recommend_by_id")
     async def recommend_by_id(self, request: Request) -> JSONResponse:
         """JSON `{"item_id": ..., "k": 10}` -> the item and its most similar catalog items."""
-        engine = self._ready_engine()
+        engine = await self._ready_engine()
         body = await json_object(request)
         item_id = body.get("item_id")
         if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id) == "":
@@ -225,18 +231,18 @@ class JewelryService:
     @web.get("/items/{item_id}/thumbnail")
     async def thumbnail(self, item_id: str) -> Response:
         """The catalog item's thumbnail (PNG)."""
-        png = await _in_thread(self._ready_engine().thumbnail_png, item_id)
+        png = await _in_thread((await self._ready_engine()).thumbnail_png, item_id)
         return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
 
     @web.get("/catalog")
     async def catalog(self) -> JSONResponse:
         """Categories, item counts and clusters."""
-        return JSONResponse(self._ready_engine().catalog_summary())
+        return JSONResponse((await self._ready_engine()).catalog_summary())
 
     @web.get("/catalog/items")
     async def catalog_items(self, request: Request) -> JSONResponse:
         """A page of items: query `category`, `cluster`, `offset`, `limit` (at most 200)."""
-        engine = self._ready_engine()
+        engine = await self._ready_engine()
         query = request.query_params
         cluster = query.get("cluster")
         page = await _in_thread(
