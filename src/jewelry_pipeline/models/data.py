@@ -31,8 +31,9 @@ def augmenter(config: dict, seed: int) -> keras.Sequential | None:
 def rotator(config: dict, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
     """Random rotation of uint8 batches by up to `rotation` of a full turn, border repeated; None when off.
 
-    OpenCV on the uint8 batch costs a few milliseconds an epoch, where Keras' RandomRotation took a third
-    of a CPU training epoch. Seeded: the same seed gives the same angles in the same order.
+    Done with OpenCV on the uint8 batch in the input generator (about 40 ms for 1,400 64 px images); in the
+    end-to-end default run no saving over Keras' RandomRotation was measured. Seeded: the same seed gives the
+    same angles in the same order.
     """
     turn = float(config.get("rotation", 0))
     if not turn:

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.datasets.image_folder import RawFile, RawImageFolder
+from jewelry_pipeline.datasets.image_folder import RawFile, RawImageFolder, SkippedEntry
 from jewelry_pipeline.images import (
     DecodeLimits,
     ImageRejected,
@@ -142,9 +142,7 @@ def decode_images(
     logger.info("Ingesting %d files in %d categories from %s", len(files), len(raw_images.categories), raw_images.root)
     images = np.empty((len(files), size, size, 3), np.uint8)
     kept: list[_Decoded] = []
-    rejects: list[dict[str, str]] = [
-        {"path": entry.relpath, "category": entry.category, "reason": entry.reason, "detail": entry.detail} for entry in raw_images.skipped
-    ]
+    rejects = [_reject_row(entry, entry.reason, entry.detail) for entry in raw_images.skipped]
     seen_sha: dict[str, _Decoded] = {}
     kept_row: dict[str, int] = {}  # sha256 -> row in `images` (the cache's pixels)
     conflicted: dict[str, RawFile] = {}  # sha256 of a photo filed under two categories -> the other copy
@@ -232,8 +230,8 @@ def decode_images(
     return store, manifest, rejects_df.reset_index(drop=True), _decode_cache(settings, results, images[: len(kept)])
 
 
-def _reject_row(file: RawFile, reason: str, detail: str) -> dict[str, str]:
-    return {"path": file.relpath, "category": file.category, "reason": reason, "detail": detail}
+def _reject_row(entry: RawFile | SkippedEntry, reason: str, detail: str) -> dict[str, str]:
+    return {"path": entry.relpath, "category": entry.category, "reason": reason, "detail": detail}
 
 
 def _conflict_detail(other: RawFile) -> str:
