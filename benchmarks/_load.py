@@ -93,6 +93,33 @@ def start_bentoml(bundle: Path | None, log: Path, extra_env: dict[str, str] | No
     return start(command, env, "/readyz", log, statuses=statuses)
 
 
+def worker_pids(server: Server) -> list[int]:
+    """The BentoML worker processes under the `bentoml serve` process."""
+    import psutil
+
+    workers = []
+    for child in psutil.Process(server.process.pid).children(recursive=True):
+        try:
+            if "worker" in " ".join(child.cmdline()):
+                workers.append(child.pid)
+        except psutil.NoSuchProcess:
+            pass
+    return workers
+
+
+def worker_memory_mb(server: Server) -> dict:
+    """Resident memory of each worker and of the supervising `bentoml serve` process, in MB."""
+    import psutil
+
+    rss = []
+    for pid in worker_pids(server):
+        try:
+            rss.append(round(psutil.Process(pid).memory_info().rss / 2**20))
+        except psutil.NoSuchProcess:
+            pass
+    return {"workers": len(rss), "worker_rss_mb": rss, "supervisor_rss_mb": round(psutil.Process(server.process.pid).memory_info().rss / 2**20)}
+
+
 @dataclass
 class LoadResult:
     """What one bounded load run measured."""
@@ -123,7 +150,7 @@ class LoadResult:
         }
 
 
-async def _run(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float, on_tick=None) -> LoadResult:
+async def _run(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float, on_tick=None, on_answer=None) -> LoadResult:
     latencies, statuses = [], Counter()
     jitter = random.Random(0)  # de-synchronised retries, as independent clients would be
     issued = 0
@@ -138,8 +165,10 @@ async def _run(url: str, path: str, payloads: list[dict], concurrency: int, dura
                 payload = payloads[issued % len(payloads)]
                 issued += 1
                 started = time.perf_counter()
+                status = "transport"
                 try:
                     response = await client.post(path, **payload)
+                    status = response.status_code
                     statuses[response.status_code] += 1
                     if response.status_code == 200:
                         latencies.append((time.perf_counter() - started) * 1000)
@@ -147,6 +176,8 @@ async def _run(url: str, path: str, payloads: list[dict], concurrency: int, dura
                         await asyncio.sleep(min(1.0, float(response.headers.get("retry-after", "1"))) * jitter.uniform(0.5, 1.0))
                 except httpx.TransportError:
                     statuses["transport"] += 1
+                if on_answer is not None:
+                    on_answer(status)
                 if on_tick is not None:
                     on_tick(issued)
 
@@ -156,9 +187,10 @@ async def _run(url: str, path: str, payloads: list[dict], concurrency: int, dura
     return LoadResult(concurrency, issued, elapsed, latencies, statuses)
 
 
-def run_load(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float = 60, on_tick=None) -> LoadResult:
-    """`concurrency` clients send requests until `duration_s` passes or `max_requests` are sent."""
-    return asyncio.run(_run(url, path, payloads, concurrency, duration_s, max_requests, timeout_s, on_tick))
+def run_load(url: str, path: str, payloads: list[dict], concurrency: int, duration_s: float, max_requests: int, timeout_s: float = 60, on_tick=None, on_answer=None) -> LoadResult:
+    """`concurrency` clients send requests until `duration_s` passes or `max_requests` are sent; `on_tick(issued)`
+    and `on_answer(status)` (an HTTP status, or "transport") are called after each request."""
+    return asyncio.run(_run(url, path, payloads, concurrency, duration_s, max_requests, timeout_s, on_tick, on_answer))
 
 
 def sample_payloads(count: int = 16, seed: int = 0) -> list[dict]:

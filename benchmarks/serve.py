@@ -13,7 +13,7 @@ import tempfile
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _load import ROOT, free_port, run_load, sample_payloads, start, start_bentoml  # noqa: E402
+from _load import ROOT, free_port, run_load, sample_payloads, start, start_bentoml, worker_memory_mb  # noqa: E402
 from _report import markdown_table, publish  # noqa: E402
 
 LEVELS = (1, 8, 32)
@@ -46,6 +46,7 @@ def main() -> None:
     server = start_bentoml(args.bundle, logs / "bentoml.log", {"JEWELRY_MAX_CONCURRENCY": "1000"})
     try:
         results["bentoml"] = measure(server.url, args.duration, args.max_requests)
+        memory = worker_memory_mb(server)
     finally:
         server.stop()
     print("Naive Flask server", flush=True)
@@ -79,9 +80,11 @@ def main() -> None:
             f"Targets: p50 at concurrency 1 = {checks['p50_at_1_ms']} ms (target <= {TARGET_P50_MS:.0f}: {'met' if checks['p50_at_1_met'] else 'NOT met'}); "
             f"throughput at 32 = {f'{speedup:.2f}x' if speedup is not None else 'not comparable (the naive server failed)'} the naive server's (target >= {TARGET_SPEEDUP:.0f}x: {'met' if checks['speedup_met'] else 'NOT met'}); "
             f"5xx and transport errors on the service = {checks['errors_5xx']} ({'met' if checks['zero_5xx_met'] else 'NOT met'}).",
+            f"Memory after the load: {memory['workers']} workers (`JEWELRY_WORKERS`), resident MB per worker "
+            f"{', '.join(map(str, memory['worker_rss_mb']))}; the supervising `bentoml serve` process {memory['supervisor_rss_mb']} MB.",
         ]
     )
-    publish("serve", {"bundle": str(args.bundle), "duration_s": args.duration, "results": results, "checks": checks}, section)
+    publish("serve", {"bundle": str(args.bundle), "duration_s": args.duration, "results": results, "checks": checks, "memory": memory}, section)
     print(checks)
 
 

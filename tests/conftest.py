@@ -69,13 +69,13 @@ def kedro_project(tmp_path, monkeypatch) -> Path:
     return project
 
 
-SLOW_FIXTURES = {"kedro_project", "live_server", "project", "bundle"}  # real `kedro run`s and live servers
+SLOW_FIXTURES = {"kedro_project", "live_server", "project", "bundle", "browser"}  # real `kedro run`s and live servers
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test that runs `kedro run` or a live server `slow`: `pytest -m "not slow"` is the quick subset."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "tests/benchmarks/" in item.nodeid or "test_web_page" in item.nodeid:
+        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "tests/benchmarks/" in item.nodeid:
             item.add_marker(pytest.mark.slow)
 
 
@@ -89,3 +89,20 @@ def _isolated_tracking(tmp_path, monkeypatch):
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+
+
+@pytest.fixture
+def browser():
+    """A headless Chromium driven through Debian's chromedriver (never downloaded)."""
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    if shutil.which("chromedriver") is None:
+        pytest.fail("chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver")
+    options = webdriver.ChromeOptions()
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)  # a local driver: nothing is downloaded
+    driver.set_page_load_timeout(30)
+    yield driver
+    driver.quit()

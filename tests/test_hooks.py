@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from jewelry_pipeline.hooks import TrackingStoreError, check_tracking_database, sqlite_path
+from jewelry_pipeline.hooks import NodeTimes, TrackingStoreError, check_tracking_database, sqlite_path
 
 
 def test_sqlite_paths_resolve_against_the_project():
@@ -54,3 +54,21 @@ def test_a_file_that_is_not_sqlite_is_refused(tmp_path):
     database.write_bytes(b"this is not a database" * 100)
     with pytest.raises(TrackingStoreError, match="not a usable SQLite file|cannot be opened"):
         check_tracking_database(database, tmp_path / "artifacts")
+
+
+def test_node_times_are_logged_with_the_slowest_at_the_end(caplog, monkeypatch):
+    from types import SimpleNamespace
+
+    clock = iter([0.0, 2.5, 10.0, 10.2])
+    monkeypatch.setattr("jewelry_pipeline.hooks.time.perf_counter", lambda: next(clock))
+    timer = NodeTimes()
+    timer.before_pipeline_run()
+    with caplog.at_level("INFO", logger="jewelry_pipeline.hooks"):
+        for name in ("train", "split"):
+            timer.before_node_run(SimpleNamespace(name=name))
+            timer.after_node_run(SimpleNamespace(name=name))
+        timer.after_pipeline_run()
+    assert timer.seconds == {"train": 2.5, "split": 0.2}
+    messages = [r.getMessage() for r in caplog.records]
+    assert "Node train took 2.5 s" in messages and not any("Node split took" in m for m in messages)  # under a second: quiet
+    assert messages[-1] == "Node time 3 s; slowest: train 2 s, split 0 s"

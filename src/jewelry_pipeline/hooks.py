@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import time
 from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
@@ -159,3 +160,37 @@ class RunIdentity:
         mlflow.log_input(dataset, context="training", tags={"photos": str(identity["photos"]), **counts})
         mlflow.log_param("categories.used", ",".join(identity["per_category"]))
         self._logged = True
+
+
+class NodeTimes:
+    """Logs each node's wall time as it finishes and, at the end of a run, where the time went."""
+
+    def __init__(self) -> None:
+        self._started: dict[str, float] = {}
+        self.seconds: dict[str, float] = {}
+
+    @hook_impl
+    def before_pipeline_run(self) -> None:
+        self._started, self.seconds = {}, {}
+
+    @hook_impl
+    def before_node_run(self, node) -> None:
+        self._started[node.name] = time.perf_counter()
+
+    @hook_impl
+    def after_node_run(self, node) -> None:
+        now = time.perf_counter()
+        seconds = now - self._started.pop(node.name, now)
+        self.seconds[node.name] = round(seconds, 2)
+        if seconds >= 1.0:
+            logger.info("Node %s took %.1f s", node.name, seconds)
+
+    @hook_impl
+    def after_pipeline_run(self) -> None:
+        if not self.seconds:
+            return
+        slowest = sorted(self.seconds.items(), key=lambda item: -item[1])[:5]
+        total = sum(self.seconds.values())
+        logger.info(
+            "Node time %.0f s; slowest: %s", total, ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest)
+        )

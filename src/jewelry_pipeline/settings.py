@@ -2,11 +2,11 @@
 
 from kedro.config import OmegaConfigLoader
 
-from jewelry_pipeline.hooks import DataLineageCheck, RunIdentity, TrackingStoreCheck
+from jewelry_pipeline.hooks import DataLineageCheck, NodeTimes, RunIdentity, TrackingStoreCheck
 from jewelry_pipeline.logs import QuietUserErrors
 from jewelry_pipeline.pipelines.categories import RunCategories
 
-HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck(), RunIdentity())
+HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck(), RunIdentity(), NodeTimes())
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {

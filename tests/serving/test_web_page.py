@@ -2,29 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
-
-import pytest
-
 from tests.serving.conftest import CLASSES, PER_CLASS, jpeg
-
-CHROMEDRIVER = shutil.which("chromedriver")
-
-
-@pytest.fixture
-def browser():
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    if CHROMEDRIVER is None:
-        pytest.fail("chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver")
-    options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(CHROMEDRIVER), options=options)  # a local driver: nothing is downloaded
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
 
 
 def test_upload_a_photo_and_see_its_category_and_similar_items(live_server, browser, tmp_path):

@@ -114,3 +114,15 @@ class LearningRateLog(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         self.rates.append(float(keras.ops.convert_to_numpy(self.model.optimizer.learning_rate)))
+
+
+class ReduceLROnPlateauAfterWarmup(keras.callbacks.ReduceLROnPlateau):
+    """Keras' `ReduceLROnPlateau` that starts watching after `start_from_epoch` epochs, like `EarlyStopping`."""
+
+    def __init__(self, start_from_epoch: int = 0, **kwargs):
+        super().__init__(**kwargs)
+        self.start_from_epoch = start_from_epoch
+
+    def on_epoch_end(self, epoch, logs=None):
+        if epoch >= self.start_from_epoch:
+            super().on_epoch_end(epoch, logs)

@@ -73,7 +73,11 @@ class RecommendationEngine:
             raise BundleError(f"serving bundle '{bundle.path}' has a catalog that is not in index order")
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
-        self.version = {"bundle": label or str(bundle.path), **{k: v for k, v in config["version"].items() if k != "promotion"}}
+        self.version = {
+            "bundle": label or str(bundle.path),
+            **{k: v for k, v in config["version"].items() if k != "promotion"},
+            "index_source": self.source,
+        }
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()

@@ -58,6 +58,9 @@ INTERNAL_PATHS = ("/embed",)
 INTERNAL_HEADER = "x-jewelry-internal"
 INTERNAL_TOKEN = secrets.token_hex(16)  # marks this process's own batched model calls
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
+# Worker processes, each with its own copy of the bundle: a killed worker fails only its own requests in
+# flight while the others keep answering (the supervisor restarts it).
+WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
 LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
 LOAD_FAILURE: dict[str, str] = {}  # why the bundle failed to load, for /readyz, /status and the page
 
@@ -96,7 +99,7 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return exc.response()
 
 
-@bentoml.service(name="jewelry", workers=1, traffic={"timeout": 30})
+@bentoml.service(name="jewelry", workers=WORKERS, traffic={"timeout": 30})
 @bentoml.asgi_app(web, path="/")
 class JewelryService:
     """Classify a photo and recommend visually similar catalog items."""

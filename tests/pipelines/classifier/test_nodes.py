@@ -1,20 +1,11 @@
-"""Classifier nodes on tiny data, and one full tracked `kedro run` with MLflow under tmp_path."""
+"""Classifier nodes on tiny data: training, evaluation, baselines, descriptors and safe model files."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
-from pathlib import Path
-
-import httpx
 import keras
-import mlflow
 import numpy as np
 import pandas as pd
 import pytest
-from mlflow.tracking import MlflowClient
 
 from jewelry_pipeline.metrics import history_metrics
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset
@@ -181,121 +172,17 @@ def test_lambda_layer_is_refused_at_load(tmp_path):
         load_keras_safe(tmp_path / "evil.keras")
 
 
-OTHER_CATEGORIES = {"bracelet": "bangles", "earring": "studs", "necklace": "chains", "ring": "bands"}
+def test_learning_rate_is_not_reduced_during_warm_up():
+    from jewelry_pipeline.models.data import ReduceLROnPlateauAfterWarmup
 
-
-def _other_categories_folder(tiny_dataset, destination):
-    """The tiny dataset under other category names (a user's own folder), with its sub-style labels."""
-    import shutil
-
-    for old, new in OTHER_CATEGORIES.items():
-        shutil.copytree(tiny_dataset / old, destination / new)
-    labels = pd.read_csv(tiny_dataset / "substyles.csv")
-    labels["path"] = [OTHER_CATEGORIES[p.split("/")[0]] + p[p.index("/"):] for p in labels["path"]]
-    labels["category"] = labels["category"].map(OTHER_CATEGORIES)
-    labels.to_csv(destination / "substyles.csv", index=False)
-    return destination
-
-
-def test_full_tracked_kedro_run_records_everything(kedro_project, tiny_dataset, tmp_path):
-    """The README one-liner on a folder of other categories, no conf edit; then `bentoml serve` of the bundle it made."""
-    photos = _other_categories_folder(tiny_dataset, tmp_path / "my photos")
-    params = ",".join(
-        [
-            f"raw_dir={photos}",
-            "preprocessing.image_size=32",
-            "ingestion.min_images_per_category=5",
-            "classifier.training.epochs=2",
-            "classifier.training.batch_size=16",
-            "autoencoders.training.epochs=1",
-        ]
-    )
-    result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--params", params],
-        cwd=kedro_project, capture_output=True, text=True, timeout=900,
-    )
-    assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
-    assert "Epoch 1/2" in result.stdout + result.stderr  # Keras progress per epoch
-
-    client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project}/mlruns/mlflow.db")
-    experiment = client.get_experiment_by_name("jewelry-pipeline")
-    runs = client.search_runs([experiment.experiment_id])
-    assert len(runs) == 1
-    run = runs[0]
-    assert run.data.params["classifier.training.epochs"] == "2"
-    assert run.data.params["preprocessing.image_size"] == "32"
-    for name in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
-        assert len(client.get_metric_history(run.info.run_id, name)) >= 1, name
-    for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_pca_logistic_test_accuracy", "baseline_pixel_logistic_test_accuracy"):
-        assert 0 <= run.data.metrics[name] <= 1
-    assert run.data.metrics["baseline_test_accuracy"] == max(run.data.metrics["baseline_pca_logistic_test_accuracy"], run.data.metrics["baseline_pixel_logistic_test_accuracy"])
-    assert run.info.run_name == "all pipelines on my photos"
-    identity = json.loads((kedro_project / "data/03_primary/ingestion.json").read_text())
-    (photos_input,) = run.inputs.dataset_inputs
-    assert photos_input.dataset.name == "photos:my photos" and photos_input.dataset.digest == identity["manifest_sha256"][:16]
-    assert json.loads(photos_input.dataset.source)["uri"].endswith("my photos")
-    input_tags = {tag.key: tag.value for tag in photos_input.tags}
-    assert input_tags["photos"] == str(identity["photos"]) and input_tags["photos.bangles"] == str(identity["per_category"]["bangles"])
-    assert run.data.params["categories.used"] == "bands,bangles,chains,studs"
-    for category in OTHER_CATEGORIES.values():
-        assert len(client.get_metric_history(run.info.run_id, f"autoencoder.{category}.loss")) == 1
-        assert run.data.metrics[f"autoencoder.{category}.reconstruction_beats_mean"] in (0.0, 1.0)
-        for method in ("kmeans_pixels", "pca_kmeans", "ae_kmeans"):
-            for metric in ("silhouette", "silhouette_common", "ari", "nmi", "k"):
-                assert f"clustering.{category}.{method}.{metric}" in run.data.metrics
-    for source in ("pixels", "pca", "autoencoder", "classifier", "combined"):
-        for level in ("category", "substyle"):
-            assert 0 <= run.data.metrics[f"retrieval.{source}.precision_at_10.{level}"] <= 1
-            assert 0 <= run.data.metrics[f"retrieval.{source}.map_at_10.{level}"] <= 1
-    artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"confusion_matrix.png", "learning_curves.png", "learning_rate.png", "misclassified.png", "confusion_matrix.csv"} <= artifacts
-    assert {"autoencoder_input.json", "served_source.json"} <= artifacts
-    choice = json.loads((kedro_project / "data/05_model_input/autoencoder_input.json").read_text())
-    served = json.loads((kedro_project / "data/07_model_output/served_source.json").read_text())
-    assert choice["input"] in ("photo", "foreground") and set(choice["probe_val_accuracy"]) == {"photo", "foreground"}
-    assert run.data.metrics["autoencoder_input.foreground_probe_val_accuracy"] == choice["probe_val_accuracy"]["foreground"]
-    assert served["source"] == {"foreground": "combined", "photo": "descriptor"}[choice["input"]]
-
-    mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
-    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
-    by_name = {m.name: m for m in logged}
-    assert {"classifier", "encoder_bands", "autoencoder_bands"} <= set(by_name)
-    info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
-    assert info.signature is not None and info.saved_input_example_info is not None
-
-    champion = client.get_model_version_by_alias("jewelry-classifier", "champion")
-    assert champion.run_id == run.info.run_id
-    assert int(client.get_model_version_by_alias("jewelry-encoder-bands", "champion").version) == 1
-    assert run.data.tags["promotion.decision"] == "promoted"
-    assert "promotion.json" in artifacts
-
-    from bentoml._internal.models import ModelStore
-
-    from jewelry_pipeline.bundle import read_bundle
-
-    bundle = read_bundle(kedro_project / "data/07_model_output/bundle")
-    assert bundle.class_names == ["bands", "bangles", "chains", "studs"] and sorted(bundle.encoders) == bundle.class_names
-    assert bundle.config["preprocessing"]["autoencoder_input"] == choice["input"] and str(bundle.index["source"]) == served["source"]
-    assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
-    assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
-    stored = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models").get("jewelry-bundle:latest")  # this test's store, whatever this process imported before
-    assert read_bundle(stored.path).config == bundle.config
-
-    local = load_keras_safe(kedro_project / "data/06_models/classifier.keras")
-    store = np.load(kedro_project / "data/03_primary/image_store.npy")
-    batch = store[:6].astype(np.float32)
-    tracked = mlflow.keras.load_model(by_name["classifier"].model_uri)
-    np.testing.assert_allclose(local(batch).numpy(), tracked(batch).numpy(), atol=1e-5)
-
-    from benchmarks._load import start_bentoml
-
-    server = start_bentoml(None, tmp_path / "serve.log", {"BENTOML_HOME": os.environ["BENTOML_HOME"]})
-    try:
-        photo = sorted((photos / "chains").iterdir())[0]
-        answer = httpx.post(f"{server.url}/recommend", files={"image": (photo.name, photo.read_bytes())}, data={"k": "3"}, timeout=60)
-        assert answer.status_code == 200, answer.text
-        body = answer.json()
-        assert body["category"] in OTHER_CATEGORIES.values() and len(body["items"]) == 3
-        assert {item["category"] for item in body["items"]} <= set(OTHER_CATEGORIES.values())
-    finally:
-        server.stop()
+    model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
+    model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
+    callback = ReduceLROnPlateauAfterWarmup(start_from_epoch=3, monitor="val_loss", patience=0, factor=0.5, min_lr=1e-6)
+    callback.set_model(model)
+    callback.on_train_begin()
+    rates = []
+    for epoch, val_loss in enumerate([1.0, 2.0, 3.0, 4.0, 5.0, 6.0]):  # worse every epoch
+        callback.on_epoch_end(epoch, {"val_loss": val_loss})
+        rates.append(round(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 6))
+    assert rates[:3] == [0.01, 0.01, 0.01]  # warm-up: untouched however bad
+    assert rates[3] == 0.01 and rates[4] == 0.005 and rates[5] == 0.0025  # then Keras' own rule

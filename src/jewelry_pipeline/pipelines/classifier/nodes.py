@@ -64,7 +64,7 @@ def train_classifier(
     import keras
 
     from jewelry_pipeline.models.classifier import build_classifier
-    from jewelry_pipeline.models.data import LearningRateLog, augmenter, batches, rotator, seed_everything
+    from jewelry_pipeline.models.data import LearningRateLog, ReduceLROnPlateauAfterWarmup, augmenter, batches, rotator, seed_everything
 
     seed = int(classifier["seed"])
     seed_everything(seed)
@@ -84,9 +84,14 @@ def train_classifier(
     train_data = batches(images, train_rows, train_labels, batch_size, shuffle_seed=seed, augment=augmenter(classifier["augmentation"], seed), rotate=rotator(classifier["augmentation"], seed))
     val_data = batches(images, val_rows, val_labels, batch_size)
     learning_rates = LearningRateLog()
+    warmup = int(training.get("warmup_epochs", 0))
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(
+        # Neither stop nor slow down during warm-up: on small sets the validation loss first rises while
+        # batch-norm statistics settle; stopping there restored the untrained first epoch, and the learning
+        # rate had been halved to nothing before the model started to learn.
+        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True, start_from_epoch=warmup),
+        ReduceLROnPlateauAfterWarmup(
+            start_from_epoch=warmup,
             monitor="val_loss",
             factor=float(training["reduce_lr_factor"]),
             patience=int(training["reduce_lr_patience"]),
