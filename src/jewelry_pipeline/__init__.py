@@ -46,4 +46,12 @@ def silence_known_warnings() -> None:
     warnings.filterwarnings("ignore", message=r"One or more dataset names contain '\.' characters", category=UserWarning)
 
 
+def on_kedro_cli_start() -> None:
+    """The `kedro.init` entry point: quiet known warnings, and load kedro-mlflow's commands only when used."""
+    from jewelry_pipeline.plugins import defer_kedro_mlflow_cli
+
+    silence_known_warnings()
+    defer_kedro_mlflow_cli()
+
+
 silence_known_warnings()

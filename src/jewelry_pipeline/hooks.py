@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sqlite3
+import sys
 import time
 from pathlib import Path
 
@@ -110,6 +111,12 @@ class DataLineageCheck:
         logger.info("Stored inputs belong to %s (ingestion %s)", ingested["raw_dir"], ingested["manifest_sha256"][:12])
 
 
+def _active_mlflow():
+    """MLflow's active run, without importing MLflow for a run that never started one (an untracked run)."""
+    mlflow = sys.modules.get("mlflow")
+    return mlflow.active_run() if mlflow is not None else None
+
+
 class RunIdentity:
     """Names each MLflow run by what ran on which folder, and logs the photos it used as an MLflow dataset input.
 
@@ -122,11 +129,11 @@ class RunIdentity:
 
     @hook_impl(trylast=True)
     def before_pipeline_run(self, run_params, pipeline, catalog) -> None:
+        self._logged = False
+        if _active_mlflow() is None:
+            return
         import mlflow
 
-        self._logged = False
-        if mlflow.active_run() is None:
-            return
         raw_dir = Path(catalog["raw_images"].path).expanduser().resolve()
         names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
         ran = "all pipelines" if list(names) == ["__default__"] else "+".join(names)
@@ -142,10 +149,9 @@ class RunIdentity:
 
     def _log_photos(self, identity: dict, manifest) -> None:
         """The photos as an MLflow dataset input: name, source folder, manifest digest, counts per category."""
-        import mlflow
-
-        if self._logged or mlflow.active_run() is None:
+        if self._logged or _active_mlflow() is None:
             return
+        import mlflow
         from mlflow.data.dataset_source_registry import get_registered_sources
 
         # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local source twice.

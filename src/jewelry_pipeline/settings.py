@@ -1,12 +1,18 @@
-"""Kedro project settings: config loader and hooks (kedro-mlflow's own hook comes from its plugin entry point)."""
+"""Kedro project settings: config loader and hooks (kedro-mlflow's hook through `DeferredMlflowHook`, which
+imports MLflow only for a tracked run).
+"""
 
 from kedro.config import OmegaConfigLoader
 
 from jewelry_pipeline.hooks import DataLineageCheck, NodeTimes, RunIdentity, TrackingStoreCheck
 from jewelry_pipeline.logs import QuietUserErrors
 from jewelry_pipeline.pipelines.categories import RunCategories
+from jewelry_pipeline.plugins import DeferredMlflowHook, defer_kedro_mlflow_hook
 
-HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck(), RunIdentity(), NodeTimes())
+defer_kedro_mlflow_hook()  # before Kedro loads plugin hooks
+
+HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck(), RunIdentity(), NodeTimes(), DeferredMlflowHook())
+DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its hook is registered above, deferred
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
