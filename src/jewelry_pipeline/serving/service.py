@@ -61,8 +61,17 @@ CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and sear
 # Worker processes, each with its own copy of the bundle: a killed worker fails only its own requests in
 # flight while the others keep answering (the supervisor restarts it).
 WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
+# Model threads run at this nice value: with every core busy running models, the event loop (probes, routing,
+# 429s) is still scheduled first. Raising one's own nice value needs no privilege.
+MODEL_NICE = int(os.environ.get("JEWELRY_MODEL_NICE", "5"))
 LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
 LOAD_FAILURE: dict[str, str] = {}  # why the bundle failed to load, for /readyz, /status and the page
+
+
+def lower_thread_priority() -> None:
+    """Run the calling thread (and the threads it starts, such as TensorFlow's pools) at `MODEL_NICE`."""
+    if MODEL_NICE > 0 and hasattr(os, "setpriority"):
+        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MODEL_NICE)
 
 
 def bundle_reference() -> str:
@@ -128,6 +137,7 @@ class JewelryService:
 
     def _load(self, path: Path, label: str) -> None:
         """Load models and index off the request path; /readyz answers 503 until this is done."""
+        lower_thread_priority()  # before TensorFlow starts its thread pools, which inherit it
         try:
             engine = RecommendationEngine(read_bundle(path), label)
             time.sleep(LOAD_DELAY_SECONDS)
@@ -163,6 +173,7 @@ class JewelryService:
         """Batched model call: packed letterboxed images -> embedding ‖ probabilities, one row each."""
         if self.engine is None:
             raise ServiceUnavailable("the model bundle is still loading")
+        lower_thread_priority()
         try:
             return self.engine.features(self.engine.unpack(images)).tolist()
         except ValueError as exc:
