@@ -31,6 +31,10 @@ def test_a_successful_ingestion_prints_no_warning_from_other_packages_and_no_col
         (["--pipelines", "ingestion", "--params", "raw_dir=/no/such/folder"], "The photo folder '/no/such/folder' does not exist"),
         (["--pipelines", "split", "--params", "raw_dir=SHORT"], "No complete ingestion output found. Run `kedro run --pipelines ingestion"),
         (["--pipelines", "ingestion", "--params", "raw_dir=SHORT"], "Categories with fewer than min_images_per_category=10 valid images: 'earring' has 2"),
+        (
+            ["--pipelines", "ingestion", "--params", "raw_dir=SHORT,categories=[ring,bracelet]"],
+            "The `categories` parameter lists ['bracelet', 'ring'], but SHORT has the category folders ['bracelet', 'earring', 'necklace', 'ring']",
+        ),
     ],
 )
 def test_a_user_error_is_one_message_without_traceback(kedro_project, tiny_dataset, tmp_path, arguments, message):
@@ -42,6 +46,7 @@ def test_a_user_error_is_one_message_without_traceback(kedro_project, tiny_datas
     output = " ".join((result.stdout + result.stderr).split())  # undo the console's line wrapping
     assert result.returncode != 0
     assert "Traceback" not in output and "--from-nodes" not in output
+    message = message.replace("SHORT", str(short))
     assert output.count(message.split(".")[0]) == 1, output[-2000:]
     assert message in output
 
@@ -51,3 +56,20 @@ def test_a_real_bug_keeps_its_traceback(kedro_project, tiny_dataset):
     result = _kedro(kedro_project, "--pipelines", "split", "--params", f"raw_dir={tiny_dataset},split.train=lots")
     assert result.returncode != 0
     assert "Traceback" in result.stdout + result.stderr and "could not convert string to float" in result.stdout + result.stderr
+
+
+def test_params_keep_commas_inside_lists_and_refuse_malformed_items():
+    import click
+
+    from jewelry_pipeline.cli import run, split_params
+
+    option = next(p for p in run.params if p.name == "params")
+    context = click.Context(run)
+    assert split_params(context, option, "raw_dir=/a/b,categories=[rings, studs],k=3,nested={x: 1, y: [2,3]}") == {
+        "raw_dir": "/a/b",
+        "categories": ["rings", "studs"],
+        "k": 3,
+        "nested": {"x": 1, "y": [2, 3]},
+    }
+    with pytest.raises(click.UsageError, match="Item `studs` must contain a key and a value"):
+        split_params(context, option, "categories=rings,studs")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import logging
 from typing import Any
 
@@ -56,12 +57,50 @@ def _run(**arguments: Any) -> Any:
         raise click.ClickException(str(user_error)) from None
 
 
+def split_params(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Kedro's `--params` parsing, except that a comma inside [...] or {...} belongs to its value, so
+    `--params "raw_dir=DIR,categories=[rings,studs]"` passes a list (Kedro's own parser splits it at every comma)."""
+    if not value or isinstance(value, dict):
+        return value or {}
+    items, depth, current = [], 0, []
+    for char in value:
+        depth += (char in "[{") - (char in "]}" and depth > 0)
+        if char == "," and depth == 0:
+            items.append("".join(current))
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current))
+    dot_list = []
+    for item in filter(None, (item.strip() for item in items)):
+        key, equals, item_value = item.partition("=")
+        if not equals:
+            ctx.fail(f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a value separated by `=`.")
+        if not key.strip():
+            ctx.fail(f"Invalid format of `{param.name}` option: Parameter key cannot be an empty string.")
+        dot_list.append(f"{key.strip()}={item_value}")
+    from omegaconf import OmegaConf
+
+    return OmegaConf.to_container(OmegaConf.from_dotlist(dot_list))
+
+
+def _run_options() -> list[click.Parameter]:
+    """Kedro's `run` options, with `--params` parsed by `split_params`."""
+    options = []
+    for option in kedro_run.params:
+        if option.name == "params":
+            option = copy.copy(option)
+            option.callback = split_params
+        options.append(option)
+    return options
+
+
 @click.group(name="jewelry_pipeline")
 def cli() -> None:
     """Project commands: Kedro merges this group into its CLI, overriding `run` (`kedro synth` works as well)."""
 
 
-run = click.Command("run", params=kedro_run.params, callback=_run, help=kedro_run.help, short_help=kedro_run.short_help)
+run = click.Command("run", params=_run_options(), callback=_run, help=kedro_run.help, short_help=kedro_run.short_help)
 cli.add_command(run)
 cli.add_command(synth)
 

@@ -112,6 +112,7 @@ def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
     )
     catalog["params:preprocessing"] = PREPROCESSING
     catalog["params:ingestion"] = INGESTION
+    catalog["params:categories"] = None
     SequentialRunner().run(create_pipeline(), catalog)
     manifest = catalog.load("ingestion_manifest")
     assert catalog.load("categories") == ["bracelet", "earring", "necklace", "ring"]

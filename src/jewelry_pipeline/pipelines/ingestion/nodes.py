@@ -246,14 +246,25 @@ def ingestion_summary(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
 
 
 def check_categories(
-    manifest: pd.DataFrame, rejects: pd.DataFrame, store: np.ndarray, raw_images: RawImageFolder, ingestion: dict[str, Any]
+    manifest: pd.DataFrame,
+    rejects: pd.DataFrame,
+    store: np.ndarray,
+    raw_images: RawImageFolder,
+    ingestion: dict[str, Any],
+    expected: list[str] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, list[str], dict[str, Any]]:
-    """Fail with a clear message when a category has too few valid images; else hand over the primary outputs.
+    """Fail with a clear message when a category has too few valid images, or the folders are not the explicit
+    `categories` parameter (`expected`, None: whatever the folder holds); else hand over the primary outputs.
 
     Nothing primary is written before these checks pass, so a failed ingestion leaves the previous outputs whole.
     The identity (folder, manifest digest, counts) lets later pipelines refuse outputs of another folder.
     """
     categories = list(raw_images.categories)
+    if expected and sorted(map(str, expected)) != sorted(categories):
+        raise UserInputError(
+            f"The `categories` parameter lists {sorted(map(str, expected))}, but {raw_images.root} has the category folders "
+            f"{sorted(categories)}. Leave `categories` unset (null) to use the folders, or make it match them."
+        )
     if len(categories) < 2:
         raise UserInputError(
             f"Need at least 2 category folders in {raw_images.root}, found {len(categories)}: {categories}. "

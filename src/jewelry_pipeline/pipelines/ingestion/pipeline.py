@@ -17,7 +17,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 check_categories,
-                inputs=["decoded_manifest", "ingestion_rejects", "decoded_store", "raw_images", "params:ingestion"],
+                inputs=["decoded_manifest", "ingestion_rejects", "decoded_store", "raw_images", "params:ingestion", "params:categories"],
                 outputs=["image_store", "ingestion_manifest", "categories", "ingestion_identity"],
                 name="check_categories",
             ),
