@@ -209,3 +209,50 @@ def test_model_threads_run_below_the_event_loop_priority():
     thread.join()
     assert seen["model"] == seen["child"] == service.MODEL_NICE > before
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
+
+
+def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(live_server):
+    """Broken on purpose once: without the SecurityHeaders middleware it failed (no content-security-policy header)."""
+    from jewelry_pipeline.serving.headers import CONTENT_SECURITY_POLICY
+
+    with live_server.client() as client:
+        item = client.get("/catalog/items", params={"limit": 1}).json()["items"][0]
+        answers = {
+            "page": client.get("/"),
+            "script": client.get("/app.js"),
+            "api": client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}),
+            "error": client.post("/classify", files={"image": ("a.jpg", b"not a photo", "image/jpeg")}),
+            "thumbnail": client.get(item["thumbnail"]),
+            "probe": client.get("/livez"),
+        }
+    for name, answer in answers.items():
+        assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, name
+        assert answer.headers["x-content-type-options"] == "nosniff", name
+        assert answer.headers["referrer-policy"] == "no-referrer" and answer.headers["x-frame-options"] == "DENY", name
+    assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    assert "<script>" not in answers["page"].text and 'src="/app.js"' in answers["page"].text  # nothing inline to allow
+    assert answers["script"].headers["content-type"].startswith("text/javascript")
+    assert answers["page"].headers["cache-control"] == "no-cache"
+    assert answers["api"].headers["cache-control"] == answers["error"].headers["cache-control"] == "no-store"
+    assert answers["thumbnail"].headers["cache-control"] == "public, max-age=3600"
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ({"Origin": "https://evil.example"}, 403),
+        ({"Sec-Fetch-Site": "cross-site"}, 403),
+        ({"Origin": "null"}, 403),
+        ({"Origin": "SAME"}, 200),
+        ({"Sec-Fetch-Site": "same-origin"}, 200),
+        ({}, 200),  # curl and scripts send neither header
+    ],
+)
+def test_model_posts_from_another_site_are_refused(live_server, headers, status):
+    """Broken on purpose once: without the SameSiteOnly middleware the three cross-site cases answered 200."""
+    with live_server.client() as client:
+        headers = {k: (str(client.base_url).rstrip("/") if v == "SAME" else v) for k, v in headers.items()}
+        answer = client.post("/recommend", files={"image": ("a.jpg", jpeg(), "image/jpeg")}, data={"k": "3"}, headers=headers)
+    assert answer.status_code == status, answer.text
+    if status == 403:
+        assert answer.json()["reason"] == "cross_site"

@@ -30,6 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
+from jewelry_pipeline.serving.headers import SameSiteOnly, SecurityHeaders  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
@@ -204,7 +205,17 @@ class JewelryService:
     @web.get("/")
     async def index(self) -> FileResponse:
         """The web page: upload a photo, see its category and similar items, browse the catalog."""
-        return FileResponse(STATIC / "index.html", media_type="text/html")
+        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+
+    @web.get("/app.js")
+    async def page_script(self) -> FileResponse:
+        """The page's script (a file of its own: the Content-Security-Policy allows no inline script)."""
+        return FileResponse(STATIC / "app.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+
+    @web.get("/app.css")
+    async def page_style(self) -> FileResponse:
+        """The page's style sheet."""
+        return FileResponse(STATIC / "app.css", media_type="text/css", headers={"Cache-Control": "no-cache"})
 
     @web.get("/status")
     async def status(self) -> JSONResponse:
@@ -296,3 +307,5 @@ JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
 JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
+JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
+JewelryService.add_asgi_middleware(SecurityHeaders)

@@ -1,0 +1,78 @@
+"""Browser-facing guards: security headers on every answer, and model POSTs refused when a browser sends them
+from another site."""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit
+
+from starlette.responses import JSONResponse
+
+# The page loads its script and style from this server only (no inline code), thumbnails from here, and the
+# query photo's preview from a blob: URL. No framing, no base-tag tricks, forms post only here.
+CONTENT_SECURITY_POLICY = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+)
+SECURITY_HEADERS = {
+    b"content-security-policy": CONTENT_SECURITY_POLICY.encode(),
+    b"x-content-type-options": b"nosniff",
+    b"x-frame-options": b"DENY",
+    b"referrer-policy": b"no-referrer",
+}
+DEFAULT_CACHE_CONTROL = b"no-store"  # answers that set none (API JSON, errors); the page and thumbnails set their own
+
+
+class SecurityHeaders:
+    """ASGI middleware: adds `SECURITY_HEADERS` to every HTTP answer, and `Cache-Control: no-store` where unset."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                headers = [(name, value) for name, value in message.get("headers", []) if name.lower() not in SECURITY_HEADERS]
+                headers += list(SECURITY_HEADERS.items())
+                if not any(name.lower() == b"cache-control" for name, _ in headers):
+                    headers.append((b"cache-control", DEFAULT_CACHE_CONTROL))
+                message = {**message, "headers": headers}
+            await send(message)
+
+        return await self.app(scope, receive, send_with_headers)
+
+
+def is_cross_site(headers: dict[bytes, bytes]) -> bool:
+    """A browser request from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not `Host`.
+
+    Requests without these headers (curl, scripts, server-to-server) are not browser requests and pass.
+    """
+    if headers.get(b"sec-fetch-site", b"").lower() == b"cross-site":
+        return True
+    origin = headers.get(b"origin", b"").decode("latin-1").strip()
+    if not origin:
+        return False
+    if origin == "null":  # sandboxed frames, file: pages
+        return True
+    return urlsplit(origin).netloc.lower() != headers.get(b"host", b"").decode("latin-1").strip().lower()
+
+
+class SameSiteOnly:
+    """ASGI middleware: POSTs to `paths` that a browser sends from another site get a JSON 403.
+
+    Multipart uploads are "simple" requests that a browser sends cross-site without a preflight, so the
+    content type alone cannot tell a user's page from a hostile one; `Origin` and `Sec-Fetch-Site` can.
+    """
+
+    def __init__(self, app, paths: tuple[str, ...]):
+        self.app = app
+        self.paths = tuple(paths)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
+            if is_cross_site(dict(scope.get("headers") or [])):
+                response = JSONResponse({"error": "requests from another site are refused", "reason": "cross_site"}, status_code=403)
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
