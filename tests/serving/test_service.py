@@ -71,8 +71,9 @@ def test_recommend_by_id_catalog_and_pages(live_server):
         assert {c["name"]: c["count"] for c in catalog["categories"]} == dict.fromkeys(CLASSES, PER_CLASS)
         page = client.get("/catalog/items", params={"category": "ring", "cluster": 0, "limit": 3}).json()
         assert len(page["items"]) == 3 and all(i["category"] == "ring" and i["cluster"] == 0 for i in page["items"])
-        page = client.get("/")
-        assert page.status_code == 200 and "text/html" in page.headers["content-type"] and "/recommend" in page.text
+        page, script = client.get("/"), client.get("/app.js")
+        assert page.status_code == 200 and "text/html" in page.headers["content-type"] and '<script src="/app.js">' in page.text
+        assert script.status_code == 200 and "/recommend" in script.text
 
 
 # The reliability suite's corpus of bad uploads (one per kind), sized to the live server's caps.
@@ -256,3 +257,26 @@ def test_model_posts_from_another_site_are_refused(live_server, headers, status)
     assert answer.status_code == status, answer.text
     if status == 403:
         assert answer.json()["reason"] == "cross_site"
+
+
+def _series(metrics: str) -> set[str]:
+    """The label sets of BentoML's request series in a /metrics answer."""
+    return {line.rsplit(" ", 1)[0] for line in metrics.splitlines() if line.startswith("bentoml_") and "endpoint=" in line}
+
+
+def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounded(live_server):
+    """Broken on purpose once: without `label_metrics_by_route` the 1,020 made-up paths added 20,020 series."""
+    with live_server.client() as client:
+        item = client.get("/catalog/items", params={"limit": 1}).json()["items"][0]
+        warm = [client.get(item["thumbnail"]), client.get("/items/nosuch/thumbnail"), client.get("/no/such/page")]
+        before = _series(client.get("/metrics").text)
+        for i in range(1000):
+            assert client.get(f"/items/made-up-{i}/thumbnail").status_code == 404
+        for i in range(20):
+            client.get(f"/random/{i}/../path")
+        thumbnail = client.get(item["thumbnail"])
+        after = _series(client.get("/metrics").text)
+    assert [w.status_code for w in warm] == [200, 404, 404] and thumbnail.status_code == 200  # routing saw the real paths
+    assert len(after - before) == 0 and after == before, sorted(after - before)[:2]
+    assert not any("made-up" in series or "random" in series for series in after)
+    assert any('endpoint="/items/{item_id}/thumbnail"' in series for series in after)

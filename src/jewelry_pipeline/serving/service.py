@@ -34,6 +34,7 @@ from jewelry_pipeline.serving.headers import SameSiteOnly, SecurityHeaders  # no
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
+from jewelry_pipeline.serving.route_labels import RestoreRequestPath, label_metrics_by_route, route_template  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
@@ -102,6 +103,8 @@ def upload_cap() -> int:
 
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
+BENTOML_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/embed")  # BentoML's own routes and the batched API
+label_metrics_by_route(lambda path: route_template(path, web.routes, BENTOML_PATHS))
 
 
 @web.exception_handler(ApiError)
@@ -303,6 +306,7 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(CPU_THREADS)
 
 
+JewelryService.add_asgi_middleware(RestoreRequestPath)  # first: everything after it sees the client's path
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
 JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
