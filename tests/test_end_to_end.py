@@ -16,7 +16,7 @@ import pytest
 from bentoml._internal.models import ModelStore
 from mlflow.tracking import MlflowClient
 
-from jewelry_pipeline.bundle import read_bundle
+from jewelry_pipeline.bundle import bundle_digest, read_bundle
 from jewelry_pipeline.models.files import load_keras_safe
 from jewelry_pipeline.synth import generate_dataset
 
@@ -70,7 +70,7 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
 
     Broken on purpose once each: with `decide_promotion` promoting unconditionally it failed on the second run's
     `promotion.decision` ('promoted'); serving the project's bundle folder (the second run's) instead of the
-    store's champion failed it on the served `mlflow_run_id`.
+    store's champion failed it on the served run (then named by its `mlflow_run_id`, now by the bundle digest).
     """
     photos = _other_categories_folder(small_dataset, tmp_path / "my photos")
     result = _kedro_run(kedro_project, photos, epochs=GOOD_EPOCHS)
@@ -152,7 +152,10 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     assert {v.run_id for v in client.search_model_versions("name='jewelry-classifier'")} == {first_run, second.info.run_id}
     assert read_bundle(kedro_project / "data/07_model_output/bundle").config["version"]["mlflow_run_id"] == second.info.run_id
     bentoml_store = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models")
-    assert [m.info.metadata["mlflow_run_id"] for m in bentoml_store.list("jewelry-bundle")] == [first_run]  # the worse bundle never entered
+    (champion_bundle,) = bentoml_store.list("jewelry-bundle")  # the worse bundle never entered
+    assert champion_bundle.info.metadata["mlflow_run_id"] == first_run
+    champion_digest = bundle_digest(champion_bundle.path)[:16]
+    second_digest = bundle_digest(kedro_project / "data/07_model_output/bundle")[:16]
 
     from benchmarks._load import start_bentoml
 
@@ -164,19 +167,18 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
         body = answer.json()
         assert body["category"] in OTHER_CATEGORIES.values() and len(body["items"]) == 3
         assert {item["category"] for item in body["items"]} <= set(OTHER_CATEGORIES.values())
-        assert body["model_version"]["mlflow_run_id"] == first_run
+        assert body["model_version"]["bundle_digest"] == champion_digest != second_digest
         assert body["model_version"]["index_source"] == served["source"]  # what run 1 chose and recorded
-        assert body["model_version"]["bundle"].startswith("jewelry-bundle:")
         classified = httpx.post(f"{server.url}/classify", files={"image": (photo.name, photo.read_bytes())}, timeout=60)
-        assert classified.status_code == 200 and classified.json()["model_version"]["mlflow_run_id"] == first_run
+        assert classified.status_code == 200 and classified.json()["model_version"]["bundle_digest"] == champion_digest
         assert set(classified.json()["probabilities"]) == set(OTHER_CATEGORIES.values())
-        _page_shows_the_champion(browser, server.url, photo, first_run, served["source"])
+        _page_shows_the_champion(browser, server.url, photo, champion_digest, served["source"])
     finally:
         server.stop()
 
 
-def _page_shows_the_champion(browser, url: str, photo: Path, run_id: str, source: str) -> None:
-    """The web page names the champion's run and index source, browses its catalog and answers an upload."""
+def _page_shows_the_champion(browser, url: str, photo: Path, digest: str, source: str) -> None:
+    """The web page names the champion's bundle and index source, browses its catalog and answers an upload."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait
@@ -185,7 +187,7 @@ def _page_shows_the_champion(browser, url: str, photo: Path, run_id: str, source
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#browse .card")) > 0)
     footer = browser.find_element(By.ID, "model-version").text
-    assert run_id in footer and f"by {source} vectors" in footer, footer
+    assert digest in footer and f"by {source} vectors" in footer, footer
     browser.find_element(By.ID, "file").send_keys(str(photo))
     heading = wait.until(ec.visibility_of_element_located((By.ID, "predicted-category")))
     assert any(name in heading.text for name in OTHER_CATEGORIES.values())

@@ -51,6 +51,16 @@ class ServingBundle:
         """Category names in classifier output order."""
         return list(self.config["class_names"])
 
+    @property
+    def digest(self) -> str:
+        """The bundle's public identity: sha256 of its manifest, which holds the sha256 of every file."""
+        return bundle_digest(self.path)
+
+
+def bundle_digest(path: str | Path) -> str:
+    """sha256 of a bundle's `files.json`: equal digests, identical contents."""
+    return hashlib.sha256((Path(path).resolve() / "files.json").read_bytes()).hexdigest()
+
 
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()

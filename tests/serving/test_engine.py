@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jewelry_pipeline.bundle import BundleError, read_bundle
+from jewelry_pipeline.bundle import BundleError, bundle_digest, read_bundle
 from jewelry_pipeline.images import ImageRejected
 from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
 from tests.serving.conftest import CLASSES, COMBINED_WEIGHT, IMAGE_SIZE, PER_CLASS, jpeg
@@ -37,13 +37,14 @@ def test_features_refuse_wrong_shapes(engine):
         engine.features(np.zeros((1, IMAGE_SIZE + 1, IMAGE_SIZE, 3), np.uint8))
 
 
-def test_classify_returns_a_distribution_over_the_bundle_classes(engine):
+def test_classify_returns_a_distribution_over_the_bundle_classes(engine, tiny_bundle):
     features = engine.split(engine.features(engine.prepare(jpeg())[None])[0])
     result = engine.classify(features)
     assert set(result["probabilities"]) == set(CLASSES)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert result["category"] == max(result["probabilities"], key=result["probabilities"].get)
-    assert result["model_version"]["bundle"] == "tiny"
+    assert result["model_version"]["bundle_digest"] == bundle_digest(tiny_bundle)[:16]
+    assert "tiny" not in str(result["model_version"]) and str(tiny_bundle) not in str(result["model_version"])
 
 
 def test_a_catalog_item_finds_itself_first(engine, bundle):

@@ -33,8 +33,16 @@ def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
 def test_the_promoted_bundle_is_served_and_the_kept_one_is_not(live_server):
     with live_server.client() as client:
         version = client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}).json()["model_version"]
-    assert version["mlflow_run_id"] == live_server.runs["promoted"] != live_server.runs["kept"]
-    assert version["bundle"].startswith("jewelry-bundle:")
+    from bentoml._internal.models import ModelStore
+
+    from jewelry_pipeline.bundle import bundle_digest
+
+    (stored,) = ModelStore(live_server.bentoml_home / "models").list("jewelry-bundle")
+    assert stored.info.metadata["mlflow_run_id"] == live_server.runs["promoted"] != live_server.runs["kept"]
+    assert version["bundle_digest"] == bundle_digest(stored.path)[:16]
+    # Public identity only: no file path, store tag or tracking run id in an answer.
+    assert set(version) == {"bundle_digest", "created_at", "index_source"}
+    assert not any(str(value).startswith("/") or value in live_server.runs.values() for value in version.values())
 
 
 def test_classify(live_server):

@@ -73,11 +73,9 @@ class RecommendationEngine:
             raise BundleError(f"serving bundle '{bundle.path}' has a catalog that is not in index order")
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
-        self.version = {
-            "bundle": label or str(bundle.path),
-            **{k: v for k, v in config["version"].items() if k != "promotion"},
-            "index_source": self.source,
-        }
+        # Public identity only: no file path, store tag or tracking run id leaves the server (the log names them).
+        self.version = {"bundle_digest": bundle.digest[:16], "created_at": config["version"].get("created_at"), "index_source": self.source}
+        logger.info("Bundle %s is %s (digest %s)", label or bundle.path, config["version"], bundle.digest[:16])
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()

@@ -89,8 +89,8 @@ async function init() {
   }
   catalog = await response.json();
   const version = catalog.model_version || {};
-  $("model-version").textContent = `Model: bundle ${version.bundle}` + (version.mlflow_run_id ? `, MLflow run ${version.mlflow_run_id}` : "")
-    + (version.created_at ? `, built ${version.created_at}` : "") + `; similar items by ${version.index_source} vectors`;
+  $("model-version").textContent = `Model: bundle ${version.bundle_digest}` + (version.created_at ? `, built ${version.created_at}` : "")
+    + `; similar items by ${version.index_source} vectors`;
   for (const c of catalog.categories) {
     $("filter").appendChild(new Option(c.name, c.name));
     $("browse-category").appendChild(new Option(`${c.name} (${c.count})`, c.name));
