@@ -288,3 +288,17 @@ def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounde
     assert len(after - before) == 0 and after == before, sorted(after - before)[:2]
     assert not any("made-up" in series or "random" in series for series in after)
     assert any('endpoint="/items/{item_id}/thumbnail"' in series for series in after)
+
+
+def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
+    """Broken on purpose once: without PublicSchema it failed at once (BentoML's /docs.json lists /embed)."""
+    import bentoml
+
+    with live_server.client() as client:
+        openapi, routes = client.get("/docs.json"), client.get("/schema.json")
+        livez = client.get("/livez")
+    assert openapi.status_code == routes.status_code == 200
+    assert "/embed" not in openapi.json()["paths"] and {"/classify", "/recommend", "/status"} <= set(openapi.json()["paths"])
+    assert "/embed" not in {route["route"] for route in routes.json()["routes"]}
+    for answer in (openapi, routes, livez):
+        assert bentoml.__version__ not in answer.text and "server" not in answer.headers

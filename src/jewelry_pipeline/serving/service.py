@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
-from jewelry_pipeline.serving.headers import SameSiteOnly, SecurityHeaders  # noqa: E402
+from jewelry_pipeline.serving.headers import PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
@@ -313,3 +313,4 @@ JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURR
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(SecurityHeaders)
+JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi, internal_paths=INTERNAL_PATHS)
