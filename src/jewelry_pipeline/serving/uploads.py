@@ -111,6 +111,8 @@ async def json_object(request: Request, max_bytes: int = 64 * 1024) -> dict[str,
         data = json.loads(body or b"null")
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body must be a JSON object", "malformed_json") from None
+    except RecursionError:  # found by tests/serving/test_fuzz.py: ~1,000 nested brackets gave a 500
+        raise ApiError(400, "body must be a JSON object, not nested this deeply", "malformed_json") from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "malformed_json")
     return data
