@@ -302,3 +302,13 @@ def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
     assert "/embed" not in {route["route"] for route in routes.json()["routes"]}
     for answer in (openapi, routes, livez):
         assert bentoml.__version__ not in answer.text and "server" not in answer.headers
+
+
+@pytest.mark.parametrize("path", ["/catalog/", "/catalog/items/", "/status/", "/items/item000/thumbnail/"])
+def test_no_redirect_is_built_from_the_host_header(live_server, path):
+    """Broken on purpose once: with Starlette's default slash redirects, /catalog/ answered 307 to
+    http://evil.example/catalog."""
+    with live_server.client() as client:
+        answer = client.get(path, headers={"host": "evil.example"})
+    assert not 300 <= answer.status_code < 400 and "location" not in answer.headers
+    assert answer.status_code == 404

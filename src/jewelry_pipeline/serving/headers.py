@@ -78,6 +78,22 @@ class SameSiteOnly:
         return await self.app(scope, receive, send)
 
 
+class NoSlashRedirects:
+    """ASGI middleware: a path with a trailing slash (other than `/`) is a JSON 404, not a redirect.
+
+    Starlette's routers answer `/catalog/` with a 307 whose Location they build from the request's Host
+    header, so a client could make the service redirect to any host it names (found: `Host: evil.example`).
+    """
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["path"] != "/" and scope["path"].endswith("/"):
+            return await JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)(scope, receive, send)
+        return await self.app(scope, receive, send)
+
+
 class PublicSchema:
     """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`), and `/schema.json`
     (BentoML's route list, used by its clients) leaves out `internal_paths`. BentoML's own versions carry its

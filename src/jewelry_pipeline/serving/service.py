@@ -30,7 +30,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
-from jewelry_pipeline.serving.headers import PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
+from jewelry_pipeline.serving.headers import NoSlashRedirects, PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
@@ -307,6 +307,7 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
 
 
 JewelryService.add_asgi_middleware(RestoreRequestPath)  # first: everything after it sees the client's path
+JewelryService.add_asgi_middleware(NoSlashRedirects)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
 JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
