@@ -11,6 +11,7 @@ from pathlib import Path
 from kedro.framework.hooks import hook_impl
 
 from jewelry_pipeline.lineage import check_ingested, check_split
+from jewelry_pipeline.plugins import MLFLOW_CONFIG_PATTERNS
 
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10.0
@@ -75,7 +76,7 @@ class TrackingStoreCheck:
     def after_context_created(self, context) -> None:
         loader = context.config_loader
         if "mlflow" not in loader.config_patterns:
-            loader.config_patterns.update({"mlflow": ["mlflow*", "mlflow*/**", "**/mlflow*"]})
+            loader.config_patterns.update({"mlflow": MLFLOW_CONFIG_PATTERNS})
         server = loader["mlflow"].get("server", {})
         database = sqlite_path(str(server.get("mlflow_tracking_uri") or ""), Path(context.project_path))
         if database is None:

@@ -18,6 +18,7 @@ logger = logging.getLogger(__name__)
 # The modules of kedro-mlflow's two entry points (`kedro.project_commands` and `kedro.hooks`): both import MLflow.
 KEDRO_MLFLOW_CLI = "kedro_mlflow.framework.cli.cli"
 KEDRO_MLFLOW_HOOK = "kedro_mlflow.framework.hooks.mlflow_hook"
+MLFLOW_CONFIG_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]  # kedro-mlflow's patterns for mlflow.yml
 
 
 def _real_module(name: str) -> types.ModuleType:
@@ -136,7 +137,7 @@ class DeferredMlflowHook:
     def _tracked(self, pipeline_names: list[str]) -> bool:
         """kedro-mlflow's own rule: a run is untracked when every pipeline it runs is listed as disabled."""
         loader = self._context.config_loader
-        loader.config_patterns.setdefault("mlflow", ["mlflow*", "mlflow*/**", "**/mlflow*"])  # kedro-mlflow's patterns
+        loader.config_patterns.setdefault("mlflow", MLFLOW_CONFIG_PATTERNS)
         try:
             config = loader["mlflow"]
         except MissingConfigException:

@@ -17,7 +17,7 @@ UNMATCHED = "/{unmatched}"
 REAL_PATH = "jewelry.real_path"  # scope key carrying the client's path past BentoML's outer middlewares
 
 
-def _leaf_routes(routes: list[Any]) -> list[Any]:
+def leaf_routes(routes: list[Any]) -> list[Any]:
     """Routes with a `path_regex`, through routers included in others (FastAPI's `_IncludedRouter`, as
     `bentoml.asgi_app` binds the class's routes, keeps them under `original_router`)."""
     leaves = []
@@ -25,15 +25,15 @@ def _leaf_routes(routes: list[Any]) -> list[Any]:
         if getattr(route, "path_regex", None) is not None:
             leaves.append(route)
         children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
-        leaves.extend(_leaf_routes(list(children or [])))
+        leaves.extend(leaf_routes(list(children or [])))
     return leaves
 
 
 def route_template(path: str, routes: list[Any], exact: tuple[str, ...]) -> str:
-    """The template of the route that serves `path`, a known exact path, or `UNMATCHED`."""
+    """The template of the route (of `leaf_routes`) that serves `path`, a known exact path, or `UNMATCHED`."""
     if path in exact:
         return path
-    for route in _leaf_routes(routes):
+    for route in routes:
         if route.path_regex.match(path):
             return route.path
     return UNMATCHED

@@ -34,7 +34,7 @@ from jewelry_pipeline.serving.headers import NoSlashRedirects, PublicSchema, Sam
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
-from jewelry_pipeline.serving.route_labels import RestoreRequestPath, label_metrics_by_route, route_template  # noqa: E402
+from jewelry_pipeline.serving.route_labels import RestoreRequestPath, label_metrics_by_route, leaf_routes, route_template  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
@@ -104,7 +104,15 @@ def upload_cap() -> int:
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
 BENTOML_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/embed")  # BentoML's own routes and the batched API
-label_metrics_by_route(lambda path: route_template(path, web.routes, BENTOML_PATHS))
+
+
+@functools.cache
+def _served_routes() -> list:
+    """The app's routes, flattened once (at the first request, when every route is registered)."""
+    return leaf_routes(web.routes)
+
+
+label_metrics_by_route(lambda path: route_template(path, _served_routes(), BENTOML_PATHS))
 
 
 @web.exception_handler(ApiError)
