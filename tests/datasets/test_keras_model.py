@@ -5,7 +5,9 @@ from pathlib import Path
 
 import mlflow
 import numpy as np
+import pytest
 
+from jewelry_pipeline.datasets import mlflow_keras_flavor
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset, model_requirements
 from jewelry_pipeline.models.autoencoder import build_autoencoder
 
@@ -32,3 +34,39 @@ def test_logged_model_carries_the_pins_and_reloads(tmp_path):
         np.testing.assert_allclose(mlflow.keras.load_model(logged[0].model_uri)(batch).numpy(), encoder(batch).numpy(), atol=1e-6)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_logged_model_is_mlflow_keras_with_signature_and_input_example(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("keras-flavour-test")
+    save_model = mlflow.keras.save_model
+    try:
+        _, encoder, _ = build_autoencoder(16, (4,), 3)
+        with mlflow.start_run():
+            KerasModelDataset(str(tmp_path / "encoder.keras"), mlflow_name="encoder").save(encoder)
+        (logged,) = mlflow.search_logged_models(output_format="list")
+        info = mlflow.models.get_model_info(logged.model_uri)
+        assert {"keras", "python_function"} <= set(info.flavors)
+        assert info.flavors["python_function"]["loader_module"] == "mlflow.keras"
+        assert list(info.signature.inputs.to_dict()[0]["tensor-spec"]["shape"]) == [-1, 16, 16, 1]
+        assert info.saved_input_example_info["artifact_path"] == "input_example.json"
+        assert mlflow.keras.save_model is save_model  # MLflow's own flavour, never patched
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_the_flavour_module_saves_into_a_folder_that_does_not_exist_yet(tmp_path):
+    _, encoder, _ = build_autoencoder(16, (4,), 3)
+    example = np.full((1, 16, 16, 1), 255.0, np.float32)
+    path = tmp_path / "not" / "yet"
+    mlflow_keras_flavor.save_model(encoder, str(path), input_example=example)
+    assert (path / "input_example.json").is_file() and (path / "MLmodel").is_file()
+
+
+def test_mlflow_keras_still_writes_the_example_before_making_the_folder(tmp_path):
+    """Why `mlflow_keras_flavor` exists. When this fails, MLflow makes the folder itself and
+    `mlflow.keras.log_model` can replace `Model.log` with the flavour module."""
+    _, encoder, _ = build_autoencoder(16, (4,), 3)
+    example = np.full((1, 16, 16, 1), 255.0, np.float32)
+    with pytest.raises(FileNotFoundError, match="input_example.json"):
+        mlflow.keras.save_model(encoder, str(tmp_path / "model"), input_example=example)

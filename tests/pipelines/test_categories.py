@@ -7,6 +7,7 @@ from types import SimpleNamespace
 import pytest
 from kedro.config import OmegaConfigLoader
 from kedro.framework.project import configure_project, pipelines
+from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines import categories
 
@@ -44,3 +45,21 @@ def test_an_explicit_categories_parameter_wins(kedro_project, tmp_path, fresh_re
     categories.RunCategories().after_context_created(_context(kedro_project, {"raw_dir": str(photos), "categories": ["socks", "belts"]}))
     assert categories.configured_categories() == ["belts", "socks"]
     assert _namespaces("autoencoders") == {"belts", "socks"}
+
+
+def _pair(shared: int, own: int, parameter: int) -> tuple[int, int, int]:
+    """A node function for the wiring tests."""
+    return shared, own, parameter
+
+
+def test_per_category_pipelines_namespace_everything_but_the_shared_names():
+    pair = Node(func=_pair, inputs=["shared", "own", "params:p"], outputs="out", name="pair")
+    fanned = categories.per_category_pipelines(
+        Pipeline([pair]), ["b", "a"], inputs={"shared"}, parameters={"params:p"}
+    )
+    wiring = {(node.name, tuple(node.inputs), tuple(node.outputs)) for node in fanned.nodes}
+    assert wiring == {
+        ("a.pair", ("shared", "a.own", "params:p"), ("a.out",)),
+        ("b.pair", ("shared", "b.own", "params:p"), ("b.out",)),
+    }
+    assert categories.per_category("out", ["b", "a"]) == ["b.out", "a.out"]  # fan-in, in that order

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import logging
-import os
 from functools import cache
 from importlib.metadata import PackageNotFoundError, version
-from unittest import mock
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,25 +52,26 @@ class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
 
     def _log_to_mlflow(self, model: keras.Model) -> None:
         import mlflow
-        from mlflow.models import infer_signature
+        from mlflow.models import Model, infer_signature
+
+        from jewelry_pipeline.datasets import mlflow_keras_flavor
 
         if mlflow.active_run() is None:
             logger.info("No active MLflow run; %s saved locally only", self._filepath)
             return
         example = np.full((1, *model.input_shape[1:]), 255.0, np.float32)
         signature = infer_signature(example, model(example, training=False).numpy())
-        # mlflow 3.17's keras flavour writes the input example before creating the model folder;
-        # creating the folder first is the whole workaround.
-        original = mlflow.keras.save_model
-
-        def save_model(*args, **kwargs):
-            os.makedirs(kwargs["path"] if "path" in kwargs else args[1], exist_ok=True)
-            return original(*args, **kwargs)
-
-        with mock.patch.object(mlflow.keras, "save_model", save_model):
-            mlflow.keras.log_model(
-                model, name=self._mlflow_name, signature=signature, input_example=example, pip_requirements=model_requirements()
-            )
+        # What mlflow.keras.log_model does, with a flavour module that makes the model folder
+        # before mlflow 3.17's Keras flavour writes the input example into it.
+        Model.log(
+            artifact_path=None,
+            name=self._mlflow_name,
+            flavor=mlflow_keras_flavor,
+            model=model,
+            signature=signature,
+            input_example=example,
+            pip_requirements=model_requirements(),
+        )
 
     def _exists(self) -> bool:
         return self._filepath.is_file()

@@ -1,4 +1,4 @@
-"""Kedro datasets at the serving boundary: MLflow registry champion, and the serving bundle."""
+"""Kedro datasets at the serving boundary: the MLflow registry champion, and the serving bundle."""
 
 from __future__ import annotations
 
@@ -16,14 +16,17 @@ logger = logging.getLogger(__name__)
 
 
 class MlflowChampionDataset(AbstractDataset[dict, dict]):
-    """Load: the registry's current champion and its metric. Save: register this run's models and
-    move the alias when the decision says so, recording the decision and its reason in MLflow."""
+    """The registry's current champion (the model version under `alias`) and its run's `metric`.
 
-    def __init__(self, model_name: str, metric: str, alias: str = "champion", encoder_prefix: str | None = None, metadata: dict | None = None):
+    Read-only: the `register_run_models` node registers a run's models and moves the alias.
+    """
+
+    def __init__(
+        self, model_name: str, metric: str, alias: str = "champion", metadata: dict | None = None
+    ):
         self._model_name = model_name
         self._metric = metric
         self._alias = alias
-        self._encoder_prefix = encoder_prefix
         self.metadata = metadata
 
     def _load(self) -> dict[str, Any]:
@@ -38,48 +41,11 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
         value = client.get_run(version.run_id).data.metrics.get(self._metric) if version.run_id else None
         return {"exists": True, "version": int(version.version), "metric": value}
 
-    def _save(self, decision: dict[str, Any]) -> None:
-        import mlflow
-        from mlflow.tracking import MlflowClient
-
-        run = mlflow.active_run()
-        if run is None:
-            raise DatasetError("Promotion needs an active MLflow run (run it through `kedro run`).")
-        client = MlflowClient()
-        logged = _models_logged_by(run.info.experiment_id, run.info.run_id)
-        if "classifier" not in logged:
-            raise DatasetError(
-                f"This run ({run.info.run_id}) logged no classifier model; promotion registers only the models of its own run. "
-                "Run the models and `package` together: `kedro run` (or `--pipelines classifier,autoencoders,clustering,recommender,package`)."
-            )
-        registered = {self._model_name: logged["classifier"]}
-        if self._encoder_prefix:
-            registered |= {f"{self._encoder_prefix}{name.removeprefix('encoder_')}": m for name, m in logged.items() if name.startswith("encoder_")}
-        versions = {}
-        for name, model in registered.items():
-            version = mlflow.register_model(model.model_uri, name)
-            versions[name] = int(version.version)
-            if decision["promote"]:
-                client.set_registered_model_alias(name, self._alias, version.version)
-        mlflow.set_tags({"promotion.decision": "promoted" if decision["promote"] else "kept_champion", "promotion.reason": decision["reason"]})
-        mlflow.log_dict({**decision, "registered_versions": versions}, "promotion.json")
-        logger.info("Promotion: %s (%s)", "promoted" if decision["promote"] else "champion kept", decision["reason"])
+    def _save(self, data: dict) -> None:
+        raise DatasetError(f"{self.__class__.__name__} is read-only: the champion is only loaded.")
 
     def _describe(self) -> dict[str, Any]:
         return {"model_name": self._model_name, "alias": self._alias, "metric": self._metric}
-
-
-def _models_logged_by(experiment_id: str, run_id: str) -> dict[str, Any]:
-    """The models this run logged, by name: never another run's, even one that finished later in the same store."""
-    import mlflow
-
-    models = mlflow.search_logged_models(
-        experiment_ids=[experiment_id],
-        filter_string=f"source_run_id = '{run_id}'",
-        order_by=[{"field_name": "creation_time", "ascending": True}],
-        output_format="list",
-    )
-    return {m.name: m for m in models}
 
 
 class ServingBundleDataset(AbstractDataset[dict, ServingBundle]):

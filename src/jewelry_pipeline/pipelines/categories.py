@@ -3,15 +3,20 @@
 The pipeline registry is built before any node runs, so the run's `raw_dir` and parameters are read
 when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them. Where
 no context is made (`kedro registry list`), the project's configuration is read directly.
+
+`per_category_pipelines` instantiates a base pipeline once per category; `per_category` names the
+namespaced copies of a dataset that a combining node reads.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
 from kedro.framework.hooks import hook_impl
+from kedro.pipeline import Pipeline
 
 from jewelry_pipeline.folders import category_folders
 
@@ -53,6 +58,22 @@ def configured_categories() -> list[str]:
     raw_dir = Path(_run["raw_dir"] or DEFAULT_RAW_DIR)
     found = category_folders(raw_dir) if raw_dir.is_dir() else []
     return found or list(DEFAULT_CATEGORIES)
+
+
+def per_category(dataset: str, categories: Iterable[str]) -> list[str]:
+    """The namespaced copies of `dataset`, `<category>.<dataset>`, in the order of `categories`."""
+    return [f"{category}.{dataset}" for category in categories]
+
+
+def per_category_pipelines(
+    base: Pipeline, categories: Iterable[str], inputs: set[str], parameters: set[str]
+) -> Pipeline:
+    """`base` once per category (namespace), sharing `inputs` and `parameters` across them."""
+    namespaced = (
+        Pipeline(base, namespace=category, inputs=inputs, parameters=parameters)
+        for category in categories
+    )
+    return sum(namespaced, Pipeline([]))
 
 
 class RunCategories:

@@ -1,4 +1,5 @@
-"""Promotion decisions both ways, against a real MLflow registry under tmp_path, and bundle assembly."""
+"""Promotion decisions both ways, registration against a real MLflow registry under tmp_path, and
+bundle assembly."""
 
 from __future__ import annotations
 
@@ -11,28 +12,45 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
 from jewelry_pipeline.models.autoencoder import build_autoencoder
 from jewelry_pipeline.models.classifier import build_classifier
-from jewelry_pipeline.pipelines.package.nodes import assemble_bundle, decide_promotion
+from jewelry_pipeline.pipelines.package.nodes import (
+    assemble_bundle,
+    decide_promotion,
+    register_run_models,
+)
 from jewelry_pipeline.search import EmbeddingIndex
 
-PACKAGE = {"promotion_metric": "test_accuracy"}
+PACKAGE = {
+    "promotion_metric": "test_accuracy",
+    "registry": {"classifier": "clf", "encoder_prefix": "enc-", "alias": "champion"},
+}
+NO_CHAMPION = {"exists": False, "version": None, "metric": None}
+CHAMPION_V3 = {"exists": True, "version": 3, "metric": 0.8}
 
 
 def test_decision_rules():
-    first, same = decide_promotion({"test_accuracy": 0.8}, {"exists": False, "version": None, "metric": None}, PACKAGE)
-    assert first is same and first["promote"] and "no current champion" in first["reason"]
-    assert decide_promotion({"test_accuracy": 0.8}, {"exists": True, "version": 3, "metric": 0.8}, PACKAGE)[0]["promote"]
-    worse = decide_promotion({"test_accuracy": 0.7}, {"exists": True, "version": 3, "metric": 0.8}, PACKAGE)[0]
+    first = decide_promotion({"test_accuracy": 0.8}, NO_CHAMPION, PACKAGE)
+    assert first["promote"] and "no current champion" in first["reason"]
+    assert decide_promotion({"test_accuracy": 0.8}, CHAMPION_V3, PACKAGE)["promote"]
+    worse = decide_promotion({"test_accuracy": 0.7}, CHAMPION_V3, PACKAGE)
     assert not worse["promote"] and "< champion v3" in worse["reason"]
 
 
+def _log_classifier(path) -> None:
+    """A tiny classifier saved through the model dataset, so it is logged to the active run."""
+    classifier = build_classifier(16, 2, filters=(4,), embedding_dim=4)
+    KerasModelDataset(str(path), mlflow_name="classifier").save(classifier)
+
+
 def _tracked_run(tmp_path, accuracy: float) -> str:
-    """One MLflow run that logs a tiny classifier and its test accuracy, then applies the promotion gate."""
-    registry = MlflowChampionDataset("clf", "test_accuracy")
+    """One MLflow run that logs a tiny classifier and its test accuracy, then the promotion gate."""
     with mlflow.start_run() as run:
-        KerasModelDataset(str(tmp_path / f"clf_{accuracy}.keras"), mlflow_name="classifier").save(build_classifier(16, 2, filters=(4,), embedding_dim=4))
+        _log_classifier(tmp_path / f"clf_{accuracy}.keras")
         mlflow.log_metric("test_accuracy", accuracy)
-        decision, record = decide_promotion({"test_accuracy": accuracy}, registry.load(), PACKAGE)
-        registry.save(record)
+        champion = MlflowChampionDataset("clf", "test_accuracy").load()
+        decision = decide_promotion({"test_accuracy": accuracy}, champion, PACKAGE)
+        record = register_run_models(decision, PACKAGE)
+    registered = len(MlflowClient().search_model_versions("name='clf'"))
+    assert record == {**decision, "registered_versions": {"clf": registered}}
     return run.info.run_id
 
 
@@ -72,12 +90,33 @@ def test_assemble_bundle_orders_everything_by_the_index():
         assemble_bundle({"promote": True}, classifier, index, catalog, images, ["a", "b", "c"], {"input": "photo"}, {}, encoder, other, built=["a", "b"])
 
 
-def test_registry_save_without_a_logged_classifier_is_a_clear_error(tmp_path):
+def test_registration_registers_the_encoders_under_their_category(tmp_path):
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("encoders")
+    try:
+        client = MlflowClient()
+        with mlflow.start_run() as run:
+            _log_classifier(tmp_path / "clf.keras")
+            _, encoder, _ = build_autoencoder(16, (4,), 3)
+            rings = KerasModelDataset(str(tmp_path / "rings.keras"), mlflow_name="encoder_rings")
+            rings.save(encoder)
+            record = register_run_models({"promote": True, "reason": "first"}, PACKAGE)
+        assert record["registered_versions"] == {"clf": 1, "enc-rings": 1}
+        assert client.get_model_version_by_alias("enc-rings", "champion").run_id == run.info.run_id
+        assert client.get_run(run.info.run_id).data.tags["promotion.decision"] == "promoted"
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_registration_without_a_logged_classifier_is_a_clear_error(tmp_path):
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
     mlflow.set_experiment("empty")
     try:
-        with mlflow.start_run(), pytest.raises(Exception, match="logged no classifier model; promotion registers only the models of its own run"):
-            MlflowChampionDataset("clf", "test_accuracy").save({"promote": True, "reason": "x"})
+        own_models_only = "logged no classifier model; promotion registers only the models of"
+        with mlflow.start_run(), pytest.raises(RuntimeError, match=own_models_only):
+            register_run_models({"promote": True, "reason": "x"}, PACKAGE)
+        with pytest.raises(RuntimeError, match="needs an active MLflow run"):
+            register_run_models({"promote": True, "reason": "x"}, PACKAGE)
     finally:
         mlflow.set_tracking_uri(None)
 
@@ -97,12 +136,12 @@ def test_overlapping_runs_each_register_their_own_models(tmp_path):
         try:
             with mlflow.start_run() as active:  # MLflow's active run is per thread
                 run_ids[name] = active.info.run_id
-                KerasModelDataset(str(tmp_path / f"{name}.keras"), mlflow_name="classifier").save(build_classifier(16, 2, filters=(4,), embedding_dim=4))
+                _log_classifier(tmp_path / f"{name}.keras")
                 if then is not None and name == "b":
                     then.set()
                 if wait_for is not None:
                     assert wait_for.wait(120)
-                MlflowChampionDataset("clf", "test_accuracy").save({"promote": True, "reason": name})
+                register_run_models({"promote": True, "reason": name}, PACKAGE)
                 if name == "a":
                     a_registered.set()
         except Exception as exc:  # noqa: BLE001 - reported by the main thread

@@ -5,7 +5,7 @@ from functools import partial
 from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.metrics import history_metrics
-from jewelry_pipeline.pipelines.categories import configured_categories
+from jewelry_pipeline.pipelines.categories import configured_categories, per_category_pipelines
 
 from .nodes import (
     category_inputs,
@@ -19,22 +19,64 @@ from .nodes import (
 )
 
 SHARED_INPUTS = {"model_input_manifest", "image_store", "checked_categories", "autoencoder_input"}
+SHARED_PARAMETERS = {"params:autoencoders", "params:preprocessing"}
 
 
 def category_pipeline() -> Pipeline:
     """The per-category base pipeline; `category_name` comes from the catalog factory per namespace."""
     return Pipeline(
         [
-            Node(select_category, ["model_input_manifest", "category_name", "checked_categories"], "category_manifest", name="select_category"),
-            Node(category_inputs, ["image_store", "category_manifest", "autoencoder_input", "params:preprocessing"], "autoencoder_inputs", name="category_inputs"),
-            Node(train_autoencoder, ["autoencoder_inputs", "category_manifest", "params:autoencoders"], ["autoencoder", "encoder", "autoencoder_history"], name="train_autoencoder"),
-            Node(history_metrics, "autoencoder_history", "autoencoder_loss_metrics", name="log_autoencoder_history"),
-            Node(reconstruction_check, ["autoencoder", "autoencoder_inputs", "category_manifest"], "reconstruction_metrics", name="reconstruction_check"),
-            Node(encode_category, ["encoder", "autoencoder_inputs", "category_manifest"], "latents", name="encode_category"),
             Node(
-                plot_reconstructions,
-                ["autoencoder", "image_store", "autoencoder_inputs", "category_manifest", "params:autoencoders"],
-                "reconstruction_plot",
+                func=select_category,
+                inputs=["model_input_manifest", "category_name", "checked_categories"],
+                outputs="category_manifest",
+                name="select_category",
+            ),
+            Node(
+                func=category_inputs,
+                inputs=[
+                    "image_store",
+                    "category_manifest",
+                    "autoencoder_input",
+                    "params:preprocessing",
+                ],
+                outputs="autoencoder_inputs",
+                name="category_inputs",
+            ),
+            Node(
+                func=train_autoencoder,
+                inputs=["autoencoder_inputs", "category_manifest", "params:autoencoders"],
+                outputs=["autoencoder", "encoder", "autoencoder_history"],
+                name="train_autoencoder",
+            ),
+            Node(
+                func=history_metrics,
+                inputs="autoencoder_history",
+                outputs="autoencoder_loss_metrics",
+                name="log_autoencoder_history",
+            ),
+            Node(
+                func=reconstruction_check,
+                inputs=["autoencoder", "autoencoder_inputs", "category_manifest"],
+                outputs="reconstruction_metrics",
+                name="reconstruction_check",
+            ),
+            Node(
+                func=encode_category,
+                inputs=["encoder", "autoencoder_inputs", "category_manifest"],
+                outputs="latents",
+                name="encode_category",
+            ),
+            Node(
+                func=plot_reconstructions,
+                inputs=[
+                    "autoencoder",
+                    "image_store",
+                    "autoencoder_inputs",
+                    "category_manifest",
+                    "params:autoencoders",
+                ],
+                outputs="reconstruction_plot",
                 name="plot_reconstructions",
             ),
         ]
@@ -46,18 +88,25 @@ def create_pipeline(**kwargs) -> Pipeline:
     categories = configured_categories()
     shared = Pipeline(
         [
-            Node(partial(check_category_pipelines, built=categories), "categories", "checked_categories", name="check_category_pipelines"),
             Node(
-                choose_autoencoder_input,
-                ["image_store", "model_input_manifest", "params:preprocessing", "params:autoencoders"],
-                ["autoencoder_input", "autoencoder_input_metrics"],
+                func=partial(check_category_pipelines, built=categories),
+                inputs="categories",
+                outputs="checked_categories",
+                name="check_category_pipelines",
+            ),
+            Node(
+                func=choose_autoencoder_input,
+                inputs=[
+                    "image_store",
+                    "model_input_manifest",
+                    "params:preprocessing",
+                    "params:autoencoders",
+                ],
+                outputs=["autoencoder_input", "autoencoder_input_metrics"],
                 name="choose_autoencoder_input",
             ),
         ]
     )
-    base = category_pipeline()
-    per_category = [
-        Pipeline(base, namespace=category, inputs=SHARED_INPUTS, parameters={"params:autoencoders", "params:preprocessing"})
-        for category in categories
-    ]
-    return shared + sum(per_category, Pipeline([]))
+    return shared + per_category_pipelines(
+        category_pipeline(), categories, inputs=SHARED_INPUTS, parameters=SHARED_PARAMETERS
+    )

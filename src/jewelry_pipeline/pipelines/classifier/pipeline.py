@@ -24,26 +24,88 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Build the classifier pipeline."""
     return Pipeline(
         [
-            Node(choose_working_size, [MANIFEST, "params:preprocessing", "params:classifier"], "classifier_input_size", name="choose_working_size"),
             Node(
-                train_classifier,
-                [STORE, MANIFEST, "categories", "classifier_input_size", "params:classifier"],
-                ["classifier_model", "classifier_history"],
+                func=choose_working_size,
+                inputs=[MANIFEST, "params:preprocessing", "params:classifier"],
+                outputs="classifier_input_size",
+                name="choose_working_size",
+            ),
+            Node(
+                func=train_classifier,
+                inputs=[
+                    STORE,
+                    MANIFEST,
+                    "categories",
+                    "classifier_input_size",
+                    "params:classifier",
+                ],
+                outputs=["classifier_model", "classifier_history"],
                 name="train_classifier",
             ),
-            Node(history_metrics, "classifier_history", "classifier_history_metrics", name="log_classifier_history"),
             Node(
-                evaluate_classifier,
-                ["classifier_model", STORE, MANIFEST, "categories"],
-                ["classifier_test_metrics", "classifier_per_class", "classifier_confusion_matrix", "classifier_test_predictions"],
+                func=history_metrics,
+                inputs="classifier_history",
+                outputs="classifier_history_metrics",
+                name="log_classifier_history",
+            ),
+            Node(
+                func=evaluate_classifier,
+                inputs=["classifier_model", STORE, MANIFEST, "categories"],
+                outputs=[
+                    "classifier_test_metrics",
+                    "classifier_per_class",
+                    "classifier_confusion_matrix",
+                    "classifier_test_predictions",
+                ],
                 name="evaluate_classifier",
             ),
-            Node(baseline_classifier, [STORE, MANIFEST, "categories", "classifier_input_size", "params:classifier"], "baseline_metrics", name="baseline_classifier"),
-            Node(classifier_metrics, ["classifier_test_metrics", "baseline_metrics"], ["classifier_mlflow_metrics", "classifier_metrics_report"], name="report_classifier_metrics"),
-            Node(plot_confusion_matrix, "classifier_confusion_matrix", "confusion_matrix_plot", name="plot_confusion_matrix"),
-            Node(plot_learning_curves, "classifier_history", "learning_curves_plot", name="plot_learning_curves"),
-            Node(plot_learning_rate, "classifier_history", "learning_rate_plot", name="plot_learning_rate"),
-            Node(embed_catalog, ["classifier_model", STORE, MANIFEST, "params:classifier"], "classifier_embeddings", name="embed_catalog"),
-            Node(plot_misclassified, [STORE, "classifier_test_predictions", "params:classifier"], "misclassified_plot", name="plot_misclassified"),
+            Node(
+                func=baseline_classifier,
+                inputs=[
+                    STORE,
+                    MANIFEST,
+                    "categories",
+                    "classifier_input_size",
+                    "params:classifier",
+                ],
+                outputs="baseline_metrics",
+                name="baseline_classifier",
+            ),
+            Node(
+                func=classifier_metrics,
+                inputs=["classifier_test_metrics", "baseline_metrics"],
+                outputs=["classifier_mlflow_metrics", "classifier_metrics_report"],
+                name="report_classifier_metrics",
+            ),
+            Node(
+                func=plot_confusion_matrix,
+                inputs="classifier_confusion_matrix",
+                outputs="confusion_matrix_plot",
+                name="plot_confusion_matrix",
+            ),
+            Node(
+                func=plot_learning_curves,
+                inputs="classifier_history",
+                outputs="learning_curves_plot",
+                name="plot_learning_curves",
+            ),
+            Node(
+                func=plot_learning_rate,
+                inputs="classifier_history",
+                outputs="learning_rate_plot",
+                name="plot_learning_rate",
+            ),
+            Node(
+                func=embed_catalog,
+                inputs=["classifier_model", STORE, MANIFEST, "params:classifier"],
+                outputs="classifier_embeddings",
+                name="embed_catalog",
+            ),
+            Node(
+                func=plot_misclassified,
+                inputs=[STORE, "classifier_test_predictions", "params:classifier"],
+                outputs="misclassified_plot",
+                name="plot_misclassified",
+            ),
         ]
     )

@@ -2,9 +2,18 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.pipelines.categories import configured_categories
+from jewelry_pipeline.pipelines.categories import (
+    configured_categories,
+    per_category,
+    per_category_pipelines,
+)
 
-from .nodes import clustering_mlflow_metrics, cluster_category, combine_clustering, plot_cluster_montage
+from .nodes import (
+    cluster_category,
+    clustering_mlflow_metrics,
+    combine_clustering,
+    plot_cluster_montage,
+)
 
 SHARED_INPUTS = {"image_store", "classifier_embeddings", "substyle_labels"}
 
@@ -14,13 +23,35 @@ def category_pipeline() -> Pipeline:
     return Pipeline(
         [
             Node(
-                cluster_category,
-                ["image_store", "category_manifest", "latents", "classifier_embeddings", "substyle_labels", "params:clustering"],
-                ["cluster_assignments", "clustering_rows"],
+                func=cluster_category,
+                inputs=[
+                    "image_store",
+                    "category_manifest",
+                    "latents",
+                    "classifier_embeddings",
+                    "substyle_labels",
+                    "params:clustering",
+                ],
+                outputs=["cluster_assignments", "clustering_rows"],
                 name="cluster_category",
             ),
-            Node(clustering_mlflow_metrics, "clustering_rows", "clustering_metrics", name="log_clustering_metrics"),
-            Node(plot_cluster_montage, ["image_store", "category_manifest", "cluster_assignments", "params:clustering"], "cluster_montage", name="plot_cluster_montage"),
+            Node(
+                func=clustering_mlflow_metrics,
+                inputs="clustering_rows",
+                outputs="clustering_metrics",
+                name="log_clustering_metrics",
+            ),
+            Node(
+                func=plot_cluster_montage,
+                inputs=[
+                    "image_store",
+                    "category_manifest",
+                    "cluster_assignments",
+                    "params:clustering",
+                ],
+                outputs="cluster_montage",
+                name="plot_cluster_montage",
+            ),
         ]
     )
 
@@ -28,19 +59,22 @@ def category_pipeline() -> Pipeline:
 def create_pipeline(**kwargs) -> Pipeline:
     """Instantiate the base pipeline per category, then combine their outputs."""
     categories = configured_categories()
-    base = category_pipeline()
-    per_category = sum(
-        (Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:clustering"}) for c in categories),
-        Pipeline([]),
+    per_category_clustering = per_category_pipelines(
+        category_pipeline(), categories, inputs=SHARED_INPUTS, parameters={"params:clustering"}
     )
     combine = Pipeline(
         [
             Node(
-                combine_clustering,
-                [f"{c}.cluster_assignments" for c in categories] + [f"{c}.clustering_rows" for c in categories],
-                ["cluster_assignments", "clustering_metrics_table", "clustering_silhouette_table"],
+                func=combine_clustering,
+                inputs=per_category("cluster_assignments", categories)
+                + per_category("clustering_rows", categories),
+                outputs=[
+                    "cluster_assignments",
+                    "clustering_metrics_table",
+                    "clustering_silhouette_table",
+                ],
                 name="combine_clustering",
             )
         ]
     )
-    return per_category + combine
+    return per_category_clustering + combine

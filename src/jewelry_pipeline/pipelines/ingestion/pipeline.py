@@ -10,14 +10,26 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                decode_images,
+                func=decode_images,
                 inputs=["raw_images", "decode_cache", "params:preprocessing", "params:ingestion"],
-                outputs=["decoded_store", "decoded_manifest", "ingestion_rejects", "decode_cache_update"],
+                outputs=[
+                    "decoded_store",
+                    "decoded_manifest",
+                    "ingestion_rejects",
+                    "decode_cache_update",
+                ],
                 name="decode_images",
             ),
             Node(
-                check_categories,
-                inputs=["decoded_manifest", "ingestion_rejects", "decoded_store", "raw_images", "params:ingestion", "params:categories"],
+                func=check_categories,
+                inputs=[
+                    "decoded_manifest",
+                    "ingestion_rejects",
+                    "decoded_store",
+                    "raw_images",
+                    "params:ingestion",
+                    "params:categories",
+                ],
                 outputs=["image_store", "ingestion_manifest", "categories", "ingestion_identity"],
                 name="check_categories",
             ),

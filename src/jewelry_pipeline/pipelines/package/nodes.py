@@ -1,4 +1,4 @@
-"""Package nodes: the promotion decision and the contents of the serving bundle."""
+"""Package nodes: the promotion decision, the registry acting on it, and the serving bundle."""
 
 from __future__ import annotations
 
@@ -16,11 +16,8 @@ logger = logging.getLogger(__name__)
 
 def decide_promotion(
     new_metrics: dict[str, float], champion: dict[str, Any], package: dict[str, Any]
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    """Promote when there is no champion or the new run's metric is at least the champion's.
-
-    The decision goes out twice: to the local report and to the registry dataset that acts on it.
-    """
+) -> dict[str, Any]:
+    """Promote when there is no champion or the new run's metric is at least the champion's."""
     metric = package["promotion_metric"]
     new_value = float(new_metrics[metric])
     if not champion["exists"] or champion["metric"] is None:
@@ -30,7 +27,7 @@ def decide_promotion(
     else:
         promote, reason = False, f"{metric} {new_value:.4f} < champion v{champion['version']} {champion['metric']:.4f}"
     logger.info("Promotion decision: %s (%s)", "promote" if promote else "keep champion", reason)
-    decision = {
+    return {
         "promote": promote,
         "reason": reason,
         "metric": metric,
@@ -38,11 +35,67 @@ def decide_promotion(
         "champion_value": champion["metric"],
         "champion_version": champion["version"],
     }
-    return decision, decision
+
+
+def _models_logged_by(experiment_id: str, run_id: str) -> dict[str, Any]:
+    """The models this run logged, by name: never another run's, even one that finished later."""
+    import mlflow
+
+    models = mlflow.search_logged_models(
+        experiment_ids=[experiment_id],
+        filter_string=f"source_run_id = '{run_id}'",
+        order_by=[{"field_name": "creation_time", "ascending": True}],
+        output_format="list",
+    )
+    return {model.name: model for model in models}
+
+
+def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> dict[str, Any]:
+    """Register this run's own models; the champion alias moves to them only when promoted.
+
+    The classifier registers as `registry.classifier` and each category's encoder as
+    `registry.encoder_prefix` + category. The run is tagged with the decision and its reason; the
+    returned record (the decision and the registered versions) is logged as `promotion.json`.
+    """
+    import mlflow
+    from mlflow.tracking import MlflowClient
+
+    run = mlflow.active_run()
+    if run is None:
+        raise RuntimeError("Promotion needs an active MLflow run (run it through `kedro run`).")
+    logged = _models_logged_by(run.info.experiment_id, run.info.run_id)
+    if "classifier" not in logged:
+        raise RuntimeError(
+            f"This run ({run.info.run_id}) logged no classifier model; promotion registers only "
+            "the models of its own run. Run the models and `package` together: `kedro run` (or "
+            "`--pipelines classifier,autoencoders,clustering,recommender,package`)."
+        )
+    registry = package["registry"]
+    to_register = {registry["classifier"]: logged["classifier"]}
+    to_register |= {
+        registry["encoder_prefix"] + name.removeprefix("encoder_"): model
+        for name, model in logged.items()
+        if name.startswith("encoder_")
+    }
+    client = MlflowClient()
+    versions = {}
+    for registered_name, model in to_register.items():
+        version = mlflow.register_model(model.model_uri, registered_name)
+        versions[registered_name] = int(version.version)
+        if decision["promote"]:
+            client.set_registered_model_alias(registered_name, registry["alias"], version.version)
+    outcome = "promoted" if decision["promote"] else "kept_champion"
+    mlflow.set_tags({"promotion.decision": outcome, "promotion.reason": decision["reason"]})
+    logger.info(
+        "Promotion: %s (%s)",
+        "promoted" if decision["promote"] else "champion kept",
+        decision["reason"],
+    )
+    return {**decision, "registered_versions": versions}
 
 
 def assemble_bundle(
-    decision: dict[str, Any],
+    promotion: dict[str, Any],
     classifier: keras.Model,
     index: dict[str, np.ndarray],
     catalog: pd.DataFrame,
@@ -55,7 +108,8 @@ def assemble_bundle(
 ) -> dict[str, Any]:
     """Everything the service needs, in index order, for the serving-bundle dataset.
 
-    `encoders` come from the namespaces `built` (sorted); they must be the categories ingestion found, so
+    `promotion` is the registry's record (the decision and the registered versions). `encoders`
+    come from the namespaces `built` (sorted); they must be the categories ingestion found, so
     each encoder is named by the category it was trained on.
     """
     if sorted(built) != sorted(categories) or len(encoders) != len(built):
@@ -69,7 +123,7 @@ def assemble_bundle(
     thumbnails = images[served["store_index"].to_numpy()]
     served = served.assign(thumbnail_row=np.arange(len(served)))
     return {
-        "promote": bool(decision["promote"]),
+        "promote": bool(promotion["promote"]),
         "classifier": classifier,
         "encoders": dict(zip(sorted(built), encoders)),
         "index": index,
@@ -77,5 +131,5 @@ def assemble_bundle(
         "thumbnails": thumbnails,
         "class_names": list(categories),
         "preprocessing": {**preprocessing, "autoencoder_input": autoencoder_input["input"]},
-        "version": {"promotion": decision},
+        "version": {"promotion": promotion},
     }

@@ -1,30 +1,45 @@
-"""Package pipeline: registry promotion gate, then the serving bundle (BentoML store when promoted)."""
+"""Package pipeline: promotion decision, registry (alias moved when promoted), then the bundle."""
 
 from functools import partial
 
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.pipelines.categories import configured_categories
+from jewelry_pipeline.pipelines.categories import configured_categories, per_category
 
-from .nodes import assemble_bundle, decide_promotion
+from .nodes import assemble_bundle, decide_promotion, register_run_models
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Build the package pipeline."""
-    built = sorted(configured_categories())
-    encoders = [f"{c}.encoder" for c in built]
+    """Build the package pipeline: decide, register (and move the alias), then bundle."""
+    built = configured_categories()
     return Pipeline(
         [
             Node(
-                decide_promotion,
-                ["classifier_metrics_report", "current_champion", "params:package"],
-                ["promotion_decision", "promotion_record"],
+                func=decide_promotion,
+                inputs=["classifier_metrics_report", "current_champion", "params:package"],
+                outputs="promotion_decision",
                 name="decide_promotion",
             ),
             Node(
-                partial(assemble_bundle, built=built),
-                ["promotion_decision", "classifier_model", "embedding_index", "recommender_catalog", "image_store", "categories", "autoencoder_input", "params:preprocessing", *encoders],
-                "serving_bundle",
+                func=register_run_models,
+                inputs=["promotion_decision", "params:package"],
+                outputs="promotion_record",
+                name="register_run_models",
+            ),
+            Node(
+                func=partial(assemble_bundle, built=built),
+                inputs=[
+                    "promotion_record",
+                    "classifier_model",
+                    "embedding_index",
+                    "recommender_catalog",
+                    "image_store",
+                    "categories",
+                    "autoencoder_input",
+                    "params:preprocessing",
+                    *per_category("encoder", built),
+                ],
+                outputs="serving_bundle",
                 name="assemble_bundle",
             ),
         ]

@@ -10,13 +10,13 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                split_manifest,
+                func=split_manifest,
                 inputs=["ingestion_manifest", "params:split"],
                 outputs="model_input_manifest",
                 name="split_manifest",
             ),
             Node(
-                record_split,
+                func=record_split,
                 inputs=["ingestion_identity", "model_input_manifest"],
                 outputs="split_identity",
                 name="record_split",
