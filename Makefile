@@ -59,7 +59,7 @@ bento: $(STAMP)
 # Load, soak, faults, hostile files and reproducibility against the bundle of `make run`
 # (about 12 minutes); writes docs/RELIABILITY.md. A light version runs in `make test`.
 reliability: $(STAMP)
-	$(BIN)/python benchmarks/reliability.py
+	$(BIN)/python -m benchmarks.reliability
 
 # Real-photo quality: Fashion-MNIST (Debian's dataset-fashion-mnist) and the built-in data, each through the
 # real `kedro run` in a scratch project under build/quality/ (about 45 min); writes docs/QUALITY.md.
@@ -78,11 +78,11 @@ mlflow-ui: $(STAMP)
 	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
 
 benchmarks: $(STAMP)
-	$(BIN)/python benchmarks/ingest.py
-	$(BIN)/python benchmarks/train_classifier.py
-	$(BIN)/python benchmarks/retrieval.py
-	$(BIN)/python benchmarks/serve.py
-	$(BIN)/python benchmarks/startup.py
+	$(BIN)/python -m benchmarks.ingest
+	$(BIN)/python -m benchmarks.train_classifier
+	$(BIN)/python -m benchmarks.retrieval
+	$(BIN)/python -m benchmarks.serve
+	$(BIN)/python -m benchmarks.startup
 
 clean:
 	rm -rf data/0[2-8]_*/[!.]* mlruns/[!.]*

@@ -1,5 +1,5 @@
 """Cost of the default run: `kedro run` with default parameters on the built-in dataset (2,000 photos), for this
-tree and for a reference commit, one after the other in one run: `python benchmarks/default_run.py`.
+tree and for a reference commit, one after the other in one run: `python -m benchmarks.default_run`.
 
 Machines of one kind differ several-fold in speed, so the figure that matters is the ratio measured here.
 """
@@ -14,9 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _report import ROOT, markdown_table, publish  # noqa: E402
-from startup import scratch_project, timed  # noqa: E402
+from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks.startup import scratch_project, timed
 
 REFERENCE = "6c35bf5"  # main before the real-photo work (#15): the run the issue's cost target compares with
 

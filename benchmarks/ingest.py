@@ -1,4 +1,4 @@
-"""Ingestion throughput and peak memory on generated photos: `python benchmarks/ingest.py [--images 5000]`."""
+"""Ingestion throughput and peak memory on generated photos: `python -m benchmarks.ingest [--images 5000]`."""
 
 from __future__ import annotations
 
@@ -11,8 +11,7 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _report import markdown_table, publish  # noqa: E402
+from benchmarks._report import markdown_table, publish
 
 TARGET_RATE, TARGET_RSS_MB = 300, 1500
 

@@ -1,8 +1,9 @@
-"""The naive baseline: one Flask process, one thread, one `model.predict` per request (the original design).
+"""The naive baseline: one Flask process, one thread, one direct model call per request, no batching.
 
-It does the same work as `/recommend`: the shared decoder, the classifier, the predicted category's
-encoder on the foreground map when the index holds autoencoder (or combined) vectors, and exact
-search over the same index. Run by `benchmarks/serve.py`: `python benchmarks/naive_flask.py BUNDLE PORT`.
+It does the same work as `/recommend` with the same code: the shared decoder (`Preprocessing.prepare`),
+the bundle's compiled query model (`QueryEncoder`, the class the service and the index builder use) and
+exact search over the same index, so the service's speed-up measures batching and concurrency only.
+Run by `benchmarks/serve.py`: `python -m benchmarks.naive_flask BUNDLE PORT`.
 """
 
 from __future__ import annotations
@@ -13,23 +14,18 @@ import numpy as np
 from flask import Flask, jsonify, request
 
 from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import DecodeLimits, Foreground, ImageRejected, autoencoder_inputs, model_input
-from jewelry_pipeline.models.classifier import features_model
-from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, ENCODED_SOURCES, EmbeddingIndex, combined_vectors, descriptor_vectors, l2_normalise
+from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.query import IndexSpec, QueryEncoder
+from jewelry_pipeline.search import EmbeddingIndex
 
 
 def create_app(bundle_path: str) -> Flask:
     """A Flask app answering /recommend and /readyz from a bundle."""
     bundle = read_bundle(bundle_path)
-    size = int(bundle.config["preprocessing"]["image_size"])
-    limits = DecodeLimits.from_config(bundle.config["preprocessing"])
-    source = str(bundle.index["source"])
-    layout = tuple(int(v) for v in bundle.index["descriptor_layout"]) if source == "descriptor" else None
-    model = features_model(bundle.classifier, layout)
+    preprocessing, spec = bundle.preprocessing, IndexSpec.from_arrays(bundle.index)
+    encoder = QueryEncoder(spec, bundle.classifier, bundle.encoders, bundle.class_names, preprocessing)
     index = EmbeddingIndex.from_arrays(bundle.index)
-    catalog = bundle.catalog
-    scoped = source in CATEGORY_SCOPED_SOURCES
-    foreground = Foreground.from_config(bundle.config["preprocessing"]) if source in ENCODED_SOURCES else None
+    categories = bundle.catalog["category"].to_numpy().astype(str)
     app = Flask("naive")
 
     @app.get("/readyz")
@@ -42,25 +38,17 @@ def create_app(bundle_path: str) -> Flask:
         if upload is None:
             return jsonify(error="missing image"), 400
         try:
-            image = model_input(upload.read(), size, limits)
+            image = preprocessing.prepare(upload.read())
         except ImageRejected as exc:
             return jsonify(error=str(exc)), 400
         k = int(request.form.get("k", 10))
-        embedding, probabilities, *pooled = model.predict(image[None].astype(np.float32), verbose=0)
-        category = bundle.class_names[int(np.argmax(probabilities[0]))]
-        allowed = catalog["category"].to_numpy() == category if scoped else None
-        if pooled:
-            embedding = descriptor_vectors(pooled[0])
-        if foreground is not None:
-            inputs = autoencoder_inputs(image[None], np.arange(1), bundle.config["preprocessing"].get("autoencoder_input", "foreground"), foreground)
-            codes = bundle.encoders[category].predict(inputs, verbose=0)
-            if source == "combined":
-                codes = combined_vectors(embedding, codes, float(bundle.index["combined_autoencoder_weight"]))
-            embedding = codes
-        positions, scores = index.search(l2_normalise(embedding), k, allowed=allowed)
-        rows = catalog.iloc[positions[0]]
+        query = encoder.encode(image[None])
+        predicted = int(np.argmax(query.probabilities[0]))
+        allowed = categories == bundle.class_names[predicted] if spec.category_scoped else None
+        positions, scores = index.search(query.vector(0, predicted)[None], k, allowed=allowed)
+        rows = bundle.catalog.iloc[positions[0]]
         return jsonify(
-            category=category,
+            category=bundle.class_names[predicted],
             items=[{"item_id": str(r.item_id), "score": float(s)} for r, s in zip(rows.itertuples(), scores[0])],
         )
 

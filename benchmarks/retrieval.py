@@ -1,6 +1,6 @@
 """Similarity-index scale test: exact vs HNSW at 10k, 100k and 1M vectors.
 
-`python benchmarks/retrieval.py [--sizes 10000,100000,1000000]`. Vectors are drawn around the served
+`python -m benchmarks.retrieval [--sizes 10000,100000,1000000]`. Vectors are drawn around the served
 index's real vectors (data/07_model_output/index.npz, the configured embedding source, so they have its
 size) when it exists, otherwise around random 128-d cluster centres.
 """
@@ -17,8 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _report import markdown_table, publish  # noqa: E402
+from benchmarks._report import markdown_table, publish
 
 ROOT = Path(__file__).resolve().parents[1]
 TARGET_P50_MS, TARGET_RECALL = 5.0, 0.95
@@ -90,7 +89,7 @@ def main() -> None:
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         for backend in ("exact", "hnsw"):
-            out = subprocess.run([sys.executable, __file__, "--one", f"{n},{backend}", "--queries", str(args.queries)], check=True, capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run([sys.executable, "-m", "benchmarks.retrieval", "--one", f"{n},{backend}", "--queries", str(args.queries)], check=True, capture_output=True, text=True, cwd=ROOT)
             for row in json.loads(out.stdout.strip().splitlines()[-1]):
                 if n >= 1_000_000 and backend == "hnsw":
                     row["target"] = f"p50 < {TARGET_P50_MS} ms, recall@10 >= {TARGET_RECALL}"

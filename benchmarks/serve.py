@@ -1,6 +1,6 @@
 """`/recommend` under load: the BentoML service against a naive single-process Flask server.
 
-`python benchmarks/serve.py [--bundle data/07_model_output/bundle] [--duration 20]`. Both servers
+`python -m benchmarks.serve [--bundle data/07_model_output/bundle] [--duration 20]`. Both servers
 serve the same bundle on 127.0.0.1 and do the same work; every request is bounded in count and time.
 Targets: p50 <= 30 ms at concurrency 1; throughput at 32 >= 2x the naive server's; zero 5xx.
 """
@@ -12,9 +12,9 @@ import sys
 import tempfile
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _load import ROOT, free_port, run_load, sample_payloads, start, start_bentoml, worker_memory_mb  # noqa: E402
-from _report import markdown_table, publish  # noqa: E402
+from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks.load_generator import run_load, sample_payloads
+from jewelry_testing.servers import free_port, start, start_bentoml, worker_memory_mb
 
 LEVELS = (1, 8, 32)
 TARGET_P50_MS, TARGET_SPEEDUP = 30.0, 2.0
@@ -51,7 +51,7 @@ def main() -> None:
         server.stop()
     print("Naive Flask server", flush=True)
     port = str(free_port())
-    naive = start([sys.executable, str(ROOT / "benchmarks/naive_flask.py"), str(args.bundle), port], {"PORT": port}, "/readyz", logs / "naive.log")
+    naive = start([sys.executable, "-m", "benchmarks.naive_flask", str(args.bundle), port], {"PORT": port}, "/readyz", logs / "naive.log")
     try:
         results["naive_flask"] = measure(naive.url, args.duration, args.max_requests)
     finally:

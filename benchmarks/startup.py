@@ -1,5 +1,5 @@
 """Start-up and incremental ingestion: `kedro registry list` and `kedro run --pipelines ingestion` on generated
-photos, for this tree and for a reference commit, side by side in one run: `python benchmarks/startup.py`.
+photos, for this tree and for a reference commit, side by side in one run: `python -m benchmarks.startup`.
 
 The reference commit is checked out with `git worktree` under build/startup/ and imported first through
 PYTHONPATH; each command runs in its own scratch project, so neither touches the repository's data.
@@ -16,8 +16,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _report import ROOT, markdown_table, publish  # noqa: E402
+from benchmarks._report import ROOT, markdown_table, publish
 
 REFERENCE = "e3e49a2"  # main before the fast-start and incremental-ingestion work (#16)
 

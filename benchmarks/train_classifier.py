@@ -1,4 +1,4 @@
-"""Classifier training cost at the default configuration: `python benchmarks/train_classifier.py`.
+"""Classifier training cost at the default configuration: `python -m benchmarks.train_classifier`.
 
 Trains on the project's current image store and split (run `make run` or the ingestion and split
 pipelines first) in a fresh process, and records wall time, images/s and peak RSS.
@@ -12,8 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).parent))
-from _report import markdown_table, publish  # noqa: E402
+from benchmarks._report import markdown_table, publish
 
 TARGET_SECONDS = 180
 

@@ -9,7 +9,10 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.bundle import BundleError, read_bundle, verify_bundle, write_bundle
+from dataclasses import replace
+
+from jewelry_pipeline.bundle import BundleContents, BundleError, read_bundle, verify_bundle, write_bundle
+from jewelry_pipeline.images import Preprocessing
 from jewelry_pipeline.models.autoencoder import build_autoencoder
 from jewelry_pipeline.models.classifier import build_classifier
 from jewelry_pipeline.search import EmbeddingIndex
@@ -22,26 +25,26 @@ def bundle_parts(tmp_path):
     rng = np.random.default_rng(0)
     index = EmbeddingIndex(["i0", "i1", "i2"], rng.normal(size=(3, 4))).to_arrays()
     catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})
-    return {
-        "classifier": classifier,
-        "encoders": {"a": encoder, "b": encoder},
-        "index": index,
-        "catalog": catalog,
-        "thumbnails": rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
-        "class_names": ["a", "b"],
-        "preprocessing": {"image_size": 16},
-        "version": {"run_id": "abc"},
-    }, classifier
+    return BundleContents(
+        classifier=classifier,
+        encoders={"a": encoder, "b": encoder},
+        index=index,
+        catalog=catalog,
+        thumbnails=rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+        class_names=["a", "b"],
+        preprocessing=Preprocessing(image_size=16),
+        version={"run_id": "abc"},
+    ), classifier
 
 
 def test_round_trip(tmp_path, bundle_parts):
     parts, classifier = bundle_parts
-    path = write_bundle(tmp_path / "bundle", **parts)
+    path = write_bundle(tmp_path / "bundle", parts)
     bundle = read_bundle(path)
     assert bundle.class_names == ["a", "b"] and set(bundle.encoders) == {"a", "b"}
     assert bundle.config["version"] == {"run_id": "abc"}
     assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
-    batch = parts["thumbnails"].astype(np.float32)
+    batch = parts.thumbnails.astype(np.float32)
     np.testing.assert_allclose(bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6)
     assert path.is_symlink() and list(tmp_path.glob(".bundle.*")) == [path.resolve()]  # the version, no staging left
 
@@ -49,9 +52,9 @@ def test_round_trip(tmp_path, bundle_parts):
 def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_parts):
     parts, _ = bundle_parts
     with pytest.raises(BundleError, match=r"encoders for \['a', 'c'\] but classes \['a', 'b'\]"):
-        write_bundle(tmp_path / "bundle", **{**parts, "encoders": {"a": parts["encoders"]["a"], "c": parts["encoders"]["b"]}})
+        write_bundle(tmp_path / "bundle", replace(parts, encoders={"a": parts.encoders["a"], "c": parts.encoders["b"]}))
     assert not (tmp_path / "bundle").exists()
-    path = write_bundle(tmp_path / "bundle", **parts)
+    path = write_bundle(tmp_path / "bundle", parts)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "class_names": ["footwear", "tops"]}))
     files = json.loads((path / "files.json").read_text())
@@ -64,14 +67,14 @@ def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_par
 def test_missing_bundle_and_missing_file(tmp_path, bundle_parts):
     with pytest.raises(BundleError, match="does not exist"):
         verify_bundle(tmp_path / "nowhere")
-    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    path = write_bundle(tmp_path / "bundle", bundle_parts[0])
     (path / "index.npz").unlink()
     with pytest.raises(BundleError, match="index.npz is missing"):
         read_bundle(path)
 
 
 def test_truncated_model_is_refused(tmp_path, bundle_parts):
-    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    path = write_bundle(tmp_path / "bundle", bundle_parts[0])
     data = (path / "classifier.keras").read_bytes()
     (path / "classifier.keras").write_bytes(data[: len(data) // 2])
     with pytest.raises(BundleError, match="classifier.keras does not match its checksum"):
@@ -79,24 +82,23 @@ def test_truncated_model_is_refused(tmp_path, bundle_parts):
 
 
 def test_corrupt_manifest_is_refused(tmp_path, bundle_parts):
-    path = write_bundle(tmp_path / "bundle", **bundle_parts[0])
+    path = write_bundle(tmp_path / "bundle", bundle_parts[0])
     (path / "files.json").write_text("{not json")
     with pytest.raises(BundleError, match="corrupt manifest"):
         verify_bundle(path)
 
 
 def test_inconsistent_parts_are_refused(tmp_path, bundle_parts):
-    parts = dict(bundle_parts[0])
-    parts["thumbnails"] = parts["thumbnails"][:2]
+    parts = replace(bundle_parts[0], thumbnails=bundle_parts[0].thumbnails[:2])
     with pytest.raises(BundleError, match="same items"):
-        write_bundle(tmp_path / "bundle", **parts)
+        write_bundle(tmp_path / "bundle", parts)
     assert not (tmp_path / "bundle").exists()
 
 
 def test_rewrite_replaces_the_whole_bundle(tmp_path, bundle_parts):
     parts = bundle_parts[0]
-    write_bundle(tmp_path / "bundle", **parts)
-    write_bundle(tmp_path / "bundle", **{**parts, "version": {"run_id": "new"}})
+    write_bundle(tmp_path / "bundle", parts)
+    write_bundle(tmp_path / "bundle", replace(parts, version={"run_id": "new"}))
     assert json.loads((tmp_path / "bundle" / "config.json").read_text())["version"] == {"run_id": "new"}
 
 
@@ -107,7 +109,7 @@ def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_p
     import threading
 
     parts = bundle_parts[0]
-    path = write_bundle(tmp_path / "bundle", **parts)
+    path = write_bundle(tmp_path / "bundle", parts)
     failures, versions_seen, done = [], set(), threading.Event()
 
     def read_loop() -> None:
@@ -121,7 +123,7 @@ def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_p
     reader.start()
     try:
         for run in range(5):
-            write_bundle(path, **{**parts, "version": {"run_id": f"run{run}"}})
+            write_bundle(path, replace(parts, version={"run_id": f"run{run}"}))
     finally:
         done.set()
         reader.join(30)
@@ -136,5 +138,5 @@ def test_a_bundle_folder_from_before_versions_is_replaced_in_place(tmp_path, bun
     legacy = tmp_path / "bundle"
     legacy.mkdir()
     (legacy / "files.json").write_text("{}")
-    write_bundle(legacy, **parts)
+    write_bundle(legacy, parts)
     assert legacy.is_symlink() and read_bundle(legacy).class_names == ["a", "b"]

@@ -157,7 +157,7 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     champion_digest = bundle_digest(champion_bundle.path)[:16]
     second_digest = bundle_digest(kedro_project / "data/07_model_output/bundle")[:16]
 
-    from benchmarks._load import start_bentoml
+    from jewelry_testing.servers import start_bentoml
 
     server = start_bentoml(None, tmp_path / "serve.log", {"BENTOML_HOME": os.environ["BENTOML_HOME"]})  # the store's champion
     try:

@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.images import Preprocessing
 
 BUNDLE_FORMAT = 1
 BUNDLE_MODEL_NAME = "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
@@ -32,6 +33,26 @@ CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
 
 class BundleError(RuntimeError):
     """A serving bundle that is missing, incomplete, altered or otherwise unusable."""
+
+
+@dataclass
+class BundleContents:
+    """What a bundle holds, before it is written: the models, the index (rows in catalog order), the catalog
+    with a `thumbnail_row` per item, the thumbnails, the class names, the preprocessing and version facts."""
+
+    classifier: Any
+    encoders: dict[str, Any]
+    index: dict[str, np.ndarray]
+    catalog: pd.DataFrame
+    thumbnails: np.ndarray
+    class_names: list[str]
+    preprocessing: Preprocessing
+    version: dict[str, Any]
+
+    @property
+    def promoted(self) -> bool:
+        """Whether the promotion decision in `version` made this bundle the champion."""
+        return bool(self.version.get("promotion", {}).get("promote", False))
 
 
 @dataclass
@@ -52,6 +73,16 @@ class ServingBundle:
         return list(self.config["class_names"])
 
     @property
+    def preprocessing(self) -> Preprocessing:
+        """The preprocessing the models were trained with (a bad value is a ValueError)."""
+        return Preprocessing.from_config(self.config["preprocessing"])
+
+    @property
+    def version(self) -> dict[str, Any]:
+        """Where the bundle came from: run, creation time, promotion record."""
+        return dict(self.config.get("version", {}))
+
+    @property
     def digest(self) -> str:
         """The bundle's public identity: sha256 of its manifest, which holds the sha256 of every file."""
         return bundle_digest(self.path)
@@ -70,22 +101,13 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def write_bundle(
-    destination: str | Path,
-    *,
-    classifier: Any,
-    encoders: dict[str, Any],
-    index: dict[str, np.ndarray],
-    catalog: pd.DataFrame,
-    thumbnails: np.ndarray,
-    class_names: list[str],
-    preprocessing: dict[str, Any],
-    version: dict[str, Any],
-) -> Path:
+def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
     """Write a complete bundle into a temporary folder, then move it into place in one rename."""
     from jewelry_pipeline.models.files import save_keras_atomic  # Keras only when models are written
 
     destination = Path(destination)
+    classifier, encoders, index, catalog = contents.classifier, contents.encoders, contents.index, contents.catalog
+    thumbnails, class_names = contents.thumbnails, contents.class_names
     missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
     if missing:
         raise BundleError(f"catalog lacks columns {missing}")
@@ -106,8 +128,8 @@ def write_bundle(
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
             "encoders": sorted(encoders),
-            "preprocessing": dict(preprocessing),
-            "version": dict(version),
+            "preprocessing": contents.preprocessing.to_config(),
+            "version": dict(contents.version),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
         files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}

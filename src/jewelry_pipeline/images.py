@@ -5,6 +5,7 @@ Used by the ingestion pipeline and by the serving endpoint alike, so both refuse
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import re
 import warnings
@@ -341,3 +342,52 @@ def autoencoder_inputs(images: np.ndarray, rows: np.ndarray, kind: str, foregrou
     if kind == "foreground":
         return foreground_maps(images, rows, foreground)
     raise ValueError(f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{kind}'")
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """The `preprocessing` parameters, read once: model input side, letterbox fill, decode caps, the
+    foreground map, and (in a bundle) which input the autoencoders were trained on."""
+
+    image_size: int
+    pad_value: int = 255
+    limits: DecodeLimits = DecodeLimits()
+    foreground: Foreground | None = None
+    autoencoder_input: str = "foreground"
+
+    def __post_init__(self) -> None:
+        if self.image_size < 8:
+            raise ValueError(f"preprocessing.image_size must be at least 8; got {self.image_size}")
+        if not 0 <= self.pad_value <= 255:
+            raise ValueError(f"preprocessing.pad_value must be in [0, 255]; got {self.pad_value}")
+        if self.autoencoder_input not in AUTOENCODER_INPUTS:
+            raise ValueError(f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{self.autoencoder_input}'")
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any]) -> Preprocessing:
+        """Read the `preprocessing` parameters (or a bundle's copy); a bad value is a ValueError."""
+        return cls(
+            image_size=int(config["image_size"]),
+            pad_value=int(config.get("pad_value", 255)),
+            limits=DecodeLimits.from_config(config),
+            foreground=Foreground.from_config(config) if "foreground" in config else None,
+            autoencoder_input=str(config.get("autoencoder_input", "foreground")),
+        )
+
+    def to_config(self) -> dict[str, Any]:
+        """`from_config` reversed: the plain parameters a bundle stores."""
+        config: dict[str, Any] = {
+            "image_size": self.image_size,
+            "pad_value": self.pad_value,
+            "max_bytes": self.limits.max_bytes,
+            "max_pixels": self.limits.max_pixels,
+            "min_side": self.limits.min_side,
+            "autoencoder_input": self.autoencoder_input,
+        }
+        if self.foreground is not None:
+            config["foreground"] = dataclasses.asdict(self.foreground)
+        return config
+
+    def prepare(self, data: bytes) -> np.ndarray:
+        """Decode an upload with every safety check and letterbox it to the model input."""
+        return model_input(data, self.image_size, self.limits, self.pad_value)

@@ -7,26 +7,12 @@ from dataclasses import dataclass, field
 import numpy as np
 
 BACKENDS = ("exact", "hnsw")
-# Sources whose vectors live in per-category autoencoder spaces: built from every category's encoder.
-ENCODED_SOURCES = ("autoencoder", "combined")
-# Sources searched only within one (the given or predicted) category.
-CATEGORY_SCOPED_SOURCES = (*ENCODED_SOURCES, "descriptor")
 
 
 def l2_normalise(vectors: np.ndarray) -> np.ndarray:
     """Rows scaled to unit length (zero rows stay zero)."""
     vectors = np.asarray(vectors, dtype=np.float32)
     return vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-
-
-def descriptor_vectors(pooled: np.ndarray) -> np.ndarray:
-    """The `descriptor` source from pooled classifier activations: square-rooted, so strong features do not dominate."""
-    return np.sqrt(np.maximum(np.asarray(pooled, dtype=np.float32), 0))
-
-
-def combined_vectors(classifier: np.ndarray, autoencoder: np.ndarray, autoencoder_weight: float) -> np.ndarray:
-    """The `combined` source: unit classifier embeddings beside unit autoencoder latents times `autoencoder_weight`."""
-    return np.hstack([l2_normalise(classifier), float(autoencoder_weight) * l2_normalise(autoencoder)])
 
 
 @dataclass

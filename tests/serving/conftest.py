@@ -13,11 +13,12 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from benchmarks._load import Server, clean_env, start_bentoml
-from jewelry_pipeline.bundle import write_bundle
+from jewelry_pipeline.bundle import BundleContents, write_bundle
+from jewelry_pipeline.images import Preprocessing
 from jewelry_pipeline.models.classifier import build_classifier, features_model
-from jewelry_pipeline.pipelines.recommender.nodes import build_index
-from jewelry_pipeline.search import combined_vectors, descriptor_vectors
+from jewelry_pipeline.query import IndexSpec, combined_vectors, descriptor_vectors
+from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_testing.servers import Server, clean_env, start_bentoml
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
@@ -59,24 +60,29 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
     sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents, "descriptor": descriptor_vectors(pooled), "descriptor_layout": np.array(DESCRIPTOR_LAYOUT)}
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
-    index = build_index(
-        sources,
-        {"source": source},
-        {"index_backend": "exact", "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}, "combined_autoencoder_weight": COMBINED_WEIGHT},
+    # The index is made here the way the pipelines make catalog vectors, not by the service's query code,
+    # so the engine tests compare two independent computations.
+    spec = IndexSpec(
+        source,
+        descriptor_layout=DESCRIPTOR_LAYOUT if source == "descriptor" else None,
+        combined_autoencoder_weight=COMBINED_WEIGHT if source == "combined" else None,
     )
+    index = {**EmbeddingIndex(item_ids, sources[source]).to_arrays(), **spec.to_arrays()}
     catalog = pd.DataFrame(
         {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
     )
     return write_bundle(
         destination,
+        BundleContents(
         classifier=classifier,
         encoders=encoders,
         index=index,
         catalog=catalog,
         thumbnails=thumbnails,
         class_names=CLASSES,
-        preprocessing={**PREPROCESSING, "autoencoder_input": autoencoder_input},
+        preprocessing=Preprocessing.from_config({**PREPROCESSING, "autoencoder_input": autoencoder_input}),
         version={"mlflow_run_id": run_id, "created_at": "2026-11-22T00:00:00+00:00", "promotion": {"reason": "test", "metric": "test_accuracy", "new_value": 1.0}},
+        ),
     )
 
 
@@ -165,22 +171,21 @@ def live_server(tmp_path_factory):
     server.stop()
 
 
-def _contents_of(bundle: Path, promote: bool) -> dict:
+def _contents_of(bundle: Path, promote: bool) -> BundleContents:
     """What the package pipeline hands ServingBundleDataset, rebuilt from a written bundle."""
     from jewelry_pipeline.bundle import read_bundle
 
     loaded = read_bundle(bundle)
-    return {
-        "promote": promote,
-        "classifier": loaded.classifier,
-        "encoders": loaded.encoders,
-        "index": loaded.index,
-        "catalog": loaded.catalog,
-        "thumbnails": np.asarray(loaded.thumbnails),
-        "class_names": loaded.class_names,
-        "preprocessing": loaded.config["preprocessing"],
-        "version": loaded.config["version"],
-    }
+    return BundleContents(
+        classifier=loaded.classifier,
+        encoders=loaded.encoders,
+        index=loaded.index,
+        catalog=loaded.catalog,
+        thumbnails=np.asarray(loaded.thumbnails),
+        class_names=loaded.class_names,
+        preprocessing=loaded.preprocessing,
+        version={**loaded.version, "promotion": {**loaded.version["promotion"], "promote": promote}},
+    )
 
 
 def jpeg(seed: int = 1, size: tuple[int, int] = (64, 48)) -> bytes:

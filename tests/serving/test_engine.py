@@ -24,12 +24,12 @@ def bundle(tiny_bundle):
 
 def test_features_match_the_classifier_and_its_embedding(engine, bundle):
     images = np.asarray(bundle.thumbnails[:4])
-    rows = engine.features(images)
+    query = engine.features(images)
     expected = bundle.classifier.predict(images.astype(np.float32), verbose=0)
-    np.testing.assert_allclose(rows[:, -len(CLASSES):], expected, atol=1e-5)
-    stored = bundle.index["vectors"][:4]
-    embedding = rows[:, : -len(CLASSES)]
-    np.testing.assert_allclose(embedding / np.linalg.norm(embedding, axis=1, keepdims=True), stored, atol=1e-5)
+    np.testing.assert_allclose(query.probabilities, expected, atol=1e-5)
+    assert query.vectors.shape[:2] == (4, 1)
+    np.testing.assert_allclose(query.vectors[:, 0], bundle.index["vectors"][:4], atol=1e-5)
+    assert [len(one.probabilities) for one in query.photos()] == [1, 1, 1, 1]
 
 
 def test_features_refuse_wrong_shapes(engine):
@@ -38,7 +38,7 @@ def test_features_refuse_wrong_shapes(engine):
 
 
 def test_classify_returns_a_distribution_over_the_bundle_classes(engine, tiny_bundle):
-    features = engine.split(engine.features(engine.prepare(jpeg())[None])[0])
+    features = engine.features(engine.prepare(jpeg())[None])
     result = engine.classify(features)
     assert set(result["probabilities"]) == set(CLASSES)
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
@@ -48,7 +48,7 @@ def test_classify_returns_a_distribution_over_the_bundle_classes(engine, tiny_bu
 
 
 def test_a_catalog_item_finds_itself_first(engine, bundle):
-    features = engine.split(engine.features(np.asarray(bundle.thumbnails[7:8]))[0])
+    features = engine.features(np.asarray(bundle.thumbnails[7:8]))
     result = engine.recommend(features, k=5)
     assert result["items"][0]["item_id"] == "item007"
     assert result["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -58,12 +58,13 @@ def test_a_catalog_item_finds_itself_first(engine, bundle):
 
 
 def test_category_filter_keeps_only_that_category(engine):
-    features = engine.split(engine.features(engine.prepare(jpeg(3))[None])[0])
-    result = engine.recommend(features, k=50, category="ring")
+    features = engine.features(engine.prepare(jpeg(3))[None])
+    result = engine.recommend(features, k=50, category=engine.check_category("ring"))
     assert len(result["items"]) == PER_CLASS
     assert {item["category"] for item in result["items"]} == {"ring"}
     with pytest.raises(NotFound, match="unknown category"):
-        engine.recommend(features, k=3, category="tiara")
+        engine.check_category("tiara")
+    assert engine.check_category("") is None
 
 
 def test_recommend_by_id_excludes_the_item_itself(engine):
@@ -105,15 +106,6 @@ def test_a_bundle_indexing_a_source_the_service_cannot_embed_is_refused(bundle):
         RecommendationEngine(bundle)
 
 
-def test_packed_images_round_trip_and_wrong_sizes_are_refused(engine, bundle):
-    images = np.asarray(bundle.thumbnails[:3])
-    np.testing.assert_array_equal(engine.unpack([engine.pack(i) for i in images]), images)
-    with pytest.raises(ValueError, match="bytes"):
-        engine.unpack([engine.pack(images[0][:8])])
-    with pytest.raises(ValueError, match="base64"):
-        engine.unpack(["not base64!"])
-
-
 @pytest.fixture(scope="module")
 def autoencoder_engine(tiny_autoencoder_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_autoencoder_bundle), "tiny-ae")
@@ -136,9 +128,8 @@ def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
 
 def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engine, tiny_autoencoder_bundle):
     bundle = read_bundle(tiny_autoencoder_bundle)
-    row = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13]))[0]
-    features = autoencoder_engine.split(row)
-    per_category = features.embedding.reshape(len(CLASSES), -1)
+    per_category = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13])).vectors[0]
+    assert per_category.shape[0] == len(CLASSES)
     np.testing.assert_allclose(np.linalg.norm(per_category, axis=1), 1.0, atol=1e-5)
     # Item 12 is a necklace: its necklace slice is the vector the index stores for it.
     np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
@@ -149,16 +140,15 @@ def test_query_vectors_are_built_as_the_index_was(source, request):
     """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder reading photos)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
-    embedding = engine.split(engine.features(np.asarray(bundle.thumbnails[12:13]))[0]).embedding
-    vector = embedding.reshape(len(CLASSES), -1)[CLASSES.index("necklace")] if source == "photo_autoencoder" else embedding
-    np.testing.assert_allclose(vector / np.linalg.norm(vector), bundle.index["vectors"][12], atol=1e-4)
+    vector = engine.features(np.asarray(bundle.thumbnails[12:13])).vector(0, CLASSES.index("necklace"))
+    np.testing.assert_allclose(vector, bundle.index["vectors"][12], atol=1e-4)
 
 
 @pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor"])
 def test_scoped_search_stays_in_one_category(source, request):
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
-    features = engine.split(engine.features(np.asarray(bundle.thumbnails[12:13]))[0])
+    features = engine.features(np.asarray(bundle.thumbnails[12:13]))
     found = engine.recommend(features, k=5, category="necklace")
     assert found["items"][0]["item_id"] == "item012" and found["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
     assert {item["category"] for item in found["items"]} == {"necklace"}
@@ -171,29 +161,29 @@ def test_scoped_search_stays_in_one_category(source, request):
 def test_an_autoencoder_index_without_its_encoders_is_refused(tiny_autoencoder_bundle):
     bundle = read_bundle(tiny_autoencoder_bundle)
     bundle.encoders.pop("ring")
-    with pytest.raises(BundleError, match=r"lacks the encoders of \['ring'\]"):
+    with pytest.raises(BundleError, match=r"need the encoders of \['ring'\]"):
         RecommendationEngine(bundle, "broken")
 
 
 def test_an_autoencoder_index_without_foreground_settings_is_refused(tiny_autoencoder_bundle):
     bundle = read_bundle(tiny_autoencoder_bundle)
     bundle.config["preprocessing"].pop("foreground")
-    with pytest.raises(BundleError, match="preprocessing.foreground must set"):
+    with pytest.raises(BundleError, match="needs preprocessing.foreground"):
         RecommendationEngine(bundle, "broken")
 
 
 def test_combined_features_put_the_classifier_embedding_beside_each_categorys_latent(combined_engine, engine, autoencoder_engine, tiny_combined_bundle):
     bundle = read_bundle(tiny_combined_bundle)
     image = np.asarray(bundle.thumbnails[12:13])
-    per_category = combined_engine.split(combined_engine.features(image)[0]).embedding.reshape(len(CLASSES), -1)
-    classifier = engine.split(engine.features(image)[0]).embedding
-    latents = autoencoder_engine.split(autoencoder_engine.features(image)[0]).embedding.reshape(len(CLASSES), -1)
+    per_category = combined_engine.features(image).vectors[0]
+    classifier = engine.features(image).vectors[0, 0]
+    latents = autoencoder_engine.features(image).vectors[0]
+    scale = np.sqrt(1 + COMBINED_WEIGHT**2)  # both halves are unit vectors before the whole is made unit
     for block, latent in zip(per_category, latents):
-        np.testing.assert_allclose(block[: len(classifier)], classifier / np.linalg.norm(classifier), atol=1e-5)
-        np.testing.assert_allclose(block[len(classifier) :], COMBINED_WEIGHT * latent, atol=1e-5)
-    # Item 12 is a necklace: its necklace block, made unit length, is the vector the index stores for it.
-    necklace = per_category[CLASSES.index("necklace")]
-    np.testing.assert_allclose(necklace / np.linalg.norm(necklace), bundle.index["vectors"][12], atol=1e-4)
+        np.testing.assert_allclose(block[: len(classifier)] * scale, classifier, atol=1e-5)
+        np.testing.assert_allclose(block[len(classifier) :] * scale, COMBINED_WEIGHT * latent, atol=1e-5)
+    # Item 12 is a necklace: its necklace block is the vector the index stores for it.
+    np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
 
 
 def test_a_descriptor_index_of_another_layout_is_refused(tiny_descriptor_bundle):

@@ -33,7 +33,6 @@ ROUTES = [
     ("GET", "/metrics"),
     ("GET", "/docs.json"),
     ("GET", "/schema.json"),
-    ("POST", "/embed"),
 ]
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)

@@ -14,8 +14,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from jewelry_testing.hostile import hostile_uploads
 from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
-from benchmarks.reliability import hostile_uploads
 from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
 
 
@@ -142,14 +142,25 @@ def test_a_url_in_the_image_field_is_never_fetched(live_server):
     assert hits == []
 
 
-def test_the_batched_model_endpoint_is_internal_only(live_server):
-    """Raw arrays never reach the model from outside; the service's own calls do (above)."""
+def test_concurrent_uploads_share_model_batches_and_each_gets_its_own_answer(live_server):
+    """Photos answered together in one adaptive batch are split back to their own requests: each concurrent
+    answer equals the answer the same photo gets alone. The batched model call is no route at all."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    photos = [jpeg(seed) for seed in range(8)]
     with live_server.client() as client:
-        for images in (np.zeros((1, 8, 8, 3), int).tolist(), np.full((2, 32, 32, 3), 255).tolist(), "x"):
-            response = client.post("/embed", json={"images": images})
-            assert response.status_code == 404 and response.json()["error"]
-        forged = client.post("/embed", json={"images": "x"}, headers={"x-jewelry-internal": "guess"})
-        assert forged.status_code == 404
+        alone = [client.post("/classify", files={"image": ("p.jpg", photo, "image/jpeg")}).json() for photo in photos]
+        with ThreadPoolExecutor(8) as pool:
+            together = list(pool.map(lambda photo: client.post("/classify", files={"image": ("p.jpg", photo, "image/jpeg")}), photos * 2))
+        embed = client.post("/embed", json={"images": "x"})
+    assert [answer.status_code for answer in together] == [200] * 16
+    for i, answer in enumerate(together):
+        expected = alone[i % len(photos)]
+        assert answer.json()["category"] == expected["category"]
+        for name, probability in expected["probabilities"].items():
+            assert answer.json()["probabilities"][name] == pytest.approx(probability, abs=1e-4)
+    assert len({str(sorted(a["probabilities"].items())) for a in alone}) > 1  # the photos differ
+    assert embed.status_code == 404 and embed.json()["error"]
 
 
 def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server):
@@ -171,7 +182,7 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
     import json
     import time
 
-    from benchmarks._load import free_port, start
+    from jewelry_testing.servers import free_port, start
     from tests.serving.conftest import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")
@@ -291,7 +302,8 @@ def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounde
 
 
 def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
-    """Broken on purpose once: without PublicSchema it failed at once (BentoML's /docs.json lists /embed)."""
+    """Broken on purpose once: without PublicSchema it failed at once (BentoML's /docs.json listed its batched
+    /embed API, and both documents carry its version banner)."""
     import bentoml
 
     with live_server.client() as client:

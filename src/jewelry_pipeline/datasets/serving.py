@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import shutil
+from dataclasses import replace
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, ServingBundle, read_bundle, write_bundle
+from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleContents, ServingBundle, read_bundle, write_bundle
 
 logger = logging.getLogger(__name__)
 
@@ -48,7 +49,7 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
         return {"model_name": self._model_name, "alias": self._alias, "metric": self._metric}
 
 
-class ServingBundleDataset(AbstractDataset[dict, ServingBundle]):
+class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
     """Writes the serving bundle locally and, when promoted, into the BentoML model store."""
 
     def __init__(self, path: str, bentoml_name: str = BUNDLE_MODEL_NAME, metadata: dict | None = None):
@@ -59,24 +60,25 @@ class ServingBundleDataset(AbstractDataset[dict, ServingBundle]):
     def _load(self) -> ServingBundle:
         return read_bundle(self._path)
 
-    def _save(self, contents: dict[str, Any]) -> None:
+    def _save(self, contents: BundleContents) -> None:
         import mlflow
 
-        contents = dict(contents)
-        promote = contents.pop("promote")
         run = mlflow.active_run()
-        contents["version"] = {
-            **contents["version"],
-            "mlflow_run_id": run.info.run_id if run else None,
-            "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-        }
-        write_bundle(self._path, **contents)
-        if not promote:
+        contents = replace(
+            contents,
+            version={
+                **contents.version,
+                "mlflow_run_id": run.info.run_id if run else None,
+                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            },
+        )
+        write_bundle(self._path, contents)
+        if not contents.promoted:
             logger.info("Bundle written to %s; not promoted, so the BentoML store keeps the champion", self._path)
             return
         import bentoml
 
-        version = contents["version"]
+        version = contents.version
         metadata = {
             "mlflow_run_id": version["mlflow_run_id"] or "",
             "created_at": version["created_at"],

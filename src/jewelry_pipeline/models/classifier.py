@@ -72,7 +72,7 @@ def _descriptor_output(classifier: keras.Model, block: int, grid: int):
 
 
 def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Model:
-    """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see `search.descriptor_vectors`)."""
+    """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see `query.descriptor_vectors`)."""
     return keras.Model(classifier.inputs, _descriptor_output(classifier, block, grid), name="classifier_descriptor")
 
 

@@ -6,10 +6,7 @@ start-up check does) stays light.
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-from dataclasses import dataclass
 from typing import Any
 
 import cv2
@@ -17,13 +14,11 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import AUTOENCODER_INPUTS, DecodeLimits, Foreground, autoencoder_inputs, model_input
-from jewelry_pipeline.search import ENCODED_SOURCES, EmbeddingIndex, combined_vectors, descriptor_vectors, l2_normalise
+from jewelry_pipeline.images import Preprocessing
+from jewelry_pipeline.query import MODEL_SOURCES, IndexSpec, QueryBatch, QueryEncoder
+from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
-
-# Index sources whose query vector the bundle can compute from a photo.
-SERVABLE_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
 
 
 class NotFound(LookupError):
@@ -38,35 +33,19 @@ class UnknownCategory(NotFound):
     """A category the bundle's classifier does not know."""
 
 
-@dataclass(frozen=True)
-class Features:
-    """One photo's query vector(s) and class probabilities.
-
-    For a category-scoped source the embedding holds one vector per category, side by side.
-    """
-
-    embedding: np.ndarray
-    probabilities: np.ndarray
-
-
 class RecommendationEngine:
     """Everything a request needs, built once from a bundle: the model, the index and the catalog."""
 
     def __init__(self, bundle: ServingBundle, label: str = ""):
-        import tensorflow as tf
-
-        from jewelry_pipeline.models.classifier import features_model
-
-        config = bundle.config
         self.class_names = bundle.class_names
-        preprocessing = config["preprocessing"]
-        self.image_size = int(preprocessing["image_size"])
-        self.pad_value = int(preprocessing.get("pad_value", 255))
-        self.limits = DecodeLimits.from_config(preprocessing)
-        self.source = str(bundle.index.get("source", "classifier"))
-        if self.source not in SERVABLE_SOURCES:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes '{self.source}' vectors; the service can embed queries only for {SERVABLE_SOURCES}")
-        self.category_scoped = bool(bundle.index.get("category_scoped", False))
+        try:
+            self.preprocessing = Preprocessing.from_config(bundle.config["preprocessing"])
+            self.spec = IndexSpec.from_arrays(bundle.index)
+        except (KeyError, ValueError) as exc:
+            raise BundleError(f"serving bundle '{bundle.path}' has an unusable config or index: {exc}") from None
+        if self.spec.source not in MODEL_SOURCES:
+            raise BundleError(f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; the service can embed queries only for {MODEL_SOURCES}")
+        self.limits = self.preprocessing.limits
         self.index = EmbeddingIndex.from_arrays(bundle.index).build()
         self.catalog = bundle.catalog.reset_index(drop=True)
         if not np.array_equal(self.catalog["item_id"].to_numpy().astype(str), self.index.item_ids):
@@ -74,62 +53,20 @@ class RecommendationEngine:
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
         # Public identity only: no file path, store tag or tracking run id leaves the server (the log names them).
-        self.version = {"bundle_digest": bundle.digest[:16], "created_at": config["version"].get("created_at"), "index_source": self.source}
-        logger.info("Bundle %s is %s (digest %s)", label or bundle.path, config["version"], bundle.digest[:16])
+        self.version = {"bundle_digest": bundle.digest[:16], "created_at": bundle.config["version"].get("created_at"), "index_source": self.spec.source}
+        logger.info("Bundle %s is %s (digest %s)", label or bundle.path, bundle.config["version"], bundle.digest[:16])
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()
-        self._descriptor = self._descriptor_layout(bundle) if self.source == "descriptor" else None
-        both = features_model(bundle.classifier, self._descriptor)
-        self._forward = tf.function(
-            lambda images: both(tf.cast(images, tf.float32), training=False),
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, 3), tf.uint8)],
-            reduce_retracing=True,
-        )
-        self._encode = self._encoders(bundle, preprocessing) if self.source in ENCODED_SOURCES else None
-        self._autoencoder_weight = self._combined_weight(bundle) if self.source == "combined" else None
-        blank = self.features(np.full((1, self.image_size, self.image_size, 3), self.pad_value, np.uint8))  # trace once now
-        width = len(self._query_vector(self.split(blank[0]), self.class_names[0]))
-        if width != self.index.dimension:
-            raise BundleError(f"serving bundle '{bundle.path}' builds {width}-d query vectors for a {self.index.dimension}-d '{self.source}' index")
-        logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
-
-    def _encoders(self, bundle: ServingBundle, preprocessing: dict[str, Any]):
-        """One traced call of every category's encoder on its input (photo or foreground map), in class-name order."""
-        import tensorflow as tf
-
-        missing = [name for name in self.class_names if name not in bundle.encoders]
-        if missing:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but lacks the encoders of {missing}")
-        self._autoencoder_input = str(preprocessing.get("autoencoder_input", "foreground"))
-        if self._autoencoder_input not in AUTOENCODER_INPUTS:
-            raise BundleError(f"serving bundle '{bundle.path}' names autoencoder input '{self._autoencoder_input}', not one of {AUTOENCODER_INPUTS}")
         try:
-            self._foreground = Foreground.from_config(preprocessing)
+            self.encoder = QueryEncoder(self.spec, bundle.classifier, bundle.encoders, self.class_names, self.preprocessing)
         except ValueError as exc:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes {self.source} vectors but its {exc}") from None
-        encoders = [bundle.encoders[name] for name in self.class_names]
-        channels = 3 if self._autoencoder_input == "photo" else 1
-        return tf.function(
-            lambda batch: [encoder(tf.cast(batch, tf.float32), training=False) for encoder in encoders],
-            input_signature=[tf.TensorSpec((None, self.image_size, self.image_size, channels), tf.uint8)],
-            reduce_retracing=True,
-        )
-
-    @staticmethod
-    def _descriptor_layout(bundle: ServingBundle) -> tuple[int, int]:
-        """The classifier block and grid the `descriptor` index was built with."""
-        if "descriptor_layout" not in bundle.index:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes descriptor vectors but does not record descriptor_layout")
-        block, grid = (int(v) for v in bundle.index["descriptor_layout"])
-        return block, grid
-
-    @staticmethod
-    def _combined_weight(bundle: ServingBundle) -> float:
-        """The autoencoder weight the `combined` index was built with."""
-        if "combined_autoencoder_weight" not in bundle.index:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes combined vectors but does not record combined_autoencoder_weight")
-        return float(bundle.index["combined_autoencoder_weight"])
+            raise BundleError(f"serving bundle '{bundle.path}' cannot embed queries: {exc}") from None
+        side = self.preprocessing.image_size
+        blank = self.features(np.full((1, side, side, 3), self.preprocessing.pad_value, np.uint8))  # trace once now
+        if blank.vectors.shape[2] != self.index.dimension:
+            raise BundleError(f"serving bundle '{bundle.path}' builds {blank.vectors.shape[2]}-d query vectors for a {self.index.dimension}-d '{self.spec.source}' index")
+        logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
 
     def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per category: cluster ids and their unit-length mean vectors in index space."""
@@ -144,54 +81,17 @@ class RecommendationEngine:
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Decode an upload with the shared safe decoder and letterbox it to the model's input."""
-        return model_input(data, self.image_size, self.limits, self.pad_value)
+        return self.preprocessing.prepare(data)
 
-    def features(self, images: np.ndarray) -> np.ndarray:
-        """Embeddings and probabilities for a batch of prepared images, side by side in one array."""
-        images = np.asarray(images, dtype=np.uint8)
-        expected = (self.image_size, self.image_size, 3)
-        if images.ndim != 4 or images.shape[1:] != expected:
-            raise ValueError(f"images must have shape (n, {', '.join(map(str, expected))}); got {images.shape}")
-        outputs = self._forward(images)
-        embeddings, probabilities = outputs[0].numpy(), outputs[1]
-        if self._descriptor is not None:
-            embeddings = descriptor_vectors(outputs[2].numpy())
-        if self._encode is not None:
-            inputs = autoencoder_inputs(images, np.arange(len(images)), self._autoencoder_input, self._foreground)
-            codes = [codes.numpy() for codes in self._encode(inputs)]
-            if self._autoencoder_weight is None:
-                embeddings = np.hstack([l2_normalise(c) for c in codes])
-            else:
-                embeddings = np.hstack([combined_vectors(embeddings, c, self._autoencoder_weight) for c in codes])
-        return np.hstack([embeddings, probabilities.numpy()]).astype(np.float32)
+    def features(self, images: np.ndarray) -> QueryBatch:
+        """Class probabilities and query vectors of a batch of prepared images (the batched model call)."""
+        return self.encoder.encode(images)
 
-    def pack(self, image: np.ndarray) -> str:
-        """A prepared image as compact text (base64 of its uint8 pixels) for the batched model call."""
-        return base64.b64encode(np.ascontiguousarray(image, dtype=np.uint8).tobytes()).decode("ascii")
-
-    def unpack(self, packed: list[str]) -> np.ndarray:
-        """`pack` reversed for a batch; anything of the wrong size is a ValueError."""
-        side, expected = self.image_size, self.image_size * self.image_size * 3
-        images = np.empty((len(packed), side, side, 3), np.uint8)
-        for i, text in enumerate(packed):
-            try:
-                raw = base64.b64decode(text, validate=True)
-            except (binascii.Error, ValueError, TypeError):
-                raise ValueError(f"image {i} is not base64 text") from None
-            if len(raw) != expected:
-                raise ValueError(f"image {i} has {len(raw)} bytes; expected {expected} ({side}x{side}x3 uint8)")
-            images[i] = np.frombuffer(raw, np.uint8).reshape(side, side, 3)
-        return images
-
-    def split(self, row: np.ndarray) -> Features:
-        """Cut one `features` row back into embedding and probabilities."""
-        n_classes = len(self.class_names)
-        return Features(np.asarray(row[:-n_classes]), np.asarray(row[-n_classes:]))
-
-    def classify(self, features: Features) -> dict[str, Any]:
-        """Predicted category and every class probability."""
-        probabilities = {name: round(float(p), 6) for name, p in zip(self.class_names, features.probabilities)}
-        return {"category": self.class_names[int(np.argmax(features.probabilities))], "probabilities": probabilities, "model_version": self.version}
+    def classify(self, query: QueryBatch) -> dict[str, Any]:
+        """Predicted category and every class probability of a one-photo query."""
+        scores = query.probabilities[0]
+        probabilities = {name: round(float(p), 6) for name, p in zip(self.class_names, scores)}
+        return {"category": self.class_names[int(np.argmax(scores))], "probabilities": probabilities, "model_version": self.version}
 
     def check_category(self, category: str | None) -> str | None:
         """The category filter itself, or NotFound naming the valid ones."""
@@ -199,25 +99,20 @@ class RecommendationEngine:
             raise UnknownCategory(f"unknown category '{category}'; choose one of {self.class_names}")
         return category or None
 
-    def recommend(self, features: Features, k: int, category: str | None = None) -> dict[str, Any]:
-        """Predicted category and cluster, and the k most similar catalog items (optionally one category)."""
-        category = self.check_category(category)
-        result = self.classify(features)
-        scope = category or (result["category"] if self.category_scoped else None)
-        vector = self._query_vector(features, scope or result["category"])
+    def recommend(self, query: QueryBatch, k: int, category: str | None = None) -> dict[str, Any]:
+        """Predicted category and cluster, and the k most similar catalog items (optionally one category).
+
+        `category` is checked by the caller (`check_category`) before the model runs.
+        """
+        result = self.classify(query)
+        scope = category or (result["category"] if self.spec.category_scoped else None)
+        vector = query.vector(0, self.class_names.index(scope or result["category"]))
         allowed = self._categories == scope if scope else None
         positions, scores = self.index.search(vector[None, :], k, allowed=allowed)
-        result["cluster"] = self._nearest_cluster(self._query_vector(features, result["category"]), result["category"])
+        own = query.vector(0, self.class_names.index(result["category"]))
+        result["cluster"] = self._nearest_cluster(own, result["category"])
         result["items"] = self._items(positions[0], scores[0])
         return result
-
-    def _query_vector(self, features: Features, category: str) -> np.ndarray:
-        """The unit query vector in the index space of `category` (the only space for unscoped sources)."""
-        if self._encode is None:
-            return l2_normalise(features.embedding[None, :])[0]
-        width = len(features.embedding) // len(self.class_names)
-        start = self.class_names.index(category) * width
-        return l2_normalise(features.embedding[None, start : start + width])[0]
 
     def recommend_by_id(self, item_id: str, k: int) -> dict[str, Any]:
         """The k items most similar to a catalog item (within its category for scoped sources), excluding itself."""
@@ -225,7 +120,7 @@ class RecommendationEngine:
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
         vector = self.index.vectors[position]
-        allowed = self._categories == self._categories[position] if self.category_scoped else None
+        allowed = self._categories == self._categories[position] if self.spec.category_scoped else None
         positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)), allowed=allowed)
         keep = positions[0] != position
         item = self._items(np.array([position]), np.array([1.0]))[0]

@@ -3,6 +3,7 @@ another site, and schemas that show only the public routes."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
@@ -78,28 +79,34 @@ class SameSiteOnly:
         return await self.app(scope, receive, send)
 
 
-class NoSlashRedirects:
-    """ASGI middleware: a path with a trailing slash (other than `/`) is a JSON 404, not a redirect.
+class JsonNotFound:
+    """ASGI middleware: an unknown path, or a path with a trailing slash (other than `/`), is a JSON 404.
 
-    Starlette's routers answer `/catalog/` with a 307 whose Location they build from the request's Host
-    header, so a client could make the service redirect to any host it names (found: `Host: evil.example`).
+    BentoML's router answers an unknown path with plain text, and Starlette's routers answer `/catalog/`
+    with a 307 whose Location they build from the request's Host header, so a client could make the service
+    redirect to any host it names (found: `Host: evil.example`). `is_known(path)` says whether a route
+    serves the path.
     """
 
-    def __init__(self, app):
+    def __init__(self, app, is_known: Callable[[str], bool]):
         self.app = app
+        self.is_known = is_known
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] != "/" and scope["path"].endswith("/"):
-            return await JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)(scope, receive, send)
+        if scope["type"] == "http":
+            path = scope["path"]
+            if (path != "/" and path.endswith("/")) or not self.is_known(path):
+                response = JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)
+                return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
 
 class PublicSchema:
     """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`), and `/schema.json`
     (BentoML's route list, used by its clients) leaves out `internal_paths`. BentoML's own versions carry its
-    version banner and list the internal batched model endpoint."""
+    version banner."""
 
-    def __init__(self, app, openapi, internal_paths: tuple[str, ...]):
+    def __init__(self, app, openapi, internal_paths: tuple[str, ...] = ()):
         self.app = app
         self.openapi = openapi
         self.internal_paths = tuple(internal_paths)

@@ -34,27 +34,6 @@ class ConcurrencyLimit:
             self.in_flight -= 1
 
 
-class InternalOnly:
-    """ASGI middleware: `paths` answer only requests carrying `header: token`; others get a JSON 404.
-
-    The batched model endpoint takes raw arrays; only the service's own calls, built from
-    decoded and checked uploads, may reach it.
-    """
-
-    def __init__(self, app, paths: tuple[str, ...], header: bytes, token: bytes):
-        self.app = app
-        self.paths = tuple(paths)
-        self.header = header.lower()
-        self.token = token
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["path"] in self.paths:
-            if not any(name == self.header and value == self.token for name, value in scope.get("headers") or []):
-                response = JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)
-                return await response(scope, receive, send)
-        return await self.app(scope, receive, send)
-
-
 class LoadFailure:
     """ASGI middleware: once the bundle has failed to load, `/readyz` answers 503 with the cause as JSON.
 

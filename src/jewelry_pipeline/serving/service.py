@@ -12,29 +12,30 @@ import os
 # Telemetry is already off (the package's __init__); pickles are refused by MLflow in this process.
 os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # never overridable in the serving process
 
+import asyncio  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
 import logging  # noqa: E402
-import secrets  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
-import httpx  # noqa: E402
 import numpy as np  # noqa: E402
-from bentoml.exceptions import InvalidArgument, ServiceUnavailable  # noqa: E402
+from bentoml._internal.marshal.dispatcher import CorkDispatcher  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
-from jewelry_pipeline.serving.headers import NoSlashRedirects, PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
+from jewelry_pipeline.serving.headers import JsonNotFound, PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
-from jewelry_pipeline.serving.limits import ConcurrencyLimit, InternalOnly, LoadFailure  # noqa: E402
+from jewelry_pipeline.query import QueryBatch  # noqa: E402
+from jewelry_pipeline.serving.limits import ConcurrencyLimit, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
-from jewelry_pipeline.serving.route_labels import RestoreRequestPath, label_metrics_by_route, leaf_routes, route_template  # noqa: E402
+from jewelry_pipeline.serving.route_labels import UNMATCHED, RestoreRequestPath, label_metrics_by_route, leaf_routes, route_template  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
@@ -56,9 +57,8 @@ MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more i
 LOAD_DELAY_SECONDS = float(os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0"))  # holds readiness back (probe tests)
 LOAD_WAIT_SECONDS = float(os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15"))  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
-INTERNAL_PATHS = ("/embed",)
-INTERNAL_HEADER = "x-jewelry-internal"
-INTERNAL_TOKEN = secrets.token_hex(16)  # marks this process's own batched model calls
+MAX_BATCH_SIZE = 32  # photos per batched model call
+MAX_BATCH_LATENCY_MS = 20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
 # Worker processes, each with its own copy of the bundle: a killed worker fails only its own requests in
 # flight while the others keep answering (the supervisor restarts it).
@@ -103,7 +103,7 @@ def upload_cap() -> int:
 
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
-BENTOML_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/embed")  # BentoML's own routes and the batched API
+BENTOML_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/docs.json", "/schema.json")  # BentoML's own routes
 
 
 @functools.cache
@@ -112,12 +112,24 @@ def _served_routes() -> list:
     return leaf_routes(web.routes)
 
 
-label_metrics_by_route(lambda path: route_template(path, _served_routes(), BENTOML_PATHS))
+def _template(path: str) -> str:
+    """The route template serving `path` (`UNMATCHED` when none does): the metrics label."""
+    return route_template(path, _served_routes(), BENTOML_PATHS)
+
+
+label_metrics_by_route(_template)
 
 
 @web.exception_handler(ApiError)
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return exc.response()
+
+
+@web.exception_handler(StarletteHTTPException)
+async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+    """Unknown paths and wrong methods answer JSON like every other error, not Starlette's plain text."""
+    reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+    return JSONResponse({"error": str(exc.detail).lower(), "reason": reason}, status_code=exc.status_code, headers=exc.headers)
 
 
 @bentoml.service(name="jewelry", workers=WORKERS, traffic={"timeout": 30})
@@ -143,7 +155,6 @@ class JewelryService:
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
         self.engine: RecommendationEngine | None = None
         self.load_error: str | None = None
-        self._internal: httpx.AsyncClient | None = None
         self._loader = threading.Thread(target=self._load, args=(path, label), name="bundle-loader", daemon=True)
         self._loader.start()
 
@@ -180,38 +191,39 @@ class JewelryService:
             raise ApiError(503, "the model bundle is still loading", "not_ready")
         return self.engine
 
-    @bentoml.api(batchable=True, batch_dim=0, max_batch_size=32, max_latency_ms=20_000)
-    def embed(self, images: list[str]) -> list[list[float]]:
-        """Batched model call: packed letterboxed images -> embedding ‖ probabilities, one row each."""
-        if self.engine is None:
-            raise ServiceUnavailable("the model bundle is still loading")
+    def _embed_batch(self, images: list[np.ndarray]) -> list[QueryBatch]:
+        """The batched model call (in a worker thread): prepared photos -> one query per photo."""
         lower_thread_priority()
-        try:
-            return self.engine.features(self.engine.unpack(images)).tolist()
-        except ValueError as exc:
-            raise InvalidArgument(str(exc)) from None
+        return self.engine.features(np.stack(images)).photos()
 
-    async def _features(self, engine: RecommendationEngine, data: bytes):
-        """Decode in a worker thread, then one call to the adaptive-batched `embed` API."""
+    @functools.cached_property
+    def _batcher(self):
+        """BentoML's adaptive batcher (the one behind batchable APIs), called in-process with arrays.
+
+        Made on first use, inside the worker's event loop; one batch runs at a time.
+        """
+
+        def overloaded() -> QueryBatch:
+            raise ApiError(503, "the model call was cancelled; try again", "model_error")
+
+        dispatcher = CorkDispatcher(MAX_BATCH_LATENCY_MS, MAX_BATCH_SIZE, fallback=overloaded, get_batch_size=lambda _: 1)
+        return dispatcher(self._embed_batch)
+
+    async def _features(self, engine: RecommendationEngine, data: bytes) -> QueryBatch:
+        """Decode in a worker thread, then join the next adaptive batch of model calls."""
         try:
             image = await anyio.to_thread.run_sync(engine.prepare, data, limiter=_cpu_limiter())
         except ImageRejected as exc:
             raise rejected_upload(exc) from None
-        response = await self._internal_client().post("/embed", json={"images": [engine.pack(image)]})
-        if response.status_code != 200:
-            raise ApiError(503 if response.status_code == 503 else 500, "the model call failed; see the server log", "model_error")
-        return engine.split(np.asarray(response.json(), dtype=np.float32)[0])
-
-    def _internal_client(self) -> httpx.AsyncClient:
-        """An in-process client to this service's own ASGI app (no socket), marked as internal."""
-        if self._internal is None:
-            self._internal = httpx.AsyncClient(
-                transport=httpx.ASGITransport(app=self.to_async.app),
-                base_url="http://jewelry.internal",
-                headers={INTERNAL_HEADER: INTERNAL_TOKEN},
-                timeout=30,
-            )
-        return self._internal
+        try:
+            return await self._batcher(image)
+        except ApiError:
+            raise
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a JSON 500 naming the log
+            logger.exception("The batched model call failed")
+            raise ApiError(500, "the model call failed; see the server log", "model_error") from None
 
     @web.get("/")
     async def index(self) -> FileResponse:
@@ -248,8 +260,7 @@ class JewelryService:
         engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
         k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
-        category = text_field(form.get("category"), "category")
-        _check(engine.check_category, category)
+        category = _check(engine.check_category, text_field(form.get("category"), "category"))
         features = await self._features(engine, await image_field(form))
         return JSONResponse(await _in_thread(engine.recommend, features, k, category))
 
@@ -315,11 +326,10 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
 
 
 JewelryService.add_asgi_middleware(RestoreRequestPath)  # first: everything after it sees the client's path
-JewelryService.add_asgi_middleware(NoSlashRedirects)
+JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
-JewelryService.add_asgi_middleware(InternalOnly, paths=INTERNAL_PATHS, header=INTERNAL_HEADER.encode(), token=INTERNAL_TOKEN.encode())
 JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(SecurityHeaders)
-JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi, internal_paths=INTERNAL_PATHS)
+JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi)

@@ -22,7 +22,7 @@ from jewelry_pipeline.pipelines.classifier.nodes import (
     plot_misclassified,
     train_classifier,
 )
-from jewelry_pipeline.search import descriptor_vectors
+from jewelry_pipeline.query import descriptor_vectors
 
 CATEGORIES = ["a", "b", "c"]
 PARAMS = {

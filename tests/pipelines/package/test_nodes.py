@@ -81,11 +81,11 @@ def test_assemble_bundle_orders_everything_by_the_index():
     _, other, _ = build_autoencoder(16, (4,), 3)
     classifier = build_classifier(16, 2, filters=(4,))
     contents = assemble_bundle({"promote": True}, classifier, index, catalog, images, ["b", "a"], {"input": "photo"}, {"image_size": 16}, encoder, other, built=["a", "b"])
-    assert list(contents["catalog"]["item_id"]) == ["z", "x", "y"]
-    assert contents["thumbnails"][:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
-    assert list(contents["catalog"]["thumbnail_row"]) == [0, 1, 2]
-    assert contents["encoders"] == {"a": encoder, "b": other} and contents["promote"] is True
-    assert contents["preprocessing"] == {"image_size": 16, "autoencoder_input": "photo"}
+    assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
+    assert contents.thumbnails[:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
+    assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
+    assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
+    assert (contents.preprocessing.image_size, contents.preprocessing.autoencoder_input) == (16, "photo")
     with pytest.raises(ValueError, match=r"pair 2 encoders of \['a', 'b'\] with the categories \['a', 'b', 'c'\]"):
         assemble_bundle({"promote": True}, classifier, index, catalog, images, ["a", "b", "c"], {"input": "photo"}, {}, encoder, other, built=["a", "b"])
 

@@ -4,7 +4,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.pipelines.recommender.nodes import SOURCES, build_catalog, build_index, choose_served_source, embedding_sources, evaluate_retrieval
+from jewelry_pipeline.pipelines.recommender.nodes import build_catalog, build_index, choose_served_source, embedding_sources, evaluate_retrieval
+from jewelry_pipeline.query import SOURCES, IndexSpec
 from jewelry_pipeline.search import EmbeddingIndex
 
 PARAMS = {"seed": 0, "k": 3, "embedding_source": "classifier", "index_backend": "exact", "cluster_method": "ae_kmeans", "pixel_size": 4, "pca_components": 4, "combined_autoencoder_weight": 0.5, "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}}
@@ -74,19 +75,64 @@ def test_catalog_and_index(toy):
     catalog = build_catalog(manifest, assignments, PARAMS)
     assert list(catalog.columns[:4]) == ["item_id", "path", "category", "cluster"]
     assert catalog["thumbnail"].iloc[0] == "/items/i000/thumbnail"
-    sources = embedding_sources(images, manifest, classifier, PARAMS, *latents)
-    arrays = build_index(sources, {"source": "classifier"}, PARAMS)
-    assert str(arrays["source"]) == "classifier" and not bool(arrays["category_scoped"])
+
+
+@pytest.fixture(scope="module")
+def modelled():
+    """A small catalog with real (untrained) Keras models, embedded the way the pipelines embed it."""
+    import keras
+
+    from jewelry_pipeline.images import Foreground, autoencoder_inputs
+    from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
+    from jewelry_pipeline.models.classifier import build_classifier
+    from jewelry_pipeline.pipelines.autoencoders.nodes import encode_category
+    from jewelry_pipeline.pipelines.classifier.nodes import embed_catalog
+    from tests.conftest import FOREGROUND, random_photo
+
+    keras.utils.set_random_seed(0)
+    n, size = 24, 32
+    category = np.array(["a", "b"] * (n // 2))
+    manifest = pd.DataFrame({"item_id": [f"i{k:03d}" for k in range(n)], "path": [f"{c}/{k}.png" for k, c in enumerate(category)], "category": category, "store_index": range(n), "split": "train"})
+    images = np.stack([random_photo(k, (size, size)) for k in range(n)])
+    model = build_classifier(size, 2, filters=(4, 8), embedding_dim=8)
+    embeddings = embed_catalog(model, images, manifest, {"descriptor": {"block": -1, "grid": 2}})
+    maps = autoencoder_inputs(images, np.arange(n), "foreground", Foreground.from_config({"foreground": FOREGROUND}))
+    encoders, latents = [], []
+    for name in ("a", "b"):
+        rows = category == name
+        _, encoder, _ = build_autoencoder(size, (4, 8), 6, channels=1)
+        encoders.append(standardised_encoder(encoder, encoder.predict(maps[rows], verbose=0)))
+        latents.append(encode_category(encoders[-1], maps[rows], manifest[rows]))
+    preprocessing = {"image_size": size, "foreground": FOREGROUND}
+    return images, manifest, model, embeddings, encoders, latents, preprocessing
+
+
+@pytest.mark.parametrize("source", ["classifier", "descriptor", "autoencoder", "combined"])
+def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(modelled, source):
+    """The index comes from QueryEncoder (what the service queries with); it must equal the vectors the
+    classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    arrays = build_index(images, manifest, ["a", "b"], model, sources, {"source": source}, {"input": "foreground"}, preprocessing, PARAMS, *encoders, built=["a", "b"])
+    expected = sources[source] / np.linalg.norm(sources[source], axis=1, keepdims=True)
+    np.testing.assert_allclose(arrays["vectors"], expected, atol=1e-4)
+    spec = IndexSpec.from_arrays(arrays)
+    assert spec.source == source and spec.category_scoped == (source != "classifier")
+    assert (spec.descriptor_layout == (-1, 2)) == (source == "descriptor")
+    assert (spec.combined_autoencoder_weight == PARAMS["combined_autoencoder_weight"]) == (source == "combined")
+
+
+def test_index_backend_and_evaluation_only_sources(modelled):
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    arguments = (images, manifest, ["a", "b"], model, sources)
+    rest = ({"input": "foreground"}, preprocessing)
+    arrays = build_index(*arguments, {"source": "classifier"}, *rest, PARAMS, *encoders, built=["a", "b"])
     index = EmbeddingIndex.from_arrays(arrays)
-    assert np.allclose(np.linalg.norm(index.vectors, axis=1), 1, atol=1e-5)
-    hnsw = EmbeddingIndex.from_arrays(build_index(sources, {"source": "classifier"}, {**PARAMS, "index_backend": "hnsw"}))
+    hnsw = EmbeddingIndex.from_arrays(build_index(*arguments, {"source": "classifier"}, *rest, {**PARAMS, "index_backend": "hnsw"}, *encoders, built=["a", "b"]))
     assert (hnsw.backend, hnsw.hnsw_m, hnsw.ef_search) == ("hnsw", 16, 64)
     assert np.array_equal(hnsw.search(index.vectors[:3], 3)[0][:, 0], [0, 1, 2])
+    pixels = build_index(*arguments, {"source": "pixels"}, *rest, PARAMS, *encoders, built=["a", "b"])
+    assert str(pixels["source"]) == "pixels" and pixels["vectors"].shape == sources["pixels"].shape
     with pytest.raises(ValueError, match="embedding source 'nope'"):
-        build_index(sources, {"source": "nope"}, PARAMS)
-    combined_params = {**PARAMS, "combined_autoencoder_weight": 0.7}
-    combined = build_index(embedding_sources(images, manifest, classifier, combined_params, *latents), {"source": "combined"}, combined_params)
-    assert bool(combined["category_scoped"]) and float(combined["combined_autoencoder_weight"]) == 0.7
-    assert "combined_autoencoder_weight" not in arrays and "descriptor_layout" not in arrays
-    descriptor = build_index(sources, {"source": "descriptor"}, PARAMS)
-    assert bool(descriptor["category_scoped"]) and descriptor["descriptor_layout"].tolist() == [-2, 4]
+        build_index(*arguments, {"source": "nope"}, *rest, PARAMS, *encoders, built=["a", "b"])

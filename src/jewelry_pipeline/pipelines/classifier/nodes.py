@@ -220,7 +220,7 @@ def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
     from jewelry_pipeline.models.classifier import features_model
     from jewelry_pipeline.models.data import predict_batches
-    from jewelry_pipeline.search import descriptor_vectors
+    from jewelry_pipeline.query import descriptor_vectors
 
     rows = manifest["store_index"].to_numpy()
     layout = (int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"]))

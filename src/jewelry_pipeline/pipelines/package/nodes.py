@@ -8,6 +8,9 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.bundle import BundleContents
+from jewelry_pipeline.images import Preprocessing
+
 if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
     import keras
 
@@ -105,7 +108,7 @@ def assemble_bundle(
     preprocessing: dict[str, Any],
     *encoders: keras.Model,
     built: list[str],
-) -> dict[str, Any]:
+) -> BundleContents:
     """Everything the service needs, in index order, for the serving-bundle dataset.
 
     `promotion` is the registry's record (the decision and the registered versions). `encoders`
@@ -122,14 +125,13 @@ def assemble_bundle(
     served = catalog.iloc[rows].reset_index(drop=True)
     thumbnails = images[served["store_index"].to_numpy()]
     served = served.assign(thumbnail_row=np.arange(len(served)))
-    return {
-        "promote": bool(promotion["promote"]),
-        "classifier": classifier,
-        "encoders": dict(zip(sorted(built), encoders)),
-        "index": index,
-        "catalog": served,
-        "thumbnails": thumbnails,
-        "class_names": list(categories),
-        "preprocessing": {**preprocessing, "autoencoder_input": autoencoder_input["input"]},
-        "version": {"promotion": promotion},
-    }
+    return BundleContents(
+        classifier=classifier,
+        encoders=dict(zip(sorted(built), encoders)),
+        index=index,
+        catalog=served,
+        thumbnails=thumbnails,
+        class_names=list(categories),
+        preprocessing=Preprocessing.from_config({**preprocessing, "autoencoder_input": autoencoder_input["input"]}),
+        version={"promotion": promotion},
+    )

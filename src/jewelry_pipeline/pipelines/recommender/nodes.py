@@ -8,14 +8,13 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.images import downsized_pixels
+from jewelry_pipeline.images import Preprocessing, downsized_pixels
 from jewelry_pipeline.lookup import aligned, substyles_of
 from jewelry_pipeline.metrics import precision_and_ap_at_k, single_step
-from jewelry_pipeline.search import CATEGORY_SCOPED_SOURCES, EmbeddingIndex, combined_vectors, l2_normalise
+from jewelry_pipeline.query import CATEGORY_SCOPED_SOURCES, MODEL_SOURCES, SOURCES, IndexSpec, QueryEncoder, combined_vectors
+from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
-
-SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
 
 
 def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
@@ -125,30 +124,46 @@ def choose_served_source(autoencoder_input: dict[str, Any], recommender: dict[st
     return choice
 
 
-def build_index(sources: dict[str, np.ndarray], served_source: dict[str, str], recommender: dict[str, Any]) -> dict[str, np.ndarray]:
-    """The served index over the whole catalog, from the chosen embedding source.
+def build_index(
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    categories: list[str],
+    classifier: Any,
+    sources: dict[str, np.ndarray],
+    served_source: dict[str, str],
+    autoencoder_input: dict[str, Any],
+    preprocessing: dict[str, Any],
+    recommender: dict[str, Any],
+    *encoders: Any,
+    built: list[str],
+) -> dict[str, np.ndarray]:
+    """The served index over the whole catalog, made by the service's own query code.
 
-    The index records how its vectors were made (source, scope, descriptor layout, combined weight), so the
-    service builds query vectors the same way.
+    Model sources are embedded with `QueryEncoder`, the class the service embeds queries with, and the
+    index records its `IndexSpec` (source, descriptor layout, combined weight), so catalog and query
+    vectors are made the same way.
     """
     source = served_source["source"]
-    if source not in SOURCES:
-        raise ValueError(f"embedding source '{source}' is not one of {SOURCES}")
+    spec = IndexSpec(
+        source,
+        descriptor_layout=tuple(int(v) for v in sources["descriptor_layout"]) if source == "descriptor" else None,
+        combined_autoencoder_weight=float(recommender["combined_autoencoder_weight"]) if source == "combined" else None,
+    )
+    item_ids = manifest["item_id"].to_numpy().astype(str)
+    if source in MODEL_SOURCES:
+        settings = Preprocessing.from_config({**preprocessing, "autoencoder_input": autoencoder_input["input"]})
+        encoder = QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
+        vectors = encoder.catalog_vectors(images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy())
+    else:  # an evaluation-only source (pixels, pca; rows follow the manifest): the service refuses to serve it
+        vectors = sources[source]
     hnsw = recommender["hnsw"]
     index = EmbeddingIndex(
-        sources["item_id"],
-        sources[source],
+        item_ids,
+        vectors,
         backend=recommender["index_backend"],
         hnsw_m=int(hnsw["m"]),
         ef_construction=int(hnsw["ef_construction"]),
         ef_search=int(hnsw["ef_search"]),
     )
-    arrays = index.to_arrays()
-    arrays["source"] = np.array(source)
-    arrays["category_scoped"] = np.array(source in CATEGORY_SCOPED_SOURCES)
-    if source == "combined":  # the service needs it to build query vectors the same way
-        arrays["combined_autoencoder_weight"] = np.array(float(recommender["combined_autoencoder_weight"]))
-    if source == "descriptor":  # the layout the catalog's descriptors were computed with
-        arrays["descriptor_layout"] = np.asarray(sources["descriptor_layout"])
     logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
-    return arrays
+    return {**index.to_arrays(), **spec.to_arrays()}

@@ -1,5 +1,7 @@
 """Recommender pipeline: embedding sources, retrieval evaluation, catalog and index."""
 
+from functools import partial
+
 from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines.categories import configured_categories, per_category
@@ -15,6 +17,7 @@ from .nodes import (
 
 def create_pipeline(**kwargs) -> Pipeline:
     """Build the recommender pipeline."""
+    built = configured_categories()
     return Pipeline(
         [
             Node(
@@ -24,7 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "model_input_manifest",
                     "classifier_embeddings",
                     "params:recommender",
-                    *per_category("latents", configured_categories()),
+                    *per_category("latents", built),
                 ],
                 outputs="embedding_sources",
                 name="embedding_sources",
@@ -54,8 +57,19 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="choose_served_source",
             ),
             Node(
-                func=build_index,
-                inputs=["embedding_sources", "served_source", "params:recommender"],
+                func=partial(build_index, built=built),
+                inputs=[
+                    "image_store",
+                    "model_input_manifest",
+                    "categories",
+                    "classifier_model",
+                    "embedding_sources",
+                    "served_source",
+                    "autoencoder_input",
+                    "params:preprocessing",
+                    "params:recommender",
+                    *per_category("encoder", built),
+                ],
                 outputs="embedding_index",
                 name="build_index",
             ),

@@ -1,0 +1,187 @@
+"""The query contract, written once: the embedding sources, what an index records about its vectors, and
+how a batch of model inputs becomes unit query vectors (the recommender builds the index with it, the
+service queries with it).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from jewelry_pipeline.images import Preprocessing, autoencoder_inputs
+from jewelry_pipeline.search import l2_normalise
+
+# Every source the retrieval evaluation compares; the first two are the naive baselines.
+SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
+# Sources a bundle's models compute from a photo: the ones an index can serve.
+MODEL_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
+# Sources whose vectors live in per-category autoencoder spaces: built from every category's encoder.
+ENCODED_SOURCES = ("autoencoder", "combined")
+# Sources searched only within one (the given or predicted) category.
+CATEGORY_SCOPED_SOURCES = (*ENCODED_SOURCES, "descriptor")
+
+
+def descriptor_vectors(pooled: np.ndarray) -> np.ndarray:
+    """`descriptor` vectors from pooled classifier activations: square-rooted, so strong features do
+    not dominate."""
+    return np.sqrt(np.maximum(np.asarray(pooled, dtype=np.float32), 0))
+
+
+def combined_vectors(classifier: np.ndarray, autoencoder: np.ndarray, weight: float) -> np.ndarray:
+    """`combined` vectors: unit classifier embeddings beside unit latents times `weight`."""
+    return np.hstack([l2_normalise(classifier), float(weight) * l2_normalise(autoencoder)])
+
+
+@dataclass(frozen=True)
+class IndexSpec:
+    """How an index's vectors were made, stored beside them, so queries are made the same way."""
+
+    source: str
+    descriptor_layout: tuple[int, int] | None = None  # (block, grid) of the `descriptor` source
+    combined_autoencoder_weight: float | None = None  # weight of the latents in `combined`
+
+    def __post_init__(self) -> None:
+        if self.source not in SOURCES:
+            raise ValueError(f"embedding source '{self.source}' is not one of {SOURCES}")
+        if self.source == "descriptor" and self.descriptor_layout is None:
+            raise ValueError("a descriptor index must record descriptor_layout")
+        if self.source == "combined" and self.combined_autoencoder_weight is None:
+            raise ValueError("a combined index must record combined_autoencoder_weight")
+
+    @property
+    def category_scoped(self) -> bool:
+        """Whether a query searches only its own (given or predicted) category."""
+        return self.source in CATEGORY_SCOPED_SOURCES
+
+    @property
+    def encoded(self) -> bool:
+        """Whether the vectors come from the per-category encoders."""
+        return self.source in ENCODED_SOURCES
+
+    def to_arrays(self) -> dict[str, np.ndarray]:
+        """The spec as `.npz` entries (no pickles), stored beside the index vectors."""
+        arrays = {"source": np.array(self.source), "category_scoped": np.array(self.category_scoped)}
+        if self.descriptor_layout is not None:
+            arrays["descriptor_layout"] = np.asarray(self.descriptor_layout, dtype=np.int64)
+        if self.combined_autoencoder_weight is not None:
+            arrays["combined_autoencoder_weight"] = np.array(float(self.combined_autoencoder_weight))
+        return arrays
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, np.ndarray]) -> IndexSpec:
+        """`to_arrays` reversed; a missing or inconsistent entry is a ValueError."""
+        layout = arrays.get("descriptor_layout")
+        weight = arrays.get("combined_autoencoder_weight")
+        return cls(
+            source=str(arrays.get("source", "classifier")),
+            descriptor_layout=None if layout is None else (int(layout[0]), int(layout[1])),
+            combined_autoencoder_weight=None if weight is None else float(weight),
+        )
+
+
+@dataclass(frozen=True)
+class QueryBatch:
+    """Class probabilities and unit query vectors of a batch of photos.
+
+    `vectors` is (n, spaces, d): one space per category for encoded sources (in class-name order), else one.
+    """
+
+    probabilities: np.ndarray
+    vectors: np.ndarray
+
+    def vector(self, row: int, space: int) -> np.ndarray:
+        """Row `row`'s unit query vector in space `space` (0 for sources with one space)."""
+        return self.vectors[row, space if self.vectors.shape[1] > 1 else 0]
+
+    def photos(self) -> list[QueryBatch]:
+        """The batch cut into one batch per photo."""
+        return [QueryBatch(self.probabilities[i : i + 1], self.vectors[i : i + 1]) for i in range(len(self.probabilities))]
+
+
+class QueryEncoder:
+    """Model inputs (letterboxed uint8 photos) -> class probabilities and unit query vectors.
+
+    Built from the classifier and, for encoded sources, every category's encoder; TensorFlow loads here.
+    """
+
+    def __init__(
+        self,
+        spec: IndexSpec,
+        classifier: Any,
+        encoders: dict[str, Any],
+        class_names: list[str],
+        preprocessing: Preprocessing,
+    ):
+        import tensorflow as tf
+
+        from jewelry_pipeline.models.classifier import features_model
+
+        if spec.source not in MODEL_SOURCES:
+            raise ValueError(f"'{spec.source}' vectors are not made by the models; choose one of {MODEL_SOURCES}")
+        self.spec, self.class_names, self.preprocessing = spec, list(class_names), preprocessing
+        side = preprocessing.image_size
+        both = features_model(classifier, spec.descriptor_layout if spec.source == "descriptor" else None)
+        self._forward = tf.function(
+            lambda images: both(tf.cast(images, tf.float32), training=False),
+            input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
+            reduce_retracing=True,
+        )
+        self._encoders = None
+        if spec.encoded:
+            missing = [name for name in self.class_names if name not in encoders]
+            if missing:
+                raise ValueError(f"'{spec.source}' vectors need the encoders of {missing}")
+            if preprocessing.foreground is None and preprocessing.autoencoder_input == "foreground":
+                raise ValueError("'foreground' autoencoder input needs preprocessing.foreground")
+            ordered = [encoders[name] for name in self.class_names]
+            channels = 3 if preprocessing.autoencoder_input == "photo" else 1
+            self._encoders = [
+                tf.function(
+                    lambda batch, encoder=encoder: encoder(tf.cast(batch, tf.float32), training=False),
+                    input_signature=[tf.TensorSpec((None, side, side, channels), tf.uint8)],
+                    reduce_retracing=True,
+                )
+                for encoder in ordered
+            ]
+
+    def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
+        """Probabilities and query vectors of a batch; `only` computes one category's space (catalog use)."""
+        images = np.asarray(images, dtype=np.uint8)
+        side = self.preprocessing.image_size
+        if images.ndim != 4 or images.shape[1:] != (side, side, 3):
+            raise ValueError(f"images must have shape (n, {side}, {side}, 3); got {images.shape}")
+        outputs = self._forward(images)
+        embeddings, probabilities = outputs[0].numpy(), outputs[1].numpy()
+        if self.spec.source == "classifier":
+            return QueryBatch(probabilities, l2_normalise(embeddings)[:, None, :])
+        if self.spec.source == "descriptor":
+            return QueryBatch(probabilities, l2_normalise(descriptor_vectors(outputs[2].numpy()))[:, None, :])
+        inputs = autoencoder_inputs(
+            images, np.arange(len(images)), self.preprocessing.autoencoder_input, self.preprocessing.foreground
+        )
+        names = self.class_names if only is None else [only]
+        spaces = []
+        for name in names:
+            codes = self._encoders[self.class_names.index(name)](inputs).numpy()
+            if self.spec.source == "combined":
+                codes = combined_vectors(embeddings, codes, self.spec.combined_autoencoder_weight)
+            spaces.append(l2_normalise(codes))
+        return QueryBatch(probabilities, np.stack(spaces, axis=1))
+
+    def catalog_vectors(self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256) -> np.ndarray:
+        """The index rows: each catalog photo (store row) as a unit vector in its own category's space."""
+        categories = np.asarray(categories).astype(str)
+        vectors: np.ndarray | None = None
+        for name in np.unique(categories):
+            members = np.flatnonzero(categories == name)
+            for start in range(0, len(members), batch_size):
+                chunk = members[start : start + batch_size]
+                batch = self.encode(np.asarray(images[np.asarray(rows)[chunk]]), only=name if self.spec.encoded else None)
+                if vectors is None:
+                    vectors = np.zeros((len(categories), batch.vectors.shape[2]), np.float32)
+                vectors[chunk] = batch.vectors[:, 0]
+        if vectors is None:
+            raise ValueError("an index needs at least one catalog photo")
+        return vectors
