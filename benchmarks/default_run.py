@@ -11,7 +11,6 @@ import json
 import sqlite3
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 from benchmarks._report import ROOT, markdown_table, publish
@@ -23,7 +22,9 @@ REFERENCE = "6c35bf5"  # main before the real-photo work (#15): the run the issu
 def _metric(project: Path, name: str) -> float | None:
     """One metric of the project's last MLflow run."""
     with sqlite3.connect(project / "mlruns" / "mlflow.db") as db:
-        row = db.execute("select value from latest_metrics where key = ? order by rowid desc limit 1", (name,)).fetchone()
+        row = db.execute(
+            "select value from latest_metrics where key = ? order by rowid desc limit 1", (name,)
+        ).fetchone()
     return float(row[0]) if row else None
 
 
@@ -37,22 +38,56 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     photos = work / "jewelry"
     if not photos.is_dir():
-        subprocess.run([sys.executable, "-m", "jewelry_pipeline.cli", "synth", "--out", str(photos), "--per-category", str(args.per_category), "--seed", "42", "--size", "128"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jewelry_pipeline.cli",
+                "synth",
+                "--out",
+                str(photos),
+                "--per-category",
+                str(args.per_category),
+                "--seed",
+                "42",
+                "--size",
+                "128",
+            ],
+            check=True,
+            capture_output=True,
+        )
     reference = work / "reference"
     if not reference.is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", str(reference), args.reference], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(reference), args.reference],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
     rows = []
-    for name, source, pythonpath in (("reference", reference, reference / "src"), ("current", ROOT, None)):
+    for name, source, pythonpath in (
+        ("reference", reference, reference / "src"),
+        ("current", ROOT, None),
+    ):
         project = scratch_project(work / f"{name}-project", source)
         (project / "mlruns").mkdir(exist_ok=True)
         for sub in ("04_feature", "06_models", "07_model_output"):
             (project / "data" / sub).mkdir(parents=True, exist_ok=True)
-        started = time.perf_counter()
         seconds = timed(project, ["run", "--params", f"raw_dir={photos}"], pythonpath)
-        rows.append({"tree": name, "commit": args.reference if name == "reference" else "working tree", "seconds": round(seconds, 1), "test_accuracy": _metric(project, "test_accuracy")})
+        rows.append(
+            {
+                "tree": name,
+                "commit": args.reference if name == "reference" else "working tree",
+                "seconds": round(seconds, 1),
+                "test_accuracy": _metric(project, "test_accuracy"),
+            }
+        )
         print(json.dumps(rows[-1]), flush=True)
     ratio = round(rows[1]["seconds"] / rows[0]["seconds"], 3)
-    table = markdown_table(rows + [{"tree": "current / reference", "seconds": ratio}], ["tree", "commit", "seconds", "test_accuracy"])
+    table = markdown_table(
+        rows + [{"tree": "current / reference", "seconds": ratio}],
+        ["tree", "commit", "seconds", "test_accuracy"],
+    )
     section = (
         "## Default run (`benchmarks/default_run.py`)\n\n"
         f"Wall seconds of `kedro run --params raw_dir=<built-in dataset, {4 * args.per_category} photos>` with default "

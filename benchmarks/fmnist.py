@@ -14,7 +14,18 @@ import numpy as np
 from PIL import Image
 
 DATA_DIR = Path("/usr/share/datasets/fashion-mnist")
-CLASSES = ("t-shirt", "trouser", "pullover", "dress", "coat", "sandal", "shirt", "sneaker", "bag", "ankle-boot")
+CLASSES = (
+    "t-shirt",
+    "trouser",
+    "pullover",
+    "dress",
+    "coat",
+    "sandal",
+    "shirt",
+    "sneaker",
+    "bag",
+    "ankle-boot",
+)
 GROUPS = {
     "footwear": ("sandal", "sneaker", "ankle-boot"),
     "tops": ("t-shirt", "pullover", "coat", "shirt"),
@@ -34,10 +45,15 @@ def read_split(split: str = "train", data_dir: Path = DATA_DIR) -> tuple[np.ndar
 def _sample(labels: np.ndarray, per_class: int, seed: int) -> dict[int, np.ndarray]:
     """`per_class` row numbers of each class, drawn without replacement for `seed`."""
     rng = np.random.default_rng(seed)
-    return {c: np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False)) for c in range(len(CLASSES))}
+    return {
+        c: np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False))
+        for c in range(len(CLASSES))
+    }
 
 
-def write_tree(out: Path, grouped: bool, per_class: int, seed: int = 0, data_dir: Path = DATA_DIR) -> Path:
+def write_tree(
+    out: Path, grouped: bool, per_class: int, seed: int = 0, data_dir: Path = DATA_DIR
+) -> Path:
     """Write PNG photos into `out/<category>/` and `out/substyles.csv`; return `out`.
 
     With `grouped`, categories are the GROUPS and the fine class is the sub-style; otherwise every

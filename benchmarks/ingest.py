@@ -19,7 +19,7 @@ CHILD = """
 import json, resource, sys, time
 from jewelry_pipeline.datasets.image_folder import list_image_folder
 from jewelry_pipeline.pipelines.ingestion.nodes import decode_images
-from jewelry_pipeline.store import write_store
+from jewelry_pipeline.core.store import write_store
 import yaml
 params = yaml.safe_load(open("conf/base/parameters_ingestion.yml"))["ingestion"]
 pre = yaml.safe_load(open("conf/base/parameters.yml"))["preprocessing"]
@@ -35,22 +35,47 @@ print(json.dumps({"files": len(raw.files), "kept": len(manifest), "refused": len
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--images", type=int, default=5000, help="photos to generate (split over 4 categories)")
+    parser.add_argument(
+        "--images", type=int, default=5000, help="photos to generate (split over 4 categories)"
+    )
     parser.add_argument("--photo-size", type=int, default=256, help="side of the generated photos")
-    parser.add_argument("--image-size", type=int, default=64, help="model input side the store is built at")
+    parser.add_argument(
+        "--image-size", type=int, default=64, help="model input side the store is built at"
+    )
     args = parser.parse_args()
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
         subprocess.run(
-            [sys.executable, "-m", "jewelry_pipeline.cli", "synth", "--out", str(photos),
-             "--per-category", str(args.images // 4), "--size", str(args.photo_size)],
-            check=True, capture_output=True,
+            [
+                sys.executable,
+                "-m",
+                "jewelry_pipeline.cli",
+                "synth",
+                "--out",
+                str(photos),
+                "--per-category",
+                str(args.images // 4),
+                "--size",
+                str(args.photo_size),
+            ],
+            check=True,
+            capture_output=True,
         )
         started = time.perf_counter()
         child = subprocess.run(
-            [sys.executable, "-c", CHILD, str(photos), str(args.image_size), str(Path(tmp) / "store.npy")],
-            cwd=root, check=True, capture_output=True, text=True,
+            [
+                sys.executable,
+                "-c",
+                CHILD,
+                str(photos),
+                str(args.image_size),
+                str(Path(tmp) / "store.npy"),
+            ],
+            cwd=root,
+            check=True,
+            capture_output=True,
+            text=True,
         )
         wall = time.perf_counter() - started
     measured = json.loads(child.stdout.strip().splitlines()[-1])
@@ -68,7 +93,12 @@ def main() -> None:
     }
     publish(
         "ingest",
-        {"result": row, "process_wall_seconds": wall, "kept": measured["kept"], "refused": measured["refused"]},
+        {
+            "result": row,
+            "process_wall_seconds": wall,
+            "kept": measured["kept"],
+            "refused": measured["refused"],
+        },
         "## Ingestion\n\nDecode, hash, dedupe, letterbox and store write (node `decode_images` plus the store), "
         "in a fresh process.\n\n" + markdown_table([row], list(row)),
     )

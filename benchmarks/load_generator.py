@@ -118,8 +118,19 @@ def run_load(
     """`concurrency` clients send requests until `duration_s` passes or `max_requests` are sent;
     `on_tick(issued)` and `on_answer(status)` (an HTTP status, or "transport") are called after
     each request."""
-    return asyncio.run(_run(url, path, payloads, concurrency, duration_s, max_requests,
-                            timeout_s, on_tick, on_answer))
+    return asyncio.run(
+        _run(
+            url,
+            path,
+            payloads,
+            concurrency,
+            duration_s,
+            max_requests,
+            timeout_s,
+            on_tick,
+            on_answer,
+        )
+    )
 
 
 def sample_payloads(count: int = 16, seed: int = 0) -> list[dict]:
@@ -136,5 +147,7 @@ def sample_payloads(count: int = 16, seed: int = 0) -> list[dict]:
         category = CATEGORIES[i % len(CATEGORIES)]
         image = render(category, sorted(SUBSTYLES[category])[i % 3], rng, 128)
         blobs.append((f"synthetic{i}.jpg", cv2.imencode(".jpg", image)[1].tobytes()))
-    return [{"files": {"image": (name, data, "image/jpeg")}, "data": {"k": "10"}}
-            for name, data in blobs]
+    return [
+        {"files": {"image": (name, data, "image/jpeg")}, "data": {"k": "10"}}
+        for name, data in blobs
+    ]

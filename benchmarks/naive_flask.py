@@ -13,17 +13,19 @@ import sys
 import numpy as np
 from flask import Flask, jsonify, request
 
-from jewelry_pipeline.bundle import read_bundle
-from jewelry_pipeline.images import ImageRejected
-from jewelry_pipeline.query import IndexSpec, QueryEncoder
-from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_pipeline.core.bundle import read_bundle
+from jewelry_pipeline.core.images import ImageRejected
+from jewelry_pipeline.core.query import IndexSpec, QueryEncoder
+from jewelry_pipeline.core.search import EmbeddingIndex
 
 
 def create_app(bundle_path: str) -> Flask:
     """A Flask app answering /recommend and /readyz from a bundle."""
     bundle = read_bundle(bundle_path)
     preprocessing, spec = bundle.preprocessing, IndexSpec.from_arrays(bundle.index)
-    encoder = QueryEncoder(spec, bundle.classifier, bundle.encoders, bundle.class_names, preprocessing)
+    encoder = QueryEncoder(
+        spec, bundle.classifier, bundle.encoders, bundle.class_names, preprocessing
+    )
     index = EmbeddingIndex.from_arrays(bundle.index)
     categories = bundle.catalog["category"].to_numpy().astype(str)
     app = Flask("naive")
@@ -49,7 +51,10 @@ def create_app(bundle_path: str) -> Flask:
         rows = bundle.catalog.iloc[positions[0]]
         return jsonify(
             category=bundle.class_names[predicted],
-            items=[{"item_id": str(r.item_id), "score": float(s)} for r, s in zip(rows.itertuples(), scores[0])],
+            items=[
+                {"item_id": str(r.item_id), "score": float(s)}
+                for r, s in zip(rows.itertuples(), scores[0])
+            ],
         )
 
     return app

@@ -33,7 +33,13 @@ from benchmarks._report import machine
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
-TELEMETRY_OFF = {"KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "BENTOML_DO_NOT_TRACK": "true", "MLFLOW_DISABLE_TELEMETRY": "true", "TF_CPP_MIN_LOG_LEVEL": "2"}
+TELEMETRY_OFF = {
+    "KEDRO_DISABLE_TELEMETRY": "true",
+    "DO_NOT_TRACK": "1",
+    "BENTOML_DO_NOT_TRACK": "true",
+    "MLFLOW_DISABLE_TELEMETRY": "true",
+    "TF_CPP_MIN_LOG_LEVEL": "2",
+}
 # Targets of the real-photos issue; the benchmark reports them, it never relaxes them.
 CLASSIFIER_MARGIN = {"fmnist10": 0.05, "fmnist-groups": 0.01}
 BUILTIN_MIN_ACCURACY = 0.97
@@ -51,7 +57,19 @@ def ensure_fashion_mnist(data_dir: Path) -> None:
     sudo = [] if os.geteuid() == 0 else ["sudo"]
     print("Installing Debian's dataset-fashion-mnist", flush=True)
     subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
-    subprocess.run([*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq", "dataset-fashion-mnist"], check=True)
+    subprocess.run(
+        [
+            *sudo,
+            "env",
+            "DEBIAN_FRONTEND=noninteractive",
+            "apt-get",
+            "install",
+            "-y",
+            "-qq",
+            "dataset-fashion-mnist",
+        ],
+        check=True,
+    )
 
 
 def build_photos(name: str, out: Path, mini: bool, data_dir: Path) -> Path:
@@ -59,12 +77,22 @@ def build_photos(name: str, out: Path, mini: bool, data_dir: Path) -> Path:
     if out.exists():
         shutil.rmtree(out)
     if name == "fmnist10":
-        return fmnist.write_tree(out, grouped=False, per_class=12 if mini else 300, data_dir=data_dir)
+        return fmnist.write_tree(
+            out, grouped=False, per_class=12 if mini else 300, data_dir=data_dir
+        )
     if name == "fmnist-groups":
-        return fmnist.write_tree(out, grouped=True, per_class=12 if mini else 150, data_dir=data_dir)
+        return fmnist.write_tree(
+            out, grouped=True, per_class=12 if mini else 150, data_dir=data_dir
+        )
     from jewelry_pipeline.synth import generate_dataset
 
-    generate_dataset(out, per_category=24 if mini else 500, seed=42, size=48 if mini else 128, workers=1 if mini else 2)
+    generate_dataset(
+        out,
+        per_category=24 if mini else 500,
+        seed=42,
+        size=48 if mini else 128,
+        workers=1 if mini else 2,
+    )
     return out
 
 
@@ -87,7 +115,13 @@ def run_kedro(project: Path, photos: Path, mini: bool) -> float:
     env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(project / "bentoml")}
     started = time.perf_counter()
     with open(project / "kedro.log", "w") as log:
-        done = subprocess.run([str(KEDRO), "run", "--params", params], cwd=project, env=env, stdout=log, stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [str(KEDRO), "run", "--params", params],
+            cwd=project,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     seconds = time.perf_counter() - started
     if done.returncode:
         tail = (project / "kedro.log").read_text().splitlines()[-40:]
@@ -98,8 +132,12 @@ def run_kedro(project: Path, photos: Path, mini: bool) -> float:
 def _last_run_metrics(project: Path) -> dict[str, float]:
     """Latest value of every metric of the project's most recent MLflow run."""
     with sqlite3.connect(project / "mlruns" / "mlflow.db") as db:
-        (run_id,) = db.execute("SELECT run_uuid FROM runs ORDER BY start_time DESC LIMIT 1").fetchone()
-        rows = db.execute("SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)).fetchall()
+        (run_id,) = db.execute(
+            "SELECT run_uuid FROM runs ORDER BY start_time DESC LIMIT 1"
+        ).fetchone()
+        rows = db.execute(
+            "SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)
+        ).fetchall()
     return dict(rows)
 
 
@@ -141,28 +179,68 @@ def targets(result: dict) -> list[dict]:
     baseline = result["classifier"]["baseline_test_accuracy"]
     if name in CLASSIFIER_MARGIN:
         need = baseline + CLASSIFIER_MARGIN[name]
-        found.append({"target": f"classifier accuracy >= baseline + {CLASSIFIER_MARGIN[name]}", "value": accuracy, "needed": need, "met": accuracy >= need})
+        found.append(
+            {
+                "target": f"classifier accuracy >= baseline + {CLASSIFIER_MARGIN[name]}",
+                "value": accuracy,
+                "needed": need,
+                "met": accuracy >= need,
+            }
+        )
     else:
-        found.append({"target": f"classifier accuracy >= {BUILTIN_MIN_ACCURACY}", "value": accuracy, "needed": BUILTIN_MIN_ACCURACY, "met": accuracy >= BUILTIN_MIN_ACCURACY})
+        found.append(
+            {
+                "target": f"classifier accuracy >= {BUILTIN_MIN_ACCURACY}",
+                "value": accuracy,
+                "needed": BUILTIN_MIN_ACCURACY,
+                "met": accuracy >= BUILTIN_MIN_ACCURACY,
+            }
+        )
     retrieval = {r["source"]: r for r in result["retrieval"]}
     key = "precision_at_10.substyle"
     if key in retrieval.get(result["served_source"], {}):
         served = retrieval[result["served_source"]][key]
         if name in RETRIEVAL_MARGIN:
             need = max(retrieval["pixels"][key], retrieval["pca"][key]) + RETRIEVAL_MARGIN[name]
-            found.append({"target": f"served source sub-style p@10 >= max(pixels, pca) + {RETRIEVAL_MARGIN[name]}", "value": served, "needed": need, "met": served >= need})
+            found.append(
+                {
+                    "target": f"served source sub-style p@10 >= max(pixels, pca) + {RETRIEVAL_MARGIN[name]}",
+                    "value": served,
+                    "needed": need,
+                    "met": served >= need,
+                }
+            )
         elif name == "builtin":
-            found.append({"target": f"served source sub-style p@10 >= {BUILTIN_MIN_RETRIEVAL}", "value": served, "needed": BUILTIN_MIN_RETRIEVAL, "met": served >= BUILTIN_MIN_RETRIEVAL})
+            found.append(
+                {
+                    "target": f"served source sub-style p@10 >= {BUILTIN_MIN_RETRIEVAL}",
+                    "value": served,
+                    "needed": BUILTIN_MIN_RETRIEVAL,
+                    "met": served >= BUILTIN_MIN_RETRIEVAL,
+                }
+            )
     clustering = pd.DataFrame(result["clustering"])
     if name != "fmnist10" and "ari" in clustering:
         for category, rows in clustering.groupby("category"):
             ari = rows.set_index("method")["ari"]
             need = max(ari["kmeans_pixels"], ari["pca_kmeans"])
-            found.append({"target": f"ae_kmeans ARI >= both baselines ({category})", "value": ari["ae_kmeans"], "needed": need, "met": ari["ae_kmeans"] >= need})
+            found.append(
+                {
+                    "target": f"ae_kmeans ARI >= both baselines ({category})",
+                    "value": ari["ae_kmeans"],
+                    "needed": need,
+                    "met": ari["ae_kmeans"] >= need,
+                }
+            )
     for category, figures in result["reconstruction"].items():
         if figures["heldout_mse"] is not None:
             found.append(
-                {"target": f"held-out reconstruction MSE < mean image ({category})", "value": figures["heldout_mse"], "needed": figures["mean_image_mse"], "met": figures["heldout_mse"] < figures["mean_image_mse"]}
+                {
+                    "target": f"held-out reconstruction MSE < mean image ({category})",
+                    "value": figures["heldout_mse"],
+                    "needed": figures["mean_image_mse"],
+                    "met": figures["heldout_mse"] < figures["mean_image_mse"],
+                }
             )
     return found
 
@@ -174,22 +252,33 @@ def query_picture(project: Path, out: Path, k: int = 5, queries: int = 4) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from jewelry_pipeline.search import EmbeddingIndex
+    from jewelry_pipeline.core.search import EmbeddingIndex
 
     data = project / "data"
     with np.load(data / "07_model_output" / "index.npz", allow_pickle=False) as arrays:
         index_arrays = {key: arrays[key] for key in arrays.files}
     index = EmbeddingIndex.from_arrays(index_arrays)
-    catalog = pd.read_csv(data / "07_model_output" / "catalog.csv", dtype={"item_id": str}).set_index("item_id").loc[index.item_ids].reset_index()
+    catalog = (
+        pd.read_csv(data / "07_model_output" / "catalog.csv", dtype={"item_id": str})
+        .set_index("item_id")
+        .loc[index.item_ids]
+        .reset_index()
+    )
     images = np.load(data / "03_primary" / "image_store.npy", mmap_mode="r", allow_pickle=False)
     scoped = bool(index_arrays.get("category_scoped", False))
     rng = np.random.default_rng(0)
     test = np.flatnonzero(catalog["split"].to_numpy() == "test")
     chosen = rng.choice(test, min(queries, len(test)), replace=False) if len(test) else []
-    figure, axes = plt.subplots(len(chosen), k + 1, figsize=(1.6 * (k + 1), 1.8 * max(1, len(chosen))), squeeze=False)
+    figure, axes = plt.subplots(
+        len(chosen), k + 1, figsize=(1.6 * (k + 1), 1.8 * max(1, len(chosen))), squeeze=False
+    )
     gallery = catalog["split"].isin(["train", "val"]).to_numpy()
     for row, position in enumerate(chosen):
-        allowed = gallery & (catalog["category"].to_numpy() == catalog.at[position, "category"]) if scoped else gallery
+        allowed = (
+            gallery & (catalog["category"].to_numpy() == catalog.at[position, "category"])
+            if scoped
+            else gallery
+        )
         found, scores = index.search(index.vectors[position], k, allowed=allowed)
         tiles = [(position, "query")] + [(p, f"{s:.2f}") for p, s in zip(found[0], scores[0])]
         for column, (item, caption) in enumerate(tiles):
@@ -225,7 +314,9 @@ def report(results: list[dict], total_seconds: float) -> str:
     ]
     for result in results:
         for target in result["targets"]:
-            lines.append(f"| {result['dataset']} | {target['target']} | {_fmt(target['value'])} | {_fmt(target['needed'])} | {'yes' if target['met'] else '**no**'} |")
+            lines.append(
+                f"| {result['dataset']} | {target['target']} | {_fmt(target['value'])} | {_fmt(target['needed'])} | {'yes' if target['met'] else '**no**'} |"
+            )
     for result in results:
         classifier = result["classifier"]
         lines += [
@@ -243,25 +334,67 @@ def report(results: list[dict], total_seconds: float) -> str:
             "",
         ]
         clustering = pd.DataFrame(result["clustering"])
-        columns = [c for c in ("category", "method", "k", "ari", "nmi", "silhouette") if c in clustering]
+        columns = [
+            c for c in ("category", "method", "k", "ari", "nmi", "silhouette") if c in clustering
+        ]
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in clustering.to_dict("records")]
+        lines += [
+            "| " + " | ".join(_fmt(row[c]) for c in columns) + " |"
+            for row in clustering.to_dict("records")
+        ]
         retrieval = pd.DataFrame(result["retrieval"])
-        columns = [c for c in ("source", "precision_at_10.category", "precision_at_10.substyle", "map_at_10.substyle") if c in retrieval]
-        lines += ["", f"Retrieval (test photos query the train+val gallery). Served source: **{result['served_source']}** ({result['served_source_reason']}).", ""]
+        columns = [
+            c
+            for c in (
+                "source",
+                "precision_at_10.category",
+                "precision_at_10.substyle",
+                "map_at_10.substyle",
+            )
+            if c in retrieval
+        ]
+        lines += [
+            "",
+            f"Retrieval (test photos query the train+val gallery). Served source: **{result['served_source']}** ({result['served_source_reason']}).",
+            "",
+        ]
         lines += ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-        lines += ["| " + " | ".join(_fmt(row[c]) for c in columns) + " |" for row in retrieval.to_dict("records")]
-        lines += ["", f"![reconstructions](quality/{result['dataset']}_reconstructions.png)", "", f"![queries](quality/{result['dataset']}_queries.png)"]
+        lines += [
+            "| " + " | ".join(_fmt(row[c]) for c in columns) + " |"
+            for row in retrieval.to_dict("records")
+        ]
+        lines += [
+            "",
+            f"![reconstructions](quality/{result['dataset']}_reconstructions.png)",
+            "",
+            f"![queries](quality/{result['dataset']}_queries.png)",
+        ]
     return "\n".join(lines) + "\n"
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--mini", action="store_true", help="a few photos per class and one epoch (for the tests)")
-    parser.add_argument("--work", type=Path, default=ROOT / "build" / "quality", help="scratch folder for photos and projects")
-    parser.add_argument("--docs", type=Path, default=ROOT / "docs", help="where QUALITY.md and its pictures go")
-    parser.add_argument("--results", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json")
-    parser.add_argument("--fmnist-dir", type=Path, default=fmnist.DATA_DIR, help="folder of the Fashion-MNIST IDX files")
+    parser.add_argument(
+        "--mini", action="store_true", help="a few photos per class and one epoch (for the tests)"
+    )
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=ROOT / "build" / "quality",
+        help="scratch folder for photos and projects",
+    )
+    parser.add_argument(
+        "--docs", type=Path, default=ROOT / "docs", help="where QUALITY.md and its pictures go"
+    )
+    parser.add_argument(
+        "--results", type=Path, default=ROOT / "benchmarks" / "results" / "quality.json"
+    )
+    parser.add_argument(
+        "--fmnist-dir",
+        type=Path,
+        default=fmnist.DATA_DIR,
+        help="folder of the Fashion-MNIST IDX files",
+    )
     parser.add_argument("--datasets", default="fmnist10,fmnist-groups,builtin")
     args = parser.parse_args(argv)
     if any(name.startswith("fmnist") for name in args.datasets.split(",")):
@@ -277,14 +410,25 @@ def main(argv: list[str] | None = None) -> dict:
         result["targets"] = targets(result)
         pictures = args.docs / "quality"
         pictures.mkdir(parents=True, exist_ok=True)
-        first = sorted((project / "data" / "08_reporting" / "autoencoders").glob("*_reconstructions.png"))[0]
+        first = sorted(
+            (project / "data" / "08_reporting" / "autoencoders").glob("*_reconstructions.png")
+        )[0]
         shutil.copy(first, pictures / f"{name}_reconstructions.png")
         query_picture(project, pictures / f"{name}_queries.png")
         results.append(result)
         met = sum(t["met"] for t in result["targets"])
-        print(f"[quality] {name}: {seconds / 60:.1f} min, {met} of {len(result['targets'])} targets met", flush=True)
+        print(
+            f"[quality] {name}: {seconds / 60:.1f} min, {met} of {len(result['targets'])} targets met",
+            flush=True,
+        )
     total = time.perf_counter() - started
-    summary = {"benchmark": "quality", "mini": args.mini, "total_seconds": round(total, 1), "machine": machine(), "datasets": results}
+    summary = {
+        "benchmark": "quality",
+        "mini": args.mini,
+        "total_seconds": round(total, 1),
+        "machine": machine(),
+        "datasets": results,
+    }
     args.results.parent.mkdir(parents=True, exist_ok=True)
     args.results.write_text(json.dumps(summary, indent=2, default=float) + "\n")
     (args.docs / "QUALITY.md").write_text(report(results, total))

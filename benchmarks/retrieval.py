@@ -37,7 +37,9 @@ def vectors(n: int, seed: int) -> np.ndarray:
     out = np.empty((n, centres.shape[1]), np.float32)
     for start in range(0, n, 100_000):
         stop = min(n, start + 100_000)
-        out[start:stop] = centres[rng.integers(0, len(centres), stop - start)] + 0.08 * rng.normal(size=(stop - start, centres.shape[1])).astype(np.float32)
+        out[start:stop] = centres[rng.integers(0, len(centres), stop - start)] + 0.08 * rng.normal(
+            size=(stop - start, centres.shape[1])
+        ).astype(np.float32)
     return out
 
 
@@ -57,7 +59,7 @@ def _timed_queries(index, probe: np.ndarray, truth: np.ndarray) -> dict:
 
 def measure(n: int, backend: str, queries: int, seed: int) -> list[dict]:
     """Build an index of `n` vectors and time single-vector queries; recall against exact search."""
-    from jewelry_pipeline.search import EmbeddingIndex
+    from jewelry_pipeline.core.search import EmbeddingIndex
 
     data = vectors(n + queries, seed)
     gallery, probe = data[:n], data[n:]
@@ -66,7 +68,12 @@ def measure(n: int, backend: str, queries: int, seed: int) -> list[dict]:
     index = EmbeddingIndex(ids, gallery, backend=backend).build()
     build_seconds = time.perf_counter() - started
     truth, _ = EmbeddingIndex(ids, gallery).search(probe, 10)
-    base = {"vectors": n, "backend": backend, "dimension": int(gallery.shape[1]), "build_s": round(build_seconds, 2)}
+    base = {
+        "vectors": n,
+        "backend": backend,
+        "dimension": int(gallery.shape[1]),
+        "build_s": round(build_seconds, 2),
+    }
     rows = []
     for ef_search in EF_SEARCH if backend == "hnsw" else [None]:
         if ef_search:
@@ -80,7 +87,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", default="10000,100000,1000000")
     parser.add_argument("--queries", type=int, default=500)
-    parser.add_argument("--one", help=argparse.SUPPRESS)  # internal: "n,backend" measured in a fresh process
+    parser.add_argument(
+        "--one", help=argparse.SUPPRESS
+    )  # internal: "n,backend" measured in a fresh process
     args = parser.parse_args()
     if args.one:
         n, backend = args.one.split(",")
@@ -89,14 +98,44 @@ def main() -> None:
     rows = []
     for n in [int(s) for s in args.sizes.split(",")]:
         for backend in ("exact", "hnsw"):
-            out = subprocess.run([sys.executable, "-m", "benchmarks.retrieval", "--one", f"{n},{backend}", "--queries", str(args.queries)], check=True, capture_output=True, text=True, cwd=ROOT)
+            out = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "benchmarks.retrieval",
+                    "--one",
+                    f"{n},{backend}",
+                    "--queries",
+                    str(args.queries),
+                ],
+                check=True,
+                capture_output=True,
+                text=True,
+                cwd=ROOT,
+            )
             for row in json.loads(out.stdout.strip().splitlines()[-1]):
                 if n >= 1_000_000 and backend == "hnsw":
                     row["target"] = f"p50 < {TARGET_P50_MS} ms, recall@10 >= {TARGET_RECALL}"
-                    row["met"] = "yes" if row["p50_ms"] < TARGET_P50_MS and row["recall_at_10"] >= TARGET_RECALL else "no"
+                    row["met"] = (
+                        "yes"
+                        if row["p50_ms"] < TARGET_P50_MS and row["recall_at_10"] >= TARGET_RECALL
+                        else "no"
+                    )
                 rows.append(row)
                 print(json.dumps(row), flush=True)
-    columns = ["vectors", "backend", "dimension", "ef_search", "build_s", "p50_ms", "p99_ms", "recall_at_10", "peak_rss_mb", "target", "met"]
+    columns = [
+        "vectors",
+        "backend",
+        "dimension",
+        "ef_search",
+        "build_s",
+        "p50_ms",
+        "p99_ms",
+        "recall_at_10",
+        "peak_rss_mb",
+        "target",
+        "met",
+    ]
     publish(
         "retrieval",
         {"results": rows},

@@ -26,7 +26,14 @@ def measure(url: str, duration: float, max_requests: int) -> list[dict]:
     run_load(url, "/recommend", payloads, concurrency=2, duration_s=10, max_requests=20)
     rows = []
     for level in LEVELS:
-        summary = run_load(url, "/recommend", payloads, concurrency=level, duration_s=duration, max_requests=max_requests).summary()
+        summary = run_load(
+            url,
+            "/recommend",
+            payloads,
+            concurrency=level,
+            duration_s=duration,
+            max_requests=max_requests,
+        ).summary()
         print(f"  c={level}: {summary}", flush=True)
         rows.append(summary)
     return rows
@@ -35,7 +42,9 @@ def measure(url: str, duration: float, max_requests: int) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
-    parser.add_argument("--duration", type=float, default=20.0, help="seconds per concurrency level")
+    parser.add_argument(
+        "--duration", type=float, default=20.0, help="seconds per concurrency level"
+    )
     parser.add_argument("--max-requests", type=int, default=3000, help="cap per concurrency level")
     args = parser.parse_args()
     if not (args.bundle / "files.json").is_file():
@@ -51,7 +60,12 @@ def main() -> None:
         server.stop()
     print("Naive Flask server", flush=True)
     port = str(free_port())
-    naive = start([sys.executable, "-m", "benchmarks.naive_flask", str(args.bundle), port], {"PORT": port}, "/readyz", logs / "naive.log")
+    naive = start(
+        [sys.executable, "-m", "benchmarks.naive_flask", str(args.bundle), port],
+        {"PORT": port},
+        "/readyz",
+        logs / "naive.log",
+    )
     try:
         results["naive_flask"] = measure(naive.url, args.duration, args.max_requests)
     finally:
@@ -71,7 +85,20 @@ def main() -> None:
         "errors_5xx": sum(r["errors_5xx"] + r["transport_errors"] for r in results["bentoml"]),
     }
     checks["zero_5xx_met"] = checks["errors_5xx"] == 0
-    columns = ["server", "concurrency", "requests", "throughput_rps", "p50_ms", "p95_ms", "p99_ms", "ok", "status_429", "other_4xx", "errors_5xx", "transport_errors"]
+    columns = [
+        "server",
+        "concurrency",
+        "requests",
+        "throughput_rps",
+        "p50_ms",
+        "p95_ms",
+        "p99_ms",
+        "ok",
+        "status_429",
+        "other_4xx",
+        "errors_5xx",
+        "transport_errors",
+    ]
     section = "\n\n".join(
         [
             "## Serving: `/recommend` under load (`benchmarks/serve.py`)",
@@ -84,7 +111,17 @@ def main() -> None:
             f"{', '.join(map(str, memory['worker_rss_mb']))}; the supervising `bentoml serve` process {memory['supervisor_rss_mb']} MB.",
         ]
     )
-    publish("serve", {"bundle": str(args.bundle), "duration_s": args.duration, "results": results, "checks": checks, "memory": memory}, section)
+    publish(
+        "serve",
+        {
+            "bundle": str(args.bundle),
+            "duration_s": args.duration,
+            "results": results,
+            "checks": checks,
+            "memory": memory,
+        },
+        section,
+    )
     print(checks)
 
 

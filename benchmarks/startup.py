@@ -36,21 +36,39 @@ def scratch_project(path: Path, source: Path) -> Path:
 
 def timed(project: Path, args: list[str], pythonpath: Path | None) -> float:
     """Wall seconds of one `kedro` command in `project` (which must succeed)."""
-    env = {**os.environ, "KEDRO_DISABLE_TELEMETRY": "true", "DO_NOT_TRACK": "1", "MLFLOW_DISABLE_TELEMETRY": "true"}
+    env = {
+        **os.environ,
+        "KEDRO_DISABLE_TELEMETRY": "true",
+        "DO_NOT_TRACK": "1",
+        "MLFLOW_DISABLE_TELEMETRY": "true",
+    }
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     started = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "kedro", *args], cwd=project, env=env, capture_output=True, text=True, timeout=900)
+    done = subprocess.run(
+        [sys.executable, "-m", "kedro", *args],
+        cwd=project,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
-        raise RuntimeError(f"kedro {' '.join(args)} failed in {project}:\n{(done.stdout + done.stderr)[-3000:]}")
+        raise RuntimeError(
+            f"kedro {' '.join(args)} failed in {project}:\n{(done.stdout + done.stderr)[-3000:]}"
+        )
     return seconds
 
 
 def main(argv: list[str] | None = None) -> dict:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--photos", type=int, default=600, help="generated photos (over 4 categories)")
-    parser.add_argument("--repeats", type=int, default=3, help="runs of each command; the median is reported")
+    parser.add_argument(
+        "--photos", type=int, default=600, help="generated photos (over 4 categories)"
+    )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each command; the median is reported"
+    )
     parser.add_argument("--reference", default=REFERENCE, help="the commit to compare with")
     parser.add_argument("--work", type=Path, default=ROOT / "build" / "startup")
     args = parser.parse_args(argv)
@@ -58,26 +76,63 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     photos = work / "photos"
     if not photos.is_dir():
-        subprocess.run([sys.executable, "-m", "jewelry_pipeline.cli", "synth", "--out", str(photos), "--per-category", str(args.photos // 4), "--size", "256"], check=True, capture_output=True)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "jewelry_pipeline.cli",
+                "synth",
+                "--out",
+                str(photos),
+                "--per-category",
+                str(args.photos // 4),
+                "--size",
+                "256",
+            ],
+            check=True,
+            capture_output=True,
+        )
     reference = work / "reference"
     if not reference.is_dir():
-        subprocess.run(["git", "worktree", "add", "--detach", str(reference), args.reference], cwd=ROOT, check=True, capture_output=True)
+        subprocess.run(
+            ["git", "worktree", "add", "--detach", str(reference), args.reference],
+            cwd=ROOT,
+            check=True,
+            capture_output=True,
+        )
     trees = {"reference": (reference, reference / "src"), "current": (ROOT, None)}
     ingest = ["run", "--pipelines", "ingestion", "--params", f"raw_dir={photos}"]
     rows, raw = [], {}
     for name, (source, pythonpath) in trees.items():
-        listing = [timed(scratch_project(work / f"{name}-list", source), ["registry", "list"], pythonpath) for _ in range(args.repeats)]
+        listing = [
+            timed(scratch_project(work / f"{name}-list", source), ["registry", "list"], pythonpath)
+            for _ in range(args.repeats)
+        ]
         fresh, again = [], []
         for _ in range(args.repeats):
             project = scratch_project(work / f"{name}-ingest", source)
             fresh.append(timed(project, ingest, pythonpath))
             again.append(timed(project, ingest, pythonpath))  # same folder, nothing changed
-        raw[name] = {"registry_list_s": listing, "ingestion_fresh_s": fresh, "ingestion_second_s": again}
-        rows.append({"tree": name, **{key: round(statistics.median(values), 1) for key, values in raw[name].items()}})
+        raw[name] = {
+            "registry_list_s": listing,
+            "ingestion_fresh_s": fresh,
+            "ingestion_second_s": again,
+        }
+        rows.append(
+            {
+                "tree": name,
+                **{key: round(statistics.median(values), 1) for key, values in raw[name].items()},
+            }
+        )
     current, old = rows[1], rows[0]
-    ratios = {key: round(current[key] / old[key], 2) for key in ("registry_list_s", "ingestion_fresh_s", "ingestion_second_s")}
+    ratios = {
+        key: round(current[key] / old[key], 2)
+        for key in ("registry_list_s", "ingestion_fresh_s", "ingestion_second_s")
+    }
     rows.append({"tree": "current / reference", **ratios})
-    table = markdown_table(rows, ["tree", "registry_list_s", "ingestion_fresh_s", "ingestion_second_s"])
+    table = markdown_table(
+        rows, ["tree", "registry_list_s", "ingestion_fresh_s", "ingestion_second_s"]
+    )
     section = (
         f"## Start-up and incremental ingestion (`benchmarks/startup.py`)\n\n"
         f"Wall seconds (median of {args.repeats}) of `kedro registry list` and of `kedro run --pipelines ingestion` on "
@@ -85,7 +140,13 @@ def main(argv: list[str] | None = None) -> dict:
         f"(the current tree reuses its decode cache). Reference: commit `{args.reference}`, measured in the same run.\n\n{table}\n\n"
         f"Target (#16): listing and ingestion under a third of the reference's wall time."
     )
-    result = {"photos": args.photos, "reference": args.reference, "rows": rows, "raw": raw, "ratios": ratios}
+    result = {
+        "photos": args.photos,
+        "reference": args.reference,
+        "rows": rows,
+        "raw": raw,
+        "ratios": ratios,
+    }
     publish("startup", result, section)
     print(table)
     return result

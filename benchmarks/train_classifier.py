@@ -20,7 +20,7 @@ CHILD = """
 import json, time
 import pandas as pd
 from kedro.config import OmegaConfigLoader
-from jewelry_pipeline.store import open_store
+from jewelry_pipeline.core.store import open_store
 from jewelry_pipeline.pipelines.classifier.nodes import choose_working_size, train_classifier, evaluate_classifier
 params = OmegaConfigLoader("conf", base_env="base", default_run_env="base")["parameters"]
 images = open_store("data/03_primary/image_store.npy")
@@ -41,7 +41,9 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     if not (root / "data/05_model_input/manifest.csv").exists():
         sys.exit("No model input yet: run `make run` (or the ingestion and split pipelines) first.")
-    child = subprocess.run([sys.executable, "-c", CHILD], cwd=root, check=True, capture_output=True, text=True)
+    child = subprocess.run(
+        [sys.executable, "-c", CHILD], cwd=root, check=True, capture_output=True, text=True
+    )
     measured = json.loads(child.stdout.strip().splitlines()[-1])
     peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
     row = {
@@ -58,7 +60,8 @@ def main() -> None:
         "train_classifier",
         {"result": row, **measured},
         "## Classifier training\n\nDefault `parameters_classifier.yml` on the built-in dataset (`make run` data), "
-        "early stopping included; images/s counts training images seen per second.\n\n" + markdown_table([row], list(row)),
+        "early stopping included; images/s counts training images seen per second.\n\n"
+        + markdown_table([row], list(row)),
     )
     print(json.dumps(row))
 

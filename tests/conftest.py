@@ -12,7 +12,11 @@ import pytest
 import yaml
 from PIL import Image
 
-_SESSION_HOME = Path(os.environ.setdefault("JEWELRY_TEST_HOME", __import__("tempfile").mkdtemp(prefix="jewelry-tests-")))
+_SESSION_HOME = Path(
+    os.environ.setdefault(
+        "JEWELRY_TEST_HOME", __import__("tempfile").mkdtemp(prefix="jewelry-tests-")
+    )
+)
 for _name, _value in {
     "BENTOML_HOME": str(_SESSION_HOME / "bentoml"),  # never the developer's ~/bentoml
     "KEDRO_DISABLE_TELEMETRY": "true",
@@ -27,7 +31,9 @@ from jewelry_pipeline.synth import generate_dataset  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 # The project's own foreground settings, so tests exercise what the pipelines and the service use.
-FOREGROUND = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())["preprocessing"]["foreground"]
+FOREGROUND = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())[
+    "preprocessing"
+]["foreground"]
 
 
 def image_bytes(array: np.ndarray | Image.Image, fmt: str, **save_args) -> bytes:
@@ -62,20 +68,37 @@ def kedro_project(tmp_path, monkeypatch) -> Path:
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()
-    for sub in ("01_raw", "02_intermediate", "03_primary", "05_model_input", "06_models", "07_model_output", "08_reporting"):
+    for sub in (
+        "01_raw",
+        "02_intermediate",
+        "03_primary",
+        "05_model_input",
+        "06_models",
+        "07_model_output",
+        "08_reporting",
+    ):
         (project / "data" / sub).mkdir(parents=True)
     (project / "mlruns").mkdir()
     (project / "src").mkdir()  # the package itself is imported from the installed project
     return project
 
 
-SLOW_FIXTURES = {"kedro_project", "live_server", "project", "bundle", "browser"}  # real `kedro run`s and live servers
+SLOW_FIXTURES = {
+    "kedro_project",
+    "live_server",
+    "project",
+    "bundle",
+    "browser",
+}  # real `kedro run`s and live servers
 
 
 def pytest_collection_modifyitems(config, items):
     """Mark every test that runs `kedro run` or a live server `slow`: `pytest -m "not slow"` is the quick subset."""
     for item in items:
-        if SLOW_FIXTURES & set(getattr(item, "fixturenames", ())) or "tests/benchmarks/" in item.nodeid:
+        if (
+            SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
+            or "tests/benchmarks/" in item.nodeid
+        ):
             item.add_marker(pytest.mark.slow)
 
 
@@ -98,11 +121,22 @@ def browser():
     from selenium.webdriver.chrome.service import Service
 
     if shutil.which("chromedriver") is None:
-        pytest.fail("chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver")
+        pytest.fail(
+            "chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver"
+        )
     options = webdriver.ChromeOptions()
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run", "--disable-extensions"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-extensions",
+    ):
         options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)  # a local driver: nothing is downloaded
+    driver = webdriver.Chrome(
+        service=Service(shutil.which("chromedriver")), options=options
+    )  # a local driver: nothing is downloaded
     driver.set_page_load_timeout(30)
     yield driver
     driver.quit()

@@ -10,11 +10,21 @@ import pytest
 
 
 def _kedro(project, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "kedro", "run", *args], cwd=project, capture_output=True, text=True, timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
 
 
-def test_a_successful_ingestion_prints_no_warning_from_other_packages_and_no_colour_codes(kedro_project, tiny_dataset):
-    result = _kedro(kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={tiny_dataset}")
+def test_a_successful_ingestion_prints_no_warning_from_other_packages_and_no_colour_codes(
+    kedro_project, tiny_dataset
+):
+    result = _kedro(
+        kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={tiny_dataset}"
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-3000:]
     warnings = [line for line in output.splitlines() if "WARNING" in line or "Warning:" in line]
@@ -26,18 +36,32 @@ def test_a_successful_ingestion_prints_no_warning_from_other_packages_and_no_col
 @pytest.mark.parametrize(
     ("arguments", "message"),
     [
-        (["--pipelines", "ingestoin"], "Unknown pipeline 'ingestoin'. Pipelines: __default__, autoencoders"),
+        (
+            ["--pipelines", "ingestoin"],
+            "Unknown pipeline 'ingestoin'. Pipelines: __default__, autoencoders",
+        ),
         (["--params", "raw_dir="], "--params raw_dir= has no value"),
-        (["--pipelines", "ingestion", "--params", "raw_dir=/no/such/folder"], "The photo folder '/no/such/folder' does not exist"),
-        (["--pipelines", "split", "--params", "raw_dir=SHORT"], "No complete ingestion output found. Run `kedro run --pipelines ingestion"),
-        (["--pipelines", "ingestion", "--params", "raw_dir=SHORT"], "Categories with fewer than min_images_per_category=10 valid images: 'earring' has 2"),
+        (
+            ["--pipelines", "ingestion", "--params", "raw_dir=/no/such/folder"],
+            "The photo folder '/no/such/folder' does not exist",
+        ),
+        (
+            ["--pipelines", "split", "--params", "raw_dir=SHORT"],
+            "No complete ingestion output found. Run `kedro run --pipelines ingestion",
+        ),
+        (
+            ["--pipelines", "ingestion", "--params", "raw_dir=SHORT"],
+            "Categories with fewer than min_images_per_category=10 valid images: 'earring' has 2",
+        ),
         (
             ["--pipelines", "ingestion", "--params", "raw_dir=SHORT,categories=[ring,bracelet]"],
             "The `categories` parameter lists ['bracelet', 'ring'], but SHORT has the category folders ['bracelet', 'earring', 'necklace', 'ring']",
         ),
     ],
 )
-def test_a_user_error_is_one_message_without_traceback(kedro_project, tiny_dataset, tmp_path, arguments, message):
+def test_a_user_error_is_one_message_without_traceback(
+    kedro_project, tiny_dataset, tmp_path, arguments, message
+):
     short = tmp_path / "short"
     shutil.copytree(tiny_dataset, short)
     for path in sorted((short / "earring").iterdir())[2:]:
@@ -52,10 +76,24 @@ def test_a_user_error_is_one_message_without_traceback(kedro_project, tiny_datas
 
 
 def test_a_real_bug_keeps_its_traceback(kedro_project, tiny_dataset):
-    assert _kedro(kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={tiny_dataset}").returncode == 0
-    result = _kedro(kedro_project, "--pipelines", "split", "--params", f"raw_dir={tiny_dataset},split.train=lots")
+    assert (
+        _kedro(
+            kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={tiny_dataset}"
+        ).returncode
+        == 0
+    )
+    result = _kedro(
+        kedro_project,
+        "--pipelines",
+        "split",
+        "--params",
+        f"raw_dir={tiny_dataset},split.train=lots",
+    )
     assert result.returncode != 0
-    assert "Traceback" in result.stdout + result.stderr and "could not convert string to float" in result.stdout + result.stderr
+    assert (
+        "Traceback" in result.stdout + result.stderr
+        and "could not convert string to float" in result.stdout + result.stderr
+    )
 
 
 def test_params_keep_commas_inside_lists_and_refuse_malformed_items():
@@ -65,7 +103,9 @@ def test_params_keep_commas_inside_lists_and_refuse_malformed_items():
 
     option = next(p for p in run.params if p.name == "params")
     context = click.Context(run)
-    assert split_params(context, option, "raw_dir=/a/b,categories=[rings, studs],k=3,nested={x: 1, y: [2,3]}") == {
+    assert split_params(
+        context, option, "raw_dir=/a/b,categories=[rings, studs],k=3,nested={x: 1, y: [2,3]}"
+    ) == {
         "raw_dir": "/a/b",
         "categories": ["rings", "studs"],
         "k": 3,

@@ -16,8 +16,8 @@ import pytest
 from bentoml._internal.models import ModelStore
 from mlflow.tracking import MlflowClient
 
-from jewelry_pipeline.bundle import bundle_digest, read_bundle
-from jewelry_pipeline.models.files import load_keras_safe
+from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
+from jewelry_pipeline.core.models.files import load_keras_safe
 from jewelry_pipeline.synth import generate_dataset
 
 GOOD_EPOCHS = 40  # enough for the small dataset below to be learned well above chance (early stopping ends it sooner)
@@ -30,7 +30,13 @@ def small_dataset(tmp_path_factory) -> Path:
     generate_dataset(out, per_category=40, seed=7, size=48, workers=1)
     return out
 
-OTHER_CATEGORIES = {"bracelet": "bangles", "earring": "studs", "necklace": "chains", "ring": "bands"}
+
+OTHER_CATEGORIES = {
+    "bracelet": "bangles",
+    "earring": "studs",
+    "necklace": "chains",
+    "ring": "bands",
+}
 
 
 def _other_categories_folder(tiny_dataset, destination):
@@ -40,13 +46,15 @@ def _other_categories_folder(tiny_dataset, destination):
     for old, new in OTHER_CATEGORIES.items():
         shutil.copytree(tiny_dataset / old, destination / new)
     labels = pd.read_csv(tiny_dataset / "substyles.csv")
-    labels["path"] = [OTHER_CATEGORIES[p.split("/")[0]] + p[p.index("/"):] for p in labels["path"]]
+    labels["path"] = [OTHER_CATEGORIES[p.split("/")[0]] + p[p.index("/") :] for p in labels["path"]]
     labels["category"] = labels["category"].map(OTHER_CATEGORIES)
     labels.to_csv(destination / "substyles.csv", index=False)
     return destination
 
 
-def _kedro_run(project: Path, photos: Path, epochs: int, learning_rate: float | None = None) -> subprocess.CompletedProcess:
+def _kedro_run(
+    project: Path, photos: Path, epochs: int, learning_rate: float | None = None
+) -> subprocess.CompletedProcess:
     """`kedro run` with default pipelines on `photos`, shrunk only in size and epochs."""
     params = [
         f"raw_dir={photos}",
@@ -58,7 +66,13 @@ def _kedro_run(project: Path, photos: Path, epochs: int, learning_rate: float | 
     ]
     if learning_rate is not None:
         params.append(f"classifier.training.learning_rate={learning_rate}")
-    result = subprocess.run([sys.executable, "-m", "kedro", "run", "--params", ",".join(params)], cwd=project, capture_output=True, text=True, timeout=900)
+    result = subprocess.run(
+        [sys.executable, "-m", "kedro", "run", "--params", ",".join(params)],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=900,
+    )
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-4000:]
     return result
 
@@ -85,16 +99,30 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     assert run.data.params["preprocessing.image_size"] == "32"
     for name in ("loss", "accuracy", "val_loss", "val_accuracy", "lr"):
         assert len(client.get_metric_history(run.info.run_id, name)) >= 1, name
-    for name in ("test_accuracy", "test_macro_f1", "baseline_test_accuracy", "baseline_pca_logistic_test_accuracy", "baseline_pixel_logistic_test_accuracy"):
+    for name in (
+        "test_accuracy",
+        "test_macro_f1",
+        "baseline_test_accuracy",
+        "baseline_pca_logistic_test_accuracy",
+        "baseline_pixel_logistic_test_accuracy",
+    ):
         assert 0 <= run.data.metrics[name] <= 1
-    assert run.data.metrics["baseline_test_accuracy"] == max(run.data.metrics["baseline_pca_logistic_test_accuracy"], run.data.metrics["baseline_pixel_logistic_test_accuracy"])
+    assert run.data.metrics["baseline_test_accuracy"] == max(
+        run.data.metrics["baseline_pca_logistic_test_accuracy"],
+        run.data.metrics["baseline_pixel_logistic_test_accuracy"],
+    )
     assert run.info.run_name == "all pipelines on my photos"
     identity = json.loads((kedro_project / "data/03_primary/ingestion.json").read_text())
     (photos_input,) = run.inputs.dataset_inputs
-    assert photos_input.dataset.name == "photos:my photos" and photos_input.dataset.digest == identity["manifest_sha256"][:16]
+    assert (
+        photos_input.dataset.name == "photos:my photos"
+        and photos_input.dataset.digest == identity["manifest_sha256"][:16]
+    )
     assert json.loads(photos_input.dataset.source)["uri"].endswith("my photos")
     input_tags = {tag.key: tag.value for tag in photos_input.tags}
-    assert input_tags["photos"] == str(identity["photos"]) and input_tags["photos.bangles"] == str(identity["per_category"]["bangles"])
+    assert input_tags["photos"] == str(identity["photos"]) and input_tags["photos.bangles"] == str(
+        identity["per_category"]["bangles"]
+    )
     assert run.data.params["categories.used"] == "bands,bangles,chains,studs"
     for category in OTHER_CATEGORIES.values():
         assert len(client.get_metric_history(run.info.run_id, f"autoencoder.{category}.loss")) == 1
@@ -107,16 +135,30 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
             assert 0 <= run.data.metrics[f"retrieval.{source}.precision_at_10.{level}"] <= 1
             assert 0 <= run.data.metrics[f"retrieval.{source}.map_at_10.{level}"] <= 1
     artifacts = {a.path for a in client.list_artifacts(run.info.run_id)}
-    assert {"confusion_matrix.png", "learning_curves.png", "learning_rate.png", "misclassified.png", "confusion_matrix.csv"} <= artifacts
+    assert {
+        "confusion_matrix.png",
+        "learning_curves.png",
+        "learning_rate.png",
+        "misclassified.png",
+        "confusion_matrix.csv",
+    } <= artifacts
     assert {"autoencoder_input.json", "served_source.json"} <= artifacts
     choice = json.loads((kedro_project / "data/05_model_input/autoencoder_input.json").read_text())
     served = json.loads((kedro_project / "data/07_model_output/served_source.json").read_text())
-    assert choice["input"] in ("photo", "foreground") and set(choice["probe_val_accuracy"]) == {"photo", "foreground"}
-    assert run.data.metrics["autoencoder_input.foreground_probe_val_accuracy"] == choice["probe_val_accuracy"]["foreground"]
+    assert choice["input"] in ("photo", "foreground") and set(choice["probe_val_accuracy"]) == {
+        "photo",
+        "foreground",
+    }
+    assert (
+        run.data.metrics["autoencoder_input.foreground_probe_val_accuracy"]
+        == choice["probe_val_accuracy"]["foreground"]
+    )
     assert served["source"] == {"foreground": "combined", "photo": "descriptor"}[choice["input"]]
 
     mlflow.set_tracking_uri(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
-    logged = mlflow.search_logged_models(experiment_ids=[experiment.experiment_id], output_format="list")
+    logged = mlflow.search_logged_models(
+        experiment_ids=[experiment.experiment_id], output_format="list"
+    )
     by_name = {m.name: m for m in logged}
     assert {"classifier", "encoder_bands", "autoencoder_bands"} <= set(by_name)
     info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
@@ -129,11 +171,19 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     assert "promotion.json" in artifacts
 
     bundle = read_bundle(kedro_project / "data/07_model_output/bundle")
-    assert bundle.class_names == ["bands", "bangles", "chains", "studs"] and sorted(bundle.encoders) == bundle.class_names
-    assert bundle.config["preprocessing"]["autoencoder_input"] == choice["input"] and str(bundle.index["source"]) == served["source"]
+    assert (
+        bundle.class_names == ["bands", "bangles", "chains", "studs"]
+        and sorted(bundle.encoders) == bundle.class_names
+    )
+    assert (
+        bundle.config["preprocessing"]["autoencoder_input"] == choice["input"]
+        and str(bundle.index["source"]) == served["source"]
+    )
     assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
     assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
-    stored = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models").get("jewelry-bundle:latest")  # this test's store, whatever this process imported before
+    stored = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models").get(
+        "jewelry-bundle:latest"
+    )  # this test's store, whatever this process imported before
     assert read_bundle(stored.path).config == bundle.config
 
     local = load_keras_safe(kedro_project / "data/06_models/classifier.keras")
@@ -145,12 +195,24 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     # The second run, worse on purpose: one epoch at a learning rate too small to learn anything.
     first_run, first_accuracy = run.info.run_id, run.data.metrics["test_accuracy"]
     _kedro_run(kedro_project, photos, epochs=1, learning_rate=1e-7)
-    (second,) = [r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id != first_run]
-    assert second.data.metrics["test_accuracy"] < first_accuracy, "the deliberately worse run must score lower for this test to mean anything"
+    (second,) = [
+        r for r in client.search_runs([experiment.experiment_id]) if r.info.run_id != first_run
+    ]
+    assert second.data.metrics["test_accuracy"] < first_accuracy, (
+        "the deliberately worse run must score lower for this test to mean anything"
+    )
     assert second.data.tags["promotion.decision"] == "kept_champion"
     assert client.get_model_version_by_alias("jewelry-classifier", "champion").run_id == first_run
-    assert {v.run_id for v in client.search_model_versions("name='jewelry-classifier'")} == {first_run, second.info.run_id}
-    assert read_bundle(kedro_project / "data/07_model_output/bundle").config["version"]["mlflow_run_id"] == second.info.run_id
+    assert {v.run_id for v in client.search_model_versions("name='jewelry-classifier'")} == {
+        first_run,
+        second.info.run_id,
+    }
+    assert (
+        read_bundle(kedro_project / "data/07_model_output/bundle").config["version"][
+            "mlflow_run_id"
+        ]
+        == second.info.run_id
+    )
     bentoml_store = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models")
     (champion_bundle,) = bentoml_store.list("jewelry-bundle")  # the worse bundle never entered
     assert champion_bundle.info.metadata["mlflow_run_id"] == first_run
@@ -159,18 +221,32 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
 
     from jewelry_testing.servers import start_bentoml
 
-    server = start_bentoml(None, tmp_path / "serve.log", {"BENTOML_HOME": os.environ["BENTOML_HOME"]})  # the store's champion
+    server = start_bentoml(
+        None, tmp_path / "serve.log", {"BENTOML_HOME": os.environ["BENTOML_HOME"]}
+    )  # the store's champion
     try:
         photo = sorted((photos / "chains").iterdir())[0]
-        answer = httpx.post(f"{server.url}/recommend", files={"image": (photo.name, photo.read_bytes())}, data={"k": "3"}, timeout=60)
+        answer = httpx.post(
+            f"{server.url}/recommend",
+            files={"image": (photo.name, photo.read_bytes())},
+            data={"k": "3"},
+            timeout=60,
+        )
         assert answer.status_code == 200, answer.text
         body = answer.json()
         assert body["category"] in OTHER_CATEGORIES.values() and len(body["items"]) == 3
         assert {item["category"] for item in body["items"]} <= set(OTHER_CATEGORIES.values())
         assert body["model_version"]["bundle_digest"] == champion_digest != second_digest
-        assert body["model_version"]["index_source"] == served["source"]  # what run 1 chose and recorded
-        classified = httpx.post(f"{server.url}/classify", files={"image": (photo.name, photo.read_bytes())}, timeout=60)
-        assert classified.status_code == 200 and classified.json()["model_version"]["bundle_digest"] == champion_digest
+        assert (
+            body["model_version"]["index_source"] == served["source"]
+        )  # what run 1 chose and recorded
+        classified = httpx.post(
+            f"{server.url}/classify", files={"image": (photo.name, photo.read_bytes())}, timeout=60
+        )
+        assert (
+            classified.status_code == 200
+            and classified.json()["model_version"]["bundle_digest"] == champion_digest
+        )
         assert set(classified.json()["probabilities"]) == set(OTHER_CATEGORIES.values())
         _page_shows_the_champion(browser, server.url, photo, champion_digest, served["source"])
     finally:

@@ -7,7 +7,12 @@ from pathlib import Path
 
 import pytest
 
-from jewelry_pipeline.hooks import NodeTimes, TrackingStoreError, check_tracking_database, sqlite_path
+from jewelry_pipeline.hooks import (
+    NodeTimes,
+    TrackingStoreError,
+    check_tracking_database,
+    sqlite_path,
+)
 
 
 def test_sqlite_paths_resolve_against_the_project():
@@ -70,5 +75,7 @@ def test_node_times_are_logged_with_the_slowest_at_the_end(caplog, monkeypatch):
         timer.after_pipeline_run()
     assert timer.seconds == {"train": 2.5, "split": 0.2}
     messages = [r.getMessage() for r in caplog.records]
-    assert "Node train took 2.5 s" in messages and not any("Node split took" in m for m in messages)  # under a second: quiet
+    assert "Node train took 2.5 s" in messages and not any(
+        "Node split took" in m for m in messages
+    )  # under a second: quiet
     assert messages[-1] == "Node time 3 s; slowest: train 2 s, split 0 s"

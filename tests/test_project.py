@@ -8,7 +8,16 @@ from kedro.framework.project import configure_project, pipelines
 
 def test_pipelines_are_discovered():
     configure_project("jewelry_pipeline")
-    assert {"ingestion", "split", "classifier", "autoencoders", "clustering", "recommender", "package", "__default__"} <= set(pipelines)
+    assert {
+        "ingestion",
+        "split",
+        "classifier",
+        "autoencoders",
+        "clustering",
+        "recommender",
+        "package",
+        "__default__",
+    } <= set(pipelines)
     default_nodes = {n.name for n in pipelines["__default__"].nodes}
     assert {"decode_images", "check_categories", "split_manifest"} <= default_nodes
 
@@ -16,7 +25,10 @@ def test_pipelines_are_discovered():
 def test_kedro_viz_build_exports_the_static_view(kedro_project):
     result = subprocess.run(
         [sys.executable, "-m", "kedro", "viz", "build"],
-        cwd=kedro_project, capture_output=True, text=True, timeout=300,
+        cwd=kedro_project,
+        capture_output=True,
+        text=True,
+        timeout=300,
     )
     assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-2000:]
     main_json = kedro_project / "build" / "api" / "main"

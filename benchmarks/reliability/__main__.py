@@ -45,8 +45,9 @@ def _announce(name: str, result: Check) -> None:
     print(f"[reliability] {name}: {verdict} {result.figures}", flush=True)
 
 
-def run_all(bundle: Path, workdir: Path, settings: Settings, only: set[str] | None = None
-            ) -> list[Check]:
+def run_all(
+    bundle: Path, workdir: Path, settings: Settings, only: set[str] | None = None
+) -> list[Check]:
     """Run the checks (all, or the named ones) and return their results."""
     results = []
     for name, check in SERVICE_CHECKS.items():
@@ -65,8 +66,9 @@ def run_all(bundle: Path, workdir: Path, settings: Settings, only: set[str] | No
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks.reliability",
-                                     description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.reliability", description=__doc__.splitlines()[0]
+    )
     parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
     names = ",".join([*SERVICE_CHECKS, *PROJECT_CHECKS])
     parser.add_argument("--only", help=f"comma-separated: {names}")

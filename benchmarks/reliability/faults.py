@@ -31,8 +31,11 @@ def _client_connections(pid: int, port: int) -> int:
         connections = psutil.Process(pid).net_connections(kind="tcp")
     except psutil.NoSuchProcess:
         return 0
-    return sum(1 for c in connections
-               if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port)
+    return sum(
+        1
+        for c in connections
+        if c.status == psutil.CONN_ESTABLISHED and c.laddr and c.laddr.port == port
+    )
 
 
 def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
@@ -55,8 +58,14 @@ def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
 
         def load() -> None:
             outcome["load"] = run_load(
-                server.url, "/recommend", payloads, clients, settings.kill_load_seconds, 10**9,
-                timeout_s=15, on_answer=on_answer,
+                server.url,
+                "/recommend",
+                payloads,
+                clients,
+                settings.kill_load_seconds,
+                10**9,
+                timeout_s=15,
+                on_answer=on_answer,
             ).summary()
 
         loader = threading.Thread(target=load)
@@ -86,8 +95,7 @@ def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
     # Answers while the dead worker had no replacement process yet: only the surviving workers can
     # give them (beyond the `clients` answers that may have been on the wire at the kill).
     gap_end = killed_at + (replaced if replaced is not None else 60)
-    answered_in_gap = sum(1 for at, status in answers
-                          if killed_at < at < gap_end and status == 200)
+    answered_in_gap = sum(1 for at, status in answers if killed_at < at < gap_end and status == 200)
     figures = {
         "workers": len(workers),
         "clients": clients,
@@ -107,8 +115,13 @@ def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
         replaced <= RECOVERY_LIMIT_S or not settings.judge_figures
     )
     passed = (
-        len(workers) >= WORKERS_MIN and recovered_in_time and alive and no_5xx and share_only
-        and answered_in_gap > clients and after == 200
+        len(workers) >= WORKERS_MIN
+        and recovered_in_time
+        and alive
+        and no_5xx
+        and share_only
+        and answered_in_gap > clients
+        and after == 200
     )
     return Check(
         "fault: SIGKILL of one worker under load",
@@ -148,7 +161,10 @@ def check_bad_bundles(bundle: Path, workdir: Path, settings: Settings) -> Check:
         done = subprocess.run(
             bentoml_serve_command(str(free_port())),
             env={**wide_output_env(), "JEWELRY_BUNDLE": str(path)},
-            capture_output=True, text=True, timeout=120, cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            cwd=ROOT,
         )
         output = done.stdout + done.stderr
         message = next((line.strip() for line in output.splitlines() if "BundleError:" in line), "")
@@ -159,5 +175,9 @@ def check_bad_bundles(bundle: Path, workdir: Path, settings: Settings) -> Check:
             "seconds": round(time.monotonic() - started, 1),
             "message": message[-160:],
         }
-    return Check("fault: missing, corrupt or truncated bundle at start", passed, figures,
-                 "non-zero exit, the message names the file")
+    return Check(
+        "fault: missing, corrupt or truncated bundle at start",
+        passed,
+        figures,
+        "non-zero exit, the message names the file",
+    )

@@ -28,7 +28,7 @@ def _decode_bomb_rss(bomb_file: str, out: multiprocessing.Queue) -> None:
     """
     import resource
 
-    from jewelry_pipeline.images import ImageRejected, decode_image
+    from jewelry_pipeline.core.images import ImageRejected, decode_image
 
     bomb = Path(bomb_file).read_bytes()
     before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -38,19 +38,21 @@ def _decode_bomb_rss(bomb_file: str, out: multiprocessing.Queue) -> None:
     except ImageRejected as exc:
         reason = exc.reason
     after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    out.put({
-        "bytes": len(bomb),
-        "reason": reason,
-        "peak_rss_before_mb": round(before / 1024, 1),
-        "peak_rss_added_mb": round((after - before) / 1024, 2),
-    })
+    out.put(
+        {
+            "bytes": len(bomb),
+            "reason": reason,
+            "peak_rss_before_mb": round(before / 1024, 1),
+            "peak_rss_added_mb": round((after - before) / 1024, 2),
+        }
+    )
 
 
 def _lambda_model_refused(workdir: Path) -> bool:
     """Whether the safe loader refuses a `.keras` model holding a Lambda layer."""
     import keras
 
-    from jewelry_pipeline.models.files import load_keras_safe
+    from jewelry_pipeline.core.models.files import load_keras_safe
 
     inputs = keras.Input((4,))
     evil = workdir / "lambda.keras"
@@ -94,8 +96,9 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
                 answers[kind] = response.status_code
                 if response.status_code != expected or not is_json:
                     wrong.append(f"{kind}: {response.status_code} (expected {expected})")
-            still_up = (client.get("/livez").status_code == 200
-                        and client.get("/readyz").status_code == 200)
+            still_up = (
+                client.get("/livez").status_code == 200 and client.get("/readyz").status_code == 200
+            )
     finally:
         server.stop()
     bad_kinds = sum(1 for *_, expected in uploads if expected >= 400)
@@ -111,8 +114,16 @@ def check_hostile_files(bundle: Path, workdir: Path, settings: Settings) -> Chec
     }
     cheap_bomb = bomb["peak_rss_added_mb"] < BOMB_RSS_LIMIT_MB or not settings.judge_figures
     passed = (
-        lambda_refused and bomb["reason"] == "too_large" and cheap_bomb and not wrong and still_up
+        lambda_refused
+        and bomb["reason"] == "too_large"
+        and cheap_bomb
+        and not wrong
+        and still_up
         and bad_kinds >= MIN_BAD_UPLOAD_KINDS
     )
-    return Check("hostile files: Lambda model, PNG bomb, bad-upload corpus", passed, figures,
-                 "4xx JSON for each of the bad uploads; the server stays up")
+    return Check(
+        "hostile files: Lambda model, PNG bomb, bad-upload corpus",
+        passed,
+        figures,
+        "4xx JSON for each of the bad uploads; the server stays up",
+    )

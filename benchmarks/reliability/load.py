@@ -45,8 +45,12 @@ def check_load(bundle: Path, workdir: Path, settings: Settings) -> Check:
         prober = spawn.Process(target=_probe, args=(server.url, settings.load_seconds, queue))
         prober.start()
         result = run_load(
-            server.url, "/recommend", sample_payloads(), settings.load_clients,
-            settings.load_seconds, max_requests=10**9,
+            server.url,
+            "/recommend",
+            sample_payloads(),
+            settings.load_clients,
+            settings.load_seconds,
+            max_requests=10**9,
         ).summary()
         probes = queue.get(timeout=60)
         prober.join(timeout=10)
@@ -55,8 +59,16 @@ def check_load(bundle: Path, workdir: Path, settings: Settings) -> Check:
     probe_ms = [ms for _, _, ms in probes]
     probe_bad = sum(1 for _, status, _ in probes if status != 200)
     other = result["other_4xx"] + result["errors_5xx"] + result["transport_errors"]
-    reported = ("requests", "ok", "status_429", "errors_5xx", "transport_errors", "throughput_rps",
-                "p50_ms", "p99_ms")
+    reported = (
+        "requests",
+        "ok",
+        "status_429",
+        "errors_5xx",
+        "transport_errors",
+        "throughput_rps",
+        "p50_ms",
+        "p99_ms",
+    )
     figures = {
         **{k: result[k] for k in reported},
         "clients": settings.load_clients,
@@ -67,13 +79,20 @@ def check_load(bundle: Path, workdir: Path, settings: Settings) -> Check:
         "probe_failures": probe_bad,
         "probe_max_ms": round(max(probe_ms), 1) if probe_ms else None,
         "probe_p99_ms": round(float(np.percentile(probe_ms, 99)), 1) if probe_ms else None,
-        "slow_probes": [(i, path, round(ms)) for i, (path, _, ms) in enumerate(probes)
-                        if ms > PROBE_LIMIT_MS / 2],
+        "slow_probes": [
+            (i, path, round(ms))
+            for i, (path, _, ms) in enumerate(probes)
+            if ms > PROBE_LIMIT_MS / 2
+        ],
     }
     fast_probes = bool(probe_ms) and max(probe_ms) < PROBE_LIMIT_MS
     passed = (
-        other == 0 and result["status_429"] > 0 and result["ok"] > 0 and probe_bad == 0
-        and bool(probe_ms) and (fast_probes or not settings.judge_figures)
+        other == 0
+        and result["status_429"] > 0
+        and result["ok"] > 0
+        and probe_bad == 0
+        and bool(probe_ms)
+        and (fast_probes or not settings.judge_figures)
     )
     note = f"answers are 200 or 429 only; /readyz and /livez under {PROBE_LIMIT_MS:.0f} ms"
     return Check("load: clients over the concurrency cap", passed, figures, note)

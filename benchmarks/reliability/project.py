@@ -11,8 +11,16 @@ from pathlib import Path
 from benchmarks._report import ROOT
 from benchmarks.reliability.checks import Settings, wide_output_env
 
-DATA_FOLDERS = ("01_raw", "02_intermediate", "03_primary", "04_feature", "05_model_input",
-                "06_models", "07_model_output", "08_reporting")
+DATA_FOLDERS = (
+    "01_raw",
+    "02_intermediate",
+    "03_primary",
+    "04_feature",
+    "05_model_input",
+    "06_models",
+    "07_model_output",
+    "08_reporting",
+)
 
 
 def make_project(workdir: Path, settings: Settings) -> Path:
@@ -28,8 +36,13 @@ def make_project(workdir: Path, settings: Settings) -> Path:
         (project / "data" / sub).mkdir(parents=True)
     (project / "mlruns").mkdir()
     (project / "src").mkdir()
-    generate_dataset(project / "data/01_raw/jewelry", per_category=settings.per_category, seed=7,
-                     size=48, workers=1)
+    generate_dataset(
+        project / "data/01_raw/jewelry",
+        per_category=settings.per_category,
+        seed=7,
+        size=48,
+        workers=1,
+    )
     return project
 
 
@@ -50,8 +63,15 @@ def kedro_run_command(pipelines: str, params: str) -> list[str]:
     return [sys.executable, "-m", "kedro", "run", "--pipelines", pipelines, "--params", params]
 
 
-def kedro_run(project: Path, pipelines: str, params: str, timeout: float = 900
-              ) -> subprocess.CompletedProcess:
+def kedro_run(
+    project: Path, pipelines: str, params: str, timeout: float = 900
+) -> subprocess.CompletedProcess:
     """`kedro run` in the project, bounded in time."""
-    return subprocess.run(kedro_run_command(pipelines, params), cwd=project, env=wide_output_env(),
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        kedro_run_command(pipelines, params),
+        cwd=project,
+        env=wide_output_env(),
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )

@@ -15,7 +15,7 @@ NAME = "reproducibility: same seed, same data"
 
 
 def _weights(path: Path) -> list:
-    from jewelry_pipeline.models.files import load_keras_safe
+    from jewelry_pipeline.core.models.files import load_keras_safe
 
     return load_keras_safe(path).get_weights()
 
@@ -74,5 +74,6 @@ def check_reproducibility(project: Path, settings: Settings) -> Check:
         "cluster_assignments_identical": first["clusters"] == second["clusters"],
     }
     passed = all(value for key, value in figures.items() if key.endswith("identical"))
-    return Check(NAME, passed, figures,
-                 "identical manifest, split, metrics, weights, index and clusters")
+    return Check(
+        NAME, passed, figures, "identical manifest, split, metrics, weights, index and clusters"
+    )

@@ -54,8 +54,9 @@ def _kill_while_saving(project: Path, settings: Settings) -> bool:
     (patch_dir / "sitecustomize.py").write_text(HOLD_SAVE)
     env = {**wide_output_env(), "PYTHONPATH": str(patch_dir), "JEWELRY_HOLD_SAVE_OF": "classifier."}
     command = kedro_run_command("classifier", run_params(settings, **{"seed": 99}))
-    process = subprocess.Popen(command, cwd=project, env=env, stdout=subprocess.PIPE,
-                               stderr=subprocess.STDOUT, text=True)
+    process = subprocess.Popen(
+        command, cwd=project, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
     held, deadline = False, time.monotonic() + 600
     for line in process.stdout:
         if "SAVE HELD OPEN" in line:
@@ -78,15 +79,16 @@ def check_killed_training(project: Path, settings: Settings) -> Check:
     save left a truncated classifier.keras at the final path (`final_path_holds_previous_model:
     false`, and it failed to load).
     """
-    from jewelry_pipeline.models.files import load_keras_safe
-    from jewelry_pipeline.store import open_store
+    from jewelry_pipeline.core.models.files import load_keras_safe
+    from jewelry_pipeline.core.store import open_store
 
     model = project / "data/06_models/classifier.keras"
     # on its own: needs no earlier check
     first = kedro_run(project, "ingestion,split,classifier", run_params(settings))
     if first.returncode != 0 or not model.is_file():
-        return Check(KILLED_TRAINING, False, {"first_run_exit_code": first.returncode},
-                     first.stderr[-300:])
+        return Check(
+            KILLED_TRAINING, False, {"first_run_exit_code": first.returncode}, first.stderr[-300:]
+        )
     previous = _sha256(model)
     held = _kill_while_saving(project, settings)
     holds_previous = model.is_file() and _sha256(model) == previous
@@ -111,12 +113,20 @@ def check_killed_training(project: Path, settings: Settings) -> Check:
         "model_loads_after_rerun": reloaded,
     }
     passed = (
-        held and holds_previous and loads_after_kill and not left_after_rerun and store_ok
+        held
+        and holds_previous
+        and loads_after_kill
+        and not left_after_rerun
+        and store_ok
         and reloaded
     )
-    return Check(KILLED_TRAINING, passed, figures,
-                 "the final path holds the previous model or the new one, never half; "
-                 "no temporary file survives the next run")
+    return Check(
+        KILLED_TRAINING,
+        passed,
+        figures,
+        "the final path holds the previous model or the new one, never half; "
+        "no temporary file survives the next run",
+    )
 
 
 def check_tracking_database(project: Path, settings: Settings) -> Check:
@@ -161,10 +171,19 @@ def check_tracking_database(project: Path, settings: Settings) -> Check:
         "runs_after_next_run": _runs_in(database),
     }
     passed = (
-        locked.returncode != 0 and "is locked" in locked_message
-        and missing.returncode != 0 and "is missing" in missing_message
-        and not created and before == after and integrity == "ok"
-        and recovered.returncode == 0 and figures["runs_after_next_run"] == before + 1
+        locked.returncode != 0
+        and "is locked" in locked_message
+        and missing.returncode != 0
+        and "is missing" in missing_message
+        and not created
+        and before == after
+        and integrity == "ok"
+        and recovered.returncode == 0
+        and figures["runs_after_next_run"] == before + 1
     )
-    return Check("fault: MLflow database locked or missing", passed, figures,
-                 "the run stops with a plain message before writing; existing runs intact")
+    return Check(
+        "fault: MLflow database locked or missing",
+        passed,
+        figures,
+        "the run stops with a plain message before writing; existing runs intact",
+    )

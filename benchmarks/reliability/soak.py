@@ -35,8 +35,9 @@ def check_soak(bundle: Path, workdir: Path, settings: Settings) -> Check:
     server = start_bentoml(bundle, workdir / "soak.log", {"JEWELRY_MAX_CONCURRENCY": "1000"})
     try:
         payloads = sample_payloads()
-        warm = run_load(server.url, "/recommend", payloads, 8, duration_s=600,
-                        max_requests=settings.soak_warmup)
+        warm = run_load(
+            server.url, "/recommend", payloads, 8, duration_s=600, max_requests=settings.soak_warmup
+        )
         rss_warm = tree_rss_mb(server.process.pid)
         samples = []
         step = max(1, (settings.soak_requests - settings.soak_warmup) // 10)
@@ -47,8 +48,15 @@ def check_soak(bundle: Path, workdir: Path, settings: Settings) -> Check:
                 ticks["next"] += step
                 samples.append(round(tree_rss_mb(server.process.pid), 1))
 
-        soak = run_load(server.url, "/recommend", payloads, 8, duration_s=3600,
-                        max_requests=settings.soak_requests - settings.soak_warmup, on_tick=sample)
+        soak = run_load(
+            server.url,
+            "/recommend",
+            payloads,
+            8,
+            duration_s=3600,
+            max_requests=settings.soak_requests - settings.soak_warmup,
+            on_tick=sample,
+        )
         rss_end = tree_rss_mb(server.process.pid)
     finally:
         server.stop()
@@ -65,6 +73,8 @@ def check_soak(bundle: Path, workdir: Path, settings: Settings) -> Check:
         "p99_ms": soak.summary()["p99_ms"],
     }
     passed = failures == 0 and (growth < RSS_GROWTH_LIMIT or not settings.judge_figures)
-    note = (f"RSS growth after {settings.soak_warmup} warm-up requests under "
-            f"{100 * RSS_GROWTH_LIMIT:.0f}%")
+    note = (
+        f"RSS growth after {settings.soak_warmup} warm-up requests under "
+        f"{100 * RSS_GROWTH_LIMIT:.0f}%"
+    )
     return Check(f"soak: {total} requests", passed, figures, note)

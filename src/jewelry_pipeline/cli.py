@@ -9,7 +9,7 @@ from typing import Any
 import click
 from kedro.framework.cli.project import run as kedro_run
 
-from jewelry_pipeline.errors import user_error_in
+from jewelry_pipeline.core.errors import user_error_in
 
 
 @click.group()
@@ -19,30 +19,60 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--out", required=True, type=click.Path(file_okay=False), help="Folder to write into.")
-@click.option("--per-category", default=500, show_default=True, type=click.IntRange(1), help="Images per category.")
-@click.option("--seed", default=42, show_default=True, type=int, help="Random seed; same seed, same files.")
-@click.option("--size", default=128, show_default=True, type=click.IntRange(28, 1024), help="Image side in pixels.")
-@click.option("--workers", default=None, type=click.IntRange(1), help="Processes (default: all cores).")
+@click.option(
+    "--out", required=True, type=click.Path(file_okay=False), help="Folder to write into."
+)
+@click.option(
+    "--per-category",
+    default=500,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Images per category.",
+)
+@click.option(
+    "--seed", default=42, show_default=True, type=int, help="Random seed; same seed, same files."
+)
+@click.option(
+    "--size",
+    default=128,
+    show_default=True,
+    type=click.IntRange(28, 1024),
+    help="Image side in pixels.",
+)
+@click.option(
+    "--workers", default=None, type=click.IntRange(1), help="Processes (default: all cores)."
+)
 def synth(out: str, per_category: int, seed: int, size: int, workers: int | None) -> None:
     """Generate the built-in jewelry dataset: OUT/<category>/*.jpg|png plus substyles.csv."""
     from jewelry_pipeline.synth import generate_dataset  # OpenCV loads only when generating
 
     stats = generate_dataset(out, per_category=per_category, seed=seed, size=size, workers=workers)
-    click.echo(f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s ({stats['images_per_second']:.0f} images/s)")
+    click.echo(
+        f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s ({stats['images_per_second']:.0f} images/s)"
+    )
 
 
 def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:
     """Unknown pipeline names and empty `--params` values are user errors, named before anything runs."""
     from kedro.framework.project import pipelines
 
-    empty = sorted(key for key, value in (arguments.get("params") or {}).items() if value is None or str(value).strip() == "")
+    empty = sorted(
+        key
+        for key, value in (arguments.get("params") or {}).items()
+        if value is None or str(value).strip() == ""
+    )
     if empty:
-        raise click.UsageError(f"--params {', '.join(f'{key}=' for key in empty)} has no value; for example `--params raw_dir=/path/to/photos`.")
-    requested = ([arguments["pipeline"]] if arguments.get("pipeline") else []) + list(arguments.get("pipelines") or [])
+        raise click.UsageError(
+            f"--params {', '.join(f'{key}=' for key in empty)} has no value; for example `--params raw_dir=/path/to/photos`."
+        )
+    requested = ([arguments["pipeline"]] if arguments.get("pipeline") else []) + list(
+        arguments.get("pipelines") or []
+    )
     unknown = sorted(set(requested) - set(pipelines))
     if unknown:
-        raise click.UsageError(f"Unknown pipeline {', '.join(map(repr, unknown))}. Pipelines: {', '.join(sorted(pipelines))}.")
+        raise click.UsageError(
+            f"Unknown pipeline {', '.join(map(repr, unknown))}. Pipelines: {', '.join(sorted(pipelines))}."
+        )
 
 
 def _run(**arguments: Any) -> Any:
@@ -75,9 +105,13 @@ def split_params(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
     for item in filter(None, (item.strip() for item in items)):
         key, equals, item_value = item.partition("=")
         if not equals:
-            ctx.fail(f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a value separated by `=`.")
+            ctx.fail(
+                f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a value separated by `=`."
+            )
         if not key.strip():
-            ctx.fail(f"Invalid format of `{param.name}` option: Parameter key cannot be an empty string.")
+            ctx.fail(
+                f"Invalid format of `{param.name}` option: Parameter key cannot be an empty string."
+            )
         dot_list.append(f"{key.strip()}={item_value}")
     from omegaconf import OmegaConf
 
@@ -100,7 +134,13 @@ def cli() -> None:
     """Project commands: Kedro merges this group into its CLI, overriding `run` (`kedro synth` works as well)."""
 
 
-run = click.Command("run", params=_run_options(), callback=_run, help=kedro_run.help, short_help=kedro_run.short_help)
+run = click.Command(
+    "run",
+    params=_run_options(),
+    callback=_run,
+    help=kedro_run.help,
+    short_help=kedro_run.short_help,
+)
 cli.add_command(run)
 cli.add_command(synth)
 

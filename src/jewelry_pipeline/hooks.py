@@ -10,7 +10,7 @@ from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
-from jewelry_pipeline.lineage import check_ingested, check_split
+from jewelry_pipeline.core.lineage import check_ingested, check_split
 from jewelry_pipeline.plugins import MLFLOW_CONFIG_PATTERNS
 
 logger = logging.getLogger(__name__)
@@ -30,7 +30,9 @@ def sqlite_path(tracking_uri: str, project_path: Path) -> Path | None:
     return path if path.is_absolute() else project_path / path
 
 
-def check_tracking_database(database: Path, artifacts: Path, lock_wait: float = LOCK_WAIT_SECONDS) -> None:
+def check_tracking_database(
+    database: Path, artifacts: Path, lock_wait: float = LOCK_WAIT_SECONDS
+) -> None:
     """Refuse a run that would silently start a new history (database gone) or wait on a locked database."""
     marker = database.parent / IN_USE_MARKER
     if not database.exists():
@@ -54,9 +56,13 @@ def check_tracking_database(database: Path, artifacts: Path, lock_wait: float = 
                 f"The MLflow database {database} is locked by another process (another `kedro run`, or a tool holding a write "
                 f"transaction) and stayed locked for {lock_wait:.0f} s. Nothing was written; run again once it is free."
             ) from None
-        raise TrackingStoreError(f"The MLflow database {database} cannot be opened: {exc}. Nothing was written.") from None
+        raise TrackingStoreError(
+            f"The MLflow database {database} cannot be opened: {exc}. Nothing was written."
+        ) from None
     except sqlite3.DatabaseError as exc:
-        raise TrackingStoreError(f"The MLflow database {database} is not a usable SQLite file: {exc}. Nothing was written.") from None
+        raise TrackingStoreError(
+            f"The MLflow database {database} is not a usable SQLite file: {exc}. Nothing was written."
+        ) from None
     marker.touch()
 
 
@@ -78,7 +84,9 @@ class TrackingStoreCheck:
         if "mlflow" not in loader.config_patterns:
             loader.config_patterns.update({"mlflow": MLFLOW_CONFIG_PATTERNS})
         server = loader["mlflow"].get("server", {})
-        database = sqlite_path(str(server.get("mlflow_tracking_uri") or ""), Path(context.project_path))
+        database = sqlite_path(
+            str(server.get("mlflow_tracking_uri") or ""), Path(context.project_path)
+        )
         if database is None:
             return
         self._database = database
@@ -101,15 +109,27 @@ class DataLineageCheck:
         reads = set(pipeline.inputs())
         if not reads & {*INGESTED, "model_input_manifest"}:
             return
-        ingested = catalog.load("ingestion_identity") if catalog.exists("ingestion_identity") else None
-        manifest = catalog.load("ingestion_manifest") if catalog.exists("ingestion_manifest") else None
+        ingested = (
+            catalog.load("ingestion_identity") if catalog.exists("ingestion_identity") else None
+        )
+        manifest = (
+            catalog.load("ingestion_manifest") if catalog.exists("ingestion_manifest") else None
+        )
         store_rows = len(catalog.load("image_store")) if catalog.exists("image_store") else None
         check_ingested(ingested, manifest, store_rows, catalog["raw_images"].path)
         if "model_input_manifest" in reads:
             split = catalog.load("split_identity") if catalog.exists("split_identity") else None
-            split_manifest = catalog.load("model_input_manifest") if catalog.exists("model_input_manifest") else None
+            split_manifest = (
+                catalog.load("model_input_manifest")
+                if catalog.exists("model_input_manifest")
+                else None
+            )
             check_split(split, ingested, split_manifest)
-        logger.info("Stored inputs belong to %s (ingestion %s)", ingested["raw_dir"], ingested["manifest_sha256"][:12])
+        logger.info(
+            "Stored inputs belong to %s (ingestion %s)",
+            ingested["raw_dir"],
+            ingested["manifest_sha256"][:12],
+        )
 
 
 def _active_mlflow():
@@ -136,7 +156,9 @@ class RunIdentity:
         import mlflow
 
         raw_dir = Path(catalog["raw_images"].path).expanduser().resolve()
-        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = run_params.get("pipeline_names") or [
+            run_params.get("pipeline_name") or "__default__"
+        ]
         ran = "all pipelines" if list(names) == ["__default__"] else "+".join(names)
         mlflow.set_tag("mlflow.runName", f"{ran} on {raw_dir.name}")
         mlflow.set_tag("raw_dir", str(raw_dir))
@@ -156,15 +178,21 @@ class RunIdentity:
         from mlflow.data.dataset_source_registry import get_registered_sources
 
         # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local source twice.
-        local = next(s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource")
+        local = next(
+            s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource"
+        )
         dataset = mlflow.data.from_pandas(
             manifest[["item_id", "path", "category"]],
             source=local(identity["raw_dir"]),
             name=f"photos:{Path(identity['raw_dir']).name}",
             digest=identity["manifest_sha256"][:16],
         )
-        counts = {f"photos.{category}": str(count) for category, count in identity["per_category"].items()}
-        mlflow.log_input(dataset, context="training", tags={"photos": str(identity["photos"]), **counts})
+        counts = {
+            f"photos.{category}": str(count) for category, count in identity["per_category"].items()
+        }
+        mlflow.log_input(
+            dataset, context="training", tags={"photos": str(identity["photos"]), **counts}
+        )
         mlflow.log_param("categories.used", ",".join(identity["per_category"]))
         self._logged = True
 
@@ -199,5 +227,7 @@ class NodeTimes:
         slowest = sorted(self.seconds.items(), key=lambda item: -item[1])[:5]
         total = sum(self.seconds.values())
         logger.info(
-            "Node time %.0f s; slowest: %s", total, ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest)
+            "Node time %.0f s; slowest: %s",
+            total,
+            ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest),
         )

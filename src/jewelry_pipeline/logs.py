@@ -7,7 +7,7 @@ import sys
 
 from kedro.framework.hooks import hook_impl
 
-from jewelry_pipeline.errors import user_error_in
+from jewelry_pipeline.core.errors import user_error_in
 
 
 class HideHandledUserErrors(logging.Filter):
@@ -19,7 +19,9 @@ class HideHandledUserErrors(logging.Filter):
 
     def filter(self, record: logging.LogRecord) -> bool:
         handling = sys.exc_info()[1]
-        return handling is None or record.levelno < logging.WARNING or user_error_in(handling) is None
+        return (
+            handling is None or record.levelno < logging.WARNING or user_error_in(handling) is None
+        )
 
 
 class QuietUserErrors:

@@ -18,7 +18,11 @@ logger = logging.getLogger(__name__)
 # The modules of kedro-mlflow's two entry points (`kedro.project_commands` and `kedro.hooks`): both import MLflow.
 KEDRO_MLFLOW_CLI = "kedro_mlflow.framework.cli.cli"
 KEDRO_MLFLOW_HOOK = "kedro_mlflow.framework.hooks.mlflow_hook"
-MLFLOW_CONFIG_PATTERNS = ["mlflow*", "mlflow*/**", "**/mlflow*"]  # kedro-mlflow's patterns for mlflow.yml
+MLFLOW_CONFIG_PATTERNS = [
+    "mlflow*",
+    "mlflow*/**",
+    "**/mlflow*",
+]  # kedro-mlflow's patterns for mlflow.yml
 
 
 def _real_module(name: str) -> types.ModuleType:
@@ -36,7 +40,9 @@ def _register_stand_in(name: str, doc: str, **attributes: Any) -> None:
         return
 
     def real_attribute(attribute: str) -> Any:
-        if attribute.startswith("__"):  # introspection (`inspect.getmodule` asks every module for `__file__`)
+        if attribute.startswith(
+            "__"
+        ):  # introspection (`inspect.getmodule` asks every module for `__file__`)
             raise AttributeError(attribute)
         return getattr(_real_module(name), attribute)
 
@@ -66,8 +72,16 @@ def defer_kedro_mlflow_cli() -> None:
     Called from the `kedro.init` entry point, which Kedro runs before it loads plugin commands.
     """
     commands = click.Group(name="Mlflow")
-    commands.add_command(_DeferredMlflowGroup(name="mlflow", help="Use mlflow-specific commands inside kedro project."))
-    _register_stand_in(KEDRO_MLFLOW_CLI, "kedro-mlflow's CLI, imported when a `kedro mlflow` command is used.", commands=commands)
+    commands.add_command(
+        _DeferredMlflowGroup(
+            name="mlflow", help="Use mlflow-specific commands inside kedro project."
+        )
+    )
+    _register_stand_in(
+        KEDRO_MLFLOW_CLI,
+        "kedro-mlflow's CLI, imported when a `kedro mlflow` command is used.",
+        commands=commands,
+    )
 
 
 def defer_kedro_mlflow_hook() -> None:
@@ -77,7 +91,11 @@ def defer_kedro_mlflow_hook() -> None:
     creates the real hook when a run is tracked. Called from `settings.py`, which Kedro reads before it loads
     plugin hooks.
     """
-    _register_stand_in(KEDRO_MLFLOW_HOOK, "kedro-mlflow's hook module, imported by the first tracked run.", mlflow_hook=object())
+    _register_stand_in(
+        KEDRO_MLFLOW_HOOK,
+        "kedro-mlflow's hook module, imported by the first tracked run.",
+        mlflow_hook=object(),
+    )
 
 
 class DeferredMlflowHook:
@@ -97,7 +115,9 @@ class DeferredMlflowHook:
         self._context, self._catalog_args, self._hook = context, None, None
 
     @hook_impl
-    def after_catalog_created(self, catalog, conf_catalog, conf_creds, parameters, save_version, load_versions) -> None:
+    def after_catalog_created(
+        self, catalog, conf_catalog, conf_creds, parameters, save_version, load_versions
+    ) -> None:
         self._catalog_args = {
             "catalog": catalog,
             "conf_catalog": conf_catalog,
@@ -109,9 +129,14 @@ class DeferredMlflowHook:
 
     @hook_impl
     def before_pipeline_run(self, run_params: dict[str, Any], pipeline, catalog) -> None:
-        names = run_params.get("pipeline_names") or [run_params.get("pipeline_name") or "__default__"]
+        names = run_params.get("pipeline_names") or [
+            run_params.get("pipeline_name") or "__default__"
+        ]
         if not self._tracked(names):
-            logger.info("Not tracked in MLflow: %s is listed in mlflow.yml `tracking.disable_tracking.pipelines`", "+".join(names))
+            logger.info(
+                "Not tracked in MLflow: %s is listed in mlflow.yml `tracking.disable_tracking.pipelines`",
+                "+".join(names),
+            )
             return
         self._hook = _real_module(KEDRO_MLFLOW_HOOK).MlflowHook()
         self._hook.after_context_created(self._context)
@@ -132,7 +157,9 @@ class DeferredMlflowHook:
     @hook_impl
     def on_pipeline_error(self, error, run_params, pipeline, catalog) -> None:
         if self._hook is not None:
-            self._hook.on_pipeline_error(error=error, run_params=run_params, pipeline=pipeline, catalog=catalog)
+            self._hook.on_pipeline_error(
+                error=error, run_params=run_params, pipeline=pipeline, catalog=catalog
+            )
 
     def _tracked(self, pipeline_names: list[str]) -> bool:
         """kedro-mlflow's own rule: a run is untracked when every pipeline it runs is listed as disabled."""
@@ -142,5 +169,7 @@ class DeferredMlflowHook:
             config = loader["mlflow"]
         except MissingConfigException:
             config = {}
-        disabled = ((config.get("tracking") or {}).get("disable_tracking") or {}).get("pipelines") or []
+        disabled = ((config.get("tracking") or {}).get("disable_tracking") or {}).get(
+            "pipelines"
+        ) or []
         return not all(name in disabled for name in pipeline_names)

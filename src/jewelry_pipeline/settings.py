@@ -11,7 +11,15 @@ from jewelry_pipeline.plugins import DeferredMlflowHook, defer_kedro_mlflow_hook
 
 defer_kedro_mlflow_hook()  # before Kedro loads plugin hooks
 
-HOOKS = (QuietUserErrors(), RunCategories(), TrackingStoreCheck(), DataLineageCheck(), RunIdentity(), NodeTimes(), DeferredMlflowHook())
+HOOKS = (
+    QuietUserErrors(),
+    RunCategories(),
+    TrackingStoreCheck(),
+    DataLineageCheck(),
+    RunIdentity(),
+    NodeTimes(),
+    DeferredMlflowHook(),
+)
 DISABLE_HOOKS_FOR_PLUGINS = ("kedro_mlflow",)  # its hook is registered above, deferred
 
 CONFIG_LOADER_CLASS = OmegaConfigLoader

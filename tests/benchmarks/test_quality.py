@@ -20,7 +20,9 @@ def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
     for i, label in enumerate(labels):
         cy, cx = 8 + 12 * (label % 2) + rng.normal(0, 1), 6 + 3 * (label // 2) + rng.normal(0, 1)
         blob = 255 * np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (10 + 4 * label))
-        texture = np.kron(rng.uniform(0, 120, (4, 4)), np.ones((7, 7)))  # coarse, distinct per photo: no near-duplicates
+        texture = np.kron(
+            rng.uniform(0, 120, (4, 4)), np.ones((7, 7))
+        )  # coarse, distinct per photo: no near-duplicates
         images[i] = np.clip(blob + texture + rng.normal(0, 8, (28, 28)), 0, 255)
     folder.mkdir()
     with gzip.open(folder / "train-labels-idx1-ubyte.gz", "wb") as handle:
@@ -31,25 +33,53 @@ def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
 
 def test_fashion_mnist_trees_follow_the_labels(tmp_path):
     _fake_fashion_mnist(tmp_path / "idx")
-    tree = fmnist.write_tree(tmp_path / "groups", grouped=True, per_class=5, data_dir=tmp_path / "idx")
+    tree = fmnist.write_tree(
+        tmp_path / "groups", grouped=True, per_class=5, data_dir=tmp_path / "idx"
+    )
     substyles = (tree / "substyles.csv").read_text().splitlines()
     assert sorted(p.name for p in tree.iterdir() if p.is_dir()) == sorted(fmnist.GROUPS)
     assert len(substyles) == 1 + 5 * len(fmnist.CLASSES)
-    assert any(line.startswith("footwear/sandal_") and line.endswith(",footwear,sandal") for line in substyles)
-    flat = fmnist.write_tree(tmp_path / "flat", grouped=False, per_class=3, data_dir=tmp_path / "idx")
+    assert any(
+        line.startswith("footwear/sandal_") and line.endswith(",footwear,sandal")
+        for line in substyles
+    )
+    flat = fmnist.write_tree(
+        tmp_path / "flat", grouped=False, per_class=3, data_dir=tmp_path / "idx"
+    )
     assert len(list((flat / "bag").glob("*.png"))) == 3
 
 
 def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_path):
     _fake_fashion_mnist(tmp_path / "idx")
     docs, results = tmp_path / "docs", tmp_path / "quality.json"
-    quality.main(["--mini", "--work", str(tmp_path / "work"), "--docs", str(docs), "--results", str(results), "--fmnist-dir", str(tmp_path / "idx")])
+    quality.main(
+        [
+            "--mini",
+            "--work",
+            str(tmp_path / "work"),
+            "--docs",
+            str(docs),
+            "--results",
+            str(results),
+            "--fmnist-dir",
+            str(tmp_path / "idx"),
+        ]
+    )
     summary = json.loads(results.read_text())
     assert [d["dataset"] for d in summary["datasets"]] == ["fmnist10", "fmnist-groups", "builtin"]
     for dataset in summary["datasets"]:
         assert dataset["autoencoder_input"]["input"] in ("photo", "foreground")
-        assert {r["source"] for r in dataset["retrieval"]} >= {"pixels", "pca", "autoencoder", "classifier", "combined"}
-        assert {"baseline_pca_logistic_test_accuracy", "baseline_pixel_logistic_test_accuracy"} <= set(dataset["classifier"])
+        assert {r["source"] for r in dataset["retrieval"]} >= {
+            "pixels",
+            "pca",
+            "autoencoder",
+            "classifier",
+            "combined",
+        }
+        assert {
+            "baseline_pca_logistic_test_accuracy",
+            "baseline_pixel_logistic_test_accuracy",
+        } <= set(dataset["classifier"])
         kinds = " ".join(t["target"] for t in dataset["targets"])
         assert "classifier accuracy" in kinds and "reconstruction" in kinds
         if dataset["dataset"] != "fmnist10":

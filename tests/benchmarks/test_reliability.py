@@ -55,4 +55,8 @@ def test_the_report_is_generated_from_results(tmp_path, monkeypatch):
     checks = [Check("a", True, {"x": 1}, "holds"), Check("b", False, {"y": 2}, "breaks")]
     report.write_report(checks, tmp_path, LIGHT)
     text = (tmp_path / "RELIABILITY.md").read_text()
-    assert "**1 of 2 checks pass.**" in text and "| a | PASS | holds | x=1 |" in text and "| b | FAIL | breaks | y=2 |" in text
+    assert (
+        "**1 of 2 checks pass.**" in text
+        and "| a | PASS | holds | x=1 |" in text
+        and "| b | FAIL | breaks | y=2 |" in text
+    )

@@ -7,8 +7,8 @@ import pytest
 from kedro.io import DatasetError
 from mlflow.tracking import MlflowClient
 
+from jewelry_pipeline.core.models.classifier import build_classifier
 from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
-from jewelry_pipeline.models.classifier import build_classifier
 
 
 def test_champion_is_loaded_from_the_alias_and_never_saved(tmp_path):

@@ -16,7 +16,7 @@ def test_lists_categories_nested_files_and_skips_hidden(tmp_path):
     (tmp_path / "rings" / "a.JPG").write_bytes(b"x")
     (tmp_path / "rings" / "gold" / "deep" / "b.png").write_bytes(b"yy")
     (tmp_path / "rings" / ".DS_Store").write_bytes(b"z")
-    (tmp_path / "bangles" / ".hidden" ).mkdir()
+    (tmp_path / "bangles" / ".hidden").mkdir()
     (tmp_path / "bangles" / ".hidden" / "c.png").write_bytes(b"z")
     (tmp_path / "notes.txt").write_bytes(b"root files are not a category")
     listing = ImageFolderDataset(str(tmp_path)).load()
@@ -69,7 +69,9 @@ def test_every_entry_is_listed_or_skipped_with_a_reason(tmp_path, monkeypatch):
         ("rings/locked/", "unreadable_folder"),
     }
     assert all(e.detail for e in listing.skipped)
-    assert "Permission denied" in next(e.detail for e in listing.skipped if e.reason == "unreadable_folder")
+    assert "Permission denied" in next(
+        e.detail for e in listing.skipped if e.reason == "unreadable_folder"
+    )
 
 
 def test_missing_folder_is_a_clear_error(tmp_path):

@@ -7,9 +7,9 @@ import mlflow
 import numpy as np
 import pytest
 
+from jewelry_pipeline.core.models.autoencoder import build_autoencoder
 from jewelry_pipeline.datasets import mlflow_keras_flavor
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset, model_requirements
-from jewelry_pipeline.models.autoencoder import build_autoencoder
 
 
 def test_model_requirements_pin_the_installed_tensorflow_and_keras():
@@ -28,10 +28,16 @@ def test_logged_model_carries_the_pins_and_reloads(tmp_path):
             KerasModelDataset(str(tmp_path / "encoder.keras"), mlflow_name="encoder").save(encoder)
         logged = mlflow.search_logged_models(output_format="list")
         assert [model.name for model in logged] == ["encoder"]
-        requirements = Path(mlflow.pyfunc.get_model_dependencies(logged[0].model_uri)).read_text().split()
+        requirements = (
+            Path(mlflow.pyfunc.get_model_dependencies(logged[0].model_uri)).read_text().split()
+        )
         assert set(model_requirements()) <= set(requirements)
         batch = np.full((2, 16, 16, 1), 200.0, np.float32)
-        np.testing.assert_allclose(mlflow.keras.load_model(logged[0].model_uri)(batch).numpy(), encoder(batch).numpy(), atol=1e-6)
+        np.testing.assert_allclose(
+            mlflow.keras.load_model(logged[0].model_uri)(batch).numpy(),
+            encoder(batch).numpy(),
+            atol=1e-6,
+        )
     finally:
         mlflow.set_tracking_uri(None)
 

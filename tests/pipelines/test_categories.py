@@ -21,7 +21,12 @@ def fresh_registry():
 
 
 def _context(project, runtime_params):
-    loader = OmegaConfigLoader(str(project / "conf"), base_env="base", default_run_env="local", runtime_params=runtime_params)
+    loader = OmegaConfigLoader(
+        str(project / "conf"),
+        base_env="base",
+        default_run_env="local",
+        runtime_params=runtime_params,
+    )
     return SimpleNamespace(config_loader=loader, project_path=project)
 
 
@@ -33,7 +38,9 @@ def test_namespaces_are_the_sub_folders_of_raw_dir(kedro_project, tmp_path, fres
     photos = tmp_path / "photos"
     for folder in ("hats", "boots", ".hidden"):
         (photos / folder).mkdir(parents=True)
-    categories.RunCategories().after_context_created(_context(kedro_project, {"raw_dir": str(photos)}))
+    categories.RunCategories().after_context_created(
+        _context(kedro_project, {"raw_dir": str(photos)})
+    )
     assert categories.configured_categories() == ["boots", "hats"]
     assert _namespaces("autoencoders") == _namespaces("clustering") == {"boots", "hats"}
     assert {node.name for node in pipelines["package"].nodes} >= {"assemble_bundle"}
@@ -42,7 +49,9 @@ def test_namespaces_are_the_sub_folders_of_raw_dir(kedro_project, tmp_path, fres
 def test_an_explicit_categories_parameter_wins(kedro_project, tmp_path, fresh_registry):
     photos = tmp_path / "photos"
     (photos / "boots").mkdir(parents=True)
-    categories.RunCategories().after_context_created(_context(kedro_project, {"raw_dir": str(photos), "categories": ["socks", "belts"]}))
+    categories.RunCategories().after_context_created(
+        _context(kedro_project, {"raw_dir": str(photos), "categories": ["socks", "belts"]})
+    )
     assert categories.configured_categories() == ["belts", "socks"]
     assert _namespaces("autoencoders") == {"belts", "socks"}
 

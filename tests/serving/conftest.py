@@ -13,11 +13,11 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.bundle import BundleContents, write_bundle
-from jewelry_pipeline.images import Preprocessing
-from jewelry_pipeline.models.classifier import build_classifier, features_model
-from jewelry_pipeline.query import IndexSpec, combined_vectors, descriptor_vectors
-from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_pipeline.core.bundle import BundleContents, write_bundle
+from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.models.classifier import build_classifier, features_model
+from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
+from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_testing.servers import Server, clean_env, start_bentoml
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
@@ -27,15 +27,29 @@ PER_CLASS = 10
 COMBINED_WEIGHT = 0.5
 DESCRIPTOR_LAYOUT = (-1, 2)  # the classifier's last block, on a 2 x 2 grid
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
-PREPROCESSING = {"image_size": IMAGE_SIZE, "pad_value": 255, "max_bytes": 2_000_000, "max_pixels": 4_000_000, "min_side": 16, "foreground": FOREGROUND}
+PREPROCESSING = {
+    "image_size": IMAGE_SIZE,
+    "pad_value": 255,
+    "max_bytes": 2_000_000,
+    "max_pixels": 4_000_000,
+    "min_side": 16,
+    "foreground": FOREGROUND,
+}
 
 
-def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray, autoencoder_input: str) -> tuple[dict, np.ndarray]:
+def _encoders_and_latents(
+    thumbnails: np.ndarray, categories: np.ndarray, autoencoder_input: str
+) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
-    from jewelry_pipeline.images import Foreground, autoencoder_inputs
-    from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
+    from jewelry_pipeline.core.images import Foreground, autoencoder_inputs
+    from jewelry_pipeline.core.models.autoencoder import build_autoencoder, standardised_encoder
 
-    maps = autoencoder_inputs(thumbnails, np.arange(len(thumbnails)), autoencoder_input, Foreground.from_config(PREPROCESSING))
+    maps = autoencoder_inputs(
+        thumbnails,
+        np.arange(len(thumbnails)),
+        autoencoder_input,
+        Foreground.from_config(PREPROCESSING),
+    )
     encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
     for name in CLASSES:
         rows = categories == name
@@ -45,19 +59,39 @@ def _encoders_and_latents(thumbnails: np.ndarray, categories: np.ndarray, autoen
     return encoders, latents
 
 
-def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source: str = "classifier", autoencoder_input: str = "foreground") -> Path:
+def make_bundle(
+    destination: Path,
+    run_id: str = "run-a",
+    seed: int = 0,
+    source: str = "classifier",
+    autoencoder_input: str = "foreground",
+) -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing `source` vectors."""
     import keras
 
     keras.utils.set_random_seed(seed)
     n = PER_CLASS * len(CLASSES)
-    thumbnails = np.stack([random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(n)])
+    thumbnails = np.stack(
+        [random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(n)]
+    )
     classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
-    embeddings, _, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(thumbnails.astype(np.float32), verbose=0)
+    embeddings, _, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
+        thumbnails.astype(np.float32), verbose=0
+    )
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
-    encoders, latents = _encoders_and_latents(thumbnails, categories, autoencoder_input) if source in ("autoencoder", "combined") else ({}, None)
-    sources = {"item_id": item_ids, "classifier": embeddings, "autoencoder": latents, "descriptor": descriptor_vectors(pooled), "descriptor_layout": np.array(DESCRIPTOR_LAYOUT)}
+    encoders, latents = (
+        _encoders_and_latents(thumbnails, categories, autoencoder_input)
+        if source in ("autoencoder", "combined")
+        else ({}, None)
+    )
+    sources = {
+        "item_id": item_ids,
+        "classifier": embeddings,
+        "autoencoder": latents,
+        "descriptor": descriptor_vectors(pooled),
+        "descriptor_layout": np.array(DESCRIPTOR_LAYOUT),
+    }
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
     # The index is made here the way the pipelines make catalog vectors, not by the service's query code,
@@ -69,19 +103,31 @@ def make_bundle(destination: Path, run_id: str = "run-a", seed: int = 0, source:
     )
     index = {**EmbeddingIndex(item_ids, sources[source]).to_arrays(), **spec.to_arrays()}
     catalog = pd.DataFrame(
-        {"item_id": item_ids, "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)], "category": categories, "cluster": np.arange(n) % 2, "thumbnail_row": np.arange(n)}
+        {
+            "item_id": item_ids,
+            "path": [f"{c}/{i}.jpg" for c, i in zip(categories, item_ids)],
+            "category": categories,
+            "cluster": np.arange(n) % 2,
+            "thumbnail_row": np.arange(n),
+        }
     )
     return write_bundle(
         destination,
         BundleContents(
-        classifier=classifier,
-        encoders=encoders,
-        index=index,
-        catalog=catalog,
-        thumbnails=thumbnails,
-        class_names=CLASSES,
-        preprocessing=Preprocessing.from_config({**PREPROCESSING, "autoencoder_input": autoencoder_input}),
-        version={"mlflow_run_id": run_id, "created_at": "2026-11-22T00:00:00+00:00", "promotion": {"reason": "test", "metric": "test_accuracy", "new_value": 1.0}},
+            classifier=classifier,
+            encoders=encoders,
+            index=index,
+            catalog=catalog,
+            thumbnails=thumbnails,
+            class_names=CLASSES,
+            preprocessing=Preprocessing.from_config(
+                {**PREPROCESSING, "autoencoder_input": autoencoder_input}
+            ),
+            version={
+                "mlflow_run_id": run_id,
+                "created_at": "2026-11-22T00:00:00+00:00",
+                "promotion": {"reason": "test", "metric": "test_accuracy", "new_value": 1.0},
+            },
         ),
     )
 
@@ -107,7 +153,11 @@ def tiny_descriptor_bundle(tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def tiny_photo_autoencoder_bundle(tmp_path_factory) -> Path:
     """A tiny bundle whose autoencoders read the plain photo, not its foreground map (read-only)."""
-    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="autoencoder", autoencoder_input="photo")
+    return make_bundle(
+        tmp_path_factory.mktemp("bundle") / "bundle",
+        source="autoencoder",
+        autoencoder_input="photo",
+    )
 
 
 @pytest.fixture(scope="session")
@@ -159,12 +209,30 @@ def live_server(tmp_path_factory):
     BentoML fixes its store location once per process. `server.runs` holds their run ids.
     """
     tmp_path = tmp_path_factory.mktemp("live")
-    env = {**clean_env(), "BENTOML_HOME": str(tmp_path / "bentoml"), "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}"}
+    env = {
+        **clean_env(),
+        "BENTOML_HOME": str(tmp_path / "bentoml"),
+        "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
+    }
     script = "import json, sys; from tests.serving.conftest import package_twice; print(json.dumps(package_twice(sys.argv[1])))"
-    done = subprocess.run([sys.executable, "-c", script, str(tmp_path)], env=env, cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path)],
+        env=env,
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     runs = json.loads(done.stdout.strip().splitlines()[-1])
-    server = start_server(tmp_path, {"BENTOML_HOME": env["BENTOML_HOME"], "JEWELRY_LOAD_DELAY_SECONDS": "2", "JEWELRY_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES)})
+    server = start_server(
+        tmp_path,
+        {
+            "BENTOML_HOME": env["BENTOML_HOME"],
+            "JEWELRY_LOAD_DELAY_SECONDS": "2",
+            "JEWELRY_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
+        },
+    )
     server.runs = runs
     server.bentoml_home = tmp_path / "bentoml"
     yield server
@@ -173,7 +241,7 @@ def live_server(tmp_path_factory):
 
 def _contents_of(bundle: Path, promote: bool) -> BundleContents:
     """What the package pipeline hands ServingBundleDataset, rebuilt from a written bundle."""
-    from jewelry_pipeline.bundle import read_bundle
+    from jewelry_pipeline.core.bundle import read_bundle
 
     loaded = read_bundle(bundle)
     return BundleContents(
@@ -184,7 +252,10 @@ def _contents_of(bundle: Path, promote: bool) -> BundleContents:
         thumbnails=np.asarray(loaded.thumbnails),
         class_names=loaded.class_names,
         preprocessing=loaded.preprocessing,
-        version={**loaded.version, "promotion": {**loaded.version["promotion"], "promote": promote}},
+        version={
+            **loaded.version,
+            "promotion": {**loaded.version["promotion"], "promote": promote},
+        },
     )
 
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from jewelry_pipeline.bundle import BundleError, bundle_digest, read_bundle
-from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.core.bundle import BundleError, bundle_digest, read_bundle
+from jewelry_pipeline.core.images import ImageRejected
 from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
 from tests.serving.conftest import CLASSES, COMBINED_WEIGHT, IMAGE_SIZE, PER_CLASS, jpeg
 
@@ -44,7 +44,9 @@ def test_classify_returns_a_distribution_over_the_bundle_classes(engine, tiny_bu
     assert sum(result["probabilities"].values()) == pytest.approx(1.0, abs=1e-4)
     assert result["category"] == max(result["probabilities"], key=result["probabilities"].get)
     assert result["model_version"]["bundle_digest"] == bundle_digest(tiny_bundle)[:16]
-    assert "tiny" not in str(result["model_version"]) and str(tiny_bundle) not in str(result["model_version"])
+    assert "tiny" not in str(result["model_version"]) and str(tiny_bundle) not in str(
+        result["model_version"]
+    )
 
 
 def test_a_catalog_item_finds_itself_first(engine, bundle):
@@ -70,14 +72,18 @@ def test_category_filter_keeps_only_that_category(engine):
 def test_recommend_by_id_excludes_the_item_itself(engine):
     result = engine.recommend_by_id("item003", k=4)
     assert result["item"]["item_id"] == "item003"
-    assert len(result["items"]) == 4 and "item003" not in [item["item_id"] for item in result["items"]]
+    assert len(result["items"]) == 4 and "item003" not in [
+        item["item_id"] for item in result["items"]
+    ]
     with pytest.raises(NotFound):
         engine.recommend_by_id("nope", 3)
 
 
 def test_thumbnail_is_the_stored_pixels_as_png(engine, bundle):
     png = engine.thumbnail_png("item011")
-    decoded = cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    decoded = cv2.cvtColor(
+        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+    )
     np.testing.assert_array_equal(decoded, bundle.thumbnails[11])
     with pytest.raises(NotFound):
         engine.thumbnail_png("../../etc/passwd")
@@ -87,7 +93,10 @@ def test_catalog_summary_and_pages(engine):
     summary = engine.catalog_summary()
     assert summary["total"] == PER_CLASS * len(CLASSES)
     assert [c["name"] for c in summary["categories"]] == CLASSES
-    assert all(sum(k["count"] for k in c["clusters"]) == c["count"] == PER_CLASS for c in summary["categories"])
+    assert all(
+        sum(k["count"] for k in c["clusters"]) == c["count"] == PER_CLASS
+        for c in summary["categories"]
+    )
     page = engine.catalog_items("necklace", 1, offset=2, limit=3)
     assert page["total"] == PER_CLASS // 2 and len(page["items"]) == 3
     assert all(item["category"] == "necklace" and item["cluster"] == 1 for item in page["items"])
@@ -126,13 +135,17 @@ def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_combined_bundle), "tiny-combined")
 
 
-def test_autoencoder_features_hold_one_unit_vector_per_category(autoencoder_engine, tiny_autoencoder_bundle):
+def test_autoencoder_features_hold_one_unit_vector_per_category(
+    autoencoder_engine, tiny_autoencoder_bundle
+):
     bundle = read_bundle(tiny_autoencoder_bundle)
     per_category = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13])).vectors[0]
     assert per_category.shape[0] == len(CLASSES)
     np.testing.assert_allclose(np.linalg.norm(per_category, axis=1), 1.0, atol=1e-5)
     # Item 12 is a necklace: its necklace slice is the vector the index stores for it.
-    np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
+    np.testing.assert_allclose(
+        per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4
+    )
 
 
 @pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder"])
@@ -140,7 +153,9 @@ def test_query_vectors_are_built_as_the_index_was(source, request):
     """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder reading photos)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
-    vector = engine.features(np.asarray(bundle.thumbnails[12:13])).vector(0, CLASSES.index("necklace"))
+    vector = engine.features(np.asarray(bundle.thumbnails[12:13])).vector(
+        0, CLASSES.index("necklace")
+    )
     np.testing.assert_allclose(vector, bundle.index["vectors"][12], atol=1e-4)
 
 
@@ -150,12 +165,16 @@ def test_scoped_search_stays_in_one_category(source, request):
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
     features = engine.features(np.asarray(bundle.thumbnails[12:13]))
     found = engine.recommend(features, k=5, category="necklace")
-    assert found["items"][0]["item_id"] == "item012" and found["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert found["items"][0]["item_id"] == "item012" and found["items"][0][
+        "score"
+    ] == pytest.approx(1.0, abs=1e-4)
     assert {item["category"] for item in found["items"]} == {"necklace"}
     unfiltered = engine.recommend(features, k=5)
     assert {item["category"] for item in unfiltered["items"]} == {unfiltered["category"]}
     by_id = engine.recommend_by_id("item025", k=PER_CLASS + 5)
-    assert {item["category"] for item in by_id["items"]} == {"ring"} and len(by_id["items"]) == PER_CLASS - 1
+    assert {item["category"] for item in by_id["items"]} == {"ring"} and len(
+        by_id["items"]
+    ) == PER_CLASS - 1
 
 
 def test_an_autoencoder_index_without_its_encoders_is_refused(tiny_autoencoder_bundle):
@@ -172,28 +191,44 @@ def test_an_autoencoder_index_without_foreground_settings_is_refused(tiny_autoen
         RecommendationEngine(bundle, "broken")
 
 
-def test_combined_features_put_the_classifier_embedding_beside_each_categorys_latent(combined_engine, engine, autoencoder_engine, tiny_combined_bundle):
+def test_combined_features_put_the_classifier_embedding_beside_each_categorys_latent(
+    combined_engine, engine, autoencoder_engine, tiny_combined_bundle
+):
     bundle = read_bundle(tiny_combined_bundle)
     image = np.asarray(bundle.thumbnails[12:13])
     per_category = combined_engine.features(image).vectors[0]
     classifier = engine.features(image).vectors[0, 0]
     latents = autoencoder_engine.features(image).vectors[0]
-    scale = np.sqrt(1 + COMBINED_WEIGHT**2)  # both halves are unit vectors before the whole is made unit
+    scale = np.sqrt(
+        1 + COMBINED_WEIGHT**2
+    )  # both halves are unit vectors before the whole is made unit
     for block, latent in zip(per_category, latents):
         np.testing.assert_allclose(block[: len(classifier)] * scale, classifier, atol=1e-5)
-        np.testing.assert_allclose(block[len(classifier) :] * scale, COMBINED_WEIGHT * latent, atol=1e-5)
+        np.testing.assert_allclose(
+            block[len(classifier) :] * scale, COMBINED_WEIGHT * latent, atol=1e-5
+        )
     # Item 12 is a necklace: its necklace block is the vector the index stores for it.
-    np.testing.assert_allclose(per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4)
+    np.testing.assert_allclose(
+        per_category[CLASSES.index("necklace")], bundle.index["vectors"][12], atol=1e-4
+    )
 
 
 def test_a_descriptor_index_of_another_layout_is_refused(tiny_descriptor_bundle):
     bundle = read_bundle(tiny_descriptor_bundle)
-    bundle.index = {**bundle.index, "descriptor_layout": np.array([-1, 4])}  # 4 x 4 grid: 16 x 16 values, the index holds 16 x 4
-    with pytest.raises(BundleError, match="builds 256-d query vectors for a 64-d 'descriptor' index"):
+    bundle.index = {
+        **bundle.index,
+        "descriptor_layout": np.array([-1, 4]),
+    }  # 4 x 4 grid: 16 x 16 values, the index holds 16 x 4
+    with pytest.raises(
+        BundleError, match="builds 256-d query vectors for a 64-d 'descriptor' index"
+    ):
         RecommendationEngine(bundle, "broken")
 
 
-@pytest.mark.parametrize("source, key", [("combined", "combined_autoencoder_weight"), ("descriptor", "descriptor_layout")])
+@pytest.mark.parametrize(
+    "source, key",
+    [("combined", "combined_autoencoder_weight"), ("descriptor", "descriptor_layout")],
+)
 def test_an_index_without_what_its_queries_need_is_refused(source, key, request):
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
     bundle.index.pop(key)

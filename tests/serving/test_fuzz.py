@@ -17,7 +17,13 @@ from hypothesis import strategies as st
 
 from tests.serving.conftest import jpeg
 
-SETTINGS = settings(max_examples=60, deadline=None, derandomize=True, database=None, suppress_health_check=list(HealthCheck))
+SETTINGS = settings(
+    max_examples=60,
+    deadline=None,
+    derandomize=True,
+    database=None,
+    suppress_health_check=list(HealthCheck),
+)
 ROUTES = [
     ("GET", "/"),
     ("GET", "/app.js"),
@@ -56,11 +62,25 @@ bodies = st.one_of(
 )
 content_types = st.one_of(
     st.none(),
-    st.sampled_from(["application/json", "multipart/form-data", "multipart/form-data; boundary=", "text/plain", "image/jpeg", "application/x-www-form-urlencoded"]),
+    st.sampled_from(
+        [
+            "application/json",
+            "multipart/form-data",
+            "multipart/form-data; boundary=",
+            "text/plain",
+            "image/jpeg",
+            "application/x-www-form-urlencoded",
+        ]
+    ),
     header_text,
 )
 multipart_parts = st.lists(
-    st.tuples(st.sampled_from(["image", "k", "category", "item_id", "x"]) | text, st.one_of(st.binary(max_size=512), st.just(jpeg())), header_text, header_text),
+    st.tuples(
+        st.sampled_from(["image", "k", "category", "item_id", "x"]) | text,
+        st.one_of(st.binary(max_size=512), st.just(jpeg())),
+        header_text,
+        header_text,
+    ),
     max_size=4,
 )
 
@@ -74,17 +94,32 @@ def _send(client: httpx.Client, method: str, path: str, **kwargs) -> int:
 def client(live_server):
     with live_server.client() as client:
         yield client
-    assert httpx.get(f"{live_server.url}/livez", timeout=10).status_code == 200  # alive after everything
+    assert (
+        httpx.get(f"{live_server.url}/livez", timeout=10).status_code == 200
+    )  # alive after everything
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES, ids=[f"{m} {r}" for m, r in ROUTES])
 def test_raw_bodies_and_headers_never_get_a_5xx(client, method, route):
     @SETTINGS
-    @given(segment=text, body=bodies, content_type=content_types, extra=st.dictionaries(st.sampled_from(["accept", "origin", "x-forwarded-for", "accept-encoding", "range", "cookie"]), header_text, max_size=3))
+    @given(
+        segment=text,
+        body=bodies,
+        content_type=content_types,
+        extra=st.dictionaries(
+            st.sampled_from(
+                ["accept", "origin", "x-forwarded-for", "accept-encoding", "range", "cookie"]
+            ),
+            header_text,
+            max_size=3,
+        ),
+    )
     def check(segment, body, content_type, extra):
         path = route.format(quote(segment, safe="") or "x")
         headers = {**extra, **({"content-type": content_type} if content_type is not None else {})}
-        status = _send(client, method, path, content=body if method == "POST" else None, headers=headers)
+        status = _send(
+            client, method, path, content=body if method == "POST" else None, headers=headers
+        )
         assert status < 500, (method, path, headers, body[:80])
 
     check()
@@ -93,10 +128,19 @@ def test_raw_bodies_and_headers_never_get_a_5xx(client, method, route):
 @pytest.mark.parametrize("route", ["/classify", "/recommend", "/recommend_by_id"])
 def test_generated_multipart_parts_never_get_a_5xx(client, route):
     @SETTINGS
-    @given(parts=multipart_parts, query=st.dictionaries(st.sampled_from(["k", "category", "limit", "offset", "cluster"]), text, max_size=3))
+    @given(
+        parts=multipart_parts,
+        query=st.dictionaries(
+            st.sampled_from(["k", "category", "limit", "offset", "cluster"]), text, max_size=3
+        ),
+    )
     def check(parts, query):
-        files = [(name, (filename, data, content_type)) for name, data, filename, content_type in parts]
-        status = client.post(route, files=files or None, data=None if files else {"k": "3"}, params=query).status_code
+        files = [
+            (name, (filename, data, content_type)) for name, data, filename, content_type in parts
+        ]
+        status = client.post(
+            route, files=files or None, data=None if files else {"k": "3"}, params=query
+        ).status_code
         assert status < 500, (route, [(n, f, c, d[:40]) for n, (f, d, c) in files], query)
 
     check()
@@ -104,7 +148,11 @@ def test_generated_multipart_parts_never_get_a_5xx(client, route):
 
 def test_generated_paths_and_queries_never_get_a_5xx(client):
     @SETTINGS
-    @given(segments=st.lists(text, min_size=1, max_size=4), query=st.dictionaries(text, text, max_size=4), method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]))
+    @given(
+        segments=st.lists(text, min_size=1, max_size=4),
+        query=st.dictionaries(text, text, max_size=4),
+        method=st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "HEAD"]),
+    )
     def check(segments, query, method):
         path = "/" + "/".join(quote(segment, safe="") or "_" for segment in segments)
         status = _send(client, method, path, params=query)

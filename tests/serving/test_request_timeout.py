@@ -14,7 +14,10 @@ import uvloop
 from bentoml._internal.server.http import traffic
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
-from jewelry_pipeline.serving.request_timeout import _call_with_cancelled_timer, cancel_request_timers
+from jewelry_pipeline.serving.request_timeout import (
+    _call_with_cancelled_timer,
+    cancel_request_timers,
+)
 
 REQUEST_STATE: contextvars.ContextVar = contextvars.ContextVar("request_state")
 
@@ -52,13 +55,17 @@ async def _one_request(middleware: TimeoutMiddleware, sent: list[dict]) -> weakr
 
 
 def _run(coroutine):
-    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:  # BentoML's server runs on uvloop
+    with asyncio.Runner(
+        loop_factory=uvloop.new_event_loop
+    ) as runner:  # BentoML's server runs on uvloop
         return runner.run(coroutine)
 
 
 @pytest.fixture
 def patched_middleware(monkeypatch):
-    monkeypatch.setattr(TimeoutMiddleware, "__call__", TimeoutMiddleware.__call__)  # restored after the test
+    monkeypatch.setattr(
+        TimeoutMiddleware, "__call__", TimeoutMiddleware.__call__
+    )  # restored after the test
     cancel_request_timers()
     assert TimeoutMiddleware.__call__ is _call_with_cancelled_timer
 
@@ -66,7 +73,9 @@ def patched_middleware(monkeypatch):
 def _state_alive_after_request(middleware_class: type, app) -> bool:
     async def scenario() -> bool:
         ref = await _one_request(middleware_class(app, timeout=30), [])
-        await asyncio.sleep(0)  # let the loop drop the callback handle that resumed us (it holds the task)
+        await asyncio.sleep(
+            0
+        )  # let the loop drop the callback handle that resumed us (it holds the task)
         gc.collect()
         return ref() is not None
 

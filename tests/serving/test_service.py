@@ -10,7 +10,6 @@ import threading
 from pathlib import Path
 
 import httpx
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -32,17 +31,26 @@ def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
 
 def test_the_promoted_bundle_is_served_and_the_kept_one_is_not(live_server):
     with live_server.client() as client:
-        version = client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}).json()["model_version"]
+        version = client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}).json()[
+            "model_version"
+        ]
     from bentoml._internal.models import ModelStore
 
-    from jewelry_pipeline.bundle import bundle_digest
+    from jewelry_pipeline.core.bundle import bundle_digest
 
     (stored,) = ModelStore(live_server.bentoml_home / "models").list("jewelry-bundle")
-    assert stored.info.metadata["mlflow_run_id"] == live_server.runs["promoted"] != live_server.runs["kept"]
+    assert (
+        stored.info.metadata["mlflow_run_id"]
+        == live_server.runs["promoted"]
+        != live_server.runs["kept"]
+    )
     assert version["bundle_digest"] == bundle_digest(stored.path)[:16]
     # Public identity only: no file path, store tag or tracking run id in an answer.
     assert set(version) == {"bundle_digest", "created_at", "index_source"}
-    assert not any(str(value).startswith("/") or value in live_server.runs.values() for value in version.values())
+    assert not any(
+        str(value).startswith("/") or value in live_server.runs.values()
+        for value in version.values()
+    )
 
 
 def test_classify(live_server):
@@ -56,16 +64,32 @@ def test_classify(live_server):
 
 def test_recommend_with_k_and_category_and_thumbnails(live_server):
     with live_server.client() as client:
-        body = client.post("/recommend", files={"image": ("x.png", image_bytes(random_photo(9), "PNG"), "image/png")}, data={"k": "4"}).json()
-        assert len(body["items"]) == 4 and body["category"] in CLASSES and isinstance(body["cluster"], int)
+        body = client.post(
+            "/recommend",
+            files={"image": ("x.png", image_bytes(random_photo(9), "PNG"), "image/png")},
+            data={"k": "4"},
+        ).json()
+        assert (
+            len(body["items"]) == 4
+            and body["category"] in CLASSES
+            and isinstance(body["cluster"], int)
+        )
         scores = [item["score"] for item in body["items"]]
         assert scores == sorted(scores, reverse=True)
-        filtered = client.post("/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}, data={"k": "50", "category": "necklace"}).json()
-        assert len(filtered["items"]) == PER_CLASS and {i["category"] for i in filtered["items"]} == {"necklace"}
+        filtered = client.post(
+            "/recommend",
+            files={"image": ("x.jpg", jpeg(2), "image/jpeg")},
+            data={"k": "50", "category": "necklace"},
+        ).json()
+        assert len(filtered["items"]) == PER_CLASS and {
+            i["category"] for i in filtered["items"]
+        } == {"necklace"}
         thumbnail = client.get(body["items"][0]["thumbnail"])
         assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
         assert Image.open(__import__("io").BytesIO(thumbnail.content)).size == (32, 32)
-        default_k = client.post("/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}).json()
+        default_k = client.post(
+            "/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}
+        ).json()
         assert len(default_k["items"]) == 10
 
 
@@ -76,34 +100,65 @@ def test_recommend_by_id_catalog_and_pages(live_server):
         assert "item004" not in [item["item_id"] for item in body["items"]]
         catalog = client.get("/catalog").json()
         assert catalog["total"] == PER_CLASS * len(CLASSES)
-        assert {c["name"]: c["count"] for c in catalog["categories"]} == dict.fromkeys(CLASSES, PER_CLASS)
-        page = client.get("/catalog/items", params={"category": "ring", "cluster": 0, "limit": 3}).json()
-        assert len(page["items"]) == 3 and all(i["category"] == "ring" and i["cluster"] == 0 for i in page["items"])
+        assert {c["name"]: c["count"] for c in catalog["categories"]} == dict.fromkeys(
+            CLASSES, PER_CLASS
+        )
+        page = client.get(
+            "/catalog/items", params={"category": "ring", "cluster": 0, "limit": 3}
+        ).json()
+        assert len(page["items"]) == 3 and all(
+            i["category"] == "ring" and i["cluster"] == 0 for i in page["items"]
+        )
         page, script = client.get("/"), client.get("/app.js")
-        assert page.status_code == 200 and "text/html" in page.headers["content-type"] and '<script src="/app.js">' in page.text
+        assert (
+            page.status_code == 200
+            and "text/html" in page.headers["content-type"]
+            and '<script src="/app.js">' in page.text
+        )
         assert script.status_code == 200 and "/recommend" in script.text
 
 
 # The reliability suite's corpus of bad uploads (one per kind), sized to the live server's caps.
-BAD_UPLOADS = [case for case in hostile_uploads(MAX_REQUEST_BYTES, PREPROCESSING["max_bytes"]) if case[2] >= 400]
+BAD_UPLOADS = [
+    case
+    for case in hostile_uploads(MAX_REQUEST_BYTES, PREPROCESSING["max_bytes"])
+    if case[2] >= 400
+]
 
 
-@pytest.mark.parametrize(("kind", "request_kwargs", "status"), BAD_UPLOADS, ids=[case[0] for case in BAD_UPLOADS])
-def test_bad_uploads_get_a_json_4xx_and_the_server_stays_up(live_server, kind, request_kwargs, status):
+@pytest.mark.parametrize(
+    ("kind", "request_kwargs", "status"), BAD_UPLOADS, ids=[case[0] for case in BAD_UPLOADS]
+)
+def test_bad_uploads_get_a_json_4xx_and_the_server_stays_up(
+    live_server, kind, request_kwargs, status
+):
     with live_server.client() as client:
         response = client.post("/recommend", **request_kwargs)
         assert response.status_code == status, response.text
-        assert response.headers["content-type"].startswith("application/json") and response.json()["error"]
+        assert (
+            response.headers["content-type"].startswith("application/json")
+            and response.json()["error"]
+        )
         assert client.get("/livez").status_code == 200
 
 
 @pytest.mark.parametrize(
     ("body", "status"),
-    [({"k": 3}, 400), ({"item_id": "nope"}, 404), ({"item_id": "item001", "k": 0}, 400), ({"item_id": ["item001"]}, 400), ("not json", 400)],
+    [
+        ({"k": 3}, 400),
+        ({"item_id": "nope"}, 404),
+        ({"item_id": "item001", "k": 0}, 400),
+        ({"item_id": ["item001"]}, 400),
+        ("not json", 400),
+    ],
 )
 def test_bad_recommend_by_id_requests(live_server, body, status):
     with live_server.client() as client:
-        kwargs = {"content": body, "headers": {"content-type": "application/json"}} if isinstance(body, str) else {"json": body}
+        kwargs = (
+            {"content": body, "headers": {"content-type": "application/json"}}
+            if isinstance(body, str)
+            else {"json": body}
+        )
         response = client.post("/recommend_by_id", **kwargs)
     assert response.status_code == status and response.json()["error"]
 
@@ -112,7 +167,9 @@ def test_unknown_thumbnail_and_path_tricks_are_404(live_server):
     with live_server.client() as client:
         assert client.get("/items/nope/thumbnail").status_code == 404
         assert client.get("/items/..%2F..%2Fetc%2Fpasswd/thumbnail").status_code == 404
-        response = client.post("/classify", files={"image": ("../../../etc/passwd", jpeg(), "image/jpeg")})
+        response = client.post(
+            "/classify", files={"image": ("../../../etc/passwd", jpeg(), "image/jpeg")}
+        )
         assert response.status_code == 200
 
 
@@ -149,9 +206,19 @@ def test_concurrent_uploads_share_model_batches_and_each_gets_its_own_answer(liv
 
     photos = [jpeg(seed) for seed in range(8)]
     with live_server.client() as client:
-        alone = [client.post("/classify", files={"image": ("p.jpg", photo, "image/jpeg")}).json() for photo in photos]
+        alone = [
+            client.post("/classify", files={"image": ("p.jpg", photo, "image/jpeg")}).json()
+            for photo in photos
+        ]
         with ThreadPoolExecutor(8) as pool:
-            together = list(pool.map(lambda photo: client.post("/classify", files={"image": ("p.jpg", photo, "image/jpeg")}), photos * 2))
+            together = list(
+                pool.map(
+                    lambda photo: client.post(
+                        "/classify", files={"image": ("p.jpg", photo, "image/jpeg")}
+                    ),
+                    photos * 2,
+                )
+            )
         embed = client.post("/embed", json={"images": "x"})
     assert [answer.status_code for answer in together] == [200] * 16
     for i, answer in enumerate(together):
@@ -164,15 +231,49 @@ def test_concurrent_uploads_share_model_batches_and_each_gets_its_own_answer(liv
 
 
 def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server):
-    env = {**os.environ, "BENTOML_HOME": str(live_server.bentoml_home), "BENTOML_DO_NOT_TRACK": "true"}
+    env = {
+        **os.environ,
+        "BENTOML_HOME": str(live_server.bentoml_home),
+        "BENTOML_DO_NOT_TRACK": "true",
+    }
     bentoml_cli = Path(sys.executable).with_name("bentoml")
-    built = subprocess.run([str(bentoml_cli), "build", str(PROJECT_ROOT), "--output", "tag"], env=env, capture_output=True, text=True, timeout=300)
+    built = subprocess.run(
+        [str(bentoml_cli), "build", str(PROJECT_ROOT), "--output", "tag"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert built.returncode == 0, built.stderr[-2000:]
     bento_dirs = list((live_server.bentoml_home / "bentos" / "jewelry").glob("*/bento.yaml"))
     assert len(bento_dirs) == 1
     manifest = bento_dirs[0].read_text()
-    assert "jewelry_pipeline.serving.service:JewelryService" in manifest and "jewelry-bundle" in manifest
-    assert (bento_dirs[0].parent / "src" / "src" / "jewelry_pipeline" / "serving" / "static" / "index.html").is_file()
+    assert (
+        "jewelry_pipeline.serving.service:JewelryService" in manifest
+        and "jewelry-bundle" in manifest
+    )
+    package = bento_dirs[0].parent / "src" / "src" / "jewelry_pipeline"
+    assert (package / "serving" / "static" / "index.html").is_file()
+    assert sorted(p.name for p in package.iterdir()) == [
+        "__init__.py",
+        "core",
+        "serving",
+    ]  # only what serving needs
+    # The service imports from the bento's own copy alone (its folder first on the path, nothing else of ours).
+    probe = (
+        "import sys; sys.path.insert(0, sys.argv[1]); import jewelry_pipeline.serving.service as s, jewelry_pipeline as p; "
+        "assert p.__file__.startswith(sys.argv[1]), p.__file__; "
+        "missing = [m for m in ('jewelry_pipeline.pipelines', 'jewelry_pipeline.datasets') if m in sys.modules]; "
+        "assert not missing, missing"
+    )
+    imported = subprocess.run(
+        [sys.executable, "-c", probe, str(package.parent)],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert imported.returncode == 0, imported.stderr[-2000:]
 
 
 def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path):
@@ -188,22 +289,38 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
     bundle = make_bundle(tmp_path / "bundle")
     (bundle / "classifier.keras").write_bytes(b"PK\x03\x04 written by some other tool")
     files = json.loads((bundle / "files.json").read_text())
-    files["classifier.keras"] = hashlib.sha256((bundle / "classifier.keras").read_bytes()).hexdigest()
+    files["classifier.keras"] = hashlib.sha256(
+        (bundle / "classifier.keras").read_bytes()
+    ).hexdigest()
     (bundle / "files.json").write_text(json.dumps(files))
     port = str(free_port())
-    command = [str(Path(sys.executable).with_name("bentoml")), "serve", "jewelry_pipeline.serving.service:JewelryService", "--host", "127.0.0.1", "--port", port]
-    server = start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", tmp_path / "serve.log")
+    command = [
+        str(Path(sys.executable).with_name("bentoml")),
+        "serve",
+        "jewelry_pipeline.serving.service:JewelryService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
+    server = start(
+        command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", tmp_path / "serve.log"
+    )
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             deadline = time.monotonic() + 60
-            while client.get("/status").json()["state"] == "loading" and time.monotonic() < deadline:
+            while (
+                client.get("/status").json()["state"] == "loading" and time.monotonic() < deadline
+            ):
                 time.sleep(0.2)
             status = client.get("/status").json()
             assert status["state"] == "failed" and "classifier.keras" in status["error"], status
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["reason"] == "load_failed"
             classify = client.post("/classify", files={"image": ("a.jpg", jpeg())})
-            assert classify.status_code == 503 and classify.json()["error"].startswith("the model bundle failed to load")
+            assert classify.status_code == 503 and classify.json()["error"].startswith(
+                "the model bundle failed to load"
+            )
             assert client.get("/livez").status_code == 200
         assert "failed to load" in server.log.read_text(errors="replace")
     finally:
@@ -219,7 +336,11 @@ def test_model_threads_run_below_the_event_loop_priority():
     def model_thread():
         service.lower_thread_priority()
         seen["model"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
-        child = threading.Thread(target=lambda: seen.update(child=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())))
+        child = threading.Thread(
+            target=lambda: seen.update(
+                child=os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+            )
+        )
         child.start()
         child.join()
 
@@ -241,19 +362,33 @@ def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(li
             "page": client.get("/"),
             "script": client.get("/app.js"),
             "api": client.post("/classify", files={"image": ("a.jpg", jpeg(), "image/jpeg")}),
-            "error": client.post("/classify", files={"image": ("a.jpg", b"not a photo", "image/jpeg")}),
+            "error": client.post(
+                "/classify", files={"image": ("a.jpg", b"not a photo", "image/jpeg")}
+            ),
             "thumbnail": client.get(item["thumbnail"]),
             "probe": client.get("/livez"),
         }
     for name, answer in answers.items():
         assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, name
         assert answer.headers["x-content-type-options"] == "nosniff", name
-        assert answer.headers["referrer-policy"] == "no-referrer" and answer.headers["x-frame-options"] == "DENY", name
-    assert "'unsafe-inline'" not in CONTENT_SECURITY_POLICY and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
-    assert "<script>" not in answers["page"].text and 'src="/app.js"' in answers["page"].text  # nothing inline to allow
+        assert (
+            answer.headers["referrer-policy"] == "no-referrer"
+            and answer.headers["x-frame-options"] == "DENY"
+        ), name
+    assert (
+        "'unsafe-inline'" not in CONTENT_SECURITY_POLICY
+        and "frame-ancestors 'none'" in CONTENT_SECURITY_POLICY
+    )
+    assert (
+        "<script>" not in answers["page"].text and 'src="/app.js"' in answers["page"].text
+    )  # nothing inline to allow
     assert answers["script"].headers["content-type"].startswith("text/javascript")
     assert answers["page"].headers["cache-control"] == "no-cache"
-    assert answers["api"].headers["cache-control"] == answers["error"].headers["cache-control"] == "no-store"
+    assert (
+        answers["api"].headers["cache-control"]
+        == answers["error"].headers["cache-control"]
+        == "no-store"
+    )
     assert answers["thumbnail"].headers["cache-control"] == "public, max-age=3600"
 
 
@@ -271,8 +406,15 @@ def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(li
 def test_model_posts_from_another_site_are_refused(live_server, headers, status):
     """Broken on purpose once: without the SameSiteOnly middleware the three cross-site cases answered 200."""
     with live_server.client() as client:
-        headers = {k: (str(client.base_url).rstrip("/") if v == "SAME" else v) for k, v in headers.items()}
-        answer = client.post("/recommend", files={"image": ("a.jpg", jpeg(), "image/jpeg")}, data={"k": "3"}, headers=headers)
+        headers = {
+            k: (str(client.base_url).rstrip("/") if v == "SAME" else v) for k, v in headers.items()
+        }
+        answer = client.post(
+            "/recommend",
+            files={"image": ("a.jpg", jpeg(), "image/jpeg")},
+            data={"k": "3"},
+            headers=headers,
+        )
     assert answer.status_code == status, answer.text
     if status == 403:
         assert answer.json()["reason"] == "cross_site"
@@ -280,14 +422,22 @@ def test_model_posts_from_another_site_are_refused(live_server, headers, status)
 
 def _series(metrics: str) -> set[str]:
     """The label sets of BentoML's request series in a /metrics answer."""
-    return {line.rsplit(" ", 1)[0] for line in metrics.splitlines() if line.startswith("bentoml_") and "endpoint=" in line}
+    return {
+        line.rsplit(" ", 1)[0]
+        for line in metrics.splitlines()
+        if line.startswith("bentoml_") and "endpoint=" in line
+    }
 
 
 def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounded(live_server):
     """Broken on purpose once: without `label_metrics_by_route` the 1,020 made-up paths added 20,020 series."""
     with live_server.client() as client:
         item = client.get("/catalog/items", params={"limit": 1}).json()["items"][0]
-        warm = [client.get(item["thumbnail"]), client.get("/items/nosuch/thumbnail"), client.get("/no/such/page")]
+        warm = [
+            client.get(item["thumbnail"]),
+            client.get("/items/nosuch/thumbnail"),
+            client.get("/no/such/page"),
+        ]
         before = _series(client.get("/metrics").text)
         for i in range(1000):
             assert client.get(f"/items/made-up-{i}/thumbnail").status_code == 404
@@ -295,7 +445,11 @@ def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounde
             client.get(f"/random/{i}/../path")
         thumbnail = client.get(item["thumbnail"])
         after = _series(client.get("/metrics").text)
-    assert [w.status_code for w in warm] == [200, 404, 404] and thumbnail.status_code == 200  # routing saw the real paths
+    assert [w.status_code for w in warm] == [
+        200,
+        404,
+        404,
+    ] and thumbnail.status_code == 200  # routing saw the real paths
     assert len(after - before) == 0 and after == before, sorted(after - before)[:2]
     assert not any("made-up" in series or "random" in series for series in after)
     assert any('endpoint="/items/{item_id}/thumbnail"' in series for series in after)
@@ -310,13 +464,19 @@ def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
         openapi, routes = client.get("/docs.json"), client.get("/schema.json")
         livez = client.get("/livez")
     assert openapi.status_code == routes.status_code == 200
-    assert "/embed" not in openapi.json()["paths"] and {"/classify", "/recommend", "/status"} <= set(openapi.json()["paths"])
+    assert "/embed" not in openapi.json()["paths"] and {
+        "/classify",
+        "/recommend",
+        "/status",
+    } <= set(openapi.json()["paths"])
     assert "/embed" not in {route["route"] for route in routes.json()["routes"]}
     for answer in (openapi, routes, livez):
         assert bentoml.__version__ not in answer.text and "server" not in answer.headers
 
 
-@pytest.mark.parametrize("path", ["/catalog/", "/catalog/items/", "/status/", "/items/item000/thumbnail/"])
+@pytest.mark.parametrize(
+    "path", ["/catalog/", "/catalog/items/", "/status/", "/items/item000/thumbnail/"]
+)
 def test_no_redirect_is_built_from_the_host_header(live_server, path):
     """Broken on purpose once: with Starlette's default slash redirects, /catalog/ answered 307 to
     http://evil.example/catalog."""

@@ -11,9 +11,17 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.core.images import ImageRejected
 from jewelry_pipeline.serving.limits import ConcurrencyLimit
-from jewelry_pipeline.serving.uploads import ApiError, BodySizeLimit, image_field, int_field, read_form, rejected_upload, text_field
+from jewelry_pipeline.serving.uploads import (
+    ApiError,
+    BodySizeLimit,
+    image_field,
+    int_field,
+    read_form,
+    rejected_upload,
+    text_field,
+)
 
 
 async def _echo(request: Request) -> JSONResponse:
@@ -33,7 +41,9 @@ def client() -> TestClient:
 
 
 def test_a_file_upload_is_read(client):
-    response = client.post("/upload", files={"image": ("a.jpg", b"x" * 500, "image/jpeg")}, data={"k": "7"})
+    response = client.post(
+        "/upload", files={"image": ("a.jpg", b"x" * 500, "image/jpeg")}, data={"k": "7"}
+    )
     assert response.json() == {"bytes": 500, "k": 7}
 
 
@@ -44,11 +54,33 @@ def test_a_file_upload_is_read(client):
         ({"files": {"image": (None, "http://127.0.0.1:9/x.jpg")}}, 400, "wrong_field_type"),
         ({"data": {"image": "x"}}, 415, "unsupported_media_type"),
         ({"files": {"image": ("a", b"x", "image/png")}, "data": {"k": "0"}}, 400, "out_of_range"),
-        ({"files": {"image": ("a", b"x", "image/png")}, "data": {"k": "ten"}}, 400, "wrong_field_type"),
-        ({"files": {"image": ("a", b"x", "application/python-pickle")}}, 415, "unsupported_media_type"),
-        ({"content": b"\x80\x04K\x01.", "headers": {"content-type": "application/python-pickle"}}, 415, "unsupported_media_type"),
+        (
+            {"files": {"image": ("a", b"x", "image/png")}, "data": {"k": "ten"}},
+            400,
+            "wrong_field_type",
+        ),
+        (
+            {"files": {"image": ("a", b"x", "application/python-pickle")}},
+            415,
+            "unsupported_media_type",
+        ),
+        (
+            {
+                "content": b"\x80\x04K\x01.",
+                "headers": {"content-type": "application/python-pickle"},
+            },
+            415,
+            "unsupported_media_type",
+        ),
         ({"json": {"image": "x"}}, 415, "unsupported_media_type"),
-        ({"content": b"--b\r\nnot a form", "headers": {"content-type": "multipart/form-data; boundary=b"}}, 400, "malformed_form"),
+        (
+            {
+                "content": b"--b\r\nnot a form",
+                "headers": {"content-type": "multipart/form-data; boundary=b"},
+            },
+            400,
+            "malformed_form",
+        ),
     ],
 )
 def test_bad_requests_get_a_json_4xx(client, kwargs, status, reason):
@@ -67,7 +99,9 @@ def test_a_streamed_oversized_body_is_cut_off_at_the_cap(client):
         for _ in range(50):
             yield b"y" * 1000
 
-    response = client.post("/upload", content=chunks(), headers={"content-type": "multipart/form-data; boundary=zz"})
+    response = client.post(
+        "/upload", content=chunks(), headers={"content-type": "multipart/form-data; boundary=zz"}
+    )
     assert response.status_code == 413
 
 
@@ -115,7 +149,9 @@ def test_concurrency_limit_sheds_load_with_429_and_spares_other_paths():
         first = [asyncio.create_task(call("/recommend")) for _ in range(2)]
         await asyncio.sleep(0.01)
         answers.append(await call("/recommend"))  # over the limit: answered at once
-        other = asyncio.create_task(call("/catalog"))  # not limited: runs while the limit is reached
+        other = asyncio.create_task(
+            call("/catalog")
+        )  # not limited: runs while the limit is reached
         await asyncio.sleep(0.01)
         release.set()
         answers.extend(await asyncio.gather(*first, other))

@@ -23,8 +23,14 @@ def test_upload_a_photo_and_see_its_category_and_similar_items(live_server, brow
     cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card") or False)
     assert len(cards) == 10
     # Thumbnails load after the cards appear: wait (bounded) until every image has settled, then check none broke.
-    wait.until(lambda d: d.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.complete)"))
-    loaded = browser.execute_script("return [...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)")
+    wait.until(
+        lambda d: d.execute_script(
+            "return [...document.querySelectorAll('#results img')].every(i => i.complete)"
+        )
+    )
+    loaded = browser.execute_script(
+        "return [...document.querySelectorAll('#results img')].every(i => i.naturalWidth > 0)"
+    )
     assert loaded, "every thumbnail in the results grid loads"
 
 
@@ -36,5 +42,11 @@ def test_a_bad_file_shows_the_services_error(live_server, browser, tmp_path):
     bad.write_bytes(b"not a photo at all")
     browser.get(live_server.url + "/")
     browser.find_element(By.ID, "file").send_keys(str(bad))
-    status = WebDriverWait(browser, 30).until(lambda d: d.find_element(By.ID, "status") if "refused" in d.find_element(By.ID, "status").text else False)
+    status = WebDriverWait(browser, 30).until(
+        lambda d: (
+            d.find_element(By.ID, "status")
+            if "refused" in d.find_element(By.ID, "status").text
+            else False
+        )
+    )
     assert "not_an_image" in status.text

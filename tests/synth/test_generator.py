@@ -46,7 +46,20 @@ def test_same_seed_same_bytes_different_seed_different(tmp_path):
 
 
 def test_cli_synth(tmp_path):
-    result = CliRunner().invoke(main, ["synth", "--out", str(tmp_path / "d"), "--per-category", "2", "--size", "32", "--seed", "3"])
+    result = CliRunner().invoke(
+        main,
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "d"),
+            "--per-category",
+            "2",
+            "--size",
+            "32",
+            "--seed",
+            "3",
+        ],
+    )
     assert result.exit_code == 0, result.output
     assert "wrote 8 images" in result.output
     assert len(list((tmp_path / "d" / "ring").iterdir())) == 2

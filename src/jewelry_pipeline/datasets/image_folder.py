@@ -12,8 +12,8 @@ from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from jewelry_pipeline.errors import UserInputError
-from jewelry_pipeline.folders import SUBSTYLE_LABELS, is_category_folder
+from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.folders import SUBSTYLE_LABELS, is_category_folder
 
 SKIP_ADVICE = {
     "hidden": "names starting with '.' are hidden and never read; rename it to use it",
@@ -64,7 +64,9 @@ class RawImageFolder:
 
 def _skip(path: Path, root: Path, category: str, reason: str, detail: str = "") -> SkippedEntry:
     suffix = "/" if path.is_dir() and not path.is_symlink() else ""
-    return SkippedEntry(path.relative_to(root).as_posix() + suffix, category, reason, detail or SKIP_ADVICE[reason])
+    return SkippedEntry(
+        path.relative_to(root).as_posix() + suffix, category, reason, detail or SKIP_ADVICE[reason]
+    )
 
 
 def _entry_skip(path: Path, root: Path, category: str) -> SkippedEntry | None:
@@ -85,9 +87,19 @@ def _walk_category(root: Path, category: str) -> tuple[list[RawFile], list[Skipp
 
     def unreadable(error: OSError) -> None:
         folder = Path(error.filename)
-        skipped.append(_skip(folder, root, category, "unreadable_folder", f"{SKIP_ADVICE['unreadable_folder']} ({error.strerror})"))
+        skipped.append(
+            _skip(
+                folder,
+                root,
+                category,
+                "unreadable_folder",
+                f"{SKIP_ADVICE['unreadable_folder']} ({error.strerror})",
+            )
+        )
 
-    for folder, subfolders, names in os.walk(root / category, onerror=unreadable, followlinks=False):
+    for folder, subfolders, names in os.walk(
+        root / category, onerror=unreadable, followlinks=False
+    ):
         here = Path(folder)
         for name in sorted(subfolders):
             reason = _entry_skip(here / name, root, category)
@@ -102,7 +114,11 @@ def _walk_category(root: Path, category: str) -> tuple[list[RawFile], list[Skipp
                 skipped.append(reason)
             else:
                 stat = path.stat()
-                files.append(RawFile(path.relative_to(root).as_posix(), category, stat.st_size, stat.st_mtime_ns))
+                files.append(
+                    RawFile(
+                        path.relative_to(root).as_posix(), category, stat.st_size, stat.st_mtime_ns
+                    )
+                )
     return files, skipped
 
 
@@ -110,7 +126,9 @@ def list_image_folder(root: str | Path) -> RawImageFolder:
     """List every photo candidate under each category sub-folder of `root`, and every entry that is skipped."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
-        raise MissingPhotoFolder(f"The photo folder '{root}' does not exist or is not a folder; check `--params raw_dir=...`.")
+        raise MissingPhotoFolder(
+            f"The photo folder '{root}' does not exist or is not a folder; check `--params raw_dir=...`."
+        )
     categories: list[str] = []
     files: list[RawFile] = []
     skipped: list[SkippedEntry] = []
@@ -126,7 +144,9 @@ def list_image_folder(root: str | Path) -> RawImageFolder:
             skipped.append(_skip(path, root, "", "loose_file"))
         else:
             skipped.append(_entry_skip(path, root, "") or _skip(path, root, "", "not_a_file"))
-    return RawImageFolder(root=root, categories=tuple(categories), files=tuple(files), skipped=tuple(skipped))
+    return RawImageFolder(
+        root=root, categories=tuple(categories), files=tuple(files), skipped=tuple(skipped)
+    )
 
 
 class ImageFolderDataset(AbstractDataset[None, RawImageFolder]):
@@ -145,7 +165,9 @@ class ImageFolderDataset(AbstractDataset[None, RawImageFolder]):
         return list_image_folder(self._path)
 
     def _save(self, data: None) -> None:
-        raise DatasetError("ImageFolderDataset is read-only: it lists photos, it never writes them.")
+        raise DatasetError(
+            "ImageFolderDataset is read-only: it lists photos, it never writes them."
+        )
 
     def _exists(self) -> bool:
         return self._path.is_dir()

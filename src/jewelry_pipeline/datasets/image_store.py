@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 from kedro.io import AbstractDataset
 
-from jewelry_pipeline.store import open_store, write_store
+from jewelry_pipeline.core.store import open_store, write_store
 
 
 class ImageStoreDataset(AbstractDataset[np.ndarray, np.ndarray]):

@@ -11,9 +11,11 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from kedro.io import AbstractDataset
 
-from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
+from jewelry_pipeline.core.models.files import load_keras_safe, save_keras_atomic
 
-if TYPE_CHECKING:  # Keras loads with the first model read or written, never when the catalog is built
+if (
+    TYPE_CHECKING
+):  # Keras loads with the first model read or written, never when the catalog is built
     import keras
 
 logger = logging.getLogger(__name__)
@@ -37,7 +39,9 @@ def model_requirements() -> list[str] | None:
 class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
     """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow run."""
 
-    def __init__(self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None
+    ):
         self._filepath = Path(filepath)
         self._mlflow_name = mlflow_name
         self.metadata = metadata

@@ -17,7 +17,9 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
     With `missing_ok`, an absent file loads as an empty dict (a cache before its first run).
     """
 
-    def __init__(self, filepath: str, missing_ok: bool = False, metadata: dict[str, Any] | None = None):
+    def __init__(
+        self, filepath: str, missing_ok: bool = False, metadata: dict[str, Any] | None = None
+    ):
         self._filepath = Path(filepath)
         self._missing_ok = missing_ok
         self.metadata = metadata
@@ -32,7 +34,9 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
         arrays = {key: np.asarray(value) for key, value in data.items()}
         objects = [key for key, value in arrays.items() if value.dtype == object]
         if objects:
-            raise DatasetError(f"NpzDataset refuses object arrays {objects}: they would need pickle to load")
+            raise DatasetError(
+                f"NpzDataset refuses object arrays {objects}: they would need pickle to load"
+            )
         self._filepath.parent.mkdir(parents=True, exist_ok=True)
         tmp = self._filepath.with_name(f".{self._filepath.stem}.{os.getpid()}.tmp.npz")
         try:

@@ -5,13 +5,19 @@ from __future__ import annotations
 import logging
 import shutil
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from kedro.io import AbstractDataset, DatasetError
 
-from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleContents, ServingBundle, read_bundle, write_bundle
+from jewelry_pipeline.core.bundle import (
+    BUNDLE_MODEL_NAME,
+    BundleContents,
+    ServingBundle,
+    read_bundle,
+    write_bundle,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +45,11 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
             version = client.get_model_version_by_alias(self._model_name, self._alias)
         except MlflowException:
             return {"exists": False, "version": None, "metric": None}
-        value = client.get_run(version.run_id).data.metrics.get(self._metric) if version.run_id else None
+        value = (
+            client.get_run(version.run_id).data.metrics.get(self._metric)
+            if version.run_id
+            else None
+        )
         return {"exists": True, "version": int(version.version), "metric": value}
 
     def _save(self, data: dict) -> None:
@@ -52,7 +62,9 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
 class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
     """Writes the serving bundle locally and, when promoted, into the BentoML model store."""
 
-    def __init__(self, path: str, bentoml_name: str = BUNDLE_MODEL_NAME, metadata: dict | None = None):
+    def __init__(
+        self, path: str, bentoml_name: str = BUNDLE_MODEL_NAME, metadata: dict | None = None
+    ):
         self._path = Path(path)
         self._bentoml_name = bentoml_name
         self.metadata = metadata
@@ -69,12 +81,15 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
             version={
                 **contents.version,
                 "mlflow_run_id": run.info.run_id if run else None,
-                "created_at": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
             },
         )
         write_bundle(self._path, contents)
         if not contents.promoted:
-            logger.info("Bundle written to %s; not promoted, so the BentoML store keeps the champion", self._path)
+            logger.info(
+                "Bundle written to %s; not promoted, so the BentoML store keeps the champion",
+                self._path,
+            )
             return
         import bentoml
 
@@ -86,8 +101,12 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
             "promotion_metric": version["promotion"]["metric"],
             "promotion_value": float(version["promotion"]["new_value"]),
         }
-        with bentoml.models.create(self._bentoml_name, labels={"stage": "champion"}, metadata=metadata) as model_ref:
-            shutil.copytree(self._path.resolve(), model_ref.path, dirs_exist_ok=True)  # the version the link points to
+        with bentoml.models.create(
+            self._bentoml_name, labels={"stage": "champion"}, metadata=metadata
+        ) as model_ref:
+            shutil.copytree(
+                self._path.resolve(), model_ref.path, dirs_exist_ok=True
+            )  # the version the link points to
         logger.info("Champion bundle saved to the BentoML model store as %s", model_ref.tag)
 
     def _exists(self) -> bool:

@@ -18,12 +18,17 @@ from typing import Any
 from kedro.framework.hooks import hook_impl
 from kedro.pipeline import Pipeline
 
-from jewelry_pipeline.folders import category_folders
+from jewelry_pipeline.core.folders import category_folders
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_RAW_DIR = "data/01_raw/jewelry"
-DEFAULT_CATEGORIES = ["bracelet", "earring", "necklace", "ring"]  # the built-in dataset's, before it is generated
+DEFAULT_CATEGORIES = [
+    "bracelet",
+    "earring",
+    "necklace",
+    "ring",
+]  # the built-in dataset's, before it is generated
 
 _run: dict[str, Any] = {"raw_dir": None, "categories": None, "known": False}
 
@@ -42,7 +47,9 @@ def _from_project_config() -> None:
     conf_source = Path.cwd() / settings.CONF_SOURCE
     if conf_source.is_dir():
         try:
-            parameters = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env="local")["parameters"]
+            parameters = OmegaConfigLoader(
+                str(conf_source), base_env="base", default_run_env="local"
+            )["parameters"]
             _run["categories"] = parameters.get("categories") or None
         except Exception:  # noqa: BLE001 - unreadable conf: the folder decides, and the run itself reports the conf error
             logger.debug("No readable parameters under %s", conf_source)
@@ -85,8 +92,14 @@ class RunCategories:
 
         loader = context.config_loader
         runtime = getattr(loader, "runtime_params", None) or {}
-        _run["raw_dir"] = str(_raw_dir_path(str(runtime.get("raw_dir") or DEFAULT_RAW_DIR), Path(context.project_path)))
+        _run["raw_dir"] = str(
+            _raw_dir_path(
+                str(runtime.get("raw_dir") or DEFAULT_RAW_DIR), Path(context.project_path)
+            )
+        )
         _run["categories"] = loader["parameters"].get("categories") or None
         _run["known"] = True
-        pipelines._is_data_loaded = False  # registered before this run's folder was known: build again
+        pipelines._is_data_loaded = (
+            False  # registered before this run's folder was known: build again
+        )
         logger.debug("Per-category pipelines for %s", configured_categories())

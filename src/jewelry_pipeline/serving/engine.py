@@ -13,10 +13,10 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.bundle import BundleError, ServingBundle
-from jewelry_pipeline.images import Preprocessing
-from jewelry_pipeline.query import MODEL_SOURCES, IndexSpec, QueryBatch, QueryEncoder
-from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.core.bundle import BundleError, ServingBundle
+from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.query import MODEL_SOURCES, IndexSpec, QueryBatch, QueryEncoder
+from jewelry_pipeline.core.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
 
@@ -42,31 +42,59 @@ class RecommendationEngine:
             self.preprocessing = Preprocessing.from_config(bundle.config["preprocessing"])
             self.spec = IndexSpec.from_arrays(bundle.index)
         except (KeyError, ValueError) as exc:
-            raise BundleError(f"serving bundle '{bundle.path}' has an unusable config or index: {exc}") from None
+            raise BundleError(
+                f"serving bundle '{bundle.path}' has an unusable config or index: {exc}"
+            ) from None
         if self.spec.source not in MODEL_SOURCES:
-            raise BundleError(f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; the service can embed queries only for {MODEL_SOURCES}")
+            raise BundleError(
+                f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; the service can embed queries only for {MODEL_SOURCES}"
+            )
         self.limits = self.preprocessing.limits
         self.index = EmbeddingIndex.from_arrays(bundle.index).build()
         self.catalog = bundle.catalog.reset_index(drop=True)
         if not np.array_equal(self.catalog["item_id"].to_numpy().astype(str), self.index.item_ids):
-            raise BundleError(f"serving bundle '{bundle.path}' has a catalog that is not in index order")
+            raise BundleError(
+                f"serving bundle '{bundle.path}' has a catalog that is not in index order"
+            )
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
         # Public identity only: no file path, store tag or tracking run id leaves the server (the log names them).
-        self.version = {"bundle_digest": bundle.digest[:16], "created_at": bundle.config["version"].get("created_at"), "index_source": self.spec.source}
-        logger.info("Bundle %s is %s (digest %s)", label or bundle.path, bundle.config["version"], bundle.digest[:16])
+        self.version = {
+            "bundle_digest": bundle.digest[:16],
+            "created_at": bundle.config["version"].get("created_at"),
+            "index_source": self.spec.source,
+        }
+        logger.info(
+            "Bundle %s is %s (digest %s)",
+            label or bundle.path,
+            bundle.config["version"],
+            bundle.digest[:16],
+        )
         self._categories = self.catalog["category"].to_numpy().astype(str)
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()
         try:
-            self.encoder = QueryEncoder(self.spec, bundle.classifier, bundle.encoders, self.class_names, self.preprocessing)
+            self.encoder = QueryEncoder(
+                self.spec, bundle.classifier, bundle.encoders, self.class_names, self.preprocessing
+            )
         except ValueError as exc:
-            raise BundleError(f"serving bundle '{bundle.path}' cannot embed queries: {exc}") from None
+            raise BundleError(
+                f"serving bundle '{bundle.path}' cannot embed queries: {exc}"
+            ) from None
         side = self.preprocessing.image_size
-        blank = self.features(np.full((1, side, side, 3), self.preprocessing.pad_value, np.uint8))  # trace once now
+        blank = self.features(
+            np.full((1, side, side, 3), self.preprocessing.pad_value, np.uint8)
+        )  # trace once now
         if blank.vectors.shape[2] != self.index.dimension:
-            raise BundleError(f"serving bundle '{bundle.path}' builds {blank.vectors.shape[2]}-d query vectors for a {self.index.dimension}-d '{self.spec.source}' index")
-        logger.info("Engine ready: %d items, %d categories, index %s", len(self.catalog), len(self.class_names), self.index.backend)
+            raise BundleError(
+                f"serving bundle '{bundle.path}' builds {blank.vectors.shape[2]}-d query vectors for a {self.index.dimension}-d '{self.spec.source}' index"
+            )
+        logger.info(
+            "Engine ready: %d items, %d categories, index %s",
+            len(self.catalog),
+            len(self.class_names),
+            self.index.backend,
+        )
 
     def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
         """Per category: cluster ids and their unit-length mean vectors in index space."""
@@ -75,7 +103,9 @@ class RecommendationEngine:
             rows = (self._categories == category) & (self._clusters >= 0)
             ids = np.unique(self._clusters[rows])
             if len(ids):
-                means = np.stack([self.index.vectors[rows & (self._clusters == c)].mean(axis=0) for c in ids])
+                means = np.stack(
+                    [self.index.vectors[rows & (self._clusters == c)].mean(axis=0) for c in ids]
+                )
                 centroids[category] = (ids, l2_normalise(means))
         return centroids
 
@@ -91,12 +121,18 @@ class RecommendationEngine:
         """Predicted category and every class probability of a one-photo query."""
         scores = query.probabilities[0]
         probabilities = {name: round(float(p), 6) for name, p in zip(self.class_names, scores)}
-        return {"category": self.class_names[int(np.argmax(scores))], "probabilities": probabilities, "model_version": self.version}
+        return {
+            "category": self.class_names[int(np.argmax(scores))],
+            "probabilities": probabilities,
+            "model_version": self.version,
+        }
 
     def check_category(self, category: str | None) -> str | None:
         """The category filter itself, or NotFound naming the valid ones."""
         if category and category not in self.class_names:
-            raise UnknownCategory(f"unknown category '{category}'; choose one of {self.class_names}")
+            raise UnknownCategory(
+                f"unknown category '{category}'; choose one of {self.class_names}"
+            )
         return category or None
 
     def recommend(self, query: QueryBatch, k: int, category: str | None = None) -> dict[str, Any]:
@@ -120,11 +156,19 @@ class RecommendationEngine:
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
         vector = self.index.vectors[position]
-        allowed = self._categories == self._categories[position] if self.spec.category_scoped else None
-        positions, scores = self.index.search(vector[None, :], min(k + 1, len(self.index.item_ids)), allowed=allowed)
+        allowed = (
+            self._categories == self._categories[position] if self.spec.category_scoped else None
+        )
+        positions, scores = self.index.search(
+            vector[None, :], min(k + 1, len(self.index.item_ids)), allowed=allowed
+        )
         keep = positions[0] != position
         item = self._items(np.array([position]), np.array([1.0]))[0]
-        return {"item": item, "items": self._items(positions[0][keep][:k], scores[0][keep][:k]), "model_version": self.version}
+        return {
+            "item": item,
+            "items": self._items(positions[0][keep][:k], scores[0][keep][:k]),
+            "model_version": self.version,
+        }
 
     def _nearest_cluster(self, vector: np.ndarray, category: str) -> int | None:
         """The cluster of `category` whose centroid is closest to the query."""
@@ -137,7 +181,13 @@ class RecommendationEngine:
         """Catalog rows as response items."""
         rows = self.catalog.iloc[positions]
         return [
-            {"item_id": str(r.item_id), "score": round(float(s), 6), "category": str(r.category), "cluster": int(r.cluster), "thumbnail": f"/items/{r.item_id}/thumbnail"}
+            {
+                "item_id": str(r.item_id),
+                "score": round(float(s), 6),
+                "category": str(r.category),
+                "cluster": int(r.cluster),
+                "thumbnail": f"/items/{r.item_id}/thumbnail",
+            }
             for r, s in zip(rows.itertuples(index=False), scores)
         ]
 
@@ -156,7 +206,9 @@ class RecommendationEngine:
             )
         return {"total": len(self.catalog), "categories": categories, "model_version": self.version}
 
-    def catalog_items(self, category: str | None, cluster: int | None, offset: int, limit: int) -> dict[str, Any]:
+    def catalog_items(
+        self, category: str | None, cluster: int | None, offset: int, limit: int
+    ) -> dict[str, Any]:
         """One page of catalog items, optionally one category and one cluster."""
         chosen = np.ones(len(self.catalog), bool)
         if self.check_category(category):
@@ -165,7 +217,11 @@ class RecommendationEngine:
             chosen &= self._clusters == cluster
         positions = np.flatnonzero(chosen)
         page = positions[offset : offset + limit]
-        return {"total": int(len(positions)), "offset": offset, "items": self._items(page, np.ones(len(page)))}
+        return {
+            "total": int(len(positions)),
+            "offset": offset,
+            "items": self._items(page, np.ones(len(page))),
+        }
 
     def thumbnail_png(self, item_id: str) -> bytes:
         """The item's stored thumbnail as PNG bytes."""
@@ -173,7 +229,9 @@ class RecommendationEngine:
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
         row = int(self.catalog.at[position, "thumbnail_row"])
-        ok, encoded = cv2.imencode(".png", cv2.cvtColor(np.asarray(self.thumbnails[row]), cv2.COLOR_RGB2BGR))
+        ok, encoded = cv2.imencode(
+            ".png", cv2.cvtColor(np.asarray(self.thumbnails[row]), cv2.COLOR_RGB2BGR)
+        )
         if not ok:
             raise BundleError(f"thumbnail of '{item_id}' could not be encoded")
         return encoded.tobytes()

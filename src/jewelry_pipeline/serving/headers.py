@@ -20,7 +20,9 @@ SECURITY_HEADERS = {
     b"x-frame-options": b"DENY",
     b"referrer-policy": b"no-referrer",
 }
-DEFAULT_CACHE_CONTROL = b"no-store"  # answers that set none (API JSON, errors); the page and thumbnails set their own
+DEFAULT_CACHE_CONTROL = (
+    b"no-store"  # answers that set none (API JSON, errors); the page and thumbnails set their own
+)
 
 
 class SecurityHeaders:
@@ -35,7 +37,11 @@ class SecurityHeaders:
 
         async def send_with_headers(message):
             if message["type"] == "http.response.start":
-                headers = [(name, value) for name, value in message.get("headers", []) if name.lower() not in SECURITY_HEADERS]
+                headers = [
+                    (name, value)
+                    for name, value in message.get("headers", [])
+                    if name.lower() not in SECURITY_HEADERS
+                ]
                 headers += list(SECURITY_HEADERS.items())
                 if not any(name.lower() == b"cache-control" for name, _ in headers):
                     headers.append((b"cache-control", DEFAULT_CACHE_CONTROL))
@@ -57,7 +63,10 @@ def is_cross_site(headers: dict[bytes, bytes]) -> bool:
         return False
     if origin == "null":  # sandboxed frames, file: pages
         return True
-    return urlsplit(origin).netloc.lower() != headers.get(b"host", b"").decode("latin-1").strip().lower()
+    return (
+        urlsplit(origin).netloc.lower()
+        != headers.get(b"host", b"").decode("latin-1").strip().lower()
+    )
 
 
 class SameSiteOnly:
@@ -74,7 +83,10 @@ class SameSiteOnly:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             if is_cross_site(dict(scope.get("headers") or [])):
-                response = JSONResponse({"error": "requests from another site are refused", "reason": "cross_site"}, status_code=403)
+                response = JSONResponse(
+                    {"error": "requests from another site are refused", "reason": "cross_site"},
+                    status_code=403,
+                )
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
@@ -96,7 +108,9 @@ class JsonNotFound:
         if scope["type"] == "http":
             path = scope["path"]
             if (path != "/" and path.endswith("/")) or not self.is_known(path):
-                response = JSONResponse({"error": "not found", "reason": "not_found"}, status_code=404)
+                response = JSONResponse(
+                    {"error": "not found", "reason": "not_found"}, status_code=404
+                )
                 return await response(scope, receive, send)
         return await self.app(scope, receive, send)
 
@@ -136,6 +150,14 @@ class PublicSchema:
         try:
             schema = json.loads(b"".join(body))
         except ValueError:
-            return await JSONResponse({"error": "no schema", "reason": "not_found"}, status_code=404)(scope, receive, send)
-        schema["routes"] = [route for route in schema.get("routes", []) if route.get("route") not in self.internal_paths]
-        return await JSONResponse(schema, status_code=start.get("status", 200))(scope, receive, send)
+            return await JSONResponse(
+                {"error": "no schema", "reason": "not_found"}, status_code=404
+            )(scope, receive, send)
+        schema["routes"] = [
+            route
+            for route in schema.get("routes", [])
+            if route.get("route") not in self.internal_paths
+        ]
+        return await JSONResponse(schema, status_code=start.get("status", 200))(
+            scope, receive, send
+        )

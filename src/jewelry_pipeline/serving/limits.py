@@ -22,7 +22,10 @@ class ConcurrencyLimit:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
             response = JSONResponse(
-                {"error": f"over {self.max_concurrency} requests in flight; retry shortly", "reason": "too_many_requests"},
+                {
+                    "error": f"over {self.max_concurrency} requests in flight; retry shortly",
+                    "reason": "too_many_requests",
+                },
                 status_code=429,
                 headers={"Retry-After": "1"},
             )
@@ -47,6 +50,9 @@ class LoadFailure:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] == "/readyz" and (cause := self.failure()):
-            response = JSONResponse({"error": f"the model bundle failed to load: {cause}", "reason": "load_failed"}, status_code=503)
+            response = JSONResponse(
+                {"error": f"the model bundle failed to load: {cause}", "reason": "load_failed"},
+                status_code=503,
+            )
             return await response(scope, receive, send)
         return await self.app(scope, receive, send)

@@ -17,7 +17,9 @@ from bentoml._internal.server.http.traffic import TimeoutMiddleware
 from starlette.responses import JSONResponse
 
 
-async def _call_with_cancelled_timer(self: TimeoutMiddleware, scope: dict, receive: Any, send: Any) -> None:
+async def _call_with_cancelled_timer(
+    self: TimeoutMiddleware, scope: dict, receive: Any, send: Any
+) -> None:
     """`TimeoutMiddleware.__call__`, cancelling its timer once the request is over."""
     if scope["type"] not in ("http", "websocket"):
         return await self.app(scope, receive, send)
@@ -33,9 +35,12 @@ async def _call_with_cancelled_timer(self: TimeoutMiddleware, scope: dict, recei
     request = asyncio.ensure_future(self.app(scope, receive, _send), loop=loop)
     try:
         await response_started
-    except asyncio.TimeoutError:
+    except TimeoutError:
         if request.cancel():
-            await JSONResponse({"error": f"Not able to process the request in {self.timeout} seconds"}, status_code=504)(scope, receive, send)
+            await JSONResponse(
+                {"error": f"Not able to process the request in {self.timeout} seconds"},
+                status_code=504,
+            )(scope, receive, send)
     else:
         await request
     finally:

@@ -11,10 +11,15 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bentoml._internal.server.http.instruments import HTTPTrafficMetricsMiddleware, RunnerTrafficMetricsMiddleware
+from bentoml._internal.server.http.instruments import (
+    HTTPTrafficMetricsMiddleware,
+    RunnerTrafficMetricsMiddleware,
+)
 
 UNMATCHED = "/{unmatched}"
-REAL_PATH = "jewelry.real_path"  # scope key carrying the client's path past BentoML's outer middlewares
+REAL_PATH = (
+    "jewelry.real_path"  # scope key carrying the client's path past BentoML's outer middlewares
+)
 
 
 def leaf_routes(routes: list[Any]) -> list[Any]:
@@ -24,7 +29,9 @@ def leaf_routes(routes: list[Any]) -> list[Any]:
     for route in routes:
         if getattr(route, "path_regex", None) is not None:
             leaves.append(route)
-        children = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        children = getattr(route, "routes", None) or getattr(
+            getattr(route, "original_router", None), "routes", None
+        )
         leaves.extend(leaf_routes(list(children or [])))
     return leaves
 
@@ -44,10 +51,16 @@ def label_metrics_by_route(template: Callable[[str], str]) -> None:
     for middleware in (RunnerTrafficMetricsMiddleware, HTTPTrafficMetricsMiddleware):
         original = getattr(middleware.__call__, "__wrapped_by_route__", middleware.__call__)
 
-        async def labelled_call(self, scope: dict, receive: Any, send: Any, _original=original) -> None:
+        async def labelled_call(
+            self, scope: dict, receive: Any, send: Any, _original=original
+        ) -> None:
             if scope.get("type") != "http" or REAL_PATH in scope:
                 return await _original(self, scope, receive, send)
-            labelled = {**scope, "path": template(scope["path"]), REAL_PATH: (scope["path"], scope.get("raw_path"))}
+            labelled = {
+                **scope,
+                "path": template(scope["path"]),
+                REAL_PATH: (scope["path"], scope.get("raw_path")),
+            }
             return await _original(self, labelled, receive, send)
 
         labelled_call.__wrapped_by_route__ = original

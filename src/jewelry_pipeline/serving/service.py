@@ -10,7 +10,9 @@ from __future__ import annotations
 import os
 
 # Telemetry is already off (the package's __init__); pickles are refused by MLflow in this process.
-os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = "false"  # never overridable in the serving process
+os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
+    "false"  # never overridable in the serving process
+)
 
 import asyncio  # noqa: E402
 import functools  # noqa: E402
@@ -28,14 +30,25 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
-from jewelry_pipeline.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
-from jewelry_pipeline.images import DecodeLimits, ImageRejected  # noqa: E402
-from jewelry_pipeline.serving.headers import JsonNotFound, PublicSchema, SameSiteOnly, SecurityHeaders  # noqa: E402
+from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
+from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
+from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
-from jewelry_pipeline.query import QueryBatch  # noqa: E402
+from jewelry_pipeline.serving.headers import (
+    JsonNotFound,
+    PublicSchema,
+    SameSiteOnly,
+    SecurityHeaders,
+)  # noqa: E402
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
-from jewelry_pipeline.serving.route_labels import UNMATCHED, RestoreRequestPath, label_metrics_by_route, leaf_routes, route_template  # noqa: E402
+from jewelry_pipeline.serving.route_labels import (
+    UNMATCHED,
+    RestoreRequestPath,
+    label_metrics_by_route,
+    leaf_routes,
+    route_template,
+)  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
@@ -54,11 +67,17 @@ STATIC = Path(__file__).parent / "static"
 MAX_K = 50
 DEFAULT_K = 10
 MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more in flight get 429
-LOAD_DELAY_SECONDS = float(os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0"))  # holds readiness back (probe tests)
-LOAD_WAIT_SECONDS = float(os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15"))  # requests wait this long for a loading bundle
+LOAD_DELAY_SECONDS = float(
+    os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0")
+)  # holds readiness back (probe tests)
+LOAD_WAIT_SECONDS = float(
+    os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
+)  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
 MAX_BATCH_SIZE = 32  # photos per batched model call
-MAX_BATCH_LATENCY_MS = 20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
+MAX_BATCH_LATENCY_MS = (
+    20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
+)
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
 # Worker processes, each with its own copy of the bundle: a killed worker fails only its own requests in
 # flight while the others keep answering (the supervisor restarts it).
@@ -66,8 +85,12 @@ WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
 # Model threads run at this nice value: with every core busy running models, the event loop (probes, routing,
 # 429s) is still scheduled first. Raising one's own nice value needs no privilege.
 MODEL_NICE = int(os.environ.get("JEWELRY_MODEL_NICE", "5"))
-LOADED: dict[str, RecommendationEngine] = {}  # the engine once loaded, for the middleware's upload cap
-LOAD_FAILURE: dict[str, str] = {}  # why the bundle failed to load, for /readyz, /status and the page
+LOADED: dict[
+    str, RecommendationEngine
+] = {}  # the engine once loaded, for the middleware's upload cap
+LOAD_FAILURE: dict[
+    str, str
+] = {}  # why the bundle failed to load, for /readyz, /status and the page
 
 
 def lower_thread_priority() -> None:
@@ -89,7 +112,9 @@ def bundle_location(reference: str) -> tuple[Path, str]:
     try:
         model = bentoml.models.get(reference)
     except Exception as exc:  # noqa: BLE001 - any store failure means there is nothing to serve
-        raise BundleError(f"no serving bundle '{reference}' in the BentoML model store ({exc}); run `make run` first") from None
+        raise BundleError(
+            f"no serving bundle '{reference}' in the BentoML model store ({exc}); run `make run` first"
+        ) from None
     return Path(model.path), str(model.tag)
 
 
@@ -103,7 +128,14 @@ def upload_cap() -> int:
 
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
-BENTOML_PATHS = ("/metrics", "/livez", "/readyz", "/healthz", "/docs.json", "/schema.json")  # BentoML's own routes
+BENTOML_PATHS = (
+    "/metrics",
+    "/livez",
+    "/readyz",
+    "/healthz",
+    "/docs.json",
+    "/schema.json",
+)  # BentoML's own routes
 
 
 @functools.cache
@@ -129,7 +161,11 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
     """Unknown paths and wrong methods answer JSON like every other error, not Starlette's plain text."""
     reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse({"error": str(exc.detail).lower(), "reason": reason}, status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse(
+        {"error": str(exc.detail).lower(), "reason": reason},
+        status_code=exc.status_code,
+        headers=exc.headers,
+    )
 
 
 @bentoml.service(name="jewelry", workers=WORKERS, traffic={"timeout": 30})
@@ -145,7 +181,9 @@ class JewelryService:
         logger.info("Serving bundle %s verified", label)
 
     def __init__(self) -> None:
-        path, label = bundle_location(bundle_reference())  # verified by check_bundle, and again by read_bundle
+        path, label = bundle_location(
+            bundle_reference()
+        )  # verified by check_bundle, and again by read_bundle
         # One TensorFlow compute thread: the other core stays free for the event loop, decoding and
         # probes, so /readyz and /livez answer fast under saturation (batching keeps throughput).
         import tensorflow as tf  # here, not at module level: the start-up check in the parent stays light
@@ -155,7 +193,9 @@ class JewelryService:
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
         self.engine: RecommendationEngine | None = None
         self.load_error: str | None = None
-        self._loader = threading.Thread(target=self._load, args=(path, label), name="bundle-loader", daemon=True)
+        self._loader = threading.Thread(
+            target=self._load, args=(path, label), name="bundle-loader", daemon=True
+        )
         self._loader.start()
 
     def _load(self, path: Path, label: str) -> None:
@@ -166,7 +206,11 @@ class JewelryService:
             time.sleep(LOAD_DELAY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
             self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {exc}"
-            logger.error("Serving bundle %s failed to load, nothing will be served until it is fixed and the service restarted: %s", label, self.load_error)
+            logger.error(
+                "Serving bundle %s failed to load, nothing will be served until it is fixed and the service restarted: %s",
+                label,
+                self.load_error,
+            )
             return
         self.engine = LOADED["engine"] = engine
         # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
@@ -186,7 +230,9 @@ class JewelryService:
         while self.engine is None and self.load_error is None and time.monotonic() < deadline:
             await anyio.sleep(0.05)
         if self.load_error is not None:
-            raise ApiError(503, f"the model bundle failed to load: {self.load_error}", "load_failed")
+            raise ApiError(
+                503, f"the model bundle failed to load: {self.load_error}", "load_failed"
+            )
         if self.engine is None:
             raise ApiError(503, "the model bundle is still loading", "not_ready")
         return self.engine
@@ -206,7 +252,9 @@ class JewelryService:
         def overloaded() -> QueryBatch:
             raise ApiError(503, "the model call was cancelled; try again", "model_error")
 
-        dispatcher = CorkDispatcher(MAX_BATCH_LATENCY_MS, MAX_BATCH_SIZE, fallback=overloaded, get_batch_size=lambda _: 1)
+        dispatcher = CorkDispatcher(
+            MAX_BATCH_LATENCY_MS, MAX_BATCH_SIZE, fallback=overloaded, get_batch_size=lambda _: 1
+        )
         return dispatcher(self._embed_batch)
 
     async def _features(self, engine: RecommendationEngine, data: bytes) -> QueryBatch:
@@ -223,28 +271,48 @@ class JewelryService:
             raise
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a JSON 500 naming the log
             logger.exception("The batched model call failed")
-            raise ApiError(500, "the model call failed; see the server log", "model_error") from None
+            raise ApiError(
+                500, "the model call failed; see the server log", "model_error"
+            ) from None
 
     @web.get("/")
     async def index(self) -> FileResponse:
         """The web page: upload a photo, see its category and similar items, browse the catalog."""
-        return FileResponse(STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "index.html", media_type="text/html", headers={"Cache-Control": "no-cache"}
+        )
 
     @web.get("/app.js")
     async def page_script(self) -> FileResponse:
         """The page's script (a file of its own: the Content-Security-Policy allows no inline script)."""
-        return FileResponse(STATIC / "app.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "app.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"}
+        )
 
     @web.get("/app.css")
     async def page_style(self) -> FileResponse:
         """The page's style sheet."""
-        return FileResponse(STATIC / "app.css", media_type="text/css", headers={"Cache-Control": "no-cache"})
+        return FileResponse(
+            STATIC / "app.css", media_type="text/css", headers={"Cache-Control": "no-cache"}
+        )
 
     @web.get("/status")
     async def status(self) -> JSONResponse:
         """`loading`, `ready` or `failed` (with the cause): what the page shows instead of guessing."""
-        state = "failed" if self.load_error is not None else "ready" if self.engine is not None else "loading"
-        return JSONResponse({"state": state, "error": self.load_error, "model_version": self.engine.version if self.engine else None})
+        state = (
+            "failed"
+            if self.load_error is not None
+            else "ready"
+            if self.engine is not None
+            else "loading"
+        )
+        return JSONResponse(
+            {
+                "state": state,
+                "error": self.load_error,
+                "model_version": self.engine.version if self.engine else None,
+            }
+        )
 
     @web.post("/classify")
     async def classify(self, request: Request) -> JSONResponse:
@@ -271,7 +339,11 @@ class JewelryService:
         body = await json_object(request)
         item_id = body.get("item_id")
         if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id) == "":
-            raise ApiError(400, "field 'item_id' must be a non-empty string", "missing_field" if item_id is None else "wrong_field_type")
+            raise ApiError(
+                400,
+                "field 'item_id' must be a non-empty string",
+                "missing_field" if item_id is None else "wrong_field_type",
+            )
         k = int_field(body.get("k"), "k", DEFAULT_K, 1, MAX_K)
         return JSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
 
@@ -279,7 +351,9 @@ class JewelryService:
     async def thumbnail(self, item_id: str) -> Response:
         """The catalog item's thumbnail (PNG)."""
         png = await _in_thread((await self._ready_engine()).thumbnail_png, item_id)
-        return Response(png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
+        return Response(
+            png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"}
+        )
 
     @web.get("/catalog")
     async def catalog(self) -> JSONResponse:
@@ -325,10 +399,14 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(CPU_THREADS)
 
 
-JewelryService.add_asgi_middleware(RestoreRequestPath)  # first: everything after it sees the client's path
+JewelryService.add_asgi_middleware(
+    RestoreRequestPath
+)  # first: everything after it sees the client's path
 JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
-JewelryService.add_asgi_middleware(ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS)
+JewelryService.add_asgi_middleware(
+    ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
+)
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(SecurityHeaders)

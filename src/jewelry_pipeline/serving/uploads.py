@@ -12,12 +12,17 @@ from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from jewelry_pipeline.images import ImageRejected
+from jewelry_pipeline.core.images import ImageRejected
 
 # How each decoder refusal is answered: too big is 413, not an image we take is 415, broken is 400.
 STATUS_BY_REASON = {"too_large": 413, "unsupported_format": 415, "not_an_image": 415}
 MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and the small text fields next to the image
-PICKLE_TYPES = ("application/vnd.bentoml+pickle", "application/python-pickle", "application/x-pickle", "application/pickle")
+PICKLE_TYPES = (
+    "application/vnd.bentoml+pickle",
+    "application/python-pickle",
+    "application/x-pickle",
+    "application/pickle",
+)
 
 
 class ApiError(Exception):
@@ -56,7 +61,11 @@ async def read_form(request: Request, max_bytes: int) -> FormData:
     """Parse a multipart form with one file at most; anything else is refused with a 4xx."""
     content_type = _media_type(request)
     if content_type != "multipart/form-data":
-        raise ApiError(415, f"send multipart/form-data with a file field 'image' (got '{content_type or 'no content type'}')", "unsupported_media_type")
+        raise ApiError(
+            415,
+            f"send multipart/form-data with a file field 'image' (got '{content_type or 'no content type'}')",
+            "unsupported_media_type",
+        )
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
     except Exception as exc:  # noqa: BLE001 - every parser failure is the client's malformed form
@@ -72,7 +81,11 @@ async def image_field(form: FormData, name: str = "image") -> bytes:
         raise ApiError(400, f"field '{name}' must hold exactly one file", "wrong_field_type")
     value = values[0]
     if not isinstance(value, UploadFile):
-        raise ApiError(400, f"field '{name}' must be an uploaded file; URLs and text are never fetched", "wrong_field_type")
+        raise ApiError(
+            400,
+            f"field '{name}' must be an uploaded file; URLs and text are never fetched",
+            "wrong_field_type",
+        )
     _refuse_pickle(value.content_type or "")
     return await value.read()
 
@@ -86,9 +99,13 @@ def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
     try:
         value = int(str(raw).strip()) if not isinstance(raw, int) else raw
     except ValueError:
-        raise ApiError(400, f"field '{name}' must be an integer, got '{raw}'", "wrong_field_type") from None
+        raise ApiError(
+            400, f"field '{name}' must be an integer, got '{raw}'", "wrong_field_type"
+        ) from None
     if not low <= value <= high:
-        raise ApiError(400, f"field '{name}' must be between {low} and {high}, got {value}", "out_of_range")
+        raise ApiError(
+            400, f"field '{name}' must be between {low} and {high}, got {value}", "out_of_range"
+        )
     return value
 
 
@@ -112,7 +129,9 @@ async def json_object(request: Request, max_bytes: int = 64 * 1024) -> dict[str,
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body must be a JSON object", "malformed_json") from None
     except RecursionError:  # found by tests/serving/test_fuzz.py: ~1,000 nested brackets gave a 500
-        raise ApiError(400, "body must be a JSON object, not nested this deeply", "malformed_json") from None
+        raise ApiError(
+            400, "body must be a JSON object, not nested this deeply", "malformed_json"
+        ) from None
     if not isinstance(data, dict):
         raise ApiError(400, "body must be a JSON object", "malformed_json")
     return data
@@ -138,7 +157,9 @@ class BodySizeLimit:
             try:
                 too_big = int(declared) > cap
             except ValueError:
-                return await ApiError(400, "invalid Content-Length", "bad_request").response()(scope, receive, send)
+                return await ApiError(400, "invalid Content-Length", "bad_request").response()(
+                    scope, receive, send
+                )
             if too_big:
                 return await _too_large(cap)(scope, receive, send)
         received = 0

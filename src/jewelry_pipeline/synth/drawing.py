@@ -10,7 +10,11 @@ import numpy as np
 Color = tuple[int, int, int]
 
 # BGR base tones; every category draws from the same palettes, so colour alone never gives it away.
-METALS: dict[str, Color] = {"gold": (55, 175, 225), "silver": (196, 196, 192), "rose": (135, 150, 215)}
+METALS: dict[str, Color] = {
+    "gold": (55, 175, 225),
+    "silver": (196, 196, 192),
+    "rose": (135, 150, 215),
+}
 STONES: list[Color] = [
     (40, 30, 200),  # ruby
     (180, 80, 20),  # sapphire
@@ -25,7 +29,10 @@ PEARLS: list[Color] = [(235, 240, 245), (200, 225, 240), (190, 190, 200), (225, 
 
 def _shade(color: Color, factor: float) -> Color:
     """Lighten (factor > 1) or darken (factor < 1) a colour."""
-    return tuple(int(np.clip(c * factor + (255 * (factor - 1) * 0.4 if factor > 1 else 0), 0, 255)) for c in color)
+    return tuple(
+        int(np.clip(c * factor + (255 * (factor - 1) * 0.4 if factor > 1 else 0), 0, 255))
+        for c in color
+    )
 
 
 class Layer:
@@ -50,45 +57,95 @@ def _len(v: float) -> int:
     return max(1, int(round(v * 16)))
 
 
-def metal_ellipse(layer: Layer, center, axes, angle, start, end, metal: Color, thick: float) -> None:
+def metal_ellipse(
+    layer: Layer, center, axes, angle, start, end, metal: Color, thick: float
+) -> None:
     """An elliptic arc drawn as polished metal: dark rim, body, offset highlight; thick < 0 fills it."""
     cx, cy = center
     if thick < 0:
         axes_px = (_len(axes[0]), _len(axes[1]))
-        layer.draw(lambda img, col: cv2.ellipse(img, _pt(cx, cy), axes_px, angle, start, end, col, -1, cv2.LINE_AA, 4), metal)
-        layer.draw(lambda img, col: cv2.ellipse(img, _pt(cx, cy), axes_px, angle, start, end, col, 1, cv2.LINE_AA, 4), _shade(metal, 0.45))
+        layer.draw(
+            lambda img, col: cv2.ellipse(
+                img, _pt(cx, cy), axes_px, angle, start, end, col, -1, cv2.LINE_AA, 4
+            ),
+            metal,
+        )
+        layer.draw(
+            lambda img, col: cv2.ellipse(
+                img, _pt(cx, cy), axes_px, angle, start, end, col, 1, cv2.LINE_AA, 4
+            ),
+            _shade(metal, 0.45),
+        )
         highlight = (_len(axes[0] * 0.7), _len(axes[1] * 0.6))
-        layer.draw(lambda img, col: cv2.ellipse(img, _pt(cx, cy), highlight, angle, 200, 250, col, 1, cv2.LINE_AA, 4), _shade(metal, 1.6))
+        layer.draw(
+            lambda img, col: cv2.ellipse(
+                img, _pt(cx, cy), highlight, angle, 200, 250, col, 1, cv2.LINE_AA, 4
+            ),
+            _shade(metal, 1.6),
+        )
         return
     for factor, width, off in ((0.45, 1.0, 0.0), (1.0, 0.7, 0.0), (1.6, 0.25, -0.18)):
         t = max(1, int(round(thick * width)))
         c = (cx + off * thick, cy + off * thick)
         layer.draw(
             lambda img, col, c=c, t=t: cv2.ellipse(
-                img, _pt(*c), (_len(axes[0]), _len(axes[1])), angle, start, end, col, t, cv2.LINE_AA, 4
+                img,
+                _pt(*c),
+                (_len(axes[0]), _len(axes[1])),
+                angle,
+                start,
+                end,
+                col,
+                t,
+                cv2.LINE_AA,
+                4,
             ),
             _shade(metal, factor),
         )
 
 
-def metal_polyline(layer: Layer, points: np.ndarray, metal: Color, thick: float, closed: bool = False) -> None:
+def metal_polyline(
+    layer: Layer, points: np.ndarray, metal: Color, thick: float, closed: bool = False
+) -> None:
     """A polyline drawn as metal wire."""
     for factor, width, off in ((0.45, 1.0, 0.0), (1.0, 0.65, 0.0), (1.6, 0.25, -0.15)):
         t = max(1, int(round(thick * width)))
         pts = ((points + off * thick) * 16).round().astype(np.int32).reshape(-1, 1, 2)
-        layer.draw(lambda img, col, p=pts, t=t: cv2.polylines(img, [p], closed, col, t, cv2.LINE_AA, 4), _shade(metal, factor))
+        layer.draw(
+            lambda img, col, p=pts, t=t: cv2.polylines(img, [p], closed, col, t, cv2.LINE_AA, 4),
+            _shade(metal, factor),
+        )
 
 
 def sphere(layer: Layer, center, radius: float, color: Color) -> None:
     """A shaded bead or pearl: body, darker lower rim, specular dot."""
     cx, cy = center
-    layer.draw(lambda img, col: cv2.circle(img, _pt(cx, cy), _len(radius), col, -1, cv2.LINE_AA, 4), _shade(color, 0.6))
     layer.draw(
-        lambda img, col: cv2.circle(img, _pt(cx - radius * 0.12, cy - radius * 0.12), _len(radius * 0.82), col, -1, cv2.LINE_AA, 4),
+        lambda img, col: cv2.circle(img, _pt(cx, cy), _len(radius), col, -1, cv2.LINE_AA, 4),
+        _shade(color, 0.6),
+    )
+    layer.draw(
+        lambda img, col: cv2.circle(
+            img,
+            _pt(cx - radius * 0.12, cy - radius * 0.12),
+            _len(radius * 0.82),
+            col,
+            -1,
+            cv2.LINE_AA,
+            4,
+        ),
         color,
     )
     layer.draw(
-        lambda img, col: cv2.circle(img, _pt(cx - radius * 0.35, cy - radius * 0.35), _len(max(radius * 0.25, 0.6)), col, -1, cv2.LINE_AA, 4),
+        lambda img, col: cv2.circle(
+            img,
+            _pt(cx - radius * 0.35, cy - radius * 0.35),
+            _len(max(radius * 0.25, 0.6)),
+            col,
+            -1,
+            cv2.LINE_AA,
+            4,
+        ),
         _shade(color, 1.5),
     )
 
@@ -96,16 +153,38 @@ def sphere(layer: Layer, center, radius: float, color: Color) -> None:
 def gem(layer: Layer, center, radius: float, stone: Color, metal: Color, sides: int = 8) -> None:
     """A faceted stone in a metal bezel, with a star of facets and a highlight."""
     cx, cy = center
-    layer.draw(lambda img, col: cv2.circle(img, _pt(cx, cy), _len(radius * 1.18), col, -1, cv2.LINE_AA, 4), _shade(metal, 0.8))
+    layer.draw(
+        lambda img, col: cv2.circle(img, _pt(cx, cy), _len(radius * 1.18), col, -1, cv2.LINE_AA, 4),
+        _shade(metal, 0.8),
+    )
     angles = np.linspace(0, 2 * np.pi, sides, endpoint=False) + np.pi / sides
     poly = np.stack([cx + radius * np.cos(angles), cy + radius * np.sin(angles)], 1)
-    layer.draw(lambda img, col: cv2.fillPoly(img, [(poly * 16).astype(np.int32)], col, cv2.LINE_AA, 4), stone)
-    inner = np.stack([cx + radius * 0.5 * np.cos(angles), cy + radius * 0.5 * np.sin(angles)], 1)
-    layer.draw(lambda img, col: cv2.fillPoly(img, [(inner * 16).astype(np.int32)], col, cv2.LINE_AA, 4), _shade(stone, 1.3))
-    for (x0, y0), (x1, y1) in zip(inner, poly):
-        layer.draw(lambda img, col, a=(x0, y0), b=(x1, y1): cv2.line(img, _pt(*a), _pt(*b), col, 1, cv2.LINE_AA, 4), _shade(stone, 0.75))
     layer.draw(
-        lambda img, col: cv2.circle(img, _pt(cx - radius * 0.3, cy - radius * 0.35), _len(max(radius * 0.18, 0.6)), col, -1, cv2.LINE_AA, 4),
+        lambda img, col: cv2.fillPoly(img, [(poly * 16).astype(np.int32)], col, cv2.LINE_AA, 4),
+        stone,
+    )
+    inner = np.stack([cx + radius * 0.5 * np.cos(angles), cy + radius * 0.5 * np.sin(angles)], 1)
+    layer.draw(
+        lambda img, col: cv2.fillPoly(img, [(inner * 16).astype(np.int32)], col, cv2.LINE_AA, 4),
+        _shade(stone, 1.3),
+    )
+    for (x0, y0), (x1, y1) in zip(inner, poly):
+        layer.draw(
+            lambda img, col, a=(x0, y0), b=(x1, y1): cv2.line(
+                img, _pt(*a), _pt(*b), col, 1, cv2.LINE_AA, 4
+            ),
+            _shade(stone, 0.75),
+        )
+    layer.draw(
+        lambda img, col: cv2.circle(
+            img,
+            _pt(cx - radius * 0.3, cy - radius * 0.35),
+            _len(max(radius * 0.18, 0.6)),
+            col,
+            -1,
+            cv2.LINE_AA,
+            4,
+        ),
         (255, 255, 255),
     )
 
@@ -147,7 +226,9 @@ def background(size: int, rng: np.random.Generator) -> np.ndarray:
     elif kind == "gradient":
         other = rng.integers(20, 250, 3).astype(np.float32)
         theta = rng.uniform(0, 2 * np.pi)
-        ramp = np.clip((xx - 0.5) * np.cos(theta) + (yy - 0.5) * np.sin(theta) + 0.5, 0, 1)[..., None]
+        ramp = np.clip((xx - 0.5) * np.cos(theta) + (yy - 0.5) * np.sin(theta) + 0.5, 0, 1)[
+            ..., None
+        ]
         img = base * (1 - ramp) + other * ramp
     elif kind == "cloth":
         freq = rng.uniform(25, 60)
@@ -172,7 +253,10 @@ def place(layer: Layer, scene: np.ndarray, rng: np.random.Generator, scale: floa
     matrix = cv2.getRotationMatrix2D((size / 2, size / 2), angle, scale)
     matrix[:, 2] += shift
     color = cv2.warpAffine(layer.color, matrix, (size, size), flags=cv2.INTER_LINEAR)
-    mask = cv2.warpAffine(layer.mask, matrix, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32) / 255
+    mask = (
+        cv2.warpAffine(layer.mask, matrix, (size, size), flags=cv2.INTER_LINEAR).astype(np.float32)
+        / 255
+    )
     offset = rng.uniform(0.01, 0.04, 2) * size
     shadow = cv2.warpAffine(mask, np.float32([[1, 0, offset[0]], [0, 1, offset[1]]]), (size, size))
     shadow = cv2.GaussianBlur(shadow, (0, 0), max(0.8, size * 0.02))

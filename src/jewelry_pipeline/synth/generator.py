@@ -32,6 +32,7 @@ from .drawing import (
 
 logger = logging.getLogger(__name__)
 
+
 def _ring_band(s: float, rng: np.random.Generator) -> tuple[float, float, float]:
     """The shared ring geometry in three-quarter view: (centre y, radius, tilt)."""
     radius, tilt = s * rng.uniform(0.2, 0.27), rng.uniform(0.45, 0.8)
@@ -54,8 +55,25 @@ def ring_solitaire(layer: Layer, rng, metal) -> float:
     top = cy - r * tilt
     radius = s * rng.uniform(0.07, 0.1)
     for dx in (-0.7, 0.7):
-        metal_polyline(layer, np.array([[s / 2 + dx * radius, top + radius * 0.2], [s / 2 + dx * radius * 0.8, top - radius]]), metal, s * 0.02)
-    gem(layer, (s / 2, top - radius * 0.55), radius, STONES[rng.integers(len(STONES))], metal, int(rng.choice([6, 8, 10])))
+        metal_polyline(
+            layer,
+            np.array(
+                [
+                    [s / 2 + dx * radius, top + radius * 0.2],
+                    [s / 2 + dx * radius * 0.8, top - radius],
+                ]
+            ),
+            metal,
+            s * 0.02,
+        )
+    gem(
+        layer,
+        (s / 2, top - radius * 0.55),
+        radius,
+        STONES[rng.integers(len(STONES))],
+        metal,
+        int(rng.choice([6, 8, 10])),
+    )
     return rng.uniform(0.85, 1.15)
 
 
@@ -66,7 +84,16 @@ def ring_signet(layer: Layer, rng, metal) -> float:
     top = cy - r * tilt
     w, h = s * rng.uniform(0.14, 0.19), s * rng.uniform(0.09, 0.13)
     metal_ellipse(layer, (s / 2, top), (w, h), 0, 0, 360, metal, -1)
-    metal_ellipse(layer, (s / 2, top), (w * 0.62, h * 0.55), 0, 0, 360, tuple(int(c * 0.55) for c in metal), max(1.0, s * 0.012))
+    metal_ellipse(
+        layer,
+        (s / 2, top),
+        (w * 0.62, h * 0.55),
+        0,
+        0,
+        360,
+        tuple(int(c * 0.55) for c in metal),
+        max(1.0, s * 0.012),
+    )
     return rng.uniform(0.85, 1.15)
 
 
@@ -86,9 +113,19 @@ def earring_stud(layer: Layer, rng, metal) -> float:
 
 def earring_hoop(layer: Layer, rng, metal) -> float:
     s = layer.size
-    radius, tilt, thick = s * rng.uniform(0.11, 0.16), rng.uniform(0.75, 1.0), s * rng.uniform(0.025, 0.045)
+    radius, tilt, thick = (
+        s * rng.uniform(0.11, 0.16),
+        rng.uniform(0.75, 1.0),
+        s * rng.uniform(0.025, 0.045),
+    )
     gap = rng.uniform(15, 40)
-    _pair(lambda x: metal_ellipse(layer, (x, s / 2), (radius * tilt, radius), 0, -90 + gap, 270 - gap, metal, thick), s, rng)
+    _pair(
+        lambda x: metal_ellipse(
+            layer, (x, s / 2), (radius * tilt, radius), 0, -90 + gap, 270 - gap, metal, thick
+        ),
+        s,
+        rng,
+    )
     return rng.uniform(0.9, 1.2)
 
 
@@ -100,8 +137,16 @@ def earring_drop(layer: Layer, rng, metal) -> float:
 
     def one(x: float) -> None:
         metal_ellipse(layer, (x, top), (hook, hook), 0, 180, 360, metal, s * 0.018)
-        metal_polyline(layer, np.array([[x + hook, top], [x + hook, top + length]]), metal, s * 0.016)
-        tip = np.array([[x + hook - radius, top + length + radius], [x + hook, top + length - radius * 0.4], [x + hook + radius, top + length + radius]])
+        metal_polyline(
+            layer, np.array([[x + hook, top], [x + hook, top + length]]), metal, s * 0.016
+        )
+        tip = np.array(
+            [
+                [x + hook - radius, top + length + radius],
+                [x + hook, top + length - radius * 0.4],
+                [x + hook + radius, top + length + radius],
+            ]
+        )
         metal_polyline(layer, tip, metal, s * 0.02)
         gem(layer, (x + hook, top + length + radius * 1.2), radius, stone, metal, 8)
 
@@ -122,7 +167,14 @@ def necklace_pendant(layer: Layer, rng, metal) -> float:
     metal_polyline(layer, points, metal, s * rng.uniform(0.01, 0.018))
     bottom = points[len(points) // 2]
     radius = s * rng.uniform(0.06, 0.09)
-    gem(layer, (bottom[0], bottom[1] + radius * 1.1), radius, STONES[rng.integers(len(STONES))], metal, int(rng.choice([4, 6, 8])))
+    gem(
+        layer,
+        (bottom[0], bottom[1] + radius * 1.1),
+        radius,
+        STONES[rng.integers(len(STONES))],
+        metal,
+        int(rng.choice([4, 6, 8])),
+    )
     return rng.uniform(0.9, 1.1)
 
 
@@ -167,9 +219,17 @@ def bracelet_beaded(layer: Layer, rng, metal) -> float:
 
 
 SUBSTYLES: dict[str, dict[str, Callable]] = {
-    "bracelet": {"bangle": bracelet_bangle, "chain_link": bracelet_chain, "beaded": bracelet_beaded},
+    "bracelet": {
+        "bangle": bracelet_bangle,
+        "chain_link": bracelet_chain,
+        "beaded": bracelet_beaded,
+    },
     "earring": {"stud": earring_stud, "hoop": earring_hoop, "drop": earring_drop},
-    "necklace": {"chain": necklace_chain, "pendant": necklace_pendant, "pearl_strand": necklace_pearls},
+    "necklace": {
+        "chain": necklace_chain,
+        "pendant": necklace_pendant,
+        "pearl_strand": necklace_pearls,
+    },
     "ring": {"plain_band": ring_plain, "solitaire": ring_solitaire, "signet": ring_signet},
 }
 CATEGORIES = tuple(SUBSTYLES)
@@ -199,7 +259,11 @@ def _write_one(args: tuple[str, int, int, int, str]) -> tuple[str, str, str]:
     substyle, ext, rng = _item(seed, category, index)
     image = render(category, substyle, rng, size)
     relpath = f"{category}/{category}_{index:05d}.{ext}"
-    params = [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(80, 96))] if ext == "jpg" else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    params = (
+        [cv2.IMWRITE_JPEG_QUALITY, int(rng.integers(80, 96))]
+        if ext == "jpg"
+        else [cv2.IMWRITE_PNG_COMPRESSION, 3]
+    )
     ok, encoded = cv2.imencode(f".{ext}", image, params)
     if not ok:
         raise RuntimeError(f"could not encode {relpath}")
@@ -218,8 +282,26 @@ def contact_sheet(seed: int, size: int, columns: int = 8) -> np.ndarray:
                 _, _, rng = _item(seed, category, index)
                 tiles.append(render(category, substyle, rng, size))
             label = np.full((size, label_w, 3), 255, np.uint8)
-            cv2.putText(label, category, (6, size // 2 - 4), cv2.FONT_HERSHEY_SIMPLEX, 0.5, (0, 0, 0), 1, cv2.LINE_AA)
-            cv2.putText(label, substyle, (6, size // 2 + 16), cv2.FONT_HERSHEY_SIMPLEX, 0.45, (80, 80, 80), 1, cv2.LINE_AA)
+            cv2.putText(
+                label,
+                category,
+                (6, size // 2 - 4),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.5,
+                (0, 0, 0),
+                1,
+                cv2.LINE_AA,
+            )
+            cv2.putText(
+                label,
+                substyle,
+                (6, size // 2 + 16),
+                cv2.FONT_HERSHEY_SIMPLEX,
+                0.45,
+                (80, 80, 80),
+                1,
+                cv2.LINE_AA,
+            )
             rows.append(np.hstack([label, *tiles]))
     return np.vstack(rows)
 
@@ -242,7 +324,9 @@ def generate_dataset(
     started = time.perf_counter()
     rows = []
     # spawn, not fork: forking a process that already runs TensorFlow threads can deadlock.
-    with ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+    with ProcessPoolExecutor(
+        max_workers=workers, mp_context=multiprocessing.get_context("spawn")
+    ) as pool:
         for done, row in enumerate(pool.map(_write_one, tasks, chunksize=64), start=1):
             rows.append(row)
             if done % 500 == 0 or done == len(tasks):

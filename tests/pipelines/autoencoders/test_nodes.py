@@ -7,8 +7,8 @@ import tensorflow as tf
 from kedro.io import DataCatalog, MemoryDataset
 from kedro.runner import SequentialRunner
 
-from jewelry_pipeline.models.autoencoder import build_autoencoder, nt_xent, view_augmenter
-from jewelry_pipeline.models.files import load_keras_safe, save_keras_atomic
+from jewelry_pipeline.core.models.autoencoder import build_autoencoder, nt_xent, view_augmenter
+from jewelry_pipeline.core.models.files import load_keras_safe, save_keras_atomic
 from jewelry_pipeline.pipelines.autoencoders.nodes import (
     category_inputs,
     check_category_pipelines,
@@ -27,7 +27,14 @@ PARAMS = {
     "input": "foreground",
     "input_probe": {"image_size": 8, "pca_components": 5, "max_iter": 200},
     "architecture": {"filters": [4, 8], "latent_dim": 6},
-    "training": {"epochs": 2, "batch_size": 8, "learning_rate": 0.01, "early_stopping_patience": 2, "reduce_lr_patience": 1, "reduce_lr_factor": 0.5},
+    "training": {
+        "epochs": 2,
+        "batch_size": 8,
+        "learning_rate": 0.01,
+        "early_stopping_patience": 2,
+        "reduce_lr_patience": 1,
+        "reduce_lr_factor": 0.5,
+    },
     "contrastive": {"weight": 1.0, "temperature": 0.2, "projection_dim": 4},
     "views": {"crop_min_area": 0.5, "rotation": 0.1, "gain": 0.3, "texture": 20},
     "montage_size": 3,
@@ -53,7 +60,12 @@ def toy():
 
 def test_shapes():
     autoencoder, encoder, decoder = build_autoencoder(32, (8, 16), 5)
-    assert autoencoder.input_shape == (None, 32, 32, 1) and autoencoder.output_shape == (None, 32, 32, 1)
+    assert autoencoder.input_shape == (None, 32, 32, 1) and autoencoder.output_shape == (
+        None,
+        32,
+        32,
+        1,
+    )
     assert encoder.output_shape == (None, 5) and decoder.input_shape == (None, 5)
     with pytest.raises(ValueError, match="divisible"):
         build_autoencoder(30, (8, 16), 5)
@@ -76,8 +88,12 @@ def test_views_add_backdrop_texture_only_when_asked():
     assert float(tf.reduce_max(plain)) == 0.0
     assert float(tf.reduce_mean(textured)) > 1.0 and float(tf.reduce_max(textured)) <= 255.0
     white = tf.fill((4, 16, 16, 3), 255.0)
-    photo_views = view_augmenter({**PARAMS["views"], "texture": 60, "gain": 0.0}, seed=0, photo=True)(white)
-    assert float(tf.reduce_min(photo_views)) == 255.0  # a white backdrop stays white: no dark corners, no blotches
+    photo_views = view_augmenter(
+        {**PARAMS["views"], "texture": 60, "gain": 0.0}, seed=0, photo=True
+    )(white)
+    assert (
+        float(tf.reduce_min(photo_views)) == 255.0
+    )  # a white backdrop stays white: no dark corners, no blotches
 
 
 def test_nt_xent_rewards_agreeing_views():
@@ -111,7 +127,9 @@ def _shapes_on_backdrops(n: int, filled: bool) -> tuple[np.ndarray, pd.DataFrame
         else:
             colour = rng.integers(0, 256, 3)
             ramp = np.linspace(0, rng.uniform(-80, 80), 32)[None, :, None]
-            image = np.clip(colour[None, None, :] + ramp + np.zeros((32, 32, 3)), 0, 255).astype(np.uint8)
+            image = np.clip(colour[None, None, :] + ramp + np.zeros((32, 32, 3)), 0, 255).astype(
+                np.uint8
+            )
             x, y = (int(v) for v in rng.integers(9, 23, 2))
             ink = tuple(int(v) for v in 255 - colour)
             if i % 2:
@@ -134,11 +152,15 @@ def _shapes_on_backdrops(n: int, filled: bool) -> tuple[np.ndarray, pd.DataFrame
 def test_input_choice_follows_what_separates_the_categories(filled, expected):
     """Small shapes on random backdrops need the foreground map; frame-filling objects keep the photo."""
     images, manifest = _shapes_on_backdrops(40, filled)
-    decision, metrics = choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "auto"})
+    decision, metrics = choose_autoencoder_input(
+        images, manifest, PREPROCESSING, {**PARAMS, "input": "auto"}
+    )
     assert decision["input"] == expected, decision
     assert set(metrics) == {"photo_probe_val_accuracy", "foreground_probe_val_accuracy"}
     assert "validation accuracy" in decision["reason"]
-    forced, _ = choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "photo"})
+    forced, _ = choose_autoencoder_input(
+        images, manifest, PREPROCESSING, {**PARAMS, "input": "photo"}
+    )
     assert forced["input"] == "photo" and "set by" in forced["reason"]
     with pytest.raises(ValueError, match="autoencoders.input"):
         choose_autoencoder_input(images, manifest, PREPROCESSING, {**PARAMS, "input": "edges"})
@@ -150,7 +172,9 @@ def test_photo_inputs_keep_colour(toy):
     photos = category_inputs(images, rows, {"input": "photo"}, PREPROCESSING)
     np.testing.assert_array_equal(photos, images[rows["store_index"].to_numpy()])
     autoencoder, encoder, _ = train_autoencoder(photos, rows, PARAMS)
-    assert autoencoder.output_shape == (None, 16, 16, 3) and encode_category(encoder, photos, rows)["latents"].shape == (20, 6)
+    assert autoencoder.output_shape == (None, 16, 16, 3) and encode_category(encoder, photos, rows)[
+        "latents"
+    ].shape == (20, 6)
 
 
 def test_reconstruction_check_compares_with_the_mean_image(toy, caplog):
@@ -167,7 +191,9 @@ def test_reconstruction_check_compares_with_the_mean_image(toy, caplog):
 
     train = photos[rows["split"].to_numpy() == "train"].astype(np.float32).mean(axis=0) / 255
     as_mean = reconstruction_check(Constant(train), photos, rows)
-    assert as_mean["reconstruction_beats_mean"]["value"] == 0.0  # predicting the mean is not better than the mean
+    assert (
+        as_mean["reconstruction_beats_mean"]["value"] == 0.0
+    )  # predicting the mean is not better than the mean
     assert "no better than their mean image" in caplog.text
     exact = reconstruction_check(Constant(0), photos * 0, rows)
     assert exact["heldout_reconstruction_mse"]["value"] == 0.0
@@ -197,10 +223,15 @@ def test_training_is_reproducible_and_the_encoder_reloads_safely(toy, tmp_path):
     _, first, history = train_autoencoder(maps, rows, PARAMS)
     _, second, again = train_autoencoder(maps, rows, PARAMS)
     assert history == again
-    np.testing.assert_array_equal(encode_category(first, maps, rows)["latents"], encode_category(second, maps, rows)["latents"])
+    np.testing.assert_array_equal(
+        encode_category(first, maps, rows)["latents"],
+        encode_category(second, maps, rows)["latents"],
+    )
     save_keras_atomic(first, tmp_path / "encoder.keras")
     reloaded = load_keras_safe(tmp_path / "encoder.keras")
-    np.testing.assert_allclose(reloaded.predict(maps, verbose=0), first.predict(maps, verbose=0), atol=1e-5)
+    np.testing.assert_allclose(
+        reloaded.predict(maps, verbose=0), first.predict(maps, verbose=0), atol=1e-5
+    )
 
 
 def test_namespaces_write_distinct_artifacts(toy, tmp_path):
@@ -210,7 +241,18 @@ def test_namespaces_write_distinct_artifacts(toy, tmp_path):
 
     images, manifest = toy
     base = category_pipeline()
-    pipe = sum((Pipeline(base, namespace=c, inputs=SHARED_INPUTS, parameters={"params:autoencoders", "params:preprocessing"}) for c in ("x", "y")), Pipeline([]))
+    pipe = sum(
+        (
+            Pipeline(
+                base,
+                namespace=c,
+                inputs=SHARED_INPUTS,
+                parameters={"params:autoencoders", "params:preprocessing"},
+            )
+            for c in ("x", "y")
+        ),
+        Pipeline([]),
+    )
     catalog = DataCatalog(
         {
             "image_store": MemoryDataset(images),
@@ -220,11 +262,19 @@ def test_namespaces_write_distinct_artifacts(toy, tmp_path):
             "params:autoencoders": MemoryDataset(PARAMS),
             "params:preprocessing": MemoryDataset(PREPROCESSING),
             **{f"{c}.category_name": MemoryDataset(c) for c in ("x", "y")},
-            **{f"{c}.encoder": KerasModelDataset(str(tmp_path / c / "encoder.keras")) for c in ("x", "y")},
+            **{
+                f"{c}.encoder": KerasModelDataset(str(tmp_path / c / "encoder.keras"))
+                for c in ("x", "y")
+            },
             **{f"{c}.latents": NpzDataset(str(tmp_path / c / "latents.npz")) for c in ("x", "y")},
         }
     )
     SequentialRunner().run(pipe, catalog)
-    x, y = NpzDataset(str(tmp_path / "x" / "latents.npz")).load(), NpzDataset(str(tmp_path / "y" / "latents.npz")).load()
+    x, y = (
+        NpzDataset(str(tmp_path / "x" / "latents.npz")).load(),
+        NpzDataset(str(tmp_path / "y" / "latents.npz")).load(),
+    )
     assert set(x["item_id"]).isdisjoint(set(y["item_id"]))
-    assert (tmp_path / "x" / "encoder.keras").read_bytes() != (tmp_path / "y" / "encoder.keras").read_bytes()
+    assert (tmp_path / "x" / "encoder.keras").read_bytes() != (
+        tmp_path / "y" / "encoder.keras"
+    ).read_bytes()

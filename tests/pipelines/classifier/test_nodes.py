@@ -7,10 +7,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.metrics import history_metrics
+from jewelry_pipeline.core.metrics import history_metrics
+from jewelry_pipeline.core.models.classifier import (
+    build_classifier,
+    descriptor_model,
+    embedding_model,
+    features_model,
+)
+from jewelry_pipeline.core.models.files import load_keras_safe
+from jewelry_pipeline.core.query import descriptor_vectors
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset
-from jewelry_pipeline.models.files import load_keras_safe
-from jewelry_pipeline.models.classifier import build_classifier, descriptor_model, embedding_model, features_model
 from jewelry_pipeline.pipelines.classifier.nodes import (
     _class_weights,
     baseline_classifier,
@@ -22,15 +28,26 @@ from jewelry_pipeline.pipelines.classifier.nodes import (
     plot_misclassified,
     train_classifier,
 )
-from jewelry_pipeline.query import descriptor_vectors
 
 CATEGORIES = ["a", "b", "c"]
 PARAMS = {
     "seed": 1,
-    "architecture": {"filters": [8, 16], "convs_per_block": 1, "block_dropout": 0.0, "embedding_dim": 16, "dropout": 0.0},
+    "architecture": {
+        "filters": [8, 16],
+        "convs_per_block": 1,
+        "block_dropout": 0.0,
+        "embedding_dim": 16,
+        "dropout": 0.0,
+    },
     "training": {
-        "epochs": 2, "batch_size": 16, "learning_rate": 0.01, "early_stopping_patience": 3,
-        "reduce_lr_patience": 1, "reduce_lr_factor": 0.5, "min_learning_rate": 1e-5, "class_weight_imbalance_ratio": 1.5,
+        "epochs": 2,
+        "batch_size": 16,
+        "learning_rate": 0.01,
+        "early_stopping_patience": 3,
+        "reduce_lr_patience": 1,
+        "reduce_lr_factor": 0.5,
+        "min_learning_rate": 1e-5,
+        "class_weight_imbalance_ratio": 1.5,
     },
     "augmentation": {"flip": True, "rotation": 0.02, "brightness": 0.1, "contrast": 0.1},
     "gallery_size": 4,
@@ -41,12 +58,30 @@ WORKING_SIZE = {"input_size": 24}  # the toy store's own side
 
 
 def test_working_size_follows_the_photos_and_never_exceeds_the_store():
-    manifest = pd.DataFrame({"split": ["train"] * 5 + ["test"], "width": [28, 28, 30, 26, 28, 4000], "height": [28, 28, 20, 28, 28, 3000]})
-    chosen = choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": "auto"}})
+    manifest = pd.DataFrame(
+        {
+            "split": ["train"] * 5 + ["test"],
+            "width": [28, 28, 30, 26, 28, 4000],
+            "height": [28, 28, 20, 28, 28, 3000],
+        }
+    )
+    chosen = choose_working_size(
+        manifest, {"image_size": 64}, {"architecture": {"input_size": "auto"}}
+    )
     assert chosen["input_size"] == 32 and "28 px" in chosen["reason"]
     large = manifest.assign(width=[800] * 6, height=[600] * 6)
-    assert choose_working_size(large, {"image_size": 64}, {"architecture": {"input_size": "auto"}})["input_size"] == 64
-    assert choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": 48}})["input_size"] == 48
+    assert (
+        choose_working_size(large, {"image_size": 64}, {"architecture": {"input_size": "auto"}})[
+            "input_size"
+        ]
+        == 64
+    )
+    assert (
+        choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": 48}})[
+            "input_size"
+        ]
+        == 48
+    )
     with pytest.raises(ValueError, match="input_size"):
         choose_working_size(manifest, {"image_size": 64}, {"architecture": {"input_size": 128}})
 
@@ -56,7 +91,9 @@ def test_a_smaller_working_size_is_inside_the_model():
     assert model.input_shape == (None, 64, 64, 3)
     assert model.get_layer("working_size").output.shape[1:3] == (32, 32)
     assert model.get_layer("block1_pool").output.shape[1:3] == (8, 8)
-    assert "working_size" not in [layer.name for layer in build_classifier(64, 3, filters=(4,), working_size=64).layers]
+    assert "working_size" not in [
+        layer.name for layer in build_classifier(64, 3, filters=(4,), working_size=64).layers
+    ]
 
 
 @pytest.fixture(scope="module")
@@ -68,8 +105,19 @@ def toy_data():
     images, rows = [], []
     for k in range(90):
         category = CATEGORIES[k % 3]
-        images.append(np.clip(rng.normal(levels[category], 20, (24, 24, 1)), 0, 255).astype(np.uint8).repeat(3, axis=2))
-        rows.append({"item_id": f"{k:016x}", "category": category, "store_index": k, "split": splits[(k // 3) % 10]})
+        images.append(
+            np.clip(rng.normal(levels[category], 20, (24, 24, 1)), 0, 255)
+            .astype(np.uint8)
+            .repeat(3, axis=2)
+        )
+        rows.append(
+            {
+                "item_id": f"{k:016x}",
+                "category": category,
+                "store_index": k,
+                "split": splits[(k // 3) % 10],
+            }
+        )
     manifest = pd.DataFrame(rows)
     return np.stack(images), manifest
 
@@ -102,7 +150,11 @@ def test_catalog_embedding_matches_the_served_features(trained, toy_data):
     arrays = embed_catalog(model, images, manifest, PARAMS)
     assert list(arrays["item_id"]) == list(manifest["item_id"])
     # Block 1 of a 24 px input: 12 x 12 x 16 features, averaged on a 2 x 2 grid.
-    assert arrays["embeddings"].shape == (90, 16) and arrays["probabilities"].shape == (90, 3) and arrays["descriptors"].shape == (90, 64)
+    assert (
+        arrays["embeddings"].shape == (90, 16)
+        and arrays["probabilities"].shape == (90, 3)
+        and arrays["descriptors"].shape == (90, 64)
+    )
     batch = images[manifest["store_index"].to_numpy()[:5]].astype(np.float32)
     embedding, probabilities, pooled = (o.numpy() for o in features_model(model, (-1, 2))(batch))
     np.testing.assert_allclose(arrays["descriptors"][:5], descriptor_vectors(pooled), atol=1e-5)
@@ -120,7 +172,9 @@ def test_training_history_has_every_metric_per_epoch(trained):
 def test_evaluation_tables_and_plots(trained, toy_data):
     images, manifest = toy_data
     model, _ = trained
-    metrics, per_class, confusion, predictions = evaluate_classifier(model, images, manifest, CATEGORIES)
+    metrics, per_class, confusion, predictions = evaluate_classifier(
+        model, images, manifest, CATEGORIES
+    )
     n_test = int((manifest["split"] == "test").sum())
     assert 0 <= metrics["test_accuracy"] <= 1 and 0 <= metrics["test_macro_f1"] <= 1
     assert confusion.drop(columns="true").to_numpy().sum() == n_test
@@ -133,11 +187,18 @@ def test_evaluation_tables_and_plots(trained, toy_data):
 
 def test_baseline_learns_the_easy_classes(toy_data):
     images, manifest = toy_data
-    assert baseline_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)["baseline_test_accuracy"] > 0.9
+    assert (
+        baseline_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)[
+            "baseline_test_accuracy"
+        ]
+        > 0.9
+    )
 
 
 def test_metrics_report_merges_both():
-    mlflow_metrics, report = classifier_metrics({"test_accuracy": 0.9}, {"baseline_test_accuracy": 0.5})
+    mlflow_metrics, report = classifier_metrics(
+        {"test_accuracy": 0.9}, {"baseline_test_accuracy": 0.5}
+    )
     assert report == {"test_accuracy": 0.9, "baseline_test_accuracy": 0.5}
     assert mlflow_metrics["baseline_test_accuracy"] == {"value": 0.5, "step": 0}
 
@@ -173,11 +234,13 @@ def test_lambda_layer_is_refused_at_load(tmp_path):
 
 
 def test_learning_rate_is_not_reduced_during_warm_up():
-    from jewelry_pipeline.models.data import ReduceLROnPlateauAfterWarmup
+    from jewelry_pipeline.core.models.data import ReduceLROnPlateauAfterWarmup
 
     model = keras.Sequential([keras.Input((2,)), keras.layers.Dense(1)])
     model.compile(optimizer=keras.optimizers.Adam(0.01), loss="mse")
-    callback = ReduceLROnPlateauAfterWarmup(start_from_epoch=3, monitor="val_loss", patience=0, factor=0.5, min_lr=1e-6)
+    callback = ReduceLROnPlateauAfterWarmup(
+        start_from_epoch=3, monitor="val_loss", patience=0, factor=0.5, min_lr=1e-6
+    )
     callback.set_model(model)
     callback.on_train_begin()
     rates = []

@@ -4,9 +4,23 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.pipelines.clustering.nodes import METHODS, cluster_category, clustering_mlflow_metrics, combine_clustering, plot_cluster_montage
+from jewelry_pipeline.pipelines.clustering.nodes import (
+    METHODS,
+    cluster_category,
+    clustering_mlflow_metrics,
+    combine_clustering,
+    plot_cluster_montage,
+)
 
-PARAMS = {"seed": 0, "k_min": 2, "k_max": 4, "pixel_size": 8, "pca_components": 5, "montage_method": "ae_kmeans", "montage_per_cluster": 3}
+PARAMS = {
+    "seed": 0,
+    "k_min": 2,
+    "k_max": 4,
+    "pixel_size": 8,
+    "pca_components": 5,
+    "montage_method": "ae_kmeans",
+    "montage_per_cluster": 3,
+}
 
 
 @pytest.fixture
@@ -15,13 +29,32 @@ def toy():
     rng = np.random.default_rng(1)
     n = 30
     style = np.array(["dot", "bar"] * (n // 2))
-    images = np.repeat(rng.integers(0, 200, (n, 1, 1, 3)), 32, axis=1).repeat(32, axis=2).astype(np.uint8)
+    images = (
+        np.repeat(rng.integers(0, 200, (n, 1, 1, 3)), 32, axis=1)
+        .repeat(32, axis=2)
+        .astype(np.uint8)
+    )
     images[style == "dot", 14:18, 14:18] = 255
     images[style == "bar", 15:17, 4:28] = 255
-    manifest = pd.DataFrame({"item_id": [f"i{k}" for k in range(n)], "path": [f"ring/{k}.png" for k in range(n)], "category": "ring", "store_index": range(n)})
+    manifest = pd.DataFrame(
+        {
+            "item_id": [f"i{k}" for k in range(n)],
+            "path": [f"ring/{k}.png" for k in range(n)],
+            "category": "ring",
+            "store_index": range(n),
+        }
+    )
     centre = np.where(style == "dot", -1.0, 1.0)[:, None]
-    latents = {"item_id": manifest["item_id"].to_numpy(), "latents": (centre + 0.1 * rng.normal(size=(n, 4))).astype(np.float32)}
-    embeddings = {"item_id": manifest["item_id"].to_numpy(), "embeddings": (np.hstack([centre, -centre]) + 0.1 * rng.normal(size=(n, 2))).astype(np.float32)}
+    latents = {
+        "item_id": manifest["item_id"].to_numpy(),
+        "latents": (centre + 0.1 * rng.normal(size=(n, 4))).astype(np.float32),
+    }
+    embeddings = {
+        "item_id": manifest["item_id"].to_numpy(),
+        "embeddings": (np.hstack([centre, -centre]) + 0.1 * rng.normal(size=(n, 2))).astype(
+            np.float32
+        ),
+    }
     labels = pd.DataFrame({"path": manifest["path"], "category": "ring", "substyle": style})
     return images, manifest, latents, embeddings, labels
 
@@ -56,7 +89,9 @@ def test_combine_builds_the_methods_by_categories_table(toy):
     images, manifest, latents, embeddings, labels = toy
     a1, r1 = cluster_category(images, manifest, latents, embeddings, labels, PARAMS)
     other = manifest.assign(category="earring")
-    a2, r2 = cluster_category(images, other, latents, embeddings, labels.assign(category="earring"), PARAMS)
+    a2, r2 = cluster_category(
+        images, other, latents, embeddings, labels.assign(category="earring"), PARAMS
+    )
     assignments, metrics, table = combine_clustering(a1, a2, r1, r2)
     assert len(assignments) == len(a1) + len(a2) and len(metrics) == 6
     assert list(table["method"]) == list(METHODS) and {"ring", "earring"} <= set(table.columns)

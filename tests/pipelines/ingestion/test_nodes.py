@@ -20,11 +20,25 @@ from jewelry_pipeline.pipelines.ingestion.nodes import check_categories, decode_
 
 from ...conftest import image_bytes, random_photo
 
-PREPROCESSING = {"image_size": 32, "pad_value": 255, "max_bytes": 5_000_000, "max_pixels": 4_000_000, "min_side": 16}
-INGESTION = {"min_images_per_category": 5, "near_duplicate_max_hamming": 2, "near_duplicate_max_pixel_diff": 6.0, "workers": 2, "chunk_size": 4}
+PREPROCESSING = {
+    "image_size": 32,
+    "pad_value": 255,
+    "max_bytes": 5_000_000,
+    "max_pixels": 4_000_000,
+    "min_side": 16,
+}
+INGESTION = {
+    "min_images_per_category": 5,
+    "near_duplicate_max_hamming": 2,
+    "near_duplicate_max_pixel_diff": 6.0,
+    "workers": 2,
+    "chunk_size": 4,
+}
 
 
-def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[set[str], dict[str, str]]:
+def build_messy_folder(
+    root: Path, with_small_category: bool = True
+) -> tuple[set[str], dict[str, str]]:
     """Write good photos in many forms plus one file of every bad kind; return (good paths, bad path -> reason)."""
     good: set[str] = set()
     bad: dict[str, str] = {}
@@ -48,9 +62,20 @@ def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[se
         put(f"{category}/gray.png", image_bytes(random_photo(next(seed))[:, :, 0], "PNG"))
         rgba = np.dstack([random_photo(next(seed)), np.full((60, 80), 128, np.uint8)])
         put(f"{category}/rgba.png", image_bytes(rgba, "PNG"))
-        put(f"{category}/sixteen.png", image_bytes(Image.fromarray((random_photo(next(seed))[:, :, 0].astype(np.uint16) * 257)), "PNG"))
-        put(f"{category}/cmyk.jpg", image_bytes(Image.fromarray(random_photo(next(seed))).convert("CMYK"), "JPEG"))
-        put(f"{category}/nested/deeper/e.jpeg", image_bytes(random_photo(next(seed), (640, 480)), "JPEG"))
+        put(
+            f"{category}/sixteen.png",
+            image_bytes(
+                Image.fromarray(random_photo(next(seed))[:, :, 0].astype(np.uint16) * 257), "PNG"
+            ),
+        )
+        put(
+            f"{category}/cmyk.jpg",
+            image_bytes(Image.fromarray(random_photo(next(seed))).convert("CMYK"), "JPEG"),
+        )
+        put(
+            f"{category}/nested/deeper/e.jpeg",
+            image_bytes(random_photo(next(seed), (640, 480)), "JPEG"),
+        )
         put(f"{category}/tiny28.png", image_bytes(random_photo(next(seed), (28, 28)), "PNG"))
         (root / category / ".hidden.jpg").write_bytes(b"hidden: reported, never read")
         bad[f"{category}/.hidden.jpg"] = "hidden"
@@ -64,7 +89,7 @@ def build_messy_folder(root: Path, with_small_category: bool = True) -> tuple[se
     put("ring/cut.jpg", image_bytes(random_photo(8), "JPEG")[:300], "truncated")
     put("bracelet/anim.gif", image_bytes(random_photo(9), "GIF"), "unsupported_format")
     put("bracelet/small.png", image_bytes(random_photo(10, (12, 12)), "PNG"), "too_small")
-    from tests.test_images import bomb_png
+    from tests.core.test_images import bomb_png
 
     put("bracelet/bomb.png", bomb_png(20000, 20000), "too_large")
     if with_small_category:
@@ -92,14 +117,26 @@ def test_small_category_fails_with_its_name(tmp_path):
     raw = list_image_folder(tmp_path)
     _, manifest, _, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with pytest.raises(ValueError, match="'necklace' has 1"):
-        check_categories(manifest, pd.DataFrame(columns=["path", "category", "reason", "detail"]), np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)
+        check_categories(
+            manifest,
+            pd.DataFrame(columns=["path", "category", "reason", "detail"]),
+            np.zeros((len(manifest), 1, 1, 3), np.uint8),
+            raw,
+            INGESTION,
+        )
 
 
 def test_a_single_category_is_refused(tmp_path):
     (tmp_path / "only").mkdir()
     raw = list_image_folder(tmp_path)
     with pytest.raises(ValueError, match="at least 2 category folders"):
-        check_categories(pd.DataFrame({"category": []}), pd.DataFrame({"category": [], "reason": []}), np.zeros((0, 1, 1, 3), np.uint8), raw, INGESTION)
+        check_categories(
+            pd.DataFrame({"category": []}),
+            pd.DataFrame({"category": [], "reason": []}),
+            np.zeros((0, 1, 1, 3), np.uint8),
+            raw,
+            INGESTION,
+        )
 
 
 def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
@@ -107,7 +144,9 @@ def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
         {
             "raw_images": MemoryDataset(list_image_folder(tiny_dataset), copy_mode="assign"),
             "decode_cache": MemoryDataset({}),
-            "ingestion_rejects": CSVDataset(filepath=str(tmp_path / "rejects.csv")),  # kept after its last reader
+            "ingestion_rejects": CSVDataset(
+                filepath=str(tmp_path / "rejects.csv")
+            ),  # kept after its last reader
         },
     )
     catalog["params:preprocessing"] = PREPROCESSING
@@ -123,7 +162,11 @@ def test_pipeline_on_generated_data(tiny_dataset, tmp_path):
 
 def _kedro(project: Path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "kedro", "run", *args], cwd=project, capture_output=True, text=True, timeout=600
+        [sys.executable, "-m", "kedro", "run", *args],
+        cwd=project,
+        capture_output=True,
+        text=True,
+        timeout=600,
     )
 
 
@@ -154,13 +197,19 @@ def test_the_same_photo_in_two_categories_is_a_label_conflict_and_no_copy_is_kep
     for category, seeds in (("bracelet", (40, 41, 42)), ("ring", (50, 51, 52))):
         for seed in seeds:
             (tmp_path / category).mkdir(exist_ok=True)
-            (tmp_path / category / f"{seed}.png").write_bytes(image_bytes(random_photo(seed), "PNG"))
+            (tmp_path / category / f"{seed}.png").write_bytes(
+                image_bytes(random_photo(seed), "PNG")
+            )
     (tmp_path / "bracelet" / "z_shared.png").write_bytes(photo)
     (tmp_path / "ring" / "a_shared.png").write_bytes(photo)
-    _, manifest, rejects, _ = decode_images(list_image_folder(tmp_path), {}, PREPROCESSING, INGESTION)
+    _, manifest, rejects, _ = decode_images(
+        list_image_folder(tmp_path), {}, PREPROCESSING, INGESTION
+    )
     conflicts = rejects[rejects["reason"] == "label_conflict"].set_index("path")["detail"]
     assert set(conflicts.index) == {"bracelet/z_shared.png", "ring/a_shared.png"}
-    assert "ring/a_shared.png" in conflicts["bracelet/z_shared.png"]  # the detail names the other copy
+    assert (
+        "ring/a_shared.png" in conflicts["bracelet/z_shared.png"]
+    )  # the detail names the other copy
     assert len(manifest) == 6 and not manifest["path"].str.contains("shared").any()
 
 
@@ -169,22 +218,29 @@ def test_summary_line_counts_kept_and_refused_by_reason_and_names_the_report(tmp
     raw = list_image_folder(tmp_path)
     _, manifest, rejects, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with caplog.at_level("INFO"):
-        check_categories(manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)
+        check_categories(
+            manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION
+        )
     last = caplog.records[-1].getMessage()
     assert last.startswith(f"Ingestion: kept {len(manifest)} photos, refused {len(rejects)} (")
     assert "hidden 2" in last and "duplicate 1" in last and "ingestion_rejects.csv" in last
 
 
 def test_size_refusals_name_the_configured_cap_and_its_setting(tmp_path):
-    from tests.test_images import bomb_png
+    from tests.core.test_images import bomb_png
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
-    (tmp_path / "a" / "bomb.png").write_bytes(bomb_png(12000, 12000))  # 144 MP: over Pillow's own limit too
+    (tmp_path / "a" / "bomb.png").write_bytes(
+        bomb_png(12000, 12000)
+    )  # 144 MP: over Pillow's own limit too
     (tmp_path / "b" / "big.png").write_bytes(b"\x89PNG\r\n\x1a\n" + b"\x00" * 6_000_000)
     _, _, rejects, _ = decode_images(list_image_folder(tmp_path), {}, PREPROCESSING, INGESTION)
     detail = rejects.set_index("path")["detail"]
-    assert detail["a/bomb.png"] == "144000000 pixels > cap 4000000 pixels (setting preprocessing.max_pixels)"
+    assert (
+        detail["a/bomb.png"]
+        == "144000000 pixels > cap 4000000 pixels (setting preprocessing.max_pixels)"
+    )
     assert detail["b/big.png"].endswith("> cap 5000000 (setting preprocessing.max_bytes)")
 
 
@@ -197,4 +253,6 @@ def test_a_short_category_says_why_it_is_short(tmp_path):
     raw = list_image_folder(tmp_path)
     _, manifest, rejects, _ = decode_images(raw, {}, PREPROCESSING, INGESTION)
     with pytest.raises(ValueError, match=r"'bad' has 0 \(refused: corrupt 1\)"):
-        check_categories(manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION)
+        check_categories(
+            manifest, rejects, np.zeros((len(manifest), 1, 1, 3), np.uint8), raw, INGESTION
+        )

@@ -9,15 +9,15 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
+from jewelry_pipeline.core.models.autoencoder import build_autoencoder
+from jewelry_pipeline.core.models.classifier import build_classifier
+from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
-from jewelry_pipeline.models.autoencoder import build_autoencoder
-from jewelry_pipeline.models.classifier import build_classifier
 from jewelry_pipeline.pipelines.package.nodes import (
     assemble_bundle,
     decide_promotion,
     register_run_models,
 )
-from jewelry_pipeline.search import EmbeddingIndex
 
 PACKAGE = {
     "promotion_metric": "test_accuracy",
@@ -62,8 +62,12 @@ def test_promotion_both_ways_in_a_real_registry(tmp_path):
         good = _tracked_run(tmp_path, 0.9)
         assert client.get_model_version_by_alias("clf", "champion").run_id == good
         worse = _tracked_run(tmp_path, 0.6)
-        assert client.get_model_version_by_alias("clf", "champion").run_id == good  # alias did not move
-        assert len(client.search_model_versions("name='clf'")) == 2  # but the new model is registered
+        assert (
+            client.get_model_version_by_alias("clf", "champion").run_id == good
+        )  # alias did not move
+        assert (
+            len(client.search_model_versions("name='clf'")) == 2
+        )  # but the new model is registered
         assert client.get_run(worse).data.tags["promotion.decision"] == "kept_champion"
         assert "< champion v1" in client.get_run(worse).data.tags["promotion.reason"]
         better = _tracked_run(tmp_path, 0.95)
@@ -74,20 +78,57 @@ def test_promotion_both_ways_in_a_real_registry(tmp_path):
 
 def test_assemble_bundle_orders_everything_by_the_index():
     rng = np.random.default_rng(0)
-    catalog = pd.DataFrame({"item_id": ["x", "y", "z"], "path": ["a/x", "b/y", "a/z"], "category": ["a", "b", "a"], "cluster": [0, 1, 0], "store_index": [2, 0, 1]})
+    catalog = pd.DataFrame(
+        {
+            "item_id": ["x", "y", "z"],
+            "path": ["a/x", "b/y", "a/z"],
+            "category": ["a", "b", "a"],
+            "cluster": [0, 1, 0],
+            "store_index": [2, 0, 1],
+        }
+    )
     index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
     images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
     _, encoder, _ = build_autoencoder(16, (4,), 3)
     _, other, _ = build_autoencoder(16, (4,), 3)
     classifier = build_classifier(16, 2, filters=(4,))
-    contents = assemble_bundle({"promote": True}, classifier, index, catalog, images, ["b", "a"], {"input": "photo"}, {"image_size": 16}, encoder, other, built=["a", "b"])
+    contents = assemble_bundle(
+        {"promote": True},
+        classifier,
+        index,
+        catalog,
+        images,
+        ["b", "a"],
+        {"input": "photo"},
+        {"image_size": 16},
+        encoder,
+        other,
+        built=["a", "b"],
+    )
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
     assert contents.thumbnails[:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
-    assert (contents.preprocessing.image_size, contents.preprocessing.autoencoder_input) == (16, "photo")
-    with pytest.raises(ValueError, match=r"pair 2 encoders of \['a', 'b'\] with the categories \['a', 'b', 'c'\]"):
-        assemble_bundle({"promote": True}, classifier, index, catalog, images, ["a", "b", "c"], {"input": "photo"}, {}, encoder, other, built=["a", "b"])
+    assert (contents.preprocessing.image_size, contents.preprocessing.autoencoder_input) == (
+        16,
+        "photo",
+    )
+    with pytest.raises(
+        ValueError, match=r"pair 2 encoders of \['a', 'b'\] with the categories \['a', 'b', 'c'\]"
+    ):
+        assemble_bundle(
+            {"promote": True},
+            classifier,
+            index,
+            catalog,
+            images,
+            ["a", "b", "c"],
+            {"input": "photo"},
+            {},
+            encoder,
+            other,
+            built=["a", "b"],
+        )
 
 
 def test_registration_registers_the_encoders_under_their_category(tmp_path):
@@ -160,6 +201,12 @@ def test_overlapping_runs_each_register_their_own_models(tmp_path):
         client = MlflowClient()
         versions = {int(v.version): v for v in client.search_model_versions("name='clf'")}
         assert versions[1].run_id == run_ids["a"] and versions[2].run_id == run_ids["b"]
-        assert versions[1].source.endswith(next(m.model_id for m in mlflow.search_logged_models(output_format="list") if m.source_run_id == run_ids["a"]))
+        assert versions[1].source.endswith(
+            next(
+                m.model_id
+                for m in mlflow.search_logged_models(output_format="list")
+                if m.source_run_id == run_ids["a"]
+            )
+        )
     finally:
         mlflow.set_tracking_uri(None)

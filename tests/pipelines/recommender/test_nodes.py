@@ -4,11 +4,27 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from jewelry_pipeline.pipelines.recommender.nodes import build_catalog, build_index, choose_served_source, embedding_sources, evaluate_retrieval
-from jewelry_pipeline.query import SOURCES, IndexSpec
-from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_pipeline.core.query import SOURCES, IndexSpec
+from jewelry_pipeline.core.search import EmbeddingIndex
+from jewelry_pipeline.pipelines.recommender.nodes import (
+    build_catalog,
+    build_index,
+    choose_served_source,
+    embedding_sources,
+    evaluate_retrieval,
+)
 
-PARAMS = {"seed": 0, "k": 3, "embedding_source": "classifier", "index_backend": "exact", "cluster_method": "ae_kmeans", "pixel_size": 4, "pca_components": 4, "combined_autoencoder_weight": 0.5, "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64}}
+PARAMS = {
+    "seed": 0,
+    "k": 3,
+    "embedding_source": "classifier",
+    "index_backend": "exact",
+    "cluster_method": "ae_kmeans",
+    "pixel_size": 4,
+    "pca_components": 4,
+    "combined_autoencoder_weight": 0.5,
+    "hnsw": {"m": 16, "ef_construction": 40, "ef_search": 64},
+}
 
 
 @pytest.fixture
@@ -28,12 +44,25 @@ def toy():
     )
     images = rng.integers(0, 256, (n, 8, 8, 3), dtype=np.uint8)
     codes = {"a0": [1, 0, 0, 0], "a1": [0, 1, 0, 0], "b0": [0, 0, 1, 0], "b1": [0, 0, 0, 1]}
-    embedded = np.array([codes[s] for s in substyle], np.float32) + 0.05 * rng.normal(size=(n, 4)).astype(np.float32)
+    embedded = np.array([codes[s] for s in substyle], np.float32) + 0.05 * rng.normal(
+        size=(n, 4)
+    ).astype(np.float32)
     probabilities = np.stack([category == "a", category == "b"], axis=1).astype(np.float32)
-    descriptors = np.abs(embedded[:, ::-1]) + 0.01  # another view of the same sub-styles, non-negative like pooled activations
-    classifier = {"item_id": manifest["item_id"].to_numpy(), "embeddings": embedded, "probabilities": probabilities, "descriptors": descriptors, "descriptor_layout": np.array([-2, 4])}
+    descriptors = (
+        np.abs(embedded[:, ::-1]) + 0.01
+    )  # another view of the same sub-styles, non-negative like pooled activations
+    classifier = {
+        "item_id": manifest["item_id"].to_numpy(),
+        "embeddings": embedded,
+        "probabilities": probabilities,
+        "descriptors": descriptors,
+        "descriptor_layout": np.array([-2, 4]),
+    }
     latents = [
-        {"item_id": manifest.loc[category == c, "item_id"].to_numpy(), "latents": embedded[category == c] * 3}
+        {
+            "item_id": manifest.loc[category == c, "item_id"].to_numpy(),
+            "latents": embedded[category == c] * 3,
+        }
         for c in ("a", "b")
     ]
     labels = pd.DataFrame({"path": manifest["path"], "category": category, "substyle": substyle})
@@ -49,14 +78,23 @@ def test_sources_and_retrieval_metrics(toy):
     assert row["precision_at_3.category"] == pytest.approx(1.0)
     assert row["precision_at_3.substyle"] == pytest.approx(1.0)
     assert "classifier.map_at_3.substyle" in metrics and "pixels.precision_at_3.category" in metrics
-    assert table.set_index("source").loc["descriptor", "precision_at_3.substyle"] == pytest.approx(1.0)
+    assert table.set_index("source").loc["descriptor", "precision_at_3.substyle"] == pytest.approx(
+        1.0
+    )
 
 
-@pytest.mark.parametrize("autoencoder_input, served", [("foreground", "combined"), ("photo", "descriptor")])
+@pytest.mark.parametrize(
+    "autoencoder_input, served", [("foreground", "combined"), ("photo", "descriptor")]
+)
 def test_auto_serves_the_source_built_on_the_better_input(autoencoder_input, served):
-    choice = choose_served_source({"input": autoencoder_input}, {**PARAMS, "embedding_source": "auto"})
+    choice = choose_served_source(
+        {"input": autoencoder_input}, {**PARAMS, "embedding_source": "auto"}
+    )
     assert choice["source"] == served and choice["reason"]
-    assert choose_served_source({"input": autoencoder_input}, PARAMS) == {"source": "classifier", "reason": "set by recommender.embedding_source: classifier"}
+    assert choose_served_source({"input": autoencoder_input}, PARAMS) == {
+        "source": "classifier",
+        "reason": "set by recommender.embedding_source: classifier",
+    }
     with pytest.raises(ValueError, match="embedding_source"):
         choose_served_source({"input": autoencoder_input}, {**PARAMS, "embedding_source": "nope"})
 
@@ -64,14 +102,27 @@ def test_auto_serves_the_source_built_on_the_better_input(autoencoder_input, ser
 def test_substyle_metrics_are_absent_without_labels(toy):
     images, manifest, classifier, latents, _ = toy
     sources = embedding_sources(images, manifest, classifier, PARAMS, *latents)
-    table, metrics = evaluate_retrieval(manifest, sources, ["a", "b"], pd.DataFrame(columns=["path", "category", "substyle"]), PARAMS)
+    table, metrics = evaluate_retrieval(
+        manifest,
+        sources,
+        ["a", "b"],
+        pd.DataFrame(columns=["path", "category", "substyle"]),
+        PARAMS,
+    )
     assert not any(name.endswith(".substyle") for name in metrics)
     assert any(name.endswith(".category") for name in metrics)
 
 
 def test_catalog_and_index(toy):
     images, manifest, classifier, latents, _ = toy
-    assignments = pd.DataFrame({"item_id": manifest["item_id"], "category": manifest["category"], "method": "ae_kmeans", "cluster": 1})
+    assignments = pd.DataFrame(
+        {
+            "item_id": manifest["item_id"],
+            "category": manifest["category"],
+            "method": "ae_kmeans",
+            "cluster": 1,
+        }
+    )
     catalog = build_catalog(manifest, assignments, PARAMS)
     assert list(catalog.columns[:4]) == ["item_id", "path", "category", "cluster"]
     assert catalog["thumbnail"].iloc[0] == "/items/i000/thumbnail"
@@ -82,9 +133,9 @@ def modelled():
     """A small catalog with real (untrained) Keras models, embedded the way the pipelines embed it."""
     import keras
 
-    from jewelry_pipeline.images import Foreground, autoencoder_inputs
-    from jewelry_pipeline.models.autoencoder import build_autoencoder, standardised_encoder
-    from jewelry_pipeline.models.classifier import build_classifier
+    from jewelry_pipeline.core.images import Foreground, autoencoder_inputs
+    from jewelry_pipeline.core.models.autoencoder import build_autoencoder, standardised_encoder
+    from jewelry_pipeline.core.models.classifier import build_classifier
     from jewelry_pipeline.pipelines.autoencoders.nodes import encode_category
     from jewelry_pipeline.pipelines.classifier.nodes import embed_catalog
     from tests.conftest import FOREGROUND, random_photo
@@ -92,11 +143,21 @@ def modelled():
     keras.utils.set_random_seed(0)
     n, size = 24, 32
     category = np.array(["a", "b"] * (n // 2))
-    manifest = pd.DataFrame({"item_id": [f"i{k:03d}" for k in range(n)], "path": [f"{c}/{k}.png" for k, c in enumerate(category)], "category": category, "store_index": range(n), "split": "train"})
+    manifest = pd.DataFrame(
+        {
+            "item_id": [f"i{k:03d}" for k in range(n)],
+            "path": [f"{c}/{k}.png" for k, c in enumerate(category)],
+            "category": category,
+            "store_index": range(n),
+            "split": "train",
+        }
+    )
     images = np.stack([random_photo(k, (size, size)) for k in range(n)])
     model = build_classifier(size, 2, filters=(4, 8), embedding_dim=8)
     embeddings = embed_catalog(model, images, manifest, {"descriptor": {"block": -1, "grid": 2}})
-    maps = autoencoder_inputs(images, np.arange(n), "foreground", Foreground.from_config({"foreground": FOREGROUND}))
+    maps = autoencoder_inputs(
+        images, np.arange(n), "foreground", Foreground.from_config({"foreground": FOREGROUND})
+    )
     encoders, latents = [], []
     for name in ("a", "b"):
         rows = category == name
@@ -113,13 +174,27 @@ def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(mo
     classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
-    arrays = build_index(images, manifest, ["a", "b"], model, sources, {"source": source}, {"input": "foreground"}, preprocessing, PARAMS, *encoders, built=["a", "b"])
+    arrays = build_index(
+        images,
+        manifest,
+        ["a", "b"],
+        model,
+        sources,
+        {"source": source},
+        {"input": "foreground"},
+        preprocessing,
+        PARAMS,
+        *encoders,
+        built=["a", "b"],
+    )
     expected = sources[source] / np.linalg.norm(sources[source], axis=1, keepdims=True)
     np.testing.assert_allclose(arrays["vectors"], expected, atol=1e-4)
     spec = IndexSpec.from_arrays(arrays)
     assert spec.source == source and spec.category_scoped == (source != "classifier")
     assert (spec.descriptor_layout == (-1, 2)) == (source == "descriptor")
-    assert (spec.combined_autoencoder_weight == PARAMS["combined_autoencoder_weight"]) == (source == "combined")
+    assert (spec.combined_autoencoder_weight == PARAMS["combined_autoencoder_weight"]) == (
+        source == "combined"
+    )
 
 
 def test_index_backend_and_evaluation_only_sources(modelled):
@@ -127,12 +202,25 @@ def test_index_backend_and_evaluation_only_sources(modelled):
     sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
     arguments = (images, manifest, ["a", "b"], model, sources)
     rest = ({"input": "foreground"}, preprocessing)
-    arrays = build_index(*arguments, {"source": "classifier"}, *rest, PARAMS, *encoders, built=["a", "b"])
+    arrays = build_index(
+        *arguments, {"source": "classifier"}, *rest, PARAMS, *encoders, built=["a", "b"]
+    )
     index = EmbeddingIndex.from_arrays(arrays)
-    hnsw = EmbeddingIndex.from_arrays(build_index(*arguments, {"source": "classifier"}, *rest, {**PARAMS, "index_backend": "hnsw"}, *encoders, built=["a", "b"]))
+    hnsw = EmbeddingIndex.from_arrays(
+        build_index(
+            *arguments,
+            {"source": "classifier"},
+            *rest,
+            {**PARAMS, "index_backend": "hnsw"},
+            *encoders,
+            built=["a", "b"],
+        )
+    )
     assert (hnsw.backend, hnsw.hnsw_m, hnsw.ef_search) == ("hnsw", 16, 64)
     assert np.array_equal(hnsw.search(index.vectors[:3], 3)[0][:, 0], [0, 1, 2])
-    pixels = build_index(*arguments, {"source": "pixels"}, *rest, PARAMS, *encoders, built=["a", "b"])
+    pixels = build_index(
+        *arguments, {"source": "pixels"}, *rest, PARAMS, *encoders, built=["a", "b"]
+    )
     assert str(pixels["source"]) == "pixels" and pixels["vectors"].shape == sources["pixels"].shape
     with pytest.raises(ValueError, match="embedding source 'nope'"):
         build_index(*arguments, {"source": "nope"}, *rest, PARAMS, *encoders, built=["a", "b"])

@@ -14,7 +14,13 @@ def make_manifest(per_category: dict[str, int], seed: int = 0) -> pd.DataFrame:
     rows = []
     for category, count in per_category.items():
         for _ in range(count):
-            rows.append({"item_id": f"{rng.integers(1 << 62):016x}", "category": category, "phash": f"{rng.integers(1 << 63):016x}"})
+            rows.append(
+                {
+                    "item_id": f"{rng.integers(1 << 62):016x}",
+                    "category": category,
+                    "phash": f"{rng.integers(1 << 63):016x}",
+                }
+            )
     frame = pd.DataFrame(rows)
     frame["store_index"] = range(len(frame))
     return frame
@@ -34,7 +40,12 @@ def test_same_seed_same_split_other_seed_differs():
     manifest = make_manifest({"ring": 100, "earring": 100})
     first = split_manifest(manifest, PARAMS)["split"].tolist()
     shuffled = manifest.sample(frac=1, random_state=1)
-    again = split_manifest(shuffled, PARAMS).set_index("item_id").loc[manifest["item_id"], "split"].tolist()
+    again = (
+        split_manifest(shuffled, PARAMS)
+        .set_index("item_id")
+        .loc[manifest["item_id"], "split"]
+        .tolist()
+    )
     assert first == again
     assert first != split_manifest(manifest, {**PARAMS, "seed": 4})["split"].tolist()
 
@@ -70,7 +81,9 @@ def test_ingestion_and_split_are_reproducible(tiny_dataset):
     ingestion = {"near_duplicate_max_hamming": 2, "workers": 3, "chunk_size": 5}
     runs = []
     for _ in range(2):
-        store, manifest, _, _ = decode_images(list_image_folder(tiny_dataset), {}, preprocessing, ingestion)
+        store, manifest, _, _ = decode_images(
+            list_image_folder(tiny_dataset), {}, preprocessing, ingestion
+        )
         runs.append((store.copy(), split_manifest(manifest, PARAMS)))
     assert np.array_equal(runs[0][0], runs[1][0])
     pd.testing.assert_frame_equal(runs[0][1], runs[1][1])
@@ -83,4 +96,8 @@ def test_a_category_left_without_validation_or_test_photos_is_warned_with_counts
     counts = out[out["category"] == "earring"]["split"].value_counts()
     assert counts.get("val", 0) == 0 or counts.get("test", 0) == 0
     warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
-    assert len(warnings) == 1 and "earring 3/0/0" in warnings[0] and "ring" not in warnings[0].replace("earring", "")
+    assert (
+        len(warnings) == 1
+        and "earring 3/0/0" in warnings[0]
+        and "ring" not in warnings[0].replace("earring", "")
+    )

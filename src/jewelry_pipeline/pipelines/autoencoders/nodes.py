@@ -8,11 +8,18 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.errors import UserInputError
-from jewelry_pipeline.images import AUTOENCODER_INPUTS, Foreground, autoencoder_inputs, downsized_pixels
-from jewelry_pipeline.metrics import single_step
+from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.images import (
+    AUTOENCODER_INPUTS,
+    Foreground,
+    autoencoder_inputs,
+    downsized_pixels,
+)
+from jewelry_pipeline.core.metrics import single_step
 
-if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+if (
+    TYPE_CHECKING
+):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
     import keras
     import tensorflow as tf
     from matplotlib.figure import Figure
@@ -32,14 +39,23 @@ def check_category_pipelines(categories: list[str], built: list[str]) -> list[st
     return sorted(categories)
 
 
-def select_category(manifest: pd.DataFrame, category: str, checked_categories: list[str]) -> pd.DataFrame:
+def select_category(
+    manifest: pd.DataFrame, category: str, checked_categories: list[str]
+) -> pd.DataFrame:
     """All manifest rows of one category, in store order."""
     if category not in checked_categories:
         raise ValueError(f"Category '{category}' is not one of {checked_categories}")
     return manifest[manifest["category"] == category].reset_index(drop=True)
 
 
-def _probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray, val: np.ndarray, probe: dict[str, Any], seed: int) -> float:
+def _probe_accuracy(
+    features: np.ndarray,
+    labels: np.ndarray,
+    train: np.ndarray,
+    val: np.ndarray,
+    probe: dict[str, Any],
+    seed: int,
+) -> float:
     """Validation accuracy of standardised PCA + logistic regression fitted on the training rows."""
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -47,13 +63,20 @@ def _probe_accuracy(features: np.ndarray, labels: np.ndarray, train: np.ndarray,
     from sklearn.preprocessing import StandardScaler
 
     components = max(1, min(int(probe["pca_components"]), int(train.sum()) - 1, features.shape[1]))
-    model = make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=int(probe["max_iter"])))
+    model = make_pipeline(
+        StandardScaler(),
+        PCA(components, random_state=seed),
+        LogisticRegression(max_iter=int(probe["max_iter"])),
+    )
     model.fit(features[train], labels[train])
     return float(model.score(features[val], labels[val]))
 
 
 def choose_autoencoder_input(
-    images: np.ndarray, manifest: pd.DataFrame, preprocessing: dict[str, Any], autoencoders: dict[str, Any]
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    preprocessing: dict[str, Any],
+    autoencoders: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """Pick what the autoencoders see, the plain photo or its foreground map, on this run's own photos.
 
@@ -64,19 +87,32 @@ def choose_autoencoder_input(
     """
     configured, probe = str(autoencoders["input"]), autoencoders["input_probe"]
     if configured != "auto" and configured not in AUTOENCODER_INPUTS:
-        raise ValueError(f"autoencoders.input must be 'auto' or one of {AUTOENCODER_INPUTS}; got '{configured}'")
+        raise ValueError(
+            f"autoencoders.input must be 'auto' or one of {AUTOENCODER_INPUTS}; got '{configured}'"
+        )
     split, labels = manifest["split"].to_numpy(), manifest["category"].to_numpy()
     train, val = split == "train", split == "val"
-    rows, foreground, size = manifest["store_index"].to_numpy(), Foreground.from_config(preprocessing), int(probe["image_size"])
+    rows, foreground, size = (
+        manifest["store_index"].to_numpy(),
+        Foreground.from_config(preprocessing),
+        int(probe["image_size"]),
+    )
     scores = {}
     if train.any() and val.any() and len(np.unique(labels[train])) > 1:
         for kind in AUTOENCODER_INPUTS:
-            features = downsized_pixels(autoencoder_inputs(images, rows, kind, foreground), np.arange(len(rows)), size)
-            scores[kind] = _probe_accuracy(features, labels, train, val, probe, int(autoencoders["seed"]))
+            features = downsized_pixels(
+                autoencoder_inputs(images, rows, kind, foreground), np.arange(len(rows)), size
+            )
+            scores[kind] = _probe_accuracy(
+                features, labels, train, val, probe, int(autoencoders["seed"])
+            )
     if configured != "auto":
         chosen, reason = configured, f"set by autoencoders.input: {configured}"
     elif not scores:
-        chosen, reason = "photo", "no train/val photos of two categories to compare the inputs on; the plain photo is the default"
+        chosen, reason = (
+            "photo",
+            "no train/val photos of two categories to compare the inputs on; the plain photo is the default",
+        )
     else:
         chosen = "foreground" if scores["foreground"] > scores["photo"] else "photo"
         reason = (
@@ -84,14 +120,28 @@ def choose_autoencoder_input(
             f"{scores['foreground']:.3f} on foreground maps; the {chosen} input keeps more of what the photos show"
         )
     logger.info("Autoencoder input: %s (%s)", chosen, reason)
-    decision = {"input": chosen, "configured": configured, "probe_val_accuracy": scores, "reason": reason}
-    return decision, single_step({f"{kind}_probe_val_accuracy": value for kind, value in scores.items()})
+    decision = {
+        "input": chosen,
+        "configured": configured,
+        "probe_val_accuracy": scores,
+        "reason": reason,
+    }
+    return decision, single_step(
+        {f"{kind}_probe_val_accuracy": value for kind, value in scores.items()}
+    )
 
 
-def category_inputs(images: np.ndarray, category_manifest: pd.DataFrame, input_choice: dict[str, Any], preprocessing: dict[str, Any]) -> np.ndarray:
+def category_inputs(
+    images: np.ndarray,
+    category_manifest: pd.DataFrame,
+    input_choice: dict[str, Any],
+    preprocessing: dict[str, Any],
+) -> np.ndarray:
     """The category's autoencoder inputs (photos or foreground inputs, as chosen), in manifest order."""
     rows = category_manifest["store_index"].to_numpy()
-    return autoencoder_inputs(images, rows, input_choice["input"], Foreground.from_config(preprocessing))
+    return autoencoder_inputs(
+        images, rows, input_choice["input"], Foreground.from_config(preprocessing)
+    )
 
 
 def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None) -> tf.data.Dataset:
@@ -113,15 +163,22 @@ def train_autoencoder(
     """
     import keras
 
-    from jewelry_pipeline.models.autoencoder import ContrastiveAutoencoder, build_autoencoder, standardised_encoder, view_augmenter
-    from jewelry_pipeline.models.data import seed_everything
+    from jewelry_pipeline.core.models.autoencoder import (
+        ContrastiveAutoencoder,
+        build_autoencoder,
+        standardised_encoder,
+        view_augmenter,
+    )
+    from jewelry_pipeline.core.models.data import seed_everything
 
     seed = int(autoencoders["seed"])
     seed_everything(seed)
     training, contrastive = autoencoders["training"], autoencoders["contrastive"]
     split = category_manifest["split"].to_numpy()
     train_inputs, val_inputs = inputs[split == "train"], inputs[split == "val"]
-    autoencoder, encoder, decoder = build_autoencoder(inputs.shape[1], **autoencoders["architecture"], channels=inputs.shape[-1])
+    autoencoder, encoder, decoder = build_autoencoder(
+        inputs.shape[1], **autoencoders["architecture"], channels=inputs.shape[-1]
+    )
     trainer = ContrastiveAutoencoder(
         encoder,
         decoder,
@@ -133,11 +190,25 @@ def train_autoencoder(
     trainer.compile(optimizer=keras.optimizers.Adam(float(training["learning_rate"])))
     batch_size = int(training["batch_size"])
     callbacks = [
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True),
-        keras.callbacks.ReduceLROnPlateau(monitor="val_loss", factor=float(training["reduce_lr_factor"]), patience=int(training["reduce_lr_patience"])),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=int(training["early_stopping_patience"]),
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=float(training["reduce_lr_factor"]),
+            patience=int(training["reduce_lr_patience"]),
+        ),
     ]
     category = category_manifest["category"].iloc[0] if len(category_manifest) else "?"
-    logger.info("Training the '%s' autoencoder on %d inputs of %s (val %d)", category, len(train_inputs), "x".join(map(str, inputs.shape[1:])), len(val_inputs))
+    logger.info(
+        "Training the '%s' autoencoder on %d inputs of %s (val %d)",
+        category,
+        len(train_inputs),
+        "x".join(map(str, inputs.shape[1:])),
+        len(val_inputs),
+    )
     fit = trainer.fit(
         _input_batches(train_inputs, batch_size, seed),
         validation_data=_input_batches(val_inputs, batch_size),
@@ -146,12 +217,18 @@ def train_autoencoder(
         callbacks=callbacks,
         verbose=2,
     )
-    history = {name: [float(v) for v in values] for name, values in fit.history.items() if name != "learning_rate"}
+    history = {
+        name: [float(v) for v in values]
+        for name, values in fit.history.items()
+        if name != "learning_rate"
+    }
     codes = encoder.predict(train_inputs, batch_size=256, verbose=0)
     return autoencoder, standardised_encoder(encoder, codes), history
 
 
-def reconstruction_check(autoencoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame) -> dict[str, dict[str, float]]:
+def reconstruction_check(
+    autoencoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame
+) -> dict[str, dict[str, float]]:
     """Held-out reconstruction error against the error of predicting the mean training input; warns when it is not lower."""
     split = category_manifest["split"].to_numpy()
     held_out = np.flatnonzero(np.isin(split, ["test", "val"]))
@@ -161,36 +238,71 @@ def reconstruction_check(autoencoder: keras.Model, inputs: np.ndarray, category_
     truth = inputs[held_out].astype(np.float32) / 255.0
     reconstruction = autoencoder.predict(inputs[held_out], batch_size=256, verbose=0)
     error = float(np.mean((reconstruction - truth) ** 2))
-    mean_image_error = float(np.mean((inputs[train].astype(np.float32).mean(axis=0) / 255.0 - truth) ** 2))
+    mean_image_error = float(
+        np.mean((inputs[train].astype(np.float32).mean(axis=0) / 255.0 - truth) ** 2)
+    )
     category = str(category_manifest["category"].iloc[0])
     if error < mean_image_error:
-        logger.info("'%s' autoencoder: held-out reconstruction MSE %.5f < mean-image MSE %.5f", category, error, mean_image_error)
+        logger.info(
+            "'%s' autoencoder: held-out reconstruction MSE %.5f < mean-image MSE %.5f",
+            category,
+            error,
+            mean_image_error,
+        )
     else:
-        logger.warning("'%s' autoencoder reconstructs held-out photos no better than their mean image (MSE %.5f >= %.5f)", category, error, mean_image_error)
-    return single_step({"heldout_reconstruction_mse": error, "heldout_mean_image_mse": mean_image_error, "reconstruction_beats_mean": float(error < mean_image_error)})
+        logger.warning(
+            "'%s' autoencoder reconstructs held-out photos no better than their mean image (MSE %.5f >= %.5f)",
+            category,
+            error,
+            mean_image_error,
+        )
+    return single_step(
+        {
+            "heldout_reconstruction_mse": error,
+            "heldout_mean_image_mse": mean_image_error,
+            "reconstruction_beats_mean": float(error < mean_image_error),
+        }
+    )
 
 
-def encode_category(encoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame) -> dict[str, np.ndarray]:
+def encode_category(
+    encoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame
+) -> dict[str, np.ndarray]:
     """Latent codes of every item in the category."""
     latents = encoder.predict(inputs, batch_size=256, verbose=0)
-    return {"item_id": category_manifest["item_id"].to_numpy().astype(str), "latents": latents.astype(np.float32)}
+    return {
+        "item_id": category_manifest["item_id"].to_numpy().astype(str),
+        "latents": latents.astype(np.float32),
+    }
 
 
 def plot_reconstructions(
-    autoencoder: keras.Model, images: np.ndarray, inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
+    autoencoder: keras.Model,
+    images: np.ndarray,
+    inputs: np.ndarray,
+    category_manifest: pd.DataFrame,
+    autoencoders: dict[str, Any],
 ) -> Figure:
     """Montage of test photos, the autoencoder's input and its reconstruction."""
-    from jewelry_pipeline.plots import gallery_figure
+    from jewelry_pipeline.core.plots import gallery_figure
 
-    test = np.flatnonzero(category_manifest["split"].to_numpy() == "test")[: int(autoencoders["montage_size"])]
+    test = np.flatnonzero(category_manifest["split"].to_numpy() == "test")[
+        : int(autoencoders["montage_size"])
+    ]
     reconstructions = autoencoder.predict(inputs[test], verbose=0) if len(test) else []
     tiles, captions = [], []
     for position, reconstruction in zip(test, reconstructions):
         reconstructed = (np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)
-        tiles += [images[category_manifest["store_index"].iloc[position]], _rgb(inputs[position]), _rgb(reconstructed)]
+        tiles += [
+            images[category_manifest["store_index"].iloc[position]],
+            _rgb(inputs[position]),
+            _rgb(reconstructed),
+        ]
         captions += ["photo", "input", "reconstruction"]
     category = category_manifest["category"].iloc[0] if len(category_manifest) else ""
-    return gallery_figure(tiles, captions, f"{category}: photo, autoencoder input and its reconstruction", columns=6)
+    return gallery_figure(
+        tiles, captions, f"{category}: photo, autoencoder input and its reconstruction", columns=6
+    )
 
 
 def _rgb(image: np.ndarray) -> np.ndarray:

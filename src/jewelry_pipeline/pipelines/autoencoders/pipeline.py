@@ -4,7 +4,7 @@ from functools import partial
 
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.metrics import history_metrics
+from jewelry_pipeline.core.metrics import history_metrics
 from jewelry_pipeline.pipelines.categories import configured_categories, per_category_pipelines
 
 from .nodes import (

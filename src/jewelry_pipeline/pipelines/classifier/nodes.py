@@ -8,22 +8,28 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.metrics import single_step
+from jewelry_pipeline.core.metrics import single_step
 
-if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+if (
+    TYPE_CHECKING
+):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
     import keras
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
 
-def _split(manifest: pd.DataFrame, categories: list[str], name: str) -> tuple[np.ndarray, np.ndarray]:
+def _split(
+    manifest: pd.DataFrame, categories: list[str], name: str
+) -> tuple[np.ndarray, np.ndarray]:
     """Store rows and integer labels of one split."""
     rows = manifest[manifest["split"] == name]
     labels = rows["category"].map({c: i for i, c in enumerate(categories)})
     if labels.isna().any():
         unknown = sorted(set(rows.loc[labels.isna(), "category"]))
-        raise ValueError(f"Manifest has categories {unknown} that are not in categories.json {categories}")
+        raise ValueError(
+            f"Manifest has categories {unknown} that are not in categories.json {categories}"
+        )
     return rows["store_index"].to_numpy(), labels.to_numpy(dtype=np.int32)
 
 
@@ -33,38 +39,70 @@ def _class_weights(labels: np.ndarray, n_classes: int, max_ratio: float) -> dict
     if counts.min() > 0 and counts.max() / counts.min() <= max_ratio:
         return None
     weights = len(labels) / (n_classes * np.maximum(counts, 1))
-    logger.info("Classes are imbalanced (%s); using class weights %s", counts.astype(int).tolist(), np.round(weights, 2).tolist())
+    logger.info(
+        "Classes are imbalanced (%s); using class weights %s",
+        counts.astype(int).tolist(),
+        np.round(weights, 2).tolist(),
+    )
     return {i: float(w) for i, w in enumerate(weights)}
 
 
-def choose_working_size(manifest: pd.DataFrame, preprocessing: dict[str, Any], classifier: dict[str, Any]) -> dict[str, Any]:
+def choose_working_size(
+    manifest: pd.DataFrame, preprocessing: dict[str, Any], classifier: dict[str, Any]
+) -> dict[str, Any]:
     """The side the CNN works at: with `auto`, the training photos' median longer side rounded up to 16, from 32 to the store size.
 
     Small photos (say 28 px) are then not blown up to the store size, where 3x3 filters see too little of the item.
     """
-    store_size, configured = int(preprocessing["image_size"]), classifier["architecture"].get("input_size", "auto")
+    store_size, configured = (
+        int(preprocessing["image_size"]),
+        classifier["architecture"].get("input_size", "auto"),
+    )
     train = manifest[manifest["split"] == "train"]
-    median_side = float(np.median(np.maximum(train["width"], train["height"]))) if len(train) else float(store_size)
+    median_side = (
+        float(np.median(np.maximum(train["width"], train["height"])))
+        if len(train)
+        else float(store_size)
+    )
     if configured == "auto":
         size = int(min(store_size, max(32, 16 * np.ceil(median_side / 16))))
         reason = f"the training photos' median longer side is {median_side:.0f} px; the CNN works at {size} px (store {store_size} px)"
     else:
         size = int(configured)
         if not 8 <= size <= store_size:
-            raise ValueError(f"classifier.architecture.input_size must be 'auto' or 8..{store_size} (preprocessing.image_size); got {configured}")
+            raise ValueError(
+                f"classifier.architecture.input_size must be 'auto' or 8..{store_size} (preprocessing.image_size); got {configured}"
+            )
         reason = f"set by classifier.architecture.input_size: {size}"
     logger.info("Classifier input size: %d px (%s)", size, reason)
-    return {"input_size": size, "store_size": store_size, "median_photo_side": median_side, "configured": configured, "reason": reason}
+    return {
+        "input_size": size,
+        "store_size": store_size,
+        "median_photo_side": median_side,
+        "configured": configured,
+        "reason": reason,
+    }
 
 
 def train_classifier(
-    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], working_size: dict[str, Any], classifier: dict[str, Any]
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    categories: list[str],
+    working_size: dict[str, Any],
+    classifier: dict[str, Any],
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its history."""
     import keras
 
-    from jewelry_pipeline.models.classifier import build_classifier
-    from jewelry_pipeline.models.data import LearningRateLog, ReduceLROnPlateauAfterWarmup, augmenter, batches, rotator, seed_everything
+    from jewelry_pipeline.core.models.classifier import build_classifier
+    from jewelry_pipeline.core.models.data import (
+        LearningRateLog,
+        ReduceLROnPlateauAfterWarmup,
+        augmenter,
+        batches,
+        rotator,
+        seed_everything,
+    )
 
     seed = int(classifier["seed"])
     seed_everything(seed)
@@ -72,16 +110,31 @@ def train_classifier(
     train_rows, train_labels = _split(manifest, categories, "train")
     val_rows, val_labels = _split(manifest, categories, "val")
     if len(train_rows) == 0 or len(val_rows) == 0:
-        raise ValueError("The classifier needs a non-empty train and val split; check the split fractions.")
+        raise ValueError(
+            "The classifier needs a non-empty train and val split; check the split fractions."
+        )
     architecture = {key: value for key, value in architecture.items() if key != "input_size"}
-    model = build_classifier(images.shape[1], len(categories), **architecture, working_size=int(working_size["input_size"]))
+    model = build_classifier(
+        images.shape[1],
+        len(categories),
+        **architecture,
+        working_size=int(working_size["input_size"]),
+    )
     model.compile(
         optimizer=keras.optimizers.Adam(float(training["learning_rate"])),
         loss=keras.losses.SparseCategoricalCrossentropy(),
         metrics=["accuracy"],
     )
     batch_size = int(training["batch_size"])
-    train_data = batches(images, train_rows, train_labels, batch_size, shuffle_seed=seed, augment=augmenter(classifier["augmentation"], seed), rotate=rotator(classifier["augmentation"], seed))
+    train_data = batches(
+        images,
+        train_rows,
+        train_labels,
+        batch_size,
+        shuffle_seed=seed,
+        augment=augmenter(classifier["augmentation"], seed),
+        rotate=rotator(classifier["augmentation"], seed),
+    )
     val_data = batches(images, val_rows, val_labels, batch_size)
     learning_rates = LearningRateLog()
     warmup = int(training.get("warmup_epochs", 0))
@@ -89,7 +142,12 @@ def train_classifier(
         # Neither stop nor slow down during warm-up: on small sets the validation loss first rises while
         # batch-norm statistics settle; stopping there restored the untrained first epoch, and the learning
         # rate had been halved to nothing before the model started to learn.
-        keras.callbacks.EarlyStopping(monitor="val_loss", patience=int(training["early_stopping_patience"]), restore_best_weights=True, start_from_epoch=warmup),
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=int(training["early_stopping_patience"]),
+            restore_best_weights=True,
+            start_from_epoch=warmup,
+        ),
         ReduceLROnPlateauAfterWarmup(
             start_from_epoch=warmup,
             monitor="val_loss",
@@ -99,17 +157,28 @@ def train_classifier(
         ),
         learning_rates,
     ]
-    logger.info("Training classifier on %d images (val %d), %d classes, up to %d epochs", len(train_rows), len(val_rows), len(categories), training["epochs"])
+    logger.info(
+        "Training classifier on %d images (val %d), %d classes, up to %d epochs",
+        len(train_rows),
+        len(val_rows),
+        len(categories),
+        training["epochs"],
+    )
     fit = model.fit(
         train_data,
         validation_data=val_data,
         epochs=int(training["epochs"]),
         callbacks=callbacks,
         shuffle=False,  # the tf.data input shuffles itself, seeded
-        class_weight=_class_weights(train_labels, len(categories), float(training["class_weight_imbalance_ratio"])),
+        class_weight=_class_weights(
+            train_labels, len(categories), float(training["class_weight_imbalance_ratio"])
+        ),
         verbose=2,
     )
-    history = {key: [float(v) for v in fit.history[key]] for key in ("loss", "accuracy", "val_loss", "val_accuracy")}
+    history = {
+        key: [float(v) for v in fit.history[key]]
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy")
+    }
     history["lr"] = learning_rates.rates
     return model, history
 
@@ -118,18 +187,35 @@ def evaluate_classifier(
     model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test split."""
-    from sklearn.metrics import accuracy_score, confusion_matrix, f1_score, precision_recall_fscore_support
+    from sklearn.metrics import (
+        accuracy_score,
+        confusion_matrix,
+        f1_score,
+        precision_recall_fscore_support,
+    )
 
-    from jewelry_pipeline.models.data import predict_batches
+    from jewelry_pipeline.core.models.data import predict_batches
 
     rows, labels = _split(manifest, categories, "test")
     probabilities = predict_batches(model, images, rows)
     predicted = probabilities.argmax(axis=1)
     all_classes = list(range(len(categories)))
-    precision, recall, f1, support = precision_recall_fscore_support(labels, predicted, labels=all_classes, zero_division=0)
-    per_class = pd.DataFrame({"category": categories, "precision": precision, "recall": recall, "f1": f1, "support": support})
+    precision, recall, f1, support = precision_recall_fscore_support(
+        labels, predicted, labels=all_classes, zero_division=0
+    )
+    per_class = pd.DataFrame(
+        {
+            "category": categories,
+            "precision": precision,
+            "recall": recall,
+            "f1": f1,
+            "support": support,
+        }
+    )
     matrix = confusion_matrix(labels, predicted, labels=all_classes)
-    confusion = pd.DataFrame(matrix, index=pd.Index(categories, name="true"), columns=categories).reset_index()
+    confusion = pd.DataFrame(
+        matrix, index=pd.Index(categories, name="true"), columns=categories
+    ).reset_index()
     test_items = manifest[manifest["split"] == "test"]
     predictions = pd.DataFrame(
         {
@@ -140,13 +226,27 @@ def evaluate_classifier(
             "confidence": probabilities.max(axis=1),
         }
     )
-    metrics = {"test_accuracy": float(accuracy_score(labels, predicted)), "test_macro_f1": float(f1_score(labels, predicted, average="macro", labels=all_classes, zero_division=0))}
-    logger.info("Classifier on %d test images: accuracy %.4f, macro-F1 %.4f", len(rows), metrics["test_accuracy"], metrics["test_macro_f1"])
+    metrics = {
+        "test_accuracy": float(accuracy_score(labels, predicted)),
+        "test_macro_f1": float(
+            f1_score(labels, predicted, average="macro", labels=all_classes, zero_division=0)
+        ),
+    }
+    logger.info(
+        "Classifier on %d test images: accuracy %.4f, macro-F1 %.4f",
+        len(rows),
+        metrics["test_accuracy"],
+        metrics["test_macro_f1"],
+    )
     return metrics, per_class, confusion, predictions
 
 
 def baseline_classifier(
-    images: np.ndarray, manifest: pd.DataFrame, categories: list[str], working_size: dict[str, Any], classifier: dict[str, Any]
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    categories: list[str],
+    working_size: dict[str, Any],
+    classifier: dict[str, Any],
 ) -> dict[str, float]:
     """Reference baselines on the same split; `baseline_test_accuracy` is the stronger of the two.
 
@@ -159,7 +259,7 @@ def baseline_classifier(
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
-    from jewelry_pipeline.images import downsized_pixels
+    from jewelry_pipeline.core.images import downsized_pixels
 
     config, seed = classifier["baseline"], int(classifier["seed"])
     train_rows, train_labels = _split(manifest, categories, "train")
@@ -167,19 +267,39 @@ def baseline_classifier(
     size = int(config["image_size"])
     components = min(int(config["pca_components"]), len(train_rows) - 1, size * size * 3)
     candidates = {
-        "pca_logistic": (size, make_pipeline(StandardScaler(), PCA(components, random_state=seed), LogisticRegression(max_iter=int(config["max_iter"])))),
-        "pixel_logistic": (int(working_size["input_size"]), make_pipeline(StandardScaler(), LogisticRegression(max_iter=int(config["max_iter"])))),
+        "pca_logistic": (
+            size,
+            make_pipeline(
+                StandardScaler(),
+                PCA(components, random_state=seed),
+                LogisticRegression(max_iter=int(config["max_iter"])),
+            ),
+        ),
+        "pixel_logistic": (
+            int(working_size["input_size"]),
+            make_pipeline(StandardScaler(), LogisticRegression(max_iter=int(config["max_iter"]))),
+        ),
     }
     accuracies = {}
     for name, (side, model) in candidates.items():
         model.fit(downsized_pixels(images, train_rows, side), train_labels)
-        accuracies[f"baseline_{name}_test_accuracy"] = float(accuracy_score(test_labels, model.predict(downsized_pixels(images, test_rows, side))))
+        accuracies[f"baseline_{name}_test_accuracy"] = float(
+            accuracy_score(test_labels, model.predict(downsized_pixels(images, test_rows, side)))
+        )
     best = max(accuracies.values())
-    logger.info("Baselines: PCA(%d)+logistic regression %.4f, logistic regression on %d px pixels %.4f", components, accuracies["baseline_pca_logistic_test_accuracy"], int(working_size["input_size"]), accuracies["baseline_pixel_logistic_test_accuracy"])
+    logger.info(
+        "Baselines: PCA(%d)+logistic regression %.4f, logistic regression on %d px pixels %.4f",
+        components,
+        accuracies["baseline_pca_logistic_test_accuracy"],
+        int(working_size["input_size"]),
+        accuracies["baseline_pixel_logistic_test_accuracy"],
+    )
     return {"baseline_test_accuracy": best, **accuracies}
 
 
-def classifier_metrics(test_metrics: dict[str, float], baseline_metrics: dict[str, float]) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
+def classifier_metrics(
+    test_metrics: dict[str, float], baseline_metrics: dict[str, float]
+) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
     """Test metrics for MLflow (single step) and the same figures as a plain JSON report."""
     merged = {**test_metrics, **baseline_metrics}
     return single_step(merged), merged
@@ -187,40 +307,55 @@ def classifier_metrics(test_metrics: dict[str, float], baseline_metrics: dict[st
 
 def plot_confusion_matrix(confusion: pd.DataFrame) -> Figure:
     """Confusion matrix figure from its table."""
-    from jewelry_pipeline.plots import confusion_matrix_figure
+    from jewelry_pipeline.core.plots import confusion_matrix_figure
 
-    return confusion_matrix_figure(confusion.drop(columns="true").to_numpy(), list(confusion.columns[1:]))
+    return confusion_matrix_figure(
+        confusion.drop(columns="true").to_numpy(), list(confusion.columns[1:])
+    )
 
 
 def plot_learning_curves(history: dict[str, list[float]]) -> Figure:
     """Learning-curve figure (loss and accuracy, train vs val)."""
-    from jewelry_pipeline.plots import learning_curves_figure
+    from jewelry_pipeline.core.plots import learning_curves_figure
 
     return learning_curves_figure(history)
 
 
 def plot_learning_rate(history: dict[str, list[float]]) -> Figure:
     """Learning-rate-per-epoch figure."""
-    from jewelry_pipeline.plots import learning_rate_figure
+    from jewelry_pipeline.core.plots import learning_rate_figure
 
     return learning_rate_figure(history["lr"])
 
 
-def plot_misclassified(images: np.ndarray, predictions: pd.DataFrame, classifier: dict[str, Any]) -> Figure:
+def plot_misclassified(
+    images: np.ndarray, predictions: pd.DataFrame, classifier: dict[str, Any]
+) -> Figure:
     """Gallery of misclassified test images, most confident mistakes first."""
-    from jewelry_pipeline.plots import gallery_figure
+    from jewelry_pipeline.core.plots import gallery_figure
 
-    wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values("confidence", ascending=False)
+    wrong = predictions[predictions["true"] != predictions["predicted"]].sort_values(
+        "confidence", ascending=False
+    )
     wrong = wrong.head(int(classifier["gallery_size"]))
-    captions = [f"true {t}\npred {p} ({c:.2f})" for t, p, c in zip(wrong["true"], wrong["predicted"], wrong["confidence"])]
-    return gallery_figure([images[r] for r in wrong["store_index"]], captions, f"Misclassified test images ({len(wrong)} shown)")
+    captions = [
+        f"true {t}\npred {p} ({c:.2f})"
+        for t, p, c in zip(wrong["true"], wrong["predicted"], wrong["confidence"])
+    ]
+    return gallery_figure(
+        [images[r] for r in wrong["store_index"]],
+        captions,
+        f"Misclassified test images ({len(wrong)} shown)",
+    )
 
 
-def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]) -> dict[str, np.ndarray]:
+def embed_catalog(
+    model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]
+) -> dict[str, np.ndarray]:
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
-    from jewelry_pipeline.models.classifier import features_model
-    from jewelry_pipeline.models.data import predict_batches
-    from jewelry_pipeline.query import descriptor_vectors
+    from jewelry_pipeline.core.models.classifier import features_model
+    from jewelry_pipeline.core.models.data import predict_batches
+    from jewelry_pipeline.core.query import descriptor_vectors
 
     rows = manifest["store_index"].to_numpy()
     layout = (int(classifier["descriptor"]["block"]), int(classifier["descriptor"]["grid"]))
@@ -230,5 +365,7 @@ def embed_catalog(model: keras.Model, images: np.ndarray, manifest: pd.DataFrame
         "embeddings": embeddings.astype(np.float32),
         "probabilities": probabilities.astype(np.float32),
         "descriptors": descriptor_vectors(pooled),
-        "descriptor_layout": np.array(layout),  # (block, grid): the service computes query descriptors the same way
+        "descriptor_layout": np.array(
+            layout
+        ),  # (block, grid): the service computes query descriptors the same way
     }

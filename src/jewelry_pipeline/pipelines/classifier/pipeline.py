@@ -2,7 +2,7 @@
 
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.metrics import history_metrics
+from jewelry_pipeline.core.metrics import history_metrics
 
 from .nodes import (
     baseline_classifier,

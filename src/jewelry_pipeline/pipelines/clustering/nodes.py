@@ -14,12 +14,14 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.images import downsized_pixels
-from jewelry_pipeline.lookup import aligned, substyles_of
-from jewelry_pipeline.metrics import single_step
-from jewelry_pipeline.search import l2_normalise
+from jewelry_pipeline.core.images import downsized_pixels
+from jewelry_pipeline.core.lookup import aligned, substyles_of
+from jewelry_pipeline.core.metrics import single_step
+from jewelry_pipeline.core.search import l2_normalise
 
-if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+if (
+    TYPE_CHECKING
+):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
     from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
@@ -27,7 +29,9 @@ logger = logging.getLogger(__name__)
 METHODS = ("kmeans_pixels", "pca_kmeans", "ae_kmeans")
 
 
-def _best_kmeans(features: np.ndarray, k_values: list[int], seed: int) -> tuple[np.ndarray, int, float]:
+def _best_kmeans(
+    features: np.ndarray, k_values: list[int], seed: int
+) -> tuple[np.ndarray, int, float]:
     """KMeans for every k; keep the k with the best silhouette in this feature space."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
@@ -65,7 +69,9 @@ def cluster_category(
     components = min(int(clustering["pca_components"]), len(rows) - 1, pixels.shape[1])
     spaces = {
         "kmeans_pixels": pixels,
-        "pca_kmeans": PCA(components, random_state=seed).fit_transform(StandardScaler().fit_transform(pixels)),
+        "pca_kmeans": PCA(components, random_state=seed).fit_transform(
+            StandardScaler().fit_transform(pixels)
+        ),
         # Unit-length codes: the cosine geometry the contrastive loss trains and retrieval searches.
         "ae_kmeans": l2_normalise(aligned(item_ids, latents, "latents")),
     }
@@ -75,13 +81,28 @@ def cluster_category(
     for method, features in spaces.items():
         labels, k, own = _best_kmeans(features, k_values, seed)
         row = {"category": category, "method": method, "k": k, "silhouette": own}
-        row["silhouette_common"] = float(silhouette_score(common, labels)) if k > 1 else float("nan")
+        row["silhouette_common"] = (
+            float(silhouette_score(common, labels)) if k > 1 else float("nan")
+        )
         if truth is not None:
             row["ari"] = float(adjusted_rand_score(truth, labels))
             row["nmi"] = float(normalized_mutual_info_score(truth, labels))
         metric_rows.append(row)
-        assignments.append(pd.DataFrame({"item_id": item_ids, "category": category, "method": method, "cluster": labels}))
-        logger.info("clustering %s/%s: %s", category, method, {key: round(v, 3) if isinstance(v, float) else v for key, v in row.items() if key not in ("category", "method")})
+        assignments.append(
+            pd.DataFrame(
+                {"item_id": item_ids, "category": category, "method": method, "cluster": labels}
+            )
+        )
+        logger.info(
+            "clustering %s/%s: %s",
+            category,
+            method,
+            {
+                key: round(v, 3) if isinstance(v, float) else v
+                for key, v in row.items()
+                if key not in ("category", "method")
+            },
+        )
     if truth is None:
         logger.info("No sub-style ground truth for '%s': ARI and NMI are not computed", category)
     return pd.concat(assignments, ignore_index=True), pd.DataFrame(metric_rows)
@@ -97,12 +118,19 @@ def clustering_mlflow_metrics(metric_rows: pd.DataFrame) -> dict[str, dict[str, 
     return single_step(values)
 
 
-def plot_cluster_montage(images: np.ndarray, category_manifest: pd.DataFrame, assignments: pd.DataFrame, clustering: dict[str, Any]) -> Figure:
+def plot_cluster_montage(
+    images: np.ndarray,
+    category_manifest: pd.DataFrame,
+    assignments: pd.DataFrame,
+    clustering: dict[str, Any],
+) -> Figure:
     """Sample images of each autoencoder cluster, one row per cluster."""
-    from jewelry_pipeline.plots import gallery_figure
+    from jewelry_pipeline.core.plots import gallery_figure
 
     per_cluster = int(clustering["montage_per_cluster"])
-    chosen = assignments[assignments["method"] == clustering["montage_method"]].merge(category_manifest[["item_id", "store_index"]], on="item_id")
+    chosen = assignments[assignments["method"] == clustering["montage_method"]].merge(
+        category_manifest[["item_id", "store_index"]], on="item_id"
+    )
     tiles, captions = [], []
     for cluster, group in chosen.groupby("cluster"):
         sample = group.sample(min(per_cluster, len(group)), random_state=int(clustering["seed"]))
@@ -112,12 +140,18 @@ def plot_cluster_montage(images: np.ndarray, category_manifest: pd.DataFrame, as
         tiles += [np.full_like(images[0], 255)] * (per_cluster - len(sample))
         captions += [""] * (per_cluster - len(sample))
     category = category_manifest["category"].iloc[0]
-    return gallery_figure(tiles, captions, f"{category}: {clustering['montage_method']} clusters", columns=per_cluster)
+    return gallery_figure(
+        tiles, captions, f"{category}: {clustering['montage_method']} clusters", columns=per_cluster
+    )
 
 
 def combine_clustering(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """All categories' assignments and metrics, plus the methods x categories silhouette table."""
     assignments = pd.concat(tables[: len(tables) // 2], ignore_index=True)
     metrics = pd.concat(tables[len(tables) // 2 :], ignore_index=True)
-    table = metrics.pivot(index="method", columns="category", values="silhouette").reindex(list(METHODS)).reset_index()
+    table = (
+        metrics.pivot(index="method", columns="category", values="silhouette")
+        .reindex(list(METHODS))
+        .reset_index()
+    )
     return assignments, metrics, table

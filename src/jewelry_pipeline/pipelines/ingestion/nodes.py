@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.datasets.image_folder import RawFile, RawImageFolder, SkippedEntry
-from jewelry_pipeline.images import (
+from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.images import (
     DecodeLimits,
     ImageRejected,
     hamming_pairs,
@@ -23,14 +23,26 @@ from jewelry_pipeline.images import (
     preprocess,
     sniff_format,
 )
-from jewelry_pipeline.errors import UserInputError
-from jewelry_pipeline.lineage import ingestion_identity
+from jewelry_pipeline.core.lineage import ingestion_identity
+from jewelry_pipeline.datasets.image_folder import RawFile, RawImageFolder, SkippedEntry
 
 logger = logging.getLogger(__name__)
 
-MANIFEST_COLUMNS = ["item_id", "path", "category", "width", "height", "format", "sha256", "phash", "store_index"]
+MANIFEST_COLUMNS = [
+    "item_id",
+    "path",
+    "category",
+    "width",
+    "height",
+    "format",
+    "sha256",
+    "phash",
+    "store_index",
+]
 REJECT_COLUMNS = ["path", "category", "reason", "detail"]
-REJECTS_REPORT = "data/08_reporting/ingestion_rejects.csv"  # where the catalog writes `ingestion_rejects`
+REJECTS_REPORT = (
+    "data/08_reporting/ingestion_rejects.csv"  # where the catalog writes `ingestion_rejects`
+)
 DECODE_CACHE_VERSION = 1  # bump when decoding or hashing changes, so older caches are ignored
 
 
@@ -47,10 +59,16 @@ class _Decoded:
     detail: str = ""
 
 
-def _decode_one(raw: RawImageFolder, file: RawFile, size: int, limits: DecodeLimits, pad: int) -> _Decoded:
+def _decode_one(
+    raw: RawImageFolder, file: RawFile, size: int, limits: DecodeLimits, pad: int
+) -> _Decoded:
     """Read, hash, decode and letterbox one file; never raises for a bad file."""
     if file.size > limits.max_bytes:
-        return _Decoded(file, reason="too_large", detail=f"{file.size} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)")
+        return _Decoded(
+            file,
+            reason="too_large",
+            detail=f"{file.size} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)",
+        )
     try:
         data = raw.read(file.relpath)
         image, (width, height) = preprocess(data, size, limits, pad)
@@ -91,10 +109,15 @@ def _near_duplicates(
 
 def _decode_settings(size: int, pad: int, limits: DecodeLimits) -> str:
     """Everything a decode depends on besides the file: a cache made with other settings is not reused."""
-    return json.dumps({"version": DECODE_CACHE_VERSION, "size": size, "pad": pad, "limits": limits.__dict__}, sort_keys=True)
+    return json.dumps(
+        {"version": DECODE_CACHE_VERSION, "size": size, "pad": pad, "limits": limits.__dict__},
+        sort_keys=True,
+    )
 
 
-def _reusable_decodes(cache: dict[str, np.ndarray], settings: str) -> dict[tuple[str, int, int], tuple[int, _Decoded]]:
+def _reusable_decodes(
+    cache: dict[str, np.ndarray], settings: str
+) -> dict[tuple[str, int, int], tuple[int, _Decoded]]:
     """The previous run's decodes by (path, size, mtime), when they were made with the same settings."""
     if not cache or str(cache.get("settings", "")) != settings:
         return {}
@@ -102,14 +125,24 @@ def _reusable_decodes(cache: dict[str, np.ndarray], settings: str) -> dict[tuple
     for i, path in enumerate(cache["path"]):
         decoded = _Decoded(
             RawFile(str(path), "", int(cache["size"][i]), int(cache["mtime_ns"][i])),
-            width=int(cache["width"][i]), height=int(cache["height"][i]), fmt=str(cache["format"][i]), sha256=str(cache["sha256"][i]),
-            phash=int(cache["phash"][i]), reason=str(cache["reason"][i]), detail=str(cache["detail"][i]),
+            width=int(cache["width"][i]),
+            height=int(cache["height"][i]),
+            fmt=str(cache["format"][i]),
+            sha256=str(cache["sha256"][i]),
+            phash=int(cache["phash"][i]),
+            reason=str(cache["reason"][i]),
+            detail=str(cache["detail"][i]),
         )
-        reusable[(decoded.file.relpath, decoded.file.size, decoded.file.mtime_ns)] = (int(cache["image_row"][i]), decoded)
+        reusable[(decoded.file.relpath, decoded.file.size, decoded.file.mtime_ns)] = (
+            int(cache["image_row"][i]),
+            decoded,
+        )
     return reusable
 
 
-def _decode_cache(settings: str, results: list[tuple[_Decoded, int]], images: np.ndarray) -> dict[str, np.ndarray]:
+def _decode_cache(
+    settings: str, results: list[tuple[_Decoded, int]], images: np.ndarray
+) -> dict[str, np.ndarray]:
     """This run's decodes, for the next run: one row per file, decoded pixels once per distinct photo."""
     rows = [decoded for decoded, _ in results]
     return {
@@ -130,7 +163,10 @@ def _decode_cache(settings: str, results: list[tuple[_Decoded, int]], images: np
 
 
 def decode_images(
-    raw_images: RawImageFolder, decode_cache: dict[str, np.ndarray], preprocessing: dict[str, Any], ingestion: dict[str, Any]
+    raw_images: RawImageFolder,
+    decode_cache: dict[str, np.ndarray],
+    preprocessing: dict[str, Any],
+    ingestion: dict[str, Any],
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
     """Decode every listed file (unchanged files come from the previous run's cache); collapse duplicates; report refusals."""
     size, pad = int(preprocessing["image_size"]), int(preprocessing.get("pad_value", 255))
@@ -139,13 +175,20 @@ def decode_images(
     reusable = _reusable_decodes(decode_cache, settings)
     previous_images = decode_cache.get("images") if reusable else None
     files = raw_images.files
-    logger.info("Ingesting %d files in %d categories from %s", len(files), len(raw_images.categories), raw_images.root)
+    logger.info(
+        "Ingesting %d files in %d categories from %s",
+        len(files),
+        len(raw_images.categories),
+        raw_images.root,
+    )
     images = np.empty((len(files), size, size, 3), np.uint8)
     kept: list[_Decoded] = []
     rejects = [_reject_row(entry, entry.reason, entry.detail) for entry in raw_images.skipped]
     seen_sha: dict[str, _Decoded] = {}
     kept_row: dict[str, int] = {}  # sha256 -> row in `images` (the cache's pixels)
-    conflicted: dict[str, RawFile] = {}  # sha256 of a photo filed under two categories -> the other copy
+    conflicted: dict[
+        str, RawFile
+    ] = {}  # sha256 of a photo filed under two categories -> the other copy
     results: list[tuple[_Decoded, int]] = []
     reused = 0
 
@@ -155,7 +198,17 @@ def decode_images(
             return _decode_one(raw_images, file, size, limits, pad)
         row, cached = hit
         image = np.array(previous_images[row]) if row >= 0 else None
-        return _Decoded(file, image, cached.width, cached.height, cached.fmt, cached.sha256, cached.phash, cached.reason, cached.detail)
+        return _Decoded(
+            file,
+            image,
+            cached.width,
+            cached.height,
+            cached.fmt,
+            cached.sha256,
+            cached.phash,
+            cached.reason,
+            cached.detail,
+        )
 
     started, last_log = time.perf_counter(), time.perf_counter()
     chunk = int(ingestion.get("chunk_size", 256))
@@ -171,9 +224,13 @@ def decode_images(
                     first = seen_sha[result.sha256].file
                     if first.category != result.file.category:
                         conflicted.setdefault(result.sha256, result.file)
-                        rejects.append(_reject_row(result.file, "label_conflict", _conflict_detail(first)))
+                        rejects.append(
+                            _reject_row(result.file, "label_conflict", _conflict_detail(first))
+                        )
                     else:
-                        rejects.append(_reject_row(result.file, "duplicate", f"same bytes as {first.relpath}"))
+                        rejects.append(
+                            _reject_row(result.file, "duplicate", f"same bytes as {first.relpath}")
+                        )
                     results.append((result, kept_row[result.sha256]))
                 else:
                     seen_sha[result.sha256] = result
@@ -188,7 +245,12 @@ def decode_images(
                 done = min(start + chunk, len(files))
                 logger.info(
                     "ingestion: %d/%d files (%.0f files/s), %d kept, %d refused, %d unchanged since the last run",
-                    done, len(files), done / (now - started), len(kept), len(rejects), reused,
+                    done,
+                    len(files),
+                    done / (now - started),
+                    len(kept),
+                    len(rejects),
+                    reused,
                 )
 
     phashes = np.array([d.phash for d in kept], dtype=np.uint64)
@@ -201,12 +263,22 @@ def decode_images(
     for j, i in near.items():
         if kept[i].file.category != kept[j].file.category:
             conflicted.setdefault(kept[i].sha256, kept[j].file)
-            rejects.append(_reject_row(kept[j].file, "label_conflict", _conflict_detail(kept[i].file)))
+            rejects.append(
+                _reject_row(kept[j].file, "label_conflict", _conflict_detail(kept[i].file))
+            )
         else:
-            rejects.append(_reject_row(kept[j].file, "near_duplicate", f"looks like {kept[i].file.relpath}"))
-    for decoded in kept:  # a photo filed under two categories: neither label can be trusted, so no copy is kept
+            rejects.append(
+                _reject_row(kept[j].file, "near_duplicate", f"looks like {kept[i].file.relpath}")
+            )
+    for decoded in (
+        kept
+    ):  # a photo filed under two categories: neither label can be trusted, so no copy is kept
         if decoded.sha256 in conflicted:
-            rejects.append(_reject_row(decoded.file, "label_conflict", _conflict_detail(conflicted[decoded.sha256])))
+            rejects.append(
+                _reject_row(
+                    decoded.file, "label_conflict", _conflict_detail(conflicted[decoded.sha256])
+                )
+            )
     keep_index = [k for k in range(len(kept)) if k not in near and kept[k].sha256 not in conflicted]
     store = images[keep_index] if len(keep_index) < len(files) else images
     manifest = pd.DataFrame(
@@ -227,7 +299,12 @@ def decode_images(
         columns=MANIFEST_COLUMNS,
     )
     rejects_df = pd.DataFrame(rejects, columns=REJECT_COLUMNS).sort_values("path", kind="stable")
-    return store, manifest, rejects_df.reset_index(drop=True), _decode_cache(settings, results, images[: len(kept)])
+    return (
+        store,
+        manifest,
+        rejects_df.reset_index(drop=True),
+        _decode_cache(settings, results, images[: len(kept)]),
+    )
 
 
 def _reject_row(entry: RawFile | SkippedEntry, reason: str, detail: str) -> dict[str, str]:
@@ -240,7 +317,10 @@ def _conflict_detail(other: RawFile) -> str:
 
 def ingestion_summary(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
     """One line: how many photos were kept, how many entries were refused by reason, and where the report is."""
-    reasons = ", ".join(f"{reason} {count}" for reason, count in rejects["reason"].value_counts().sort_index().items())
+    reasons = ", ".join(
+        f"{reason} {count}"
+        for reason, count in rejects["reason"].value_counts().sort_index().items()
+    )
     refused = f"refused {len(rejects)} ({reasons})" if len(rejects) else "refused 0"
     return f"Ingestion: kept {len(manifest)} photos, {refused}; report: {REJECTS_REPORT}"
 
@@ -274,7 +354,9 @@ def check_categories(
     counts = manifest["category"].value_counts().reindex(categories, fill_value=0)
     short = {cat: int(n) for cat, n in counts.items() if n < minimum}
     if short:
-        details = ", ".join(f"'{cat}' has {n}{_short_reason(rejects, cat)}" for cat, n in short.items())
+        details = ", ".join(
+            f"'{cat}' has {n}{_short_reason(rejects, cat)}" for cat, n in short.items()
+        )
         raise UserInputError(
             f"Categories with fewer than min_images_per_category={minimum} valid images: {details}. "
             "Add photos, remove the folder, or lower ingestion.min_images_per_category. "
@@ -288,4 +370,8 @@ def check_categories(
 def _short_reason(rejects: pd.DataFrame, category: str) -> str:
     """What was refused in a short category, so the message says why it is short."""
     mine = rejects[rejects["category"] == category]["reason"].value_counts()
-    return f" (refused: {', '.join(f'{reason} {n}' for reason, n in mine.items())})" if len(mine) else ""
+    return (
+        f" (refused: {', '.join(f'{reason} {n}' for reason, n in mine.items())})"
+        if len(mine)
+        else ""
+    )

@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.bundle import BundleContents
-from jewelry_pipeline.images import Preprocessing
+from jewelry_pipeline.core.bundle import BundleContents
+from jewelry_pipeline.core.images import Preprocessing
 
-if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+if (
+    TYPE_CHECKING
+):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
     import keras
 
 logger = logging.getLogger(__name__)
@@ -26,9 +28,15 @@ def decide_promotion(
     if not champion["exists"] or champion["metric"] is None:
         promote, reason = True, f"no current champion; {metric}={new_value:.4f}"
     elif new_value >= float(champion["metric"]):
-        promote, reason = True, f"{metric} {new_value:.4f} >= champion v{champion['version']} {champion['metric']:.4f}"
+        promote, reason = (
+            True,
+            f"{metric} {new_value:.4f} >= champion v{champion['version']} {champion['metric']:.4f}",
+        )
     else:
-        promote, reason = False, f"{metric} {new_value:.4f} < champion v{champion['version']} {champion['metric']:.4f}"
+        promote, reason = (
+            False,
+            f"{metric} {new_value:.4f} < champion v{champion['version']} {champion['metric']:.4f}",
+        )
     logger.info("Promotion decision: %s (%s)", "promote" if promote else "keep champion", reason)
     return {
         "promote": promote,
@@ -132,6 +140,8 @@ def assemble_bundle(
         catalog=served,
         thumbnails=thumbnails,
         class_names=list(categories),
-        preprocessing=Preprocessing.from_config({**preprocessing, "autoencoder_input": autoencoder_input["input"]}),
+        preprocessing=Preprocessing.from_config(
+            {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
+        ),
         version={"promotion": promotion},
     )

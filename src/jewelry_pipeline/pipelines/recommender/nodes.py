@@ -8,16 +8,25 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.images import Preprocessing, downsized_pixels
-from jewelry_pipeline.lookup import aligned, substyles_of
-from jewelry_pipeline.metrics import precision_and_ap_at_k, single_step
-from jewelry_pipeline.query import CATEGORY_SCOPED_SOURCES, MODEL_SOURCES, SOURCES, IndexSpec, QueryEncoder, combined_vectors
-from jewelry_pipeline.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.core.images import Preprocessing, downsized_pixels
+from jewelry_pipeline.core.lookup import aligned, substyles_of
+from jewelry_pipeline.core.metrics import precision_and_ap_at_k, single_step
+from jewelry_pipeline.core.query import (
+    CATEGORY_SCOPED_SOURCES,
+    MODEL_SOURCES,
+    SOURCES,
+    IndexSpec,
+    QueryEncoder,
+    combined_vectors,
+)
+from jewelry_pipeline.core.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
 
 
-def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]) -> np.ndarray:
+def _latents_by_item(
+    item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]
+) -> np.ndarray:
     """Unit-length autoencoder latents (already standardised by each encoder), aligned to `item_ids`."""
     merged = {
         "item_id": np.concatenate([arrays["item_id"] for arrays in latents]),
@@ -27,7 +36,11 @@ def _latents_by_item(item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray],
 
 
 def embedding_sources(
-    images: np.ndarray, manifest: pd.DataFrame, classifier_embeddings: dict[str, np.ndarray], recommender: dict[str, Any], *latents: dict[str, np.ndarray]
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    classifier_embeddings: dict[str, np.ndarray],
+    recommender: dict[str, Any],
+    *latents: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Every candidate embedding (rows follow the manifest) plus the classifier's predicted category."""
     from sklearn.decomposition import PCA
@@ -39,7 +52,9 @@ def embedding_sources(
     gallery = manifest["split"].isin(["train", "val"]).to_numpy()
     scaler = StandardScaler().fit(pixels[gallery])
     components = min(int(recommender["pca_components"]), int(gallery.sum()) - 1)
-    pca = PCA(components, random_state=int(recommender["seed"])).fit(scaler.transform(pixels[gallery]))
+    pca = PCA(components, random_state=int(recommender["seed"])).fit(
+        scaler.transform(pixels[gallery])
+    )
     classifier = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     autoencoder = _latents_by_item(item_ids, latents)
     return {
@@ -51,12 +66,18 @@ def embedding_sources(
         "classifier": classifier,
         "descriptor": l2_normalise(aligned(item_ids, classifier_embeddings, "descriptors")),
         "descriptor_layout": np.asarray(classifier_embeddings["descriptor_layout"]),
-        "combined": combined_vectors(classifier, autoencoder, float(recommender["combined_autoencoder_weight"])),
+        "combined": combined_vectors(
+            classifier, autoencoder, float(recommender["combined_autoencoder_weight"])
+        ),
     }
 
 
 def evaluate_retrieval(
-    manifest: pd.DataFrame, sources: dict[str, np.ndarray], categories: list[str], substyle_labels: pd.DataFrame, recommender: dict[str, Any]
+    manifest: pd.DataFrame,
+    sources: dict[str, np.ndarray],
+    categories: list[str],
+    substyle_labels: pd.DataFrame,
+    recommender: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
     """Test items query the train+val gallery; precision@k and mAP@k by category and by sub-style."""
     k = int(recommender["k"])
@@ -64,10 +85,17 @@ def evaluate_retrieval(
     queries = (manifest["split"] == "test").to_numpy()
     category = manifest["category"].to_numpy()
     substyle = substyles_of(manifest, substyle_labels)
-    levels = {"category": category} if substyle is None else {"category": category, "substyle": substyle.to_numpy()}
+    levels = (
+        {"category": category}
+        if substyle is None
+        else {"category": category, "substyle": substyle.to_numpy()}
+    )
     query_rows = np.flatnonzero(queries)
     # How many gallery items are relevant to each query, per level: the same for every source.
-    relevant_totals = {name: (labels[query_rows][:, None] == labels[gallery][None, :]).sum(axis=1) for name, labels in levels.items()}
+    relevant_totals = {
+        name: (labels[query_rows][:, None] == labels[gallery][None, :]).sum(axis=1)
+        for name, labels in levels.items()
+    }
     predicted = np.array(categories)[sources["predicted_class"]]
     rows = []
     for source in SOURCES:
@@ -88,22 +116,39 @@ def evaluate_retrieval(
             row[f"precision_at_{k}.{level}"] = precision
             row[f"map_at_{k}.{level}"] = average_precision
         rows.append(row)
-        logger.info("retrieval %s: %s", source, {key: round(v, 4) for key, v in row.items() if key != "source"})
+        logger.info(
+            "retrieval %s: %s",
+            source,
+            {key: round(v, 4) for key, v in row.items() if key != "source"},
+        )
     table = pd.DataFrame(rows)
-    metrics = {f"{r['source']}.{name}": value for r in rows for name, value in r.items() if name != "source"}
+    metrics = {
+        f"{r['source']}.{name}": value
+        for r in rows
+        for name, value in r.items()
+        if name != "source"
+    }
     return table, single_step(metrics)
 
 
-def build_catalog(manifest: pd.DataFrame, cluster_assignments: pd.DataFrame, recommender: dict[str, Any]) -> pd.DataFrame:
+def build_catalog(
+    manifest: pd.DataFrame, cluster_assignments: pd.DataFrame, recommender: dict[str, Any]
+) -> pd.DataFrame:
     """The served catalog: item_id, path, category, cluster, split and thumbnail URL."""
-    clusters = cluster_assignments[cluster_assignments["method"] == recommender["cluster_method"]][["item_id", "cluster"]]
-    catalog = manifest[["item_id", "path", "category", "split", "store_index"]].merge(clusters, on="item_id", how="left")
+    clusters = cluster_assignments[cluster_assignments["method"] == recommender["cluster_method"]][
+        ["item_id", "cluster"]
+    ]
+    catalog = manifest[["item_id", "path", "category", "split", "store_index"]].merge(
+        clusters, on="item_id", how="left"
+    )
     catalog["cluster"] = catalog["cluster"].fillna(-1).astype(int)
     catalog["thumbnail"] = "/items/" + catalog["item_id"] + "/thumbnail"
     return catalog[["item_id", "path", "category", "cluster", "split", "store_index", "thumbnail"]]
 
 
-def choose_served_source(autoencoder_input: dict[str, Any], recommender: dict[str, Any]) -> dict[str, str]:
+def choose_served_source(
+    autoencoder_input: dict[str, Any], recommender: dict[str, Any]
+) -> dict[str, str]:
     """The source the index serves: `recommender.embedding_source`, or with `auto` the one built on the better input.
 
     The autoencoders' input was chosen on this run's photos (a linear probe of the known categories). When
@@ -113,13 +158,24 @@ def choose_served_source(autoencoder_input: dict[str, Any], recommender: dict[st
     """
     configured = str(recommender["embedding_source"])
     if configured != "auto" and configured not in SOURCES:
-        raise ValueError(f"recommender.embedding_source '{configured}' is not 'auto' or one of {SOURCES}")
+        raise ValueError(
+            f"recommender.embedding_source '{configured}' is not 'auto' or one of {SOURCES}"
+        )
     if configured != "auto":
-        choice = {"source": configured, "reason": f"set by recommender.embedding_source: {configured}"}
+        choice = {
+            "source": configured,
+            "reason": f"set by recommender.embedding_source: {configured}",
+        }
     elif autoencoder_input["input"] == "foreground":
-        choice = {"source": "combined", "reason": "the autoencoders see foreground maps (they separate the categories better than the photos), so their latents, beside the classifier embedding, are served"}
+        choice = {
+            "source": "combined",
+            "reason": "the autoencoders see foreground maps (they separate the categories better than the photos), so their latents, beside the classifier embedding, are served",
+        }
     else:
-        choice = {"source": "descriptor", "reason": "the plain photos separate the categories at least as well as foreground maps, so the classifier's mid-level descriptor of the photo is served"}
+        choice = {
+            "source": "descriptor",
+            "reason": "the plain photos separate the categories at least as well as foreground maps, so the classifier's mid-level descriptor of the photo is served",
+        }
     logger.info("Served embedding source: %s (%s)", choice["source"], choice["reason"])
     return choice
 
@@ -146,14 +202,22 @@ def build_index(
     source = served_source["source"]
     spec = IndexSpec(
         source,
-        descriptor_layout=tuple(int(v) for v in sources["descriptor_layout"]) if source == "descriptor" else None,
-        combined_autoencoder_weight=float(recommender["combined_autoencoder_weight"]) if source == "combined" else None,
+        descriptor_layout=tuple(int(v) for v in sources["descriptor_layout"])
+        if source == "descriptor"
+        else None,
+        combined_autoencoder_weight=float(recommender["combined_autoencoder_weight"])
+        if source == "combined"
+        else None,
     )
     item_ids = manifest["item_id"].to_numpy().astype(str)
     if source in MODEL_SOURCES:
-        settings = Preprocessing.from_config({**preprocessing, "autoencoder_input": autoencoder_input["input"]})
+        settings = Preprocessing.from_config(
+            {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
+        )
         encoder = QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
-        vectors = encoder.catalog_vectors(images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy())
+        vectors = encoder.catalog_vectors(
+            images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
+        )
     else:  # an evaluation-only source (pixels, pca; rows follow the manifest): the service refuses to serve it
         vectors = sources[source]
     hnsw = recommender["hnsw"]
@@ -165,5 +229,11 @@ def build_index(
         ef_construction=int(hnsw["ef_construction"]),
         ef_search=int(hnsw["ef_search"]),
     )
-    logger.info("Index: %d items, source '%s', %d dimensions, backend %s", len(index.item_ids), source, index.dimension, index.backend)
+    logger.info(
+        "Index: %d items, source '%s', %d dimensions, backend %s",
+        len(index.item_ids),
+        source,
+        index.dimension,
+        index.backend,
+    )
     return {**index.to_arrays(), **spec.to_arrays()}

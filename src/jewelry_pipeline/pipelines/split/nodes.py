@@ -8,8 +8,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.images import hamming_pairs
-from jewelry_pipeline.lineage import split_identity
+from jewelry_pipeline.core.images import hamming_pairs
+from jewelry_pipeline.core.lineage import split_identity
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,9 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
     """Stratified train/val/test split, deterministic for a seed; look-alike groups never straddle splits."""
     fractions = np.array([float(split[name]) for name in SPLITS])
     if np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
-        raise ValueError(f"split fractions train/val/test must be positive and sum to 1, got {fractions}")
+        raise ValueError(
+            f"split fractions train/val/test must be positive and sum to 1, got {fractions}"
+        )
     frame = manifest.sort_values("item_id", kind="stable").reset_index(drop=True)
     frame["group"] = duplicate_groups(frame["phash"], int(split.get("group_max_hamming", 6)))
     rng = np.random.default_rng(int(split["seed"]))
@@ -62,7 +64,12 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
                 filled[name] += int(group_size[group])
             assignment[int(group)] = name
     frame["split"] = frame["group"].map(assignment)
-    counts = frame.groupby(["category", "split"]).size().unstack(fill_value=0).reindex(columns=list(SPLITS), fill_value=0)
+    counts = (
+        frame.groupby(["category", "split"])
+        .size()
+        .unstack(fill_value=0)
+        .reindex(columns=list(SPLITS), fill_value=0)
+    )
     logger.info("Split sizes per category:\n%s", counts.to_string())
     empty = counts[(counts["val"] == 0) | (counts["test"] == 0)]
     if len(empty):

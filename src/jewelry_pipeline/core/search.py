@@ -24,8 +24,12 @@ class EmbeddingIndex:
     backend: str = "exact"
     hnsw_m: int = 32
     ef_construction: int = 80
-    ef_search: int = 1024  # measured: recall@10 0.976 at p50 3.1 ms on 1M 192-d vectors (docs/PERFORMANCE.md)
-    max_scores_in_memory: int = 20_000_000  # exact search scores queries in blocks of this many floats
+    ef_search: int = (
+        1024  # measured: recall@10 0.976 at p50 3.1 ms on 1M 192-d vectors (docs/PERFORMANCE.md)
+    )
+    max_scores_in_memory: int = (
+        20_000_000  # exact search scores queries in blocks of this many floats
+    )
     _faiss_index: object = field(default=None, repr=False)
 
     def __post_init__(self):
@@ -59,7 +63,9 @@ class EmbeddingIndex:
         if self._faiss_index is not None:
             self._faiss_index.hnsw.efSearch = self.ef_search
 
-    def search(self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def search(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Top-k (positions, scores) per query; `allowed` is an optional boolean mask over the index."""
         queries = l2_normalise(np.atleast_2d(queries))
         k = min(k, len(self.vectors) if allowed is None else int(np.sum(allowed)))
@@ -77,7 +83,9 @@ class EmbeddingIndex:
             positions[chunk], scores[chunk] = self._exact_top_k(queries[chunk], k, allowed)
         return positions, scores
 
-    def _hnsw_top_k(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _hnsw_top_k(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Approximate top-k from the HNSW graph; with `allowed`, only those items (FAISS ID selector).
 
         A position of -1 means the graph walk found fewer than k allowed items; the caller falls back to exact search.
@@ -88,12 +96,18 @@ class EmbeddingIndex:
         if allowed is None:
             scores, positions = index.search(queries, k)
             return positions, scores
-        bitmap = np.packbits(np.asarray(allowed, bool), bitorder="little")  # must outlive the search
+        bitmap = np.packbits(
+            np.asarray(allowed, bool), bitorder="little"
+        )  # must outlive the search
         selector = faiss.IDSelectorBitmap(len(self.vectors), faiss.swig_ptr(bitmap))
-        scores, positions = index.search(queries, k, params=faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search))
+        scores, positions = index.search(
+            queries, k, params=faiss.SearchParametersHNSW(sel=selector, efSearch=self.ef_search)
+        )
         return positions, scores
 
-    def _exact_top_k(self, queries: np.ndarray, k: int, allowed: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    def _exact_top_k(
+        self, queries: np.ndarray, k: int, allowed: np.ndarray | None
+    ) -> tuple[np.ndarray, np.ndarray]:
         """Brute-force cosine top-k for a block of queries."""
         scores = queries @ self.vectors.T
         if allowed is not None:
@@ -116,4 +130,11 @@ class EmbeddingIndex:
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> EmbeddingIndex:
         """Rebuild an index from `to_arrays` output."""
         m, ef_construction, ef_search = (int(v) for v in arrays["hnsw_params"])
-        return cls(arrays["item_ids"], arrays["vectors"], str(arrays["backend"]), m, ef_construction, ef_search)
+        return cls(
+            arrays["item_ids"],
+            arrays["vectors"],
+            str(arrays["backend"]),
+            m,
+            ef_construction,
+            ef_search,
+        )

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import struct
 import zlib
 
@@ -11,11 +10,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from jewelry_pipeline.images import (
+from jewelry_pipeline.core.images import (
     DecodeLimits,
+    Foreground,
     ImageRejected,
     decode_image,
-    Foreground,
     foreground_kernel,
     foreground_map,
     foreground_maps,
@@ -25,18 +24,22 @@ from jewelry_pipeline.images import (
     preprocess,
     sniff_format,
 )
-
-from .conftest import image_bytes, random_photo
+from tests.conftest import image_bytes, random_photo
 
 
 def bomb_png(width: int, height: int) -> bytes:
     """A valid PNG header claiming a huge size, with a tiny compressed body (a decompression bomb)."""
+
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        return (
+            struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+        )
 
     header = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
     body = zlib.compress(b"\x00" * 1024, 9)
-    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    return (
+        b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", header) + chunk(b"IDAT", body) + chunk(b"IEND", b"")
+    )
 
 
 @pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP", "BMP"])
@@ -132,7 +135,9 @@ def test_perceptual_hash_finds_near_copies_only():
     base = random_photo(11)
     brighter = np.clip(base.astype(int) + 6, 0, 255).astype(np.uint8)
     other = random_photo(12)
-    hashes = np.array([perceptual_hash(base), perceptual_hash(brighter), perceptual_hash(other)], np.uint64)
+    hashes = np.array(
+        [perceptual_hash(base), perceptual_hash(brighter), perceptual_hash(other)], np.uint64
+    )
     pairs = hamming_pairs(hashes, 4).tolist()
     assert pairs == [[0, 1]]
 
@@ -150,10 +155,19 @@ def test_foreground_kernel_is_odd_and_scales_with_the_image():
     "block, message",
     [
         ({"window": 0, "shade_weight": 0.5, "floor": 0.5, "align": True, "radius": 0.3}, "window"),
-        ({"window": 0.3, "shade_weight": 1.5, "floor": 0.5, "align": True, "radius": 0.3}, "shade_weight"),
+        (
+            {"window": 0.3, "shade_weight": 1.5, "floor": 0.5, "align": True, "radius": 0.3},
+            "shade_weight",
+        ),
         ({"window": 0.3, "shade_weight": 0.5, "floor": 1.0, "align": True, "radius": 0.3}, "floor"),
-        ({"window": 0.3, "shade_weight": 0.5, "floor": 0.5, "align": True, "radius": 0.6}, "radius"),
-        ({"window": 0.3, "floor": 0.5, "align": True, "radius": 0.3}, "must set window, shade_weight, floor, align and radius"),
+        (
+            {"window": 0.3, "shade_weight": 0.5, "floor": 0.5, "align": True, "radius": 0.6},
+            "radius",
+        ),
+        (
+            {"window": 0.3, "floor": 0.5, "align": True, "radius": 0.3},
+            "must set window, shade_weight, floor, align and radius",
+        ),
         (None, "must set"),
     ],
 )
@@ -162,11 +176,26 @@ def test_foreground_settings_refuse_bad_config(block, message):
         Foreground.from_config({"foreground": block})
 
 
-def _ring(size: int, centre: tuple[float, float], angle: float, scale: float, backdrop: tuple[int, int, int]) -> np.ndarray:
+def _ring(
+    size: int,
+    centre: tuple[float, float],
+    angle: float,
+    scale: float,
+    backdrop: tuple[int, int, int],
+) -> np.ndarray:
     """A bright tilted ellipse with a knob on top (an upright 'ring'), posed by `angle`, `scale` and `centre`."""
     layer = np.zeros((size, size), np.uint8)
     c = size / 2
-    cv2.ellipse(layer, (int(c), int(c)), (int(size * 0.22), int(size * 0.12)), 0, 0, 360, 255, max(1, size // 32))
+    cv2.ellipse(
+        layer,
+        (int(c), int(c)),
+        (int(size * 0.22), int(size * 0.12)),
+        0,
+        0,
+        360,
+        255,
+        max(1, size // 32),
+    )
     cv2.circle(layer, (int(c), int(c - size * 0.14)), max(2, size // 20), 255, -1)
     matrix = cv2.getRotationMatrix2D((c, c), angle, scale)
     matrix[:, 2] += (centre[0] - c, centre[1] - c)
@@ -181,32 +210,48 @@ def test_foreground_map_ignores_the_backdrop_colour():
     for backdrop in ((250, 250, 250), (30, 90, 200), (120, 40, 10)):
         image = np.empty((32, 32, 3), np.uint8)
         image[:] = backdrop
-        image[8:12, 4:28] = (255 - np.array(backdrop)).astype(np.uint8)  # a bar that stands out from each backdrop
+        image[8:12, 4:28] = (255 - np.array(backdrop)).astype(
+            np.uint8
+        )  # a bar that stands out from each backdrop
         maps.append(foreground_map(image, UNALIGNED))
     for found in maps:
         assert found.dtype == np.uint8 and found.shape == (32, 32)
         assert found[8:12, 4:28].min() == 255 and found[20:, :].max() == 0
     assert foreground_map(np.full((16, 16, 3), 77, np.uint8), UNALIGNED).max() == 0
-    stacked = foreground_maps(np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), UNALIGNED)
+    stacked = foreground_maps(
+        np.stack([np.full((16, 16, 3), 9, np.uint8)] * 3), np.array([2, 0]), UNALIGNED
+    )
     assert stacked.shape == (2, 16, 16, 1)
 
 
 def test_foreground_floor_removes_backdrop_texture_and_keeps_the_object():
     rng = np.random.default_rng(0)
-    mottled = (120 * (1 + 0.15 * cv2.resize(rng.normal(0, 1, (9, 9)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)))
+    mottled = 120 * (
+        1
+        + 0.15
+        * cv2.resize(
+            rng.normal(0, 1, (9, 9)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC
+        )
+    )
     image = np.repeat(np.clip(mottled, 0, 255).astype(np.uint8)[..., None], 3, axis=2)
     image[30:34, 8:56] = 255
     backdrop = np.ones((64, 64), bool)
     backdrop[26:38, 4:60] = False
     textured = foreground_map(image, UNALIGNED)
-    floored = foreground_map(image, Foreground(window=0.33, shade_weight=1.0, floor=0.75, align=False, radius=0.3))
+    floored = foreground_map(
+        image, Foreground(window=0.33, shade_weight=1.0, floor=0.75, align=False, radius=0.3)
+    )
     assert floored[30:34, 8:56].mean() > 200
     assert floored[backdrop].mean() < textured[backdrop].mean() / 3
 
 
 def _mottled(base: tuple[int, int, int], seed: int) -> np.ndarray:
     """A 64 px backdrop of one colour, brightened and darkened in smooth blotches (like a mottled cloth)."""
-    blotches = cv2.resize(np.random.default_rng(seed).normal(0, 1, (9, 9)).astype(np.float32), (64, 64), interpolation=cv2.INTER_CUBIC)
+    blotches = cv2.resize(
+        np.random.default_rng(seed).normal(0, 1, (9, 9)).astype(np.float32),
+        (64, 64),
+        interpolation=cv2.INTER_CUBIC,
+    )
     return np.clip(np.array(base, np.float32) * (1 + 0.2 * blotches[..., None]), 0, 255)
 
 
@@ -219,7 +264,9 @@ def test_shade_weight_quiets_mottling_but_not_a_coloured_object():
     backdrop[26:37, 4:60] = False
     contrast = {}
     for weight in (1.0, 0.25):
-        fmap = foreground_map(image, Foreground(window=0.33, shade_weight=weight, floor=0.0, align=False, radius=0.3)).astype(np.float32)
+        fmap = foreground_map(
+            image, Foreground(window=0.33, shade_weight=weight, floor=0.0, align=False, radius=0.3)
+        ).astype(np.float32)
         contrast[weight] = fmap[bar].mean() / max(fmap[backdrop].mean(), 1e-6)
     assert contrast[0.25] > 2 * contrast[1.0]
 
@@ -228,7 +275,12 @@ def test_shade_weight_leaves_grey_photos_alone():
     image = np.repeat(_mottled((128, 128, 128), 2)[..., :1], 3, axis=2)
     image[30:34, 8:56] = 230
     image = image.astype(np.uint8)
-    maps = [foreground_map(image, Foreground(window=0.33, shade_weight=w, floor=0.5, align=False, radius=0.3)).astype(int) for w in (1.0, 0.25)]
+    maps = [
+        foreground_map(
+            image, Foreground(window=0.33, shade_weight=w, floor=0.5, align=False, radius=0.3)
+        ).astype(int)
+        for w in (1.0, 0.25)
+    ]
     assert maps[0][30:34, 8:56].mean() > 200
     assert np.abs(maps[0] - maps[1]).max() <= 1
 
@@ -237,9 +289,14 @@ def test_aligned_foreground_maps_do_not_depend_on_pose():
     aligned = Foreground(window=0.33, shade_weight=0.25, floor=0.75, align=True, radius=0.3)
     upright = foreground_map(_ring(64, (32, 32), 0, 1.0, (40, 90, 160)), aligned).astype(np.float32)
     unaligned_gaps = []
-    for centre, angle, scale, backdrop in (((24, 38), 30, 0.8, (200, 200, 190)), ((40, 28), -25, 1.15, (10, 60, 20))):
+    for centre, angle, scale, backdrop in (
+        ((24, 38), 30, 0.8, (200, 200, 190)),
+        ((40, 28), -25, 1.15, (10, 60, 20)),
+    ):
         posed = _ring(64, centre, angle, scale, backdrop)
-        unaligned_gaps.append(np.abs(foreground_map(posed, UNALIGNED).astype(np.float32) - upright).mean())
+        unaligned_gaps.append(
+            np.abs(foreground_map(posed, UNALIGNED).astype(np.float32) - upright).mean()
+        )
         gap = np.abs(foreground_map(posed, aligned).astype(np.float32) - upright).mean()
         assert gap < unaligned_gaps[-1] / 3
         assert gap < 12

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import keras
-import numpy as np
 from keras import layers
 
 EMBEDDING_LAYER = "embedding"
@@ -37,16 +36,24 @@ def build_classifier(
     inputs = keras.Input((image_size, image_size, 3), name="image")
     x = inputs
     if working_size is not None and int(working_size) < image_size:
-        x = layers.Resizing(int(working_size), int(working_size), interpolation="area", name="working_size")(x)
+        x = layers.Resizing(
+            int(working_size), int(working_size), interpolation="area", name="working_size"
+        )(x)
     x = layers.Rescaling(1.0 / 255)(x)
     for block, width in enumerate(filters):
         for conv in range(convs_per_block):
-            x = layers.Conv2D(width, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}")(x)
+            x = layers.Conv2D(
+                width, 3, padding="same", use_bias=False, name=f"block{block}_conv{conv}"
+            )(x)
             x = layers.BatchNormalization(momentum=bn_momentum, name=f"block{block}_bn{conv}")(x)
             x = layers.ReLU(name=f"block{block}_relu{conv}")(x)
         x = layers.MaxPooling2D(name=f"block{block}_pool")(x)
         x = layers.Dropout(block_dropout, name=f"block{block}_dropout")(x)
-    x = layers.GlobalAveragePooling2D(name="pool")(x) if pooling == "average" else layers.Flatten(name="pool")(x)
+    x = (
+        layers.GlobalAveragePooling2D(name="pool")(x)
+        if pooling == "average"
+        else layers.Flatten(name="pool")(x)
+    )
     embedding = layers.Dense(embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(embedding)
     outputs = layers.Dense(n_classes, activation="softmax", name=PROBABILITIES_LAYER)(x)
@@ -55,14 +62,22 @@ def build_classifier(
 
 def embedding_model(classifier: keras.Model) -> keras.Model:
     """The classifier up to its penultimate (embedding) layer."""
-    return keras.Model(classifier.inputs, classifier.get_layer(EMBEDDING_LAYER).output, name="classifier_embedding")
+    return keras.Model(
+        classifier.inputs, classifier.get_layer(EMBEDDING_LAYER).output, name="classifier_embedding"
+    )
 
 
 def _descriptor_output(classifier: keras.Model, block: int, grid: int):
     """Block `block`'s last activation (negative: counted from the end) averaged over a `grid` x `grid` layout, flattened."""
-    blocks = sum(1 for layer in classifier.layers if layer.name.endswith("_pool") and layer.name.startswith("block"))
+    blocks = sum(
+        1
+        for layer in classifier.layers
+        if layer.name.endswith("_pool") and layer.name.startswith("block")
+    )
     index = block + blocks if block < 0 else block
-    activations = [layer for layer in classifier.layers if layer.name.startswith(f"block{index}_relu")]
+    activations = [
+        layer for layer in classifier.layers if layer.name.startswith(f"block{index}_relu")
+    ]
     if not activations:
         raise ValueError(f"the classifier has no block {block} (it has {blocks})")
     x = activations[-1].output
@@ -73,10 +88,14 @@ def _descriptor_output(classifier: keras.Model, block: int, grid: int):
 
 def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Model:
     """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see `query.descriptor_vectors`)."""
-    return keras.Model(classifier.inputs, _descriptor_output(classifier, block, grid), name="classifier_descriptor")
+    return keras.Model(
+        classifier.inputs, _descriptor_output(classifier, block, grid), name="classifier_descriptor"
+    )
 
 
-def features_model(classifier: keras.Model, descriptor: tuple[int, int] | None = None) -> keras.Model:
+def features_model(
+    classifier: keras.Model, descriptor: tuple[int, int] | None = None
+) -> keras.Model:
     """The classifier with its embedding and class probabilities as outputs, plus the pooled descriptor when asked."""
     outputs = [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output]
     if descriptor is not None:

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from jewelry_pipeline.store import open_store, write_store
+from jewelry_pipeline.core.store import open_store, write_store
 
 
 def test_round_trip_is_memory_mapped_and_exact(tmp_path):

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 
-from jewelry_pipeline.images import Preprocessing, autoencoder_inputs
-from jewelry_pipeline.search import l2_normalise
+from jewelry_pipeline.core.images import Preprocessing, autoencoder_inputs
+from jewelry_pipeline.core.search import l2_normalise
 
 # Every source the retrieval evaluation compares; the first two are the naive baselines.
 SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
@@ -62,11 +62,16 @@ class IndexSpec:
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The spec as `.npz` entries (no pickles), stored beside the index vectors."""
-        arrays = {"source": np.array(self.source), "category_scoped": np.array(self.category_scoped)}
+        arrays = {
+            "source": np.array(self.source),
+            "category_scoped": np.array(self.category_scoped),
+        }
         if self.descriptor_layout is not None:
             arrays["descriptor_layout"] = np.asarray(self.descriptor_layout, dtype=np.int64)
         if self.combined_autoencoder_weight is not None:
-            arrays["combined_autoencoder_weight"] = np.array(float(self.combined_autoencoder_weight))
+            arrays["combined_autoencoder_weight"] = np.array(
+                float(self.combined_autoencoder_weight)
+            )
         return arrays
 
     @classmethod
@@ -97,7 +102,10 @@ class QueryBatch:
 
     def photos(self) -> list[QueryBatch]:
         """The batch cut into one batch per photo."""
-        return [QueryBatch(self.probabilities[i : i + 1], self.vectors[i : i + 1]) for i in range(len(self.probabilities))]
+        return [
+            QueryBatch(self.probabilities[i : i + 1], self.vectors[i : i + 1])
+            for i in range(len(self.probabilities))
+        ]
 
 
 class QueryEncoder:
@@ -116,13 +124,17 @@ class QueryEncoder:
     ):
         import tensorflow as tf
 
-        from jewelry_pipeline.models.classifier import features_model
+        from jewelry_pipeline.core.models.classifier import features_model
 
         if spec.source not in MODEL_SOURCES:
-            raise ValueError(f"'{spec.source}' vectors are not made by the models; choose one of {MODEL_SOURCES}")
+            raise ValueError(
+                f"'{spec.source}' vectors are not made by the models; choose one of {MODEL_SOURCES}"
+            )
         self.spec, self.class_names, self.preprocessing = spec, list(class_names), preprocessing
         side = preprocessing.image_size
-        both = features_model(classifier, spec.descriptor_layout if spec.source == "descriptor" else None)
+        both = features_model(
+            classifier, spec.descriptor_layout if spec.source == "descriptor" else None
+        )
         self._forward = tf.function(
             lambda images: both(tf.cast(images, tf.float32), training=False),
             input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
@@ -139,7 +151,9 @@ class QueryEncoder:
             channels = 3 if preprocessing.autoencoder_input == "photo" else 1
             self._encoders = [
                 tf.function(
-                    lambda batch, encoder=encoder: encoder(tf.cast(batch, tf.float32), training=False),
+                    lambda batch, encoder=encoder: encoder(
+                        tf.cast(batch, tf.float32), training=False
+                    ),
                     input_signature=[tf.TensorSpec((None, side, side, channels), tf.uint8)],
                     reduce_retracing=True,
                 )
@@ -157,9 +171,14 @@ class QueryEncoder:
         if self.spec.source == "classifier":
             return QueryBatch(probabilities, l2_normalise(embeddings)[:, None, :])
         if self.spec.source == "descriptor":
-            return QueryBatch(probabilities, l2_normalise(descriptor_vectors(outputs[2].numpy()))[:, None, :])
+            return QueryBatch(
+                probabilities, l2_normalise(descriptor_vectors(outputs[2].numpy()))[:, None, :]
+            )
         inputs = autoencoder_inputs(
-            images, np.arange(len(images)), self.preprocessing.autoencoder_input, self.preprocessing.foreground
+            images,
+            np.arange(len(images)),
+            self.preprocessing.autoencoder_input,
+            self.preprocessing.foreground,
         )
         names = self.class_names if only is None else [only]
         spaces = []
@@ -170,7 +189,9 @@ class QueryEncoder:
             spaces.append(l2_normalise(codes))
         return QueryBatch(probabilities, np.stack(spaces, axis=1))
 
-    def catalog_vectors(self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    def catalog_vectors(
+        self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256
+    ) -> np.ndarray:
         """The index rows: each catalog photo (store row) as a unit vector in its own category's space."""
         categories = np.asarray(categories).astype(str)
         vectors: np.ndarray | None = None
@@ -178,7 +199,10 @@ class QueryEncoder:
             members = np.flatnonzero(categories == name)
             for start in range(0, len(members), batch_size):
                 chunk = members[start : start + batch_size]
-                batch = self.encode(np.asarray(images[np.asarray(rows)[chunk]]), only=name if self.spec.encoded else None)
+                batch = self.encode(
+                    np.asarray(images[np.asarray(rows)[chunk]]),
+                    only=name if self.spec.encoded else None,
+                )
                 if vectors is None:
                     vectors = np.zeros((len(categories), batch.vectors.shape[2]), np.float32)
                 vectors[chunk] = batch.vectors[:, 0]

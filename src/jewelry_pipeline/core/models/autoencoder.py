@@ -31,10 +31,14 @@ def build_autoencoder(
     encoder's widths reversed).
     """
     if image_size % (2 ** len(filters)):
-        raise ValueError(f"image_size {image_size} must be divisible by 2**{len(filters)} for this autoencoder")
+        raise ValueError(
+            f"image_size {image_size} must be divisible by 2**{len(filters)} for this autoencoder"
+        )
     decoder_filters = list(reversed(filters)) if decoder_filters is None else list(decoder_filters)
     if len(decoder_filters) != len(filters):
-        raise ValueError(f"decoder_filters {decoder_filters} must have one width per encoder block ({len(filters)})")
+        raise ValueError(
+            f"decoder_filters {decoder_filters} must have one width per encoder block ({len(filters)})"
+        )
     inputs = keras.Input((image_size, image_size, channels), name="autoencoder_input")
     x = layers.Rescaling(1.0 / 255)(inputs)
     for i, width in enumerate(filters):
@@ -67,26 +71,40 @@ def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model
     return keras.Model(inputs, scaled, name="standardised_encoder")
 
 
-def view_augmenter(views: dict[str, Any], seed: int, photo: bool = False) -> Callable[[tf.Tensor], tf.Tensor]:
+def view_augmenter(
+    views: dict[str, Any], seed: int, photo: bool = False
+) -> Callable[[tf.Tensor], tf.Tensor]:
     """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy texture.
 
     For foreground maps a rotation brings in empty (0) corners and the blotches imitate leftover backdrop
     texture; for photos the corners repeat the photo's own border and no blotches are added.
     """
-    min_area, gain, texture = float(views["crop_min_area"]), float(views["gain"]), 0.0 if photo else float(views["texture"])
-    rotate = layers.RandomRotation(float(views["rotation"]), fill_mode="nearest" if photo else "constant", seed=seed)
+    min_area, gain, texture = (
+        float(views["crop_min_area"]),
+        float(views["gain"]),
+        0.0 if photo else float(views["texture"]),
+    )
+    rotate = layers.RandomRotation(
+        float(views["rotation"]), fill_mode="nearest" if photo else "constant", seed=seed
+    )
     generator = tf.random.Generator.from_seed(seed)
 
     def view(maps: tf.Tensor) -> tf.Tensor:
         n, size = tf.shape(maps)[0], [int(maps.shape[1]), int(maps.shape[2])]
         side = tf.sqrt(generator.uniform([n], min_area, 1.0))
         top, left = generator.uniform([n]) * (1 - side), generator.uniform([n]) * (1 - side)
-        x = tf.image.crop_and_resize(maps, tf.stack([top, left, top + side, left + side], 1), tf.range(n), size)
+        x = tf.image.crop_and_resize(
+            maps, tf.stack([top, left, top + side, left + side], 1), tf.range(n), size
+        )
         x = tf.where(generator.uniform([n, 1, 1, 1]) < 0.5, x[:, :, ::-1, :], x)
         x = rotate(x, training=True)
         x = x * generator.uniform([n, 1, 1, 1], 1 - gain, 1 + gain)
-        if texture > 0:  # smooth blotches, like the cloth and mottling a foreground floor leaves behind
-            blotches = tf.abs(tf.image.resize(generator.normal([n, 8, 8, 1]), size, method="bicubic"))
+        if (
+            texture > 0
+        ):  # smooth blotches, like the cloth and mottling a foreground floor leaves behind
+            blotches = tf.abs(
+                tf.image.resize(generator.normal([n, 8, 8, 1]), size, method="bicubic")
+            )
             x = x + blotches * generator.uniform([n, 1, 1, 1], 0, texture)
         return tf.clip_by_value(x, 0, 255)
 
@@ -105,20 +123,38 @@ def nt_xent(first: tf.Tensor, second: tf.Tensor, temperature: float) -> tf.Tenso
 class ContrastiveAutoencoder(keras.Model):
     """Training wrapper: MSE of each view's reconstruction against the item, plus `contrastive_weight` x NT-Xent of the views' projected codes."""
 
-    def __init__(self, encoder: keras.Model, decoder: keras.Model, view: Callable, projection_dim: int, temperature: float, contrastive_weight: float):
+    def __init__(
+        self,
+        encoder: keras.Model,
+        decoder: keras.Model,
+        view: Callable,
+        projection_dim: int,
+        temperature: float,
+        contrastive_weight: float,
+    ):
         super().__init__()
         self.encoder, self.decoder, self.random_view = encoder, decoder, view
-        self.projection = keras.Sequential([layers.Dense(2 * projection_dim, activation="relu"), layers.Dense(projection_dim)], name="projection")
+        self.projection = keras.Sequential(
+            [layers.Dense(2 * projection_dim, activation="relu"), layers.Dense(projection_dim)],
+            name="projection",
+        )
         self.temperature, self.contrastive_weight = float(temperature), float(contrastive_weight)
-        self.trackers = {name: keras.metrics.Mean(name=name) for name in ("loss", "reconstruction_loss", "contrastive_loss")}
+        self.trackers = {
+            name: keras.metrics.Mean(name=name)
+            for name in ("loss", "reconstruction_loss", "contrastive_loss")
+        }
 
     @property
     def metrics(self) -> list:
         return list(self.trackers.values())
 
-    def _view_losses(self, maps: tf.Tensor, training: bool) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
+    def _view_losses(
+        self, maps: tf.Tensor, training: bool
+    ) -> tuple[tf.Tensor, tf.Tensor, tf.Tensor]:
         maps = tf.cast(maps, tf.float32)
-        codes = self.encoder(tf.concat([self.random_view(maps), self.random_view(maps)], 0), training=training)
+        codes = self.encoder(
+            tf.concat([self.random_view(maps), self.random_view(maps)], 0), training=training
+        )
         # Each view's code decodes to the item itself, not to the view: the code is meant to ignore the view.
         targets = tf.concat([maps, maps], 0) / 255.0
         reconstruction = tf.reduce_mean(tf.square(self.decoder(codes, training=training) - targets))

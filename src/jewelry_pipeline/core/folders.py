@@ -7,7 +7,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-SUBSTYLE_LABELS = "substyles.csv"  # optional ground truth at the top of the tree, read for evaluation only
+SUBSTYLE_LABELS = (
+    "substyles.csv"  # optional ground truth at the top of the tree, read for evaluation only
+)
 
 
 def is_category_folder(path: Path) -> bool:

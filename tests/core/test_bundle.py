@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 import pytest
 
-from dataclasses import replace
-
-from jewelry_pipeline.bundle import BundleContents, BundleError, read_bundle, verify_bundle, write_bundle
-from jewelry_pipeline.images import Preprocessing
-from jewelry_pipeline.models.autoencoder import build_autoencoder
-from jewelry_pipeline.models.classifier import build_classifier
-from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_pipeline.core.bundle import (
+    BundleContents,
+    BundleError,
+    read_bundle,
+    verify_bundle,
+    write_bundle,
+)
+from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.models.autoencoder import build_autoencoder
+from jewelry_pipeline.core.models.classifier import build_classifier
+from jewelry_pipeline.core.search import EmbeddingIndex
 
 
 @pytest.fixture
@@ -24,7 +29,15 @@ def bundle_parts(tmp_path):
     _, encoder, _ = build_autoencoder(16, (4,), 3)
     rng = np.random.default_rng(0)
     index = EmbeddingIndex(["i0", "i1", "i2"], rng.normal(size=(3, 4))).to_arrays()
-    catalog = pd.DataFrame({"item_id": ["i0", "i1", "i2"], "path": ["a/0.png", "a/1.png", "b/2.png"], "category": ["a", "a", "b"], "cluster": [0, 1, 0], "thumbnail_row": [0, 1, 2]})
+    catalog = pd.DataFrame(
+        {
+            "item_id": ["i0", "i1", "i2"],
+            "path": ["a/0.png", "a/1.png", "b/2.png"],
+            "category": ["a", "a", "b"],
+            "cluster": [0, 1, 0],
+            "thumbnail_row": [0, 1, 2],
+        }
+    )
     return BundleContents(
         classifier=classifier,
         encoders={"a": encoder, "b": encoder},
@@ -45,14 +58,21 @@ def test_round_trip(tmp_path, bundle_parts):
     assert bundle.config["version"] == {"run_id": "abc"}
     assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
     batch = parts.thumbnails.astype(np.float32)
-    np.testing.assert_allclose(bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6)
-    assert path.is_symlink() and list(tmp_path.glob(".bundle.*")) == [path.resolve()]  # the version, no staging left
+    np.testing.assert_allclose(
+        bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6
+    )
+    assert path.is_symlink() and list(tmp_path.glob(".bundle.*")) == [
+        path.resolve()
+    ]  # the version, no staging left
 
 
 def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_parts):
     parts, _ = bundle_parts
     with pytest.raises(BundleError, match=r"encoders for \['a', 'c'\] but classes \['a', 'b'\]"):
-        write_bundle(tmp_path / "bundle", replace(parts, encoders={"a": parts.encoders["a"], "c": parts.encoders["b"]}))
+        write_bundle(
+            tmp_path / "bundle",
+            replace(parts, encoders={"a": parts.encoders["a"], "c": parts.encoders["b"]}),
+        )
     assert not (tmp_path / "bundle").exists()
     path = write_bundle(tmp_path / "bundle", parts)
     config = json.loads((path / "config.json").read_text())
@@ -99,7 +119,9 @@ def test_rewrite_replaces_the_whole_bundle(tmp_path, bundle_parts):
     parts = bundle_parts[0]
     write_bundle(tmp_path / "bundle", parts)
     write_bundle(tmp_path / "bundle", replace(parts, version={"run_id": "new"}))
-    assert json.loads((tmp_path / "bundle" / "config.json").read_text())["version"] == {"run_id": "new"}
+    assert json.loads((tmp_path / "bundle" / "config.json").read_text())["version"] == {
+        "run_id": "new"
+    }
 
 
 def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_parts):
@@ -128,7 +150,9 @@ def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_p
         done.set()
         reader.join(30)
     assert failures == []
-    assert versions_seen <= {"abc", "run0", "run1", "run2", "run3", "run4"} and len(versions_seen) >= 2
+    assert (
+        versions_seen <= {"abc", "run0", "run1", "run2", "run3", "run4"} and len(versions_seen) >= 2
+    )
     assert read_bundle(path).config["version"] == {"run_id": "run4"}
     assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the current version and the one before it
 

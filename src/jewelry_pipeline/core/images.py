@@ -113,7 +113,10 @@ def decode_image(
     if not data:
         raise ImageRejected("not_an_image", "empty file")
     if len(data) > limits.max_bytes:
-        raise ImageRejected("too_large", f"{len(data)} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)")
+        raise ImageRejected(
+            "too_large",
+            f"{len(data)} bytes > cap {limits.max_bytes} (setting preprocessing.max_bytes)",
+        )
     fmt = sniff_format(data)
     if fmt is None:
         if _looks_like_other_image(data):
@@ -130,7 +133,8 @@ def decode_image(
         width, height = img.size
         if width * height > limits.max_pixels:
             raise ImageRejected(
-                "too_large", f"{width}x{height} px > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)"
+                "too_large",
+                f"{width}x{height} px > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)",
             )
         if min(width, height) < limits.min_side:
             raise ImageRejected("too_small", f"{width}x{height} px < {limits.min_side} px side")
@@ -150,16 +154,22 @@ def _bomb_refusal(exc: Exception, limits: DecodeLimits) -> ImageRejected:
     """Refuse a decompression bomb quoting the configured cap, not Pillow's own limit."""
     found = re.search(r"\((\d+) pixels\)", str(exc))
     size = f"{int(found.group(1))} pixels" if found else "more pixels than Pillow decodes safely"
-    return ImageRejected("too_large", f"{size} > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)")
+    return ImageRejected(
+        "too_large", f"{size} > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)"
+    )
 
 
 def _refusal(exc: Exception, fmt: str) -> ImageRejected:
     """Classify a Pillow failure as a truncated or an otherwise corrupt file, in words a user can act on."""
     if isinstance(exc, UnidentifiedImageError):
-        return ImageRejected("corrupt", f"starts like a {fmt} file but its content cannot be decoded")
+        return ImageRejected(
+            "corrupt", f"starts like a {fmt} file but its content cannot be decoded"
+        )
     message = str(exc) or type(exc).__name__
     lowered = message.lower()
-    truncated = isinstance(exc, EOFError) or any(w in lowered for w in ("truncat", "eof", "broken", "end of file"))
+    truncated = isinstance(exc, EOFError) or any(
+        w in lowered for w in ("truncat", "eof", "broken", "end of file")
+    )
     return ImageRejected("truncated" if truncated else "corrupt", message)
 
 
@@ -178,7 +188,9 @@ def letterbox(image: np.ndarray, size: int, pad_value: int = 255) -> np.ndarray:
     return canvas
 
 
-def model_input(data: bytes, size: int, limits: DecodeLimits = DecodeLimits(), pad_value: int = 255) -> np.ndarray:
+def model_input(
+    data: bytes, size: int, limits: DecodeLimits = DecodeLimits(), pad_value: int = 255
+) -> np.ndarray:
     """Decode one file with every safety check and letterbox it to `size`x`size`x3."""
     return letterbox(decode_image(data, limits, draft_size=size), size, pad_value)
 
@@ -246,21 +258,41 @@ class Foreground:
 
     def __post_init__(self) -> None:
         if not 0 < self.window <= 1:
-            raise ValueError(f"preprocessing.foreground.window must be in (0, 1]; got {self.window}")
+            raise ValueError(
+                f"preprocessing.foreground.window must be in (0, 1]; got {self.window}"
+            )
         if not 0 <= self.shade_weight <= 1:
-            raise ValueError(f"preprocessing.foreground.shade_weight must be in [0, 1]; got {self.shade_weight}")
+            raise ValueError(
+                f"preprocessing.foreground.shade_weight must be in [0, 1]; got {self.shade_weight}"
+            )
         if not 0 <= self.floor < 1:
             raise ValueError(f"preprocessing.foreground.floor must be in [0, 1); got {self.floor}")
         if not 0 < self.radius < 0.5:
-            raise ValueError(f"preprocessing.foreground.radius must be in (0, 0.5); got {self.radius}")
+            raise ValueError(
+                f"preprocessing.foreground.radius must be in (0, 0.5); got {self.radius}"
+            )
 
     @classmethod
     def from_config(cls, preprocessing: dict[str, Any]) -> Foreground:
         """Read the `foreground` block of the `preprocessing` parameters; a missing key is an error."""
         block = preprocessing.get("foreground")
-        if not isinstance(block, dict) or set(block) != {"window", "shade_weight", "floor", "align", "radius"}:
-            raise ValueError(f"preprocessing.foreground must set window, shade_weight, floor, align and radius; got {block!r}")
-        return cls(float(block["window"]), float(block["shade_weight"]), float(block["floor"]), bool(block["align"]), float(block["radius"]))
+        if not isinstance(block, dict) or set(block) != {
+            "window",
+            "shade_weight",
+            "floor",
+            "align",
+            "radius",
+        }:
+            raise ValueError(
+                f"preprocessing.foreground must set window, shade_weight, floor, align and radius; got {block!r}"
+            )
+        return cls(
+            float(block["window"]),
+            float(block["shade_weight"]),
+            float(block["floor"]),
+            bool(block["align"]),
+            float(block["radius"]),
+        )
 
 
 def foreground_kernel(image_size: int, window: float) -> int:
@@ -281,7 +313,13 @@ def foreground_map(image: np.ndarray, foreground: Foreground) -> np.ndarray:
     if image.ndim == 2:
         image = image[:, :, None]
     kernel = foreground_kernel(max(image.shape[:2]), foreground.window)
-    backdrop = np.stack([cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel) for c in range(image.shape[2])], axis=-1)
+    backdrop = np.stack(
+        [
+            cv2.medianBlur(np.ascontiguousarray(image[:, :, c]), kernel)
+            for c in range(image.shape[2])
+        ],
+        axis=-1,
+    )
     backdrop = backdrop.astype(np.float32)
     difference = image.astype(np.float32) - backdrop
     # The backdrop's colour direction; the offset makes a black backdrop's direction grey.
@@ -312,7 +350,11 @@ def align_foreground(fmap: np.ndarray, radius: float) -> np.ndarray:
     ys, xs = np.mgrid[0:height, 0:width].astype(np.float64)
     cx, cy = (weights * xs).sum() / total, (weights * ys).sum() / total
     dx, dy = xs - cx, ys - cy
-    mxx, myy, mxy = (weights * dx * dx).sum() / total, (weights * dy * dy).sum() / total, (weights * dx * dy).sum() / total
+    mxx, myy, mxy = (
+        (weights * dx * dx).sum() / total,
+        (weights * dy * dy).sum() / total,
+        (weights * dx * dy).sum() / total,
+    )
     angle = (0.5 * np.degrees(np.arctan2(2 * mxy, mxx - myy)) + 45) % 90 - 45
     scale = float(np.clip(radius * max(height, width) / max(np.sqrt(mxx + myy), 1e-6), 0.25, 4.0))
     matrix = cv2.getRotationMatrix2D((float(cx), float(cy)), float(angle), scale)
@@ -331,7 +373,9 @@ def foreground_maps(images: np.ndarray, rows: np.ndarray, foreground: Foreground
 AUTOENCODER_INPUTS = ("photo", "foreground")
 
 
-def autoencoder_inputs(images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground) -> np.ndarray:
+def autoencoder_inputs(
+    images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground
+) -> np.ndarray:
     """What the autoencoders see for the given store rows: the RGB photos, or their foreground maps (n, h, w, 1).
 
     `kind` is chosen per run on the user's own photos (see the autoencoders pipeline) and recorded in the
@@ -361,7 +405,9 @@ class Preprocessing:
         if not 0 <= self.pad_value <= 255:
             raise ValueError(f"preprocessing.pad_value must be in [0, 255]; got {self.pad_value}")
         if self.autoencoder_input not in AUTOENCODER_INPUTS:
-            raise ValueError(f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{self.autoencoder_input}'")
+            raise ValueError(
+                f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{self.autoencoder_input}'"
+            )
 
     @classmethod
     def from_config(cls, config: dict[str, Any]) -> Preprocessing:

@@ -18,12 +18,24 @@ def confusion_matrix_figure(matrix: np.ndarray, class_names: Sequence[str]) -> F
     fig, ax = plt.subplots(figsize=(size + 1.5, size))
     image = ax.imshow(matrix, cmap="Blues")
     fig.colorbar(image, ax=ax, fraction=0.046)
-    ax.set(xticks=range(len(class_names)), yticks=range(len(class_names)), xlabel="predicted", ylabel="true")
+    ax.set(
+        xticks=range(len(class_names)),
+        yticks=range(len(class_names)),
+        xlabel="predicted",
+        ylabel="true",
+    )
     ax.set_xticklabels(class_names, rotation=45, ha="right")
     ax.set_yticklabels(class_names)
     threshold = matrix.max() / 2 if matrix.size else 0
     for (i, j), count in np.ndenumerate(matrix):
-        ax.text(j, i, str(count), ha="center", va="center", color="white" if count > threshold else "black")
+        ax.text(
+            j,
+            i,
+            str(count),
+            ha="center",
+            va="center",
+            color="white" if count > threshold else "black",
+        )
     ax.set_title("Confusion matrix (test split)")
     fig.tight_layout()
     return fig
@@ -53,7 +65,9 @@ def learning_rate_figure(learning_rates: Sequence[float]) -> Figure:
     return fig
 
 
-def gallery_figure(images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int = 6) -> Figure:
+def gallery_figure(
+    images: Sequence[np.ndarray], captions: Sequence[str], title: str, columns: int = 6
+) -> Figure:
     """A grid of images with a caption under each; an explicit note when there are none."""
     if len(images) == 0:
         fig, ax = plt.subplots(figsize=(5, 1.5))

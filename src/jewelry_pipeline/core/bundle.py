@@ -24,10 +24,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.images import Preprocessing
+from jewelry_pipeline.core.images import Preprocessing
 
 BUNDLE_FORMAT = 1
-BUNDLE_MODEL_NAME = "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
+BUNDLE_MODEL_NAME = (
+    "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
+)
 CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
 
 
@@ -103,10 +105,17 @@ def _sha256(path: Path) -> str:
 
 def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
     """Write a complete bundle into a temporary folder, then move it into place in one rename."""
-    from jewelry_pipeline.models.files import save_keras_atomic  # Keras only when models are written
+    from jewelry_pipeline.core.models.files import (
+        save_keras_atomic,
+    )  # Keras only when models are written
 
     destination = Path(destination)
-    classifier, encoders, index, catalog = contents.classifier, contents.encoders, contents.index, contents.catalog
+    classifier, encoders, index, catalog = (
+        contents.classifier,
+        contents.encoders,
+        contents.index,
+        contents.catalog,
+    )
     thumbnails, class_names = contents.thumbnails, contents.class_names
     missing = [c for c in CATALOG_COLUMNS if c not in catalog.columns]
     if missing:
@@ -132,7 +141,11 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
             "version": dict(contents.version),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
-        files = {p.relative_to(staging).as_posix(): _sha256(p) for p in sorted(staging.rglob("*")) if p.is_file()}
+        files = {
+            p.relative_to(staging).as_posix(): _sha256(p)
+            for p in sorted(staging.rglob("*"))
+            if p.is_file()
+        }
         (staging / "files.json").write_text(json.dumps(files, indent=2, sort_keys=True))
         os.chmod(staging, 0o755)  # mkdtemp makes it private
         _point(destination, staging)
@@ -145,7 +158,9 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
 def _point(destination: Path, version: Path) -> None:
     """Make `destination` a link to `version` in one atomic rename; keep the version it replaced, drop older ones."""
     previous = destination.resolve() if destination.is_symlink() else None
-    if destination.is_dir() and not destination.is_symlink():  # a bundle from before versioned folders
+    if (
+        destination.is_dir() and not destination.is_symlink()
+    ):  # a bundle from before versioned folders
         legacy = destination.with_name(f".{destination.name}.legacy")
         shutil.rmtree(legacy, ignore_errors=True)
         os.replace(destination, legacy)
@@ -163,7 +178,9 @@ def _point(destination: Path, version: Path) -> None:
 def _check_encoders(encoders: list[str], class_names: list[str], where: str) -> None:
     """A bundle carries no encoders, or exactly one per class: each named by the category it was trained on."""
     if encoders and sorted(encoders) != sorted(class_names):
-        raise BundleError(f"serving bundle '{where}' has encoders for {sorted(encoders)} but classes {sorted(class_names)}; each class needs its own encoder")
+        raise BundleError(
+            f"serving bundle '{where}' has encoders for {sorted(encoders)} but classes {sorted(class_names)}; each class needs its own encoder"
+        )
 
 
 def verify_bundle(path: str | Path) -> dict[str, Any]:
@@ -175,7 +192,9 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
         files = json.loads((path / "files.json").read_text())
         config = json.loads((path / "config.json").read_text())
     except FileNotFoundError as exc:
-        raise BundleError(f"serving bundle '{path}' is incomplete: {Path(exc.filename).name} is missing") from None
+        raise BundleError(
+            f"serving bundle '{path}' is incomplete: {Path(exc.filename).name} is missing"
+        ) from None
     except json.JSONDecodeError as exc:
         raise BundleError(f"serving bundle '{path}' has a corrupt manifest: {exc}") from None
     for name, expected in files.items():
@@ -183,22 +202,32 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
         if not file.is_file():
             raise BundleError(f"serving bundle '{path}' is incomplete: {name} is missing")
         if _sha256(file) != expected:
-            raise BundleError(f"serving bundle '{path}' is corrupt or truncated: {name} does not match its checksum")
+            raise BundleError(
+                f"serving bundle '{path}' is corrupt or truncated: {name} does not match its checksum"
+            )
     if config.get("bundle_format") != BUNDLE_FORMAT:
-        raise BundleError(f"serving bundle '{path}' has format {config.get('bundle_format')}, expected {BUNDLE_FORMAT}")
-    _check_encoders(list(config.get("encoders", [])), list(config.get("class_names", [])), str(path))
+        raise BundleError(
+            f"serving bundle '{path}' has format {config.get('bundle_format')}, expected {BUNDLE_FORMAT}"
+        )
+    _check_encoders(
+        list(config.get("encoders", [])), list(config.get("class_names", [])), str(path)
+    )
     return config
 
 
 def read_bundle(path: str | Path) -> ServingBundle:
     """Verify and load a bundle: models with `safe_mode=True`, arrays without pickle."""
-    from jewelry_pipeline.models.files import load_keras_safe  # Keras only when models are read
+    from jewelry_pipeline.core.models.files import (
+        load_keras_safe,
+    )  # Keras only when models are read
 
     path = Path(path).resolve()  # one version, even if the link moves meanwhile
     config = verify_bundle(path)
     try:
         classifier = load_keras_safe(path / "classifier.keras")
-        encoders = {c: load_keras_safe(path / "encoders" / f"{c}.keras") for c in config["encoders"]}
+        encoders = {
+            c: load_keras_safe(path / "encoders" / f"{c}.keras") for c in config["encoders"]
+        }
         with np.load(path / "index.npz", allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
         thumbnails = np.load(path / "thumbnails.npy", allow_pickle=False, mmap_mode="r")

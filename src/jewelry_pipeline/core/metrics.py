@@ -7,7 +7,10 @@ import numpy as np
 
 def history_metrics(history: dict[str, list[float]]) -> dict[str, list[dict[str, float]]]:
     """Per-epoch histories in the format of kedro-mlflow's metrics-history dataset."""
-    return {name: [{"value": v, "step": step} for step, v in enumerate(values)] for name, values in history.items()}
+    return {
+        name: [{"value": v, "step": step} for step, v in enumerate(values)]
+        for name, values in history.items()
+    }
 
 
 def single_step(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
@@ -15,7 +18,9 @@ def single_step(metrics: dict[str, float]) -> dict[str, dict[str, float]]:
     return {name: {"value": float(value), "step": 0} for name, value in metrics.items()}
 
 
-def precision_and_ap_at_k(relevant: np.ndarray, total_relevant: np.ndarray, k: int) -> tuple[float, float]:
+def precision_and_ap_at_k(
+    relevant: np.ndarray, total_relevant: np.ndarray, k: int
+) -> tuple[float, float]:
     """Mean precision@k and mAP@k from a queries x k relevance matrix of the ranked results.
 
     AP@k divides by min(k, number of relevant gallery items), so a perfect ranking scores 1.

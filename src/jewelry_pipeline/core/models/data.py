@@ -22,7 +22,11 @@ def augmenter(config: dict, seed: int) -> keras.Sequential | None:
     if config.get("flip", False):
         steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
     if config.get("brightness", 0):
-        steps.append(keras.layers.RandomBrightness(float(config["brightness"]), value_range=(0, 255), seed=seed + 2))
+        steps.append(
+            keras.layers.RandomBrightness(
+                float(config["brightness"]), value_range=(0, 255), seed=seed + 2
+            )
+        )
     if config.get("contrast", 0):
         steps.append(keras.layers.RandomContrast(float(config["contrast"]), seed=seed + 3))
     return keras.Sequential(steps, name="augmentation") if steps else None
@@ -45,7 +49,13 @@ def rotator(config: dict, seed: int) -> Callable[[np.ndarray], np.ndarray] | Non
         height, width = batch.shape[1:3]
         for i, angle in enumerate(rng.uniform(-turn, turn, len(batch)) * 360.0):
             matrix = cv2.getRotationMatrix2D(((width - 1) / 2, (height - 1) / 2), float(angle), 1.0)
-            out[i] = cv2.warpAffine(batch[i], matrix, (width, height), flags=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE).reshape(batch.shape[1:])
+            out[i] = cv2.warpAffine(
+                batch[i],
+                matrix,
+                (width, height),
+                flags=cv2.INTER_LINEAR,
+                borderMode=cv2.BORDER_REPLICATE,
+            ).reshape(batch.shape[1:])
         return out
 
     return rotate
@@ -87,16 +97,22 @@ def batches(
     return dataset.prefetch(2)
 
 
-def predict_batches(model: keras.Model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256) -> np.ndarray | tuple[np.ndarray, ...]:
+def predict_batches(
+    model: keras.Model, images: np.ndarray, indices: np.ndarray, batch_size: int = 256
+) -> np.ndarray | tuple[np.ndarray, ...]:
     """Run `model` over the given store rows, converting one batch at a time to float32.
 
     A model with several outputs gives one array per output, in order.
     """
     outputs = []
     for start in range(0, len(indices), batch_size):
-        batch = np.asarray(images[np.asarray(indices[start : start + batch_size])], dtype=np.float32)
+        batch = np.asarray(
+            images[np.asarray(indices[start : start + batch_size])], dtype=np.float32
+        )
         result = model(batch, training=False)
-        outputs.append([r.numpy() for r in result] if isinstance(result, (list, tuple)) else [result.numpy()])
+        outputs.append(
+            [r.numpy() for r in result] if isinstance(result, (list, tuple)) else [result.numpy()]
+        )
     shapes = model.output_shape if isinstance(model.output_shape, list) else [model.output_shape]
     if outputs:
         arrays = tuple(np.concatenate(parts) for parts in zip(*outputs))

@@ -15,7 +15,9 @@ def write_store(path: str | Path, images: np.ndarray, chunk_rows: int = CHUNK_RO
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"image store expects uint8 N x H x W x C, got {images.dtype} {images.shape}")
+        raise ValueError(
+            f"image store expects uint8 N x H x W x C, got {images.dtype} {images.shape}"
+        )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
         out = np.lib.format.open_memmap(tmp, mode="w+", dtype=np.uint8, shape=images.shape)
@@ -32,5 +34,7 @@ def open_store(path: str | Path) -> np.ndarray:
     """Open the store read-only and memory-mapped, so no full copy is held in memory."""
     images = np.load(Path(path), mmap_mode="r", allow_pickle=False)
     if images.dtype != np.uint8 or images.ndim != 4:
-        raise ValueError(f"{path} is not an image store (dtype {images.dtype}, shape {images.shape})")
+        raise ValueError(
+            f"{path} is not an image store (dtype {images.dtype}, shape {images.shape})"
+        )
     return images

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from jewelry_pipeline.metrics import precision_and_ap_at_k
-from jewelry_pipeline.search import EmbeddingIndex
+from jewelry_pipeline.core.metrics import precision_and_ap_at_k
+from jewelry_pipeline.core.search import EmbeddingIndex
 
 
 def test_exact_search_orders_by_cosine_and_respects_masks():
@@ -20,7 +20,9 @@ def test_exact_search_orders_by_cosine_and_respects_masks():
 def test_hnsw_agrees_with_exact_and_round_trips():
     rng = np.random.default_rng(0)
     centres = rng.normal(size=(20, 32))
-    vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32))).astype(np.float32)
+    vectors = (centres[rng.integers(0, 20, 3000)] + 0.3 * rng.normal(size=(3000, 32))).astype(
+        np.float32
+    )
     ids = [str(i) for i in range(3000)]
     exact = EmbeddingIndex(ids, vectors)
     approximate = EmbeddingIndex(ids, vectors, backend="hnsw").build()

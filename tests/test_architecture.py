@@ -1,0 +1,59 @@
+"""The house rule, enforced: the core imports no framework (kedro, mlflow, bentoml) and nothing outside itself."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+CORE = Path(__file__).resolve().parents[1] / "src" / "jewelry_pipeline" / "core"
+FRAMEWORKS = ("kedro", "kedro_mlflow", "kedro_datasets", "mlflow", "bentoml")
+
+
+def forbidden_imports(source: str) -> list[str]:
+    """Every import in `source` (module level or inside a function) of a framework or of the project
+    outside its core."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names = [node.module]
+        else:
+            continue
+        for name in names:
+            top = name.split(".")[0]
+            outside_core = top == "jewelry_pipeline" and not name.startswith(
+                "jewelry_pipeline.core"
+            )
+            if top in FRAMEWORKS or outside_core:
+                found.append(name)
+    return found
+
+
+@pytest.mark.parametrize(
+    ("source", "expected"),
+    [
+        ("import numpy as np\nfrom jewelry_pipeline.core.images import letterbox", []),
+        ("def f():\n    import mlflow.keras\n", ["mlflow.keras"]),
+        ("from kedro.io import AbstractDataset", ["kedro.io"]),
+        ("import bentoml", ["bentoml"]),
+        (
+            "from jewelry_pipeline.serving.engine import RecommendationEngine",
+            ["jewelry_pipeline.serving.engine"],
+        ),
+        ("from . import images", []),
+    ],
+)
+def test_the_checker_finds_framework_and_upward_imports(source, expected):
+    assert forbidden_imports(source) == expected
+
+
+def test_the_core_imports_no_framework_and_nothing_outside_itself():
+    modules = sorted(CORE.rglob("*.py"))
+    assert len(modules) >= 10, "the core package moved; update CORE"
+    offenders = {
+        str(m.relative_to(CORE)): bad for m in modules if (bad := forbidden_imports(m.read_text()))
+    }
+    assert offenders == {}
