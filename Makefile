@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test lint test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -35,8 +35,13 @@ data: $(STAMP)
 run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
-test: $(STAMP) browser
+test: $(STAMP) browser lint
 	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
+
+# The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
+lint: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/ruff format --check src tests benchmarks
 
 # The same suite in a shuffled order (pytest-randomly): `make test-random SEED=1`; tests must pass in any order.
 test-random: $(STAMP) browser

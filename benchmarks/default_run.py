@@ -1,7 +1,9 @@
-"""Cost of the default run: `kedro run` with default parameters on the built-in dataset (2,000 photos), for this
-tree and for a reference commit, one after the other in one run: `python -m benchmarks.default_run`.
+"""Cost of the default run: `kedro run` with default parameters on the built-in dataset (2,000
+photos), for this tree and for a reference commit, one after the other in one run:
+`python -m benchmarks.default_run`.
 
-Machines of one kind differ several-fold in speed, so the figure that matters is the ratio measured here.
+Machines of one kind differ several-fold in speed, so the figure that matters is the ratio measured
+here.
 """
 
 from __future__ import annotations
@@ -16,7 +18,8 @@ from pathlib import Path
 from benchmarks._report import ROOT, markdown_table, publish
 from benchmarks.startup import scratch_project, timed
 
-REFERENCE = "6c35bf5"  # main before the real-photo work (#15): the run the issue's cost target compares with
+# main before the real-photo work (#15): the run the issue's cost target compares with
+REFERENCE = "6c35bf5"
 
 
 def _metric(project: Path, name: str) -> float | None:
@@ -90,8 +93,10 @@ def main(argv: list[str] | None = None) -> dict:
     )
     section = (
         "## Default run (`benchmarks/default_run.py`)\n\n"
-        f"Wall seconds of `kedro run --params raw_dir=<built-in dataset, {4 * args.per_category} photos>` with default "
-        f"parameters, reference commit `{args.reference}` and this tree one after the other on one machine.\n\n{table}"
+        "Wall seconds of `kedro run --params "
+        f"raw_dir=<built-in dataset, {4 * args.per_category} photos>` with default "
+        f"parameters, reference commit `{args.reference}` and this tree one after the other "
+        f"on one machine.\n\n{table}"
     )
     result = {"reference": args.reference, "rows": rows, "ratio": ratio}
     publish("default_run", result, section)

@@ -1,4 +1,5 @@
-"""Real catalog photos for the quality benchmark: Fashion-MNIST (Debian's `dataset-fashion-mnist`) as folder trees.
+"""Real catalog photos for the quality benchmark: Fashion-MNIST (Debian's `dataset-fashion-mnist`)
+as folder trees.
 
 `fmnist10` has one folder per fine class; `fmnist-groups` folds the classes into footwear, tops and
 other, with the fine class written to `substyles.csv` (evaluation only, as for the built-in data).

@@ -1,4 +1,5 @@
-"""Ingestion throughput and peak memory on generated photos: `python -m benchmarks.ingest [--images 5000]`."""
+"""Ingestion throughput and peak memory on generated photos:
+`python -m benchmarks.ingest [--images 5000]`."""
 
 from __future__ import annotations
 
@@ -29,7 +30,8 @@ raw = list_image_folder(sys.argv[1])
 store, manifest, rejects, _ = decode_images(raw, {}, pre, params)
 write_store(sys.argv[3], store)
 elapsed = time.perf_counter() - started
-print(json.dumps({"files": len(raw.files), "kept": len(manifest), "refused": len(rejects), "seconds": elapsed}))
+print(json.dumps({"files": len(raw.files), "kept": len(manifest), "refused": len(rejects),
+                  "seconds": elapsed}))
 """
 
 
@@ -99,8 +101,8 @@ def main() -> None:
             "kept": measured["kept"],
             "refused": measured["refused"],
         },
-        "## Ingestion\n\nDecode, hash, dedupe, letterbox and store write (node `decode_images` plus the store), "
-        "in a fresh process.\n\n" + markdown_table([row], list(row)),
+        "## Ingestion\n\nDecode, hash, dedupe, letterbox and store write (node `decode_images` "
+        "plus the store), in a fresh process.\n\n" + markdown_table([row], list(row)),
     )
     print(json.dumps(row))
 

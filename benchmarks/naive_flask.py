@@ -1,8 +1,10 @@
-"""The naive baseline: one Flask process, one thread, one direct model call per request, no batching.
+"""The naive baseline: one Flask process, one thread, one direct model call per request, no
+batching.
 
-It does the same work as `/recommend` with the same code: the shared decoder (`Preprocessing.prepare`),
-the bundle's compiled query model (`QueryEncoder`, the class the service and the index builder use) and
-exact search over the same index, so the service's speed-up measures batching and concurrency only.
+It does the same work as `/recommend` with the same code: the shared decoder
+(`Preprocessing.prepare`), the bundle's compiled query model (`QueryEncoder`, the class the service
+and the index builder use) and exact search over the same index, so the service's speed-up measures
+batching and concurrency only.
 Run by `benchmarks/serve.py`: `python -m benchmarks.naive_flask BUNDLE PORT`.
 """
 

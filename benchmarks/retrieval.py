@@ -1,8 +1,8 @@
 """Similarity-index scale test: exact vs HNSW at 10k, 100k and 1M vectors.
 
 `python -m benchmarks.retrieval [--sizes 10000,100000,1000000]`. Vectors are drawn around the served
-index's real vectors (data/07_model_output/index.npz, the configured embedding source, so they have its
-size) when it exists, otherwise around random 128-d cluster centres.
+index's real vectors (data/07_model_output/index.npz, the configured embedding source, so they have
+its size) when it exists, otherwise around random 128-d cluster centres.
 """
 
 from __future__ import annotations
@@ -139,9 +139,10 @@ def main() -> None:
     publish(
         "retrieval",
         {"results": rows},
-        "## Similarity index\n\nSingle-vector top-10 queries, each configuration in a fresh process; recall is against exact "
-        "cosine search; memory is the process's peak RSS. HNSW is FAISS `IndexHNSWFlat` (M=32, efConstruction=80), queried at several efSearch values.\n\n"
-        + markdown_table(rows, columns),
+        "## Similarity index\n\nSingle-vector top-10 queries, each configuration in a fresh "
+        "process; recall is against exact cosine search; memory is the process's peak RSS. "
+        "HNSW is FAISS `IndexHNSWFlat` (M=32, efConstruction=80), queried at several efSearch "
+        "values.\n\n" + markdown_table(rows, columns),
     )
 
 

@@ -99,16 +99,26 @@ def main() -> None:
         "errors_5xx",
         "transport_errors",
     ]
+    speedup_text = (
+        f"{speedup:.2f}x" if speedup is not None else "not comparable (the naive server failed)"
+    )
     section = "\n\n".join(
         [
             "## Serving: `/recommend` under load (`benchmarks/serve.py`)",
-            f"Same bundle ({args.bundle.name}), same sample photos, on 127.0.0.1; {args.duration:.0f} s or {args.max_requests} requests per level, whichever comes first.",
+            f"Same bundle ({args.bundle.name}), same sample photos, on 127.0.0.1; "
+            f"{args.duration:.0f} s or {args.max_requests} requests per level, "
+            "whichever comes first.",
             markdown_table(rows, columns),
-            f"Targets: p50 at concurrency 1 = {checks['p50_at_1_ms']} ms (target <= {TARGET_P50_MS:.0f}: {'met' if checks['p50_at_1_met'] else 'NOT met'}); "
-            f"throughput at 32 = {f'{speedup:.2f}x' if speedup is not None else 'not comparable (the naive server failed)'} the naive server's (target >= {TARGET_SPEEDUP:.0f}x: {'met' if checks['speedup_met'] else 'NOT met'}); "
-            f"5xx and transport errors on the service = {checks['errors_5xx']} ({'met' if checks['zero_5xx_met'] else 'NOT met'}).",
-            f"Memory after the load: {memory['workers']} workers (`JEWELRY_WORKERS`), resident MB per worker "
-            f"{', '.join(map(str, memory['worker_rss_mb']))}; the supervising `bentoml serve` process {memory['supervisor_rss_mb']} MB.",
+            f"Targets: p50 at concurrency 1 = {checks['p50_at_1_ms']} ms "
+            f"(target <= {TARGET_P50_MS:.0f}: {'met' if checks['p50_at_1_met'] else 'NOT met'}); "
+            f"throughput at 32 = {speedup_text} the naive server's "
+            f"(target >= {TARGET_SPEEDUP:.0f}x: {'met' if checks['speedup_met'] else 'NOT met'}); "
+            f"5xx and transport errors on the service = {checks['errors_5xx']} "
+            f"({'met' if checks['zero_5xx_met'] else 'NOT met'}).",
+            f"Memory after the load: {memory['workers']} workers (`JEWELRY_WORKERS`), "
+            "resident MB per worker "
+            f"{', '.join(map(str, memory['worker_rss_mb']))}; "
+            f"the supervising `bentoml serve` process {memory['supervisor_rss_mb']} MB.",
         ]
     )
     publish(

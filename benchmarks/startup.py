@@ -1,8 +1,10 @@
-"""Start-up and incremental ingestion: `kedro registry list` and `kedro run --pipelines ingestion` on generated
-photos, for this tree and for a reference commit, side by side in one run: `python -m benchmarks.startup`.
+"""Start-up and incremental ingestion: `kedro registry list` and `kedro run --pipelines ingestion`
+on generated photos, for this tree and for a reference commit, side by side in one run:
+`python -m benchmarks.startup`.
 
-The reference commit is checked out with `git worktree` under build/startup/ and imported first through
-PYTHONPATH; each command runs in its own scratch project, so neither touches the repository's data.
+The reference commit is checked out with `git worktree` under build/startup/ and imported first
+through PYTHONPATH; each command runs in its own scratch project, so neither touches the
+repository's data.
 """
 
 from __future__ import annotations
@@ -135,9 +137,12 @@ def main(argv: list[str] | None = None) -> dict:
     )
     section = (
         f"## Start-up and incremental ingestion (`benchmarks/startup.py`)\n\n"
-        f"Wall seconds (median of {args.repeats}) of `kedro registry list` and of `kedro run --pipelines ingestion` on "
-        f"{args.photos} generated 256 px photos: a fresh project, then the same command again on the unchanged folder "
-        f"(the current tree reuses its decode cache). Reference: commit `{args.reference}`, measured in the same run.\n\n{table}\n\n"
+        f"Wall seconds (median of {args.repeats}) of `kedro registry list` and of "
+        "`kedro run --pipelines ingestion` on "
+        f"{args.photos} generated 256 px photos: a fresh project, then the same command again "
+        "on the unchanged folder "
+        f"(the current tree reuses its decode cache). Reference: commit `{args.reference}`, "
+        f"measured in the same run.\n\n{table}\n\n"
         f"Target (#16): listing and ingestion under a third of the reference's wall time."
     )
     result = {

@@ -21,7 +21,9 @@ import json, time
 import pandas as pd
 from kedro.config import OmegaConfigLoader
 from jewelry_pipeline.core.store import open_store
-from jewelry_pipeline.pipelines.classifier.nodes import choose_working_size, train_classifier, evaluate_classifier
+from jewelry_pipeline.pipelines.classifier.nodes import (
+    choose_working_size, train_classifier, evaluate_classifier
+)
 params = OmegaConfigLoader("conf", base_env="base", default_run_env="base")["parameters"]
 images = open_store("data/03_primary/image_store.npy")
 manifest = pd.read_csv("data/05_model_input/manifest.csv")
@@ -59,9 +61,9 @@ def main() -> None:
     publish(
         "train_classifier",
         {"result": row, **measured},
-        "## Classifier training\n\nDefault `parameters_classifier.yml` on the built-in dataset (`make run` data), "
-        "early stopping included; images/s counts training images seen per second.\n\n"
-        + markdown_table([row], list(row)),
+        "## Classifier training\n\nDefault `parameters_classifier.yml` on the built-in dataset "
+        "(`make run` data), early stopping included; images/s counts training images seen per "
+        "second.\n\n" + markdown_table([row], list(row)),
     )
     print(json.dumps(row))
 

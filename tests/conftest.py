@@ -93,7 +93,8 @@ SLOW_FIXTURES = {
 
 
 def pytest_collection_modifyitems(config, items):
-    """Mark every test that runs `kedro run` or a live server `slow`: `pytest -m "not slow"` is the quick subset."""
+    """Mark every test that runs `kedro run` or a live server `slow`: `pytest -m "not slow"` is the
+    quick subset."""
     for item in items:
         if (
             SLOW_FIXTURES & set(getattr(item, "fixturenames", ()))
@@ -104,7 +105,8 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _isolated_tracking(tmp_path, monkeypatch):
-    """Every test tracks into its own SQLite file unless it sets one, and leaves no MLflow state behind."""
+    """Every test tracks into its own SQLite file unless it sets one, and leaves no MLflow state
+    behind."""
     import mlflow
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
@@ -122,7 +124,8 @@ def browser():
 
     if shutil.which("chromedriver") is None:
         pytest.fail(
-            "chromedriver is not installed: `make test` installs Debian's chromium and chromium-driver"
+            "chromedriver is not installed: "
+            "`make test` installs Debian's chromium and chromium-driver"
         )
     options = webdriver.ChromeOptions()
     for flag in (

@@ -1,4 +1,5 @@
-"""The house rule, enforced: the core imports no framework (kedro, mlflow, bentoml) and nothing outside itself."""
+"""The house rule, enforced: the core imports no framework (kedro, mlflow, bentoml) and nothing
+outside itself."""
 
 from __future__ import annotations
 

@@ -1,4 +1,5 @@
-"""`kedro run` as a user sees it: quiet on success, one plain message for a user error, a traceback for a real bug."""
+"""`kedro run` as a user sees it: quiet on success, one plain message for a user error, a traceback
+for a real bug."""
 
 from __future__ import annotations
 
@@ -55,7 +56,8 @@ def test_a_successful_ingestion_prints_no_warning_from_other_packages_and_no_col
         ),
         (
             ["--pipelines", "ingestion", "--params", "raw_dir=SHORT,categories=[ring,bracelet]"],
-            "The `categories` parameter lists ['bracelet', 'ring'], but SHORT has the category folders ['bracelet', 'earring', 'necklace', 'ring']",
+            "The `categories` parameter lists ['bracelet', 'ring'], "
+            "but SHORT has the category folders ['bracelet', 'earring', 'necklace', 'ring']",
         ),
     ],
 )

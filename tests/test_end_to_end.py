@@ -1,4 +1,5 @@
-"""End to end: the README's default path on a user's own folder, twice, through the registry to the web page."""
+"""End to end: the README's default path on a user's own folder, twice, through the registry to the
+web page."""
 
 from __future__ import annotations
 
@@ -20,12 +21,14 @@ from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
 from jewelry_pipeline.core.models.files import load_keras_safe
 from jewelry_pipeline.synth import generate_dataset
 
-GOOD_EPOCHS = 40  # enough for the small dataset below to be learned well above chance (early stopping ends it sooner)
+# enough for the small dataset below to be learned well above chance (early stopping ends it sooner)
+GOOD_EPOCHS = 40
 
 
 @pytest.fixture(scope="module")
 def small_dataset(tmp_path_factory) -> Path:
-    """The built-in dataset at 40 photos per category and 48 px: small, yet learnable in a dozen epochs."""
+    """The built-in dataset at 40 photos per category and 48 px: small, yet learnable in a dozen
+    epochs."""
     out = tmp_path_factory.mktemp("small") / "jewelry"
     generate_dataset(out, per_category=40, seed=7, size=48, workers=1)
     return out
@@ -40,7 +43,8 @@ OTHER_CATEGORIES = {
 
 
 def _other_categories_folder(tiny_dataset, destination):
-    """The tiny dataset under other category names (a user's own folder), with its sub-style labels."""
+    """The tiny dataset under other category names (a user's own folder), with its sub-style
+    labels."""
     import shutil
 
     for old, new in OTHER_CATEGORIES.items():
@@ -78,13 +82,15 @@ def _kedro_run(
 
 
 def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser):
-    """Two default `kedro run`s on a user's folder (other category names, no conf edit), the second made worse on
-    purpose; the registry keeps the first as champion; `bentoml serve` from the BentoML model store serves the
-    champion's bundle with the configured index source, over HTTP and on the web page in Chromium.
+    """Two default `kedro run`s on a user's folder (other category names, no conf edit), the second
+    made worse on purpose; the registry keeps the first as champion; `bentoml serve` from the
+    BentoML model store serves the champion's bundle with the configured index source, over HTTP and
+    on the web page in Chromium.
 
-    Broken on purpose once each: with `decide_promotion` promoting unconditionally it failed on the second run's
-    `promotion.decision` ('promoted'); serving the project's bundle folder (the second run's) instead of the
-    store's champion failed it on the served run (then named by its `mlflow_run_id`, now by the bundle digest).
+    Broken on purpose once each: with `decide_promotion` promoting unconditionally it failed on the
+    second run's `promotion.decision` ('promoted'); serving the project's bundle folder (the second
+    run's) instead of the store's champion failed it on the served run (then named by its
+    `mlflow_run_id`, now by the bundle digest).
     """
     photos = _other_categories_folder(small_dataset, tmp_path / "my photos")
     result = _kedro_run(kedro_project, photos, epochs=GOOD_EPOCHS)
@@ -254,7 +260,8 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
 
 
 def _page_shows_the_champion(browser, url: str, photo: Path, digest: str, source: str) -> None:
-    """The web page names the champion's bundle and index source, browses its catalog and answers an upload."""
+    """The web page names the champion's bundle and index source, browses its catalog and answers an
+    upload."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
     from selenium.webdriver.support.ui import WebDriverWait

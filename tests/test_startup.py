@@ -1,5 +1,5 @@
-"""Fast start: commands that neither train nor embed never import TensorFlow, Keras or scikit-learn, and
-commands that track nothing never import MLflow."""
+"""Fast start: commands that neither train nor embed never import TensorFlow, Keras or scikit-learn,
+and commands that track nothing never import MLflow."""
 
 from __future__ import annotations
 
@@ -14,7 +14,8 @@ HEAVY = ("tensorflow", "keras", "sklearn", "mlflow")
 
 
 def _imported_top_level_modules(project, *args: str) -> set[str]:
-    """Run `kedro *args` with Python's import profiler on; return the top-level modules it imported."""
+    """Run `kedro *args` with Python's import profiler on; return the top-level modules it
+    imported."""
     env = {**os.environ, "PYTHONPROFILEIMPORTTIME": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "kedro", *args],
@@ -32,9 +33,9 @@ def _imported_top_level_modules(project, *args: str) -> set[str]:
 
 @pytest.mark.parametrize("command", ["registry list", "ingestion"])
 def test_listing_and_ingestion_never_load_tensorflow(kedro_project, tiny_dataset, command):
-    """Broken on purpose once: an `import keras` at the top of classifier/nodes.py makes both cases fail; without
-    the stand-in for kedro-mlflow's hook module (`defer_kedro_mlflow_hook`) the ingestion case failed ("imported
-    ['mlflow']")."""
+    """Broken on purpose once: an `import keras` at the top of classifier/nodes.py makes both cases
+    fail; without the stand-in for kedro-mlflow's hook module (`defer_kedro_mlflow_hook`) the
+    ingestion case failed ("imported ['mlflow']")."""
     args = (
         command.split()
         if command != "ingestion"
@@ -48,8 +49,9 @@ def test_listing_and_ingestion_never_load_tensorflow(kedro_project, tiny_dataset
 def test_an_untracked_ingestion_run_leaves_no_mlflow_run_and_the_next_run_is_tracked(
     kedro_project, tiny_dataset
 ):
-    """mlflow.yml lists `ingestion` under `disable_tracking.pipelines`: that run opens no MLflow database at all;
-    a split run afterwards is tracked as usual, through the deferred kedro-mlflow hook."""
+    """mlflow.yml lists `ingestion` under `disable_tracking.pipelines`: that run opens no MLflow
+    database at all; a split run afterwards is tracked as usual, through the deferred kedro-mlflow
+    hook."""
     from mlflow.tracking import MlflowClient
 
     def run(*args: str) -> subprocess.CompletedProcess:

@@ -1,4 +1,5 @@
-"""The `jewelry-pipeline` console script (dataset generation) and the project's `kedro run` with plain user errors."""
+"""The `jewelry-pipeline` console script (dataset generation) and the project's `kedro run`.
+That `kedro run` reports user errors plainly."""
 
 from __future__ import annotations
 
@@ -48,12 +49,14 @@ def synth(out: str, per_category: int, seed: int, size: int, workers: int | None
 
     stats = generate_dataset(out, per_category=per_category, seed=seed, size=size, workers=workers)
     click.echo(
-        f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s ({stats['images_per_second']:.0f} images/s)"
+        f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s "
+        f"({stats['images_per_second']:.0f} images/s)"
     )
 
 
 def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:
-    """Unknown pipeline names and empty `--params` values are user errors, named before anything runs."""
+    """Unknown pipeline names and empty `--params` values are user errors, named before anything
+    runs."""
     from kedro.framework.project import pipelines
 
     empty = sorted(
@@ -63,7 +66,8 @@ def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:
     )
     if empty:
         raise click.UsageError(
-            f"--params {', '.join(f'{key}=' for key in empty)} has no value; for example `--params raw_dir=/path/to/photos`."
+            f"--params {', '.join(f'{key}=' for key in empty)} has no value; "
+            "for example `--params raw_dir=/path/to/photos`."
         )
     requested = ([arguments["pipeline"]] if arguments.get("pipeline") else []) + list(
         arguments.get("pipelines") or []
@@ -71,12 +75,14 @@ def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:
     unknown = sorted(set(requested) - set(pipelines))
     if unknown:
         raise click.UsageError(
-            f"Unknown pipeline {', '.join(map(repr, unknown))}. Pipelines: {', '.join(sorted(pipelines))}."
+            f"Unknown pipeline {', '.join(map(repr, unknown))}. "
+            f"Pipelines: {', '.join(sorted(pipelines))}."
         )
 
 
 def _run(**arguments: Any) -> Any:
-    """Kedro's own `run`, with user errors (folder, photos, parameters, stale data) as one message and exit code 1."""
+    """Kedro's own `run`, with user errors (folder, photos, parameters, stale data) as one message
+    and exit code 1."""
     _refuse_bad_arguments(arguments)
     try:
         return kedro_run.callback(**arguments)
@@ -88,8 +94,9 @@ def _run(**arguments: Any) -> Any:
 
 
 def split_params(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
-    """Kedro's `--params` parsing, except that a comma inside [...] or {...} belongs to its value, so
-    `--params "raw_dir=DIR,categories=[rings,studs]"` passes a list (Kedro's own parser splits it at every comma)."""
+    """Kedro's `--params` parsing, except that a comma inside [...] or {...} belongs to its value,
+    so `--params "raw_dir=DIR,categories=[rings,studs]"` passes a list (Kedro's own parser splits it
+    at every comma)."""
     if not value or isinstance(value, dict):
         return value or {}
     items, depth, current = [], 0, []
@@ -106,7 +113,8 @@ def split_params(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
         key, equals, item_value = item.partition("=")
         if not equals:
             ctx.fail(
-                f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a value separated by `=`."
+                f"Invalid format of `{param.name}` option: Item `{item}` must contain a key and a "
+                "value separated by `=`."
             )
         if not key.strip():
             ctx.fail(
@@ -131,7 +139,8 @@ def _run_options() -> list[click.Parameter]:
 
 @click.group(name="jewelry_pipeline")
 def cli() -> None:
-    """Project commands: Kedro merges this group into its CLI, overriding `run` (`kedro synth` works as well)."""
+    """Project commands: Kedro merges this group into its CLI, overriding `run` (`kedro synth` works
+    as well)."""
 
 
 run = click.Command(

@@ -1,4 +1,5 @@
-"""Project hooks: check the MLflow tracking database, and refuse stale data, before a run touches anything."""
+"""Project hooks: check the MLflow tracking database, and refuse stale data.
+Both happen before a run touches anything."""
 
 from __future__ import annotations
 
@@ -33,14 +34,16 @@ def sqlite_path(tracking_uri: str, project_path: Path) -> Path | None:
 def check_tracking_database(
     database: Path, artifacts: Path, lock_wait: float = LOCK_WAIT_SECONDS
 ) -> None:
-    """Refuse a run that would silently start a new history (database gone) or wait on a locked database."""
+    """Refuse a run that would silently start a new history (database gone) or wait on a locked
+    database."""
     marker = database.parent / IN_USE_MARKER
     if not database.exists():
         if marker.exists() or (artifacts.is_dir() and any(artifacts.iterdir())):
             raise TrackingStoreError(
                 f"The MLflow database {database} is missing, but earlier runs were tracked there "
-                f"({marker.name} or artifacts in {artifacts} remain). Restore the database from a backup; to start a fresh "
-                f"history on purpose, remove {marker} and {artifacts}. Nothing was written."
+                f"({marker.name} or artifacts in {artifacts} remain). Restore the database from "
+                f"a backup; to start a fresh history on purpose, remove {marker} and {artifacts}. "
+                "Nothing was written."
             )
         return
     try:
@@ -53,21 +56,24 @@ def check_tracking_database(
     except sqlite3.OperationalError as exc:
         if "locked" in str(exc) or "busy" in str(exc):
             raise TrackingStoreError(
-                f"The MLflow database {database} is locked by another process (another `kedro run`, or a tool holding a write "
-                f"transaction) and stayed locked for {lock_wait:.0f} s. Nothing was written; run again once it is free."
+                f"The MLflow database {database} is locked by another process (another "
+                f"`kedro run`, or a tool holding a write transaction) and stayed locked for "
+                f"{lock_wait:.0f} s. Nothing was written; run again once it is free."
             ) from None
         raise TrackingStoreError(
             f"The MLflow database {database} cannot be opened: {exc}. Nothing was written."
         ) from None
     except sqlite3.DatabaseError as exc:
         raise TrackingStoreError(
-            f"The MLflow database {database} is not a usable SQLite file: {exc}. Nothing was written."
+            f"The MLflow database {database} is not a usable SQLite file: {exc}. "
+            "Nothing was written."
         ) from None
     marker.touch()
 
 
 class TrackingStoreCheck:
-    """Runs before kedro-mlflow's own hook, so a bad tracking store fails the run with a plain message."""
+    """Runs before kedro-mlflow's own hook, so a bad tracking store fails the run with a plain
+    message."""
 
     def __init__(self) -> None:
         self._database: Path | None = None
@@ -99,7 +105,8 @@ INGESTED = ("image_store", "ingestion_manifest", "categories")
 
 
 class DataLineageCheck:
-    """Before a run, refuse stored inputs that come from another folder or another ingestion (see `lineage`).
+    """Before a run, refuse stored inputs that come from another folder or another ingestion (see
+    `lineage`).
 
     Only what the run reads without producing it is checked: a full `kedro run` checks nothing.
     """
@@ -133,16 +140,19 @@ class DataLineageCheck:
 
 
 def _active_mlflow():
-    """MLflow's active run, without importing MLflow for a run that never started one (an untracked run)."""
+    """MLflow's active run, without importing MLflow for a run that never started one (an untracked
+    run)."""
     mlflow = sys.modules.get("mlflow")
     return mlflow.active_run() if mlflow is not None else None
 
 
 class RunIdentity:
-    """Names each MLflow run by what ran on which folder, and logs the photos it used as an MLflow dataset input.
+    """Names each MLflow run by what ran on which folder, and logs the photos it used as an MLflow
+    dataset input.
 
-    Runs after kedro-mlflow has opened the run (`trylast`). The dataset's digest is the manifest digest of
-    `ingestion.json`, so two runs that saw the same photos show the same dataset in the MLflow UI.
+    Runs after kedro-mlflow has opened the run (`trylast`). The dataset's digest is the manifest
+    digest of `ingestion.json`, so two runs that saw the same photos show the same dataset in the
+    MLflow UI.
     """
 
     def __init__(self) -> None:
@@ -171,13 +181,15 @@ class RunIdentity:
             self._log_photos(outputs["ingestion_identity"], outputs["ingestion_manifest"])
 
     def _log_photos(self, identity: dict, manifest) -> None:
-        """The photos as an MLflow dataset input: name, source folder, manifest digest, counts per category."""
+        """The photos as an MLflow dataset input: name, source folder, manifest digest, counts per
+        category."""
         if self._logged or _active_mlflow() is None:
             return
         import mlflow
         from mlflow.data.dataset_source_registry import get_registered_sources
 
-        # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local source twice.
+        # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local
+        # source twice.
         local = next(
             s for s in get_registered_sources() if s.__name__ == "LocalArtifactDatasetSource"
         )

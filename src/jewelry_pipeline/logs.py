@@ -1,4 +1,5 @@
-"""Logging filter, and the hook that installs it, that keeps a user error to one message (no Kedro failure log or resume hint)."""
+"""Logging filter, and the hook that installs it, that keeps a user error to one message.
+There is no Kedro failure log or resume hint for it."""
 
 from __future__ import annotations
 
@@ -11,10 +12,12 @@ from jewelry_pipeline.core.errors import user_error_in
 
 
 class HideHandledUserErrors(logging.Filter):
-    """Drops warnings and errors logged while a `UserInputError` is being handled (the CLI prints it once, plainly).
+    """Drops warnings and errors logged while a `UserInputError` is being handled (the CLI prints it
+    once, plainly).
 
-    Kedro logs "Node ... failed with error" and a `--from-nodes` resume hint inside its `except` blocks; for a
-    user error the hint is wrong (the fix is in the message) and the message would be printed twice.
+    Kedro logs "Node ... failed with error" and a `--from-nodes` resume hint inside its `except`
+    blocks; for a user error the hint is wrong (the fix is in the message) and the message would be
+    printed twice.
     """
 
     def filter(self, record: logging.LogRecord) -> bool:
@@ -25,8 +28,8 @@ class HideHandledUserErrors(logging.Filter):
 
 
 class QuietUserErrors:
-    """Hook: adds `HideHandledUserErrors` to the root handlers once logging is configured (Kedro's logging
-    config accepts neither filter factories nor handler classes from project modules)."""
+    """Hook: adds `HideHandledUserErrors` to the root handlers once logging is configured (Kedro's
+    logging config accepts neither filter factories nor handler classes from project modules)."""
 
     @hook_impl
     def after_context_created(self, context) -> None:

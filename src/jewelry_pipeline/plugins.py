@@ -1,5 +1,5 @@
-"""kedro-mlflow without its start-up cost: MLflow (~1.5 s to import, plus its database) is loaded only by a
-command or a run that uses it, so `kedro registry list` or an untracked ingestion run start fast.
+"""kedro-mlflow without its start-up cost: MLflow is loaded only by a command or run that uses it.
+It takes ~1.5 s to import, plus its database; `kedro registry list` or untracked ingestion skip it.
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ from kedro.config import MissingConfigException
 from kedro.framework.hooks import hook_impl
 
 logger = logging.getLogger(__name__)
-# The modules of kedro-mlflow's two entry points (`kedro.project_commands` and `kedro.hooks`): both import MLflow.
+# The modules of kedro-mlflow's two entry points (`kedro.project_commands` and `kedro.hooks`): both
+# import MLflow.
 KEDRO_MLFLOW_CLI = "kedro_mlflow.framework.cli.cli"
 KEDRO_MLFLOW_HOOK = "kedro_mlflow.framework.hooks.mlflow_hook"
 MLFLOW_CONFIG_PATTERNS = [
@@ -35,7 +36,8 @@ def _real_module(name: str) -> types.ModuleType:
 
 
 def _register_stand_in(name: str, doc: str, **attributes: Any) -> None:
-    """Put a stand-in for module `name` in `sys.modules`: `attributes` are its own, any other is the real one's."""
+    """Put a stand-in for module `name` in `sys.modules`: `attributes` are its own, any other is the
+    real one's."""
     if name in sys.modules:
         return
 
@@ -57,7 +59,8 @@ def _kedro_mlflow_cli() -> types.ModuleType:
 
 
 class _DeferredMlflowGroup(click.Group):
-    """`kedro mlflow ...`: kedro-mlflow's own group, imported when one of its commands is listed or run."""
+    """`kedro mlflow ...`: kedro-mlflow's own group, imported when one of its commands is listed or
+    run."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return _kedro_mlflow_cli().mlflow_commands.list_commands(ctx)
@@ -67,7 +70,8 @@ class _DeferredMlflowGroup(click.Group):
 
 
 def defer_kedro_mlflow_cli() -> None:
-    """Register a stand-in for kedro-mlflow's CLI module, so loading Kedro's plugin commands imports no MLflow.
+    """Register a stand-in for kedro-mlflow's CLI module, so loading Kedro's plugin commands imports
+    no MLflow.
 
     Called from the `kedro.init` entry point, which Kedro runs before it loads plugin commands.
     """
@@ -85,11 +89,12 @@ def defer_kedro_mlflow_cli() -> None:
 
 
 def defer_kedro_mlflow_hook() -> None:
-    """Register a stand-in for kedro-mlflow's hook module, so Kedro's loading of plugin hooks imports no MLflow.
+    """Register a stand-in for kedro-mlflow's hook module, so Kedro's loading of plugin hooks
+    imports no MLflow.
 
-    Its `mlflow_hook` is an empty plugin (unregistered by `DISABLE_HOOKS_FOR_PLUGINS`); `DeferredMlflowHook`
-    creates the real hook when a run is tracked. Called from `settings.py`, which Kedro reads before it loads
-    plugin hooks.
+    Its `mlflow_hook` is an empty plugin (unregistered by `DISABLE_HOOKS_FOR_PLUGINS`);
+    `DeferredMlflowHook` creates the real hook when a run is tracked. Called from `settings.py`,
+    which Kedro reads before it loads plugin hooks.
     """
     _register_stand_in(
         KEDRO_MLFLOW_HOOK,
@@ -102,7 +107,8 @@ class DeferredMlflowHook:
     """kedro-mlflow's hook, created only for a run that is tracked (not listed in mlflow.yml's
     `tracking.disable_tracking.pipelines`); the earlier hook calls are replayed to it in order.
 
-    `settings.py` disables the plugin's own registration (`DISABLE_HOOKS_FOR_PLUGINS`) and registers this.
+    `settings.py` disables the plugin's own registration (`DISABLE_HOOKS_FOR_PLUGINS`) and registers
+    this.
     """
 
     def __init__(self) -> None:
@@ -134,7 +140,8 @@ class DeferredMlflowHook:
         ]
         if not self._tracked(names):
             logger.info(
-                "Not tracked in MLflow: %s is listed in mlflow.yml `tracking.disable_tracking.pipelines`",
+                "Not tracked in MLflow: %s is listed in mlflow.yml "
+                "`tracking.disable_tracking.pipelines`",
                 "+".join(names),
             )
             return
@@ -162,7 +169,8 @@ class DeferredMlflowHook:
             )
 
     def _tracked(self, pipeline_names: list[str]) -> bool:
-        """kedro-mlflow's own rule: a run is untracked when every pipeline it runs is listed as disabled."""
+        """kedro-mlflow's own rule: a run is untracked when every pipeline it runs is listed as
+        disabled."""
         loader = self._context.config_loader
         loader.config_patterns.setdefault("mlflow", MLFLOW_CONFIG_PATTERNS)
         try:

@@ -1,5 +1,5 @@
-"""Kedro project settings: config loader and hooks (kedro-mlflow's hook through `DeferredMlflowHook`, which
-imports MLflow only for a tracked run).
+"""Kedro project settings: config loader and hooks.
+kedro-mlflow's hook goes through `DeferredMlflowHook`, which imports MLflow only for a tracked run.
 """
 
 from kedro.config import OmegaConfigLoader

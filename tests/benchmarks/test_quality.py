@@ -1,4 +1,5 @@
-"""The real-photo quality benchmark in miniature: the same script, a few photos per class and one epoch."""
+"""The real-photo quality benchmark in miniature: the same script, a few photos per class and one
+epoch."""
 
 from __future__ import annotations
 
@@ -12,7 +13,8 @@ from benchmarks import fmnist, quality
 
 
 def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
-    """IDX files in Fashion-MNIST's layout: each class a different blob on its own coarse texture."""
+    """IDX files in Fashion-MNIST's layout: each class a different blob on its own coarse
+    texture."""
     rng = np.random.default_rng(0)
     labels = np.repeat(np.arange(len(fmnist.CLASSES), dtype=np.uint8), per_class)
     ys, xs = np.mgrid[0:28, 0:28]

@@ -1,4 +1,5 @@
-"""The reliability checks of `make reliability`, run light: a tiny bundle, short loads, tiny training."""
+"""The reliability checks of `make reliability`, run light: a tiny bundle, short loads, tiny
+training."""
 
 from __future__ import annotations
 

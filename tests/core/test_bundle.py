@@ -125,9 +125,10 @@ def test_rewrite_replaces_the_whole_bundle(tmp_path, bundle_parts):
 
 
 def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_parts):
-    """A reader loops over verify_bundle while the bundle is rewritten five times: it never finds no bundle or a
-    mixed one. Broken on purpose once: removing the old bundle before the new one took its place (the former
-    "remove, then rename" order, with its gap widened to 50 ms) made the reader fail with "does not exist"."""
+    """A reader loops over verify_bundle while the bundle is rewritten five times: it never finds no
+    bundle or a mixed one. Broken on purpose once: removing the old bundle before the new one took
+    its place (the former "remove, then rename" order, with its gap widened to 50 ms) made the
+    reader fail with "does not exist"."""
     import threading
 
     parts = bundle_parts[0]

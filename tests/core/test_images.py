@@ -28,7 +28,8 @@ from tests.conftest import image_bytes, random_photo
 
 
 def bomb_png(width: int, height: int) -> bytes:
-    """A valid PNG header claiming a huge size, with a tiny compressed body (a decompression bomb)."""
+    """A valid PNG header claiming a huge size, with a tiny compressed body (a decompression
+    bomb)."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
         return (
@@ -183,7 +184,8 @@ def _ring(
     scale: float,
     backdrop: tuple[int, int, int],
 ) -> np.ndarray:
-    """A bright tilted ellipse with a knob on top (an upright 'ring'), posed by `angle`, `scale` and `centre`."""
+    """A bright tilted ellipse with a knob on top (an upright 'ring'), posed by `angle`, `scale` and
+    `centre`."""
     layer = np.zeros((size, size), np.uint8)
     c = size / 2
     cv2.ellipse(
@@ -246,7 +248,8 @@ def test_foreground_floor_removes_backdrop_texture_and_keeps_the_object():
 
 
 def _mottled(base: tuple[int, int, int], seed: int) -> np.ndarray:
-    """A 64 px backdrop of one colour, brightened and darkened in smooth blotches (like a mottled cloth)."""
+    """A 64 px backdrop of one colour, brightened and darkened in smooth blotches (like a mottled
+    cloth)."""
     blotches = cv2.resize(
         np.random.default_rng(seed).normal(0, 1, (9, 9)).astype(np.float32),
         (64, 64),

@@ -47,7 +47,8 @@ def test_hnsw_search_within_a_mask_returns_only_allowed_items():
     assert allowed[found].all() and (np.diff(scores, axis=1) <= 1e-6).all()
     truth, _ = EmbeddingIndex(ids, vectors).search(queries, 10, allowed=allowed)
     assert np.mean([len(set(a) & set(b)) / 10 for a, b in zip(truth, found)]) >= 0.9
-    # Fewer allowed items than k: every one comes back (from the graph, or from exact search when the walk misses some).
+    # Fewer allowed items than k: every one comes back (from the graph, or from exact search when
+    # the walk misses some).
     few = np.zeros(4000, bool)
     few[[5, 9, 13]] = True
     found, _ = approximate.search(queries[:2], 10, allowed=few)

@@ -35,7 +35,8 @@ def test_lists_categories_nested_files_and_skips_hidden(tmp_path):
 
 
 def test_every_entry_is_listed_or_skipped_with_a_reason(tmp_path, monkeypatch):
-    """Symlinks (files and folders), dot-named category folders, loose files and unreadable folders each get a row."""
+    """Symlinks (files and folders), dot-named category folders, loose files and unreadable folders
+    each get a row."""
     outside = tmp_path / "outside"
     (outside / "more").mkdir(parents=True)
     (outside / "x.png").write_bytes(b"x")

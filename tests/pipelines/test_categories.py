@@ -1,4 +1,5 @@
-"""The per-category pipelines follow the run's photo folder (or an explicit `categories` parameter)."""
+"""The per-category pipelines follow the run's photo folder (or an explicit `categories`
+parameter)."""
 
 from __future__ import annotations
 

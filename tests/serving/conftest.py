@@ -1,4 +1,5 @@
-"""Serving fixtures: a tiny real bundle (untrained small CNN, exact index) and a live `bentoml serve`."""
+"""Serving fixtures: a tiny real bundle (untrained small CNN, exact index) and a live
+`bentoml serve`."""
 
 from __future__ import annotations
 
@@ -66,7 +67,8 @@ def make_bundle(
     source: str = "classifier",
     autoencoder_input: str = "foreground",
 ) -> Path:
-    """Write a small but complete serving bundle with real (untrained) Keras models, indexing `source` vectors."""
+    """Write a small but complete serving bundle with real (untrained) Keras models, indexing
+    `source` vectors."""
     import keras
 
     keras.utils.set_random_seed(seed)
@@ -94,8 +96,8 @@ def make_bundle(
     }
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
-    # The index is made here the way the pipelines make catalog vectors, not by the service's query code,
-    # so the engine tests compare two independent computations.
+    # The index is made here the way the pipelines make catalog vectors, not by the service's query
+    # code, so the engine tests compare two independent computations.
     spec = IndexSpec(
         source,
         descriptor_layout=DESCRIPTOR_LAYOUT if source == "descriptor" else None,
@@ -162,7 +164,8 @@ def tiny_photo_autoencoder_bundle(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_combined_bundle(tmp_path_factory) -> Path:
-    """A tiny bundle whose index holds combined vectors: classifier embedding beside weighted latent (read-only)."""
+    """A tiny bundle whose index holds combined vectors: classifier embedding beside weighted latent
+    (read-only)."""
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="combined")
 
 
@@ -187,7 +190,8 @@ def start_server(tmp_path: Path, env: dict[str, str]) -> LiveServer:
 
 
 def package_twice(workdir: str) -> dict[str, str]:
-    """Two package runs into the BentoML store: the first promoted, the second not; their run ids."""
+    """Two package runs into the BentoML store: the first promoted, the second not; their run
+    ids."""
     import mlflow
 
     from jewelry_pipeline.datasets.serving import ServingBundleDataset
@@ -214,7 +218,10 @@ def live_server(tmp_path_factory):
         "BENTOML_HOME": str(tmp_path / "bentoml"),
         "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'mlflow.db'}",
     }
-    script = "import json, sys; from tests.serving.conftest import package_twice; print(json.dumps(package_twice(sys.argv[1])))"
+    script = (
+        "import json, sys; from tests.serving.conftest import package_twice; "
+        "print(json.dumps(package_twice(sys.argv[1])))"
+    )
     done = subprocess.run(
         [sys.executable, "-c", script, str(tmp_path)],
         env=env,

@@ -150,7 +150,8 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(
 
 @pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder"])
 def test_query_vectors_are_built_as_the_index_was(source, request):
-    """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder reading photos)."""
+    """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder
+    reading photos)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
     vector = engine.features(np.asarray(bundle.thumbnails[12:13])).vector(

@@ -1,8 +1,9 @@
-"""Property-based: generated paths, headers, bodies and multipart parts at every public route of a live server
-never get a 5xx, and the server is alive afterwards. Bounded: a fixed number of derandomized examples each.
+"""Property-based: generated paths, headers, bodies and multipart parts at every public route of a
+live server never get a 5xx, and the server is alive afterwards. Bounded: a fixed number of
+derandomized examples each.
 
-It found one: a JSON body nested ~1,000 levels deep made /recommend_by_id answer 500 (RecursionError in
-`json.loads`); with that fix removed the raw-body case for that route fails again.
+It found one: a JSON body nested ~1,000 levels deep made /recommend_by_id answer 500 (RecursionError
+in `json.loads`); with that fix removed the raw-body case for that route fails again.
 """
 
 from __future__ import annotations
@@ -86,7 +87,8 @@ multipart_parts = st.lists(
 
 
 def _send(client: httpx.Client, method: str, path: str, **kwargs) -> int:
-    """The status of one request; a connection refused means the server is down, which is a failure."""
+    """The status of one request; a connection refused means the server is down, which is a
+    failure."""
     return client.request(method, path, **kwargs).status_code
 
 

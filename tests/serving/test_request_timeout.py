@@ -1,4 +1,5 @@
-"""Tests for the fix to BentoML's timeout middleware: request objects are freed at once, timeouts still 504."""
+"""Tests for the fix to BentoML's timeout middleware: request objects are freed at once, timeouts
+still 504."""
 
 from __future__ import annotations
 

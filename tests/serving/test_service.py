@@ -200,8 +200,9 @@ def test_a_url_in_the_image_field_is_never_fetched(live_server):
 
 
 def test_concurrent_uploads_share_model_batches_and_each_gets_its_own_answer(live_server):
-    """Photos answered together in one adaptive batch are split back to their own requests: each concurrent
-    answer equals the answer the same photo gets alone. The batched model call is no route at all."""
+    """Photos answered together in one adaptive batch are split back to their own requests: each
+    concurrent answer equals the answer the same photo gets alone. The batched model call is no
+    route at all."""
     from concurrent.futures import ThreadPoolExecutor
 
     photos = [jpeg(seed) for seed in range(8)]
@@ -259,11 +260,14 @@ def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server
         "core",
         "serving",
     ]  # only what serving needs
-    # The service imports from the bento's own copy alone (its folder first on the path, nothing else of ours).
+    # The service imports from the bento's own copy alone (its folder first on the path, nothing
+    # else of ours).
     probe = (
-        "import sys; sys.path.insert(0, sys.argv[1]); import jewelry_pipeline.serving.service as s, jewelry_pipeline as p; "
+        "import sys; sys.path.insert(0, sys.argv[1]); "
+        "import jewelry_pipeline.serving.service as s, jewelry_pipeline as p; "
         "assert p.__file__.startswith(sys.argv[1]), p.__file__; "
-        "missing = [m for m in ('jewelry_pipeline.pipelines', 'jewelry_pipeline.datasets') if m in sys.modules]; "
+        "missing = [m for m in ('jewelry_pipeline.pipelines', 'jewelry_pipeline.datasets') "
+        "if m in sys.modules]; "
         "assert not missing, missing"
     )
     imported = subprocess.run(
@@ -277,8 +281,9 @@ def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server
 
 
 def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path):
-    """Checksums match (files.json rewritten), but the classifier file is not a Keras model: the service stays up,
-    and /readyz, /status and the API name the failure instead of "still loading"."""
+    """Checksums match (files.json rewritten), but the classifier file is not a Keras model: the
+    service stays up, and /readyz, /status and the API name the failure instead of
+    "still loading"."""
     import hashlib
     import json
     import time
@@ -328,7 +333,8 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
 
 
 def test_model_threads_run_below_the_event_loop_priority():
-    """The thread that runs the models (and the pools it starts) is niced; the calling thread is not."""
+    """The thread that runs the models (and the pools it starts) is niced; the calling thread is
+    not."""
     from jewelry_pipeline.serving import service
 
     seen = {}
@@ -353,7 +359,8 @@ def test_model_threads_run_below_the_event_loop_priority():
 
 
 def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(live_server):
-    """Broken on purpose once: without the SecurityHeaders middleware it failed (no content-security-policy header)."""
+    """Broken on purpose once: without the SecurityHeaders middleware it failed (no
+    content-security-policy header)."""
     from jewelry_pipeline.serving.headers import CONTENT_SECURITY_POLICY
 
     with live_server.client() as client:
@@ -404,7 +411,8 @@ def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(li
     ],
 )
 def test_model_posts_from_another_site_are_refused(live_server, headers, status):
-    """Broken on purpose once: without the SameSiteOnly middleware the three cross-site cases answered 200."""
+    """Broken on purpose once: without the SameSiteOnly middleware the three cross-site cases
+    answered 200."""
     with live_server.client() as client:
         headers = {
             k: (str(client.base_url).rstrip("/") if v == "SAME" else v) for k, v in headers.items()
@@ -430,7 +438,8 @@ def _series(metrics: str) -> set[str]:
 
 
 def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounded(live_server):
-    """Broken on purpose once: without `label_metrics_by_route` the 1,020 made-up paths added 20,020 series."""
+    """Broken on purpose once: without `label_metrics_by_route` the 1,020 made-up paths added 20,020
+    series."""
     with live_server.client() as client:
         item = client.get("/catalog/items", params={"limit": 1}).json()["items"][0]
         warm = [
@@ -456,8 +465,8 @@ def test_request_metrics_are_labelled_by_route_template_so_their_count_is_bounde
 
 
 def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
-    """Broken on purpose once: without PublicSchema it failed at once (BentoML's /docs.json listed its batched
-    /embed API, and both documents carry its version banner)."""
+    """Broken on purpose once: without PublicSchema it failed at once (BentoML's /docs.json listed
+    its batched /embed API, and both documents carry its version banner)."""
     import bentoml
 
     with live_server.client() as client:

@@ -1,4 +1,5 @@
-"""The web page in a real headless Chromium (Debian's chromium + chromedriver): upload and browse."""
+"""The web page in a real headless Chromium (Debian's chromium + chromedriver): upload and
+browse."""
 
 from __future__ import annotations
 
@@ -22,7 +23,8 @@ def test_upload_a_photo_and_see_its_category_and_similar_items(live_server, brow
     assert any(name in heading.text for name in CLASSES)
     cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card") or False)
     assert len(cards) == 10
-    # Thumbnails load after the cards appear: wait (bounded) until every image has settled, then check none broke.
+    # Thumbnails load after the cards appear: wait (bounded) until every image has settled, then
+    # check none broke.
     wait.until(
         lambda d: d.execute_script(
             "return [...document.querySelectorAll('#results img')].every(i => i.complete)"

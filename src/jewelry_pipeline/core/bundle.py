@@ -1,13 +1,15 @@
-"""The serving bundle: one folder with everything the service needs, written atomically, read and verified.
+"""The serving bundle: one folder with everything the service needs.
+Written atomically, read and verified.
 
 Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
 `thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, version info) and
 `files.json` (sha256 of every file). No pickles: arrays load with `allow_pickle=False` and models
 with Keras `safe_mode=True`.
 
-The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a rewrite
-writes a new version, then replaces the link in one atomic rename, so a reader sees the old bundle or the
-new one, never none. Readers resolve the link once. The previous version is kept for readers in flight.
+The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a
+rewrite writes a new version, then replaces the link in one atomic rename, so a reader sees the old
+bundle or the new one, never none. Readers resolve the link once. The previous version is kept for
+readers in flight.
 """
 
 from __future__ import annotations
@@ -39,8 +41,9 @@ class BundleError(RuntimeError):
 
 @dataclass
 class BundleContents:
-    """What a bundle holds, before it is written: the models, the index (rows in catalog order), the catalog
-    with a `thumbnail_row` per item, the thumbnails, the class names, the preprocessing and version facts."""
+    """What a bundle holds, before it is written: the models, the index (rows in catalog order), the
+    catalog with a `thumbnail_row` per item, the thumbnails, the class names, the preprocessing and
+    version facts."""
 
     classifier: Any
     encoders: dict[str, Any]
@@ -86,7 +89,8 @@ class ServingBundle:
 
     @property
     def digest(self) -> str:
-        """The bundle's public identity: sha256 of its manifest, which holds the sha256 of every file."""
+        """The bundle's public identity: sha256 of its manifest, which holds the sha256 of every
+        file."""
         return bundle_digest(self.path)
 
 
@@ -156,7 +160,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
 
 
 def _point(destination: Path, version: Path) -> None:
-    """Make `destination` a link to `version` in one atomic rename; keep the version it replaced, drop older ones."""
+    """Make `destination` a link to `version` in one atomic rename; keep the version it replaced,
+    drop older ones."""
     previous = destination.resolve() if destination.is_symlink() else None
     if (
         destination.is_dir() and not destination.is_symlink()
@@ -176,10 +181,12 @@ def _point(destination: Path, version: Path) -> None:
 
 
 def _check_encoders(encoders: list[str], class_names: list[str], where: str) -> None:
-    """A bundle carries no encoders, or exactly one per class: each named by the category it was trained on."""
+    """A bundle carries no encoders, or exactly one per class: each named by the category it was
+    trained on."""
     if encoders and sorted(encoders) != sorted(class_names):
         raise BundleError(
-            f"serving bundle '{where}' has encoders for {sorted(encoders)} but classes {sorted(class_names)}; each class needs its own encoder"
+            f"serving bundle '{where}' has encoders for {sorted(encoders)} but classes "
+            f"{sorted(class_names)}; each class needs its own encoder"
         )
 
 
@@ -203,11 +210,13 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
             raise BundleError(f"serving bundle '{path}' is incomplete: {name} is missing")
         if _sha256(file) != expected:
             raise BundleError(
-                f"serving bundle '{path}' is corrupt or truncated: {name} does not match its checksum"
+                f"serving bundle '{path}' is corrupt or truncated: "
+                f"{name} does not match its checksum"
             )
     if config.get("bundle_format") != BUNDLE_FORMAT:
         raise BundleError(
-            f"serving bundle '{path}' has format {config.get('bundle_format')}, expected {BUNDLE_FORMAT}"
+            f"serving bundle '{path}' has format {config.get('bundle_format')}, "
+            f"expected {BUNDLE_FORMAT}"
         )
     _check_encoders(
         list(config.get("encoders", [])), list(config.get("class_names", [])), str(path)

@@ -1,6 +1,8 @@
-"""The one rule for which sub-folders of a photo tree are categories (used by ingestion and the pipeline registry).
+"""The one rule for which sub-folders of a photo tree are categories.
+Used by ingestion and the pipeline registry.
 
-Policy: names starting with '.' are hidden and symbolic links are never followed, for files and folders alike.
+Policy: names starting with '.' are hidden and symbolic links are never followed, for files and
+folders alike.
 """
 
 from __future__ import annotations

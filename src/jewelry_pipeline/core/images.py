@@ -134,7 +134,8 @@ def decode_image(
         if width * height > limits.max_pixels:
             raise ImageRejected(
                 "too_large",
-                f"{width}x{height} px > cap {limits.max_pixels} pixels (setting preprocessing.max_pixels)",
+                f"{width}x{height} px > cap {limits.max_pixels} pixels "
+                "(setting preprocessing.max_pixels)",
             )
         if min(width, height) < limits.min_side:
             raise ImageRejected("too_small", f"{width}x{height} px < {limits.min_side} px side")
@@ -160,7 +161,8 @@ def _bomb_refusal(exc: Exception, limits: DecodeLimits) -> ImageRejected:
 
 
 def _refusal(exc: Exception, fmt: str) -> ImageRejected:
-    """Classify a Pillow failure as a truncated or an otherwise corrupt file, in words a user can act on."""
+    """Classify a Pillow failure as a truncated or an otherwise corrupt file, in words a user can
+    act on."""
     if isinstance(exc, UnidentifiedImageError):
         return ImageRejected(
             "corrupt", f"starts like a {fmt} file but its content cannot be decoded"
@@ -244,10 +246,10 @@ class Foreground:
     """How a foreground map is made (the `preprocessing.foreground` parameters).
 
     `window`: side of the backdrop's median filter, as a fraction of the image side. `shade_weight`:
-    how much a gap that only brightens or darkens the backdrop's own colour (shadow, shading, mottling)
-    counts against a change of colour; 1 counts both alike. `floor`: the quantile of the gaps taken as
-    backdrop texture and subtracted. `align`: move the foreground's centre of mass to the centre, turn
-    its principal axes upright and scale it to `radius`.
+    how much a gap that only brightens or darkens the backdrop's own colour (shadow, shading,
+    mottling) counts against a change of colour; 1 counts both alike. `floor`: the quantile of the
+    gaps taken as backdrop texture and subtracted. `align`: move the foreground's centre of mass to
+    the centre, turn its principal axes upright and scale it to `radius`.
     """
 
     window: float
@@ -274,7 +276,8 @@ class Foreground:
 
     @classmethod
     def from_config(cls, preprocessing: dict[str, Any]) -> Foreground:
-        """Read the `foreground` block of the `preprocessing` parameters; a missing key is an error."""
+        """Read the `foreground` block of the `preprocessing` parameters; a missing key is an
+        error."""
         block = preprocessing.get("foreground")
         if not isinstance(block, dict) or set(block) != {
             "window",
@@ -284,7 +287,8 @@ class Foreground:
             "radius",
         }:
             raise ValueError(
-                f"preprocessing.foreground must set window, shade_weight, floor, align and radius; got {block!r}"
+                "preprocessing.foreground must set window, shade_weight, floor, align and radius; "
+                f"got {block!r}"
             )
         return cls(
             float(block["window"]),
@@ -296,7 +300,8 @@ class Foreground:
 
 
 def foreground_kernel(image_size: int, window: float) -> int:
-    """The odd median-filter side, `window` of the image side (at least 3), that estimates the backdrop."""
+    """The odd median-filter side, `window` of the image side (at least 3), that estimates the
+    backdrop."""
     return max(3, int(round(image_size * window)) // 2 * 2 + 1)
 
 
@@ -305,9 +310,10 @@ def foreground_map(image: np.ndarray, foreground: Foreground) -> np.ndarray:
 
     The backdrop is a median filter spanning `foreground.window` of the side, so hue, gradients and
     exposure drop out. Each pixel's gap to it is split into a shade part (along the backdrop's own
-    colour: shadows, shading, mottling) weighted by `foreground.shade_weight`, and a colour part; the
-    gap is the largest channel of their sum. The `foreground.floor` quantile of the gaps (cloth,
-    leftover mottling, sensor noise) is subtracted, and the 99th percentile of what remains maps to 255.
+    colour: shadows, shading, mottling) weighted by `foreground.shade_weight`, and a colour part;
+    the gap is the largest channel of their sum. The `foreground.floor` quantile of the gaps (cloth,
+    leftover mottling, sensor noise) is subtracted, and the 99th percentile of what remains maps to
+    255.
     """
     image = np.asarray(image, dtype=np.uint8)
     if image.ndim == 2:
@@ -339,7 +345,8 @@ def align_foreground(fmap: np.ndarray, radius: float) -> np.ndarray:
 
     Only pixels above the map's Otsu threshold count, so faint leftover texture does not pull the
     pose. The rotation is taken modulo 90 degrees (at most 45 either way), so an upright object
-    stays upright; the scale brings the RMS radius to `radius` of the side (by at most 4x either way).
+    stays upright; the scale brings the RMS radius to `radius` of the side (by at most 4x either
+    way).
     """
     threshold, _ = cv2.threshold(fmap, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     weights = np.where(fmap > threshold, fmap, 0).astype(np.float64)
@@ -376,10 +383,11 @@ AUTOENCODER_INPUTS = ("photo", "foreground")
 def autoencoder_inputs(
     images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground
 ) -> np.ndarray:
-    """What the autoencoders see for the given store rows: the RGB photos, or their foreground maps (n, h, w, 1).
+    """What the autoencoders see for the given store rows: the RGB photos, or their foreground maps
+    (n, h, w, 1).
 
-    `kind` is chosen per run on the user's own photos (see the autoencoders pipeline) and recorded in the
-    serving bundle, so the service builds query vectors from the same input.
+    `kind` is chosen per run on the user's own photos (see the autoencoders pipeline) and recorded
+    in the serving bundle, so the service builds query vectors from the same input.
     """
     if kind == "photo":
         return np.asarray(images[np.asarray(rows)], dtype=np.uint8)
@@ -406,7 +414,8 @@ class Preprocessing:
             raise ValueError(f"preprocessing.pad_value must be in [0, 255]; got {self.pad_value}")
         if self.autoencoder_input not in AUTOENCODER_INPUTS:
             raise ValueError(
-                f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{self.autoencoder_input}'"
+                f"autoencoder input must be one of {AUTOENCODER_INPUTS}; "
+                f"got '{self.autoencoder_input}'"
             )
 
     @classmethod

@@ -1,7 +1,8 @@
 """Identity of the data each stage was made from, and the checks that refuse stale or mixed inputs.
 
-Ingestion records which folder and which photos it produced; split records which ingestion it split. A later
-run that would read outputs of another folder or another ingestion stops and names the command to run first.
+Ingestion records which folder and which photos it produced; split records which ingestion it split.
+A later run that would read outputs of another folder or another ingestion stops and names the
+command to run first.
 """
 
 from __future__ import annotations
@@ -19,11 +20,13 @@ if (
 
 
 class StaleDataError(UserInputError):
-    """Stored outputs do not belong to the data this run asks for; the message names the command to run first."""
+    """Stored outputs do not belong to the data this run asks for; the message names the command to
+    run first."""
 
 
 def manifest_digest(manifest: pd.DataFrame) -> str:
-    """SHA-256 of what identifies a manifest's photos: item, path, category, store row and (when present) split."""
+    """SHA-256 of what identifies a manifest's photos: item, path, category, store row and (when
+    present) split."""
     columns = [
         c for c in ("item_id", "path", "category", "store_index", "split") if c in manifest.columns
     ]
@@ -62,7 +65,8 @@ def check_ingested(
     store_rows: int | None,
     requested_raw_dir: str | Path,
 ) -> None:
-    """Refuse ingestion outputs that are missing, inconsistent with each other, or from another folder."""
+    """Refuse ingestion outputs that are missing, inconsistent with each other, or from another
+    folder."""
     requested = str(Path(requested_raw_dir).expanduser().resolve())
     if identity is None or manifest is None:
         raise StaleDataError(
@@ -70,14 +74,16 @@ def check_ingested(
         )
     if identity["raw_dir"] != requested:
         raise StaleDataError(
-            f"The ingested photos come from {identity['raw_dir']}, but this run is for {requested}. Run "
-            f"`{_ingest_command(requested)}` first, or pass `--params raw_dir={identity['raw_dir']}` to use the ingested photos."
+            f"The ingested photos come from {identity['raw_dir']}, but this run is for "
+            f"{requested}. Run `{_ingest_command(requested)}` first, or pass "
+            f"`--params raw_dir={identity['raw_dir']}` to use the ingested photos."
         )
     if manifest_digest(manifest) != identity["manifest_sha256"] or (
         store_rows is not None and store_rows != identity["photos"]
     ):
         raise StaleDataError(
-            f"The ingestion outputs (manifest, image store) do not match each other (an interrupted or mixed run). Run `{_ingest_command(requested)}` again."
+            "The ingestion outputs (manifest, image store) do not match each other "
+            f"(an interrupted or mixed run). Run `{_ingest_command(requested)}` again."
         )
 
 
@@ -93,5 +99,6 @@ def check_split(
         or manifest_digest(split_manifest) != identity["manifest_sha256"]
     ):
         raise StaleDataError(
-            f"The train/val/test split was made from another ingestion than the current one. Run `{command}` first."
+            "The train/val/test split was made from another ingestion than the current one. "
+            f"Run `{command}` first."
         )

@@ -12,7 +12,8 @@ def aligned(item_ids: np.ndarray, arrays: dict[str, np.ndarray], key: str) -> np
     missing = [i for i in item_ids if i not in position]
     if missing:
         raise ValueError(
-            f"{len(missing)} items have no '{key}' vector (first: {missing[0]}); rerun the pipeline that makes it"
+            f"{len(missing)} items have no '{key}' vector (first: {missing[0]}); "
+            "rerun the pipeline that makes it"
         )
     return arrays[key][[position[i] for i in item_ids]]
 

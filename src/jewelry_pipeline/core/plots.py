@@ -1,4 +1,5 @@
-"""Matplotlib figures for reports: confusion matrix, learning curves, learning rate, image galleries."""
+"""Matplotlib figures for reports.
+Confusion matrix, learning curves, learning rate, image galleries."""
 
 from __future__ import annotations
 

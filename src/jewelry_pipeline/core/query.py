@@ -1,6 +1,6 @@
-"""The query contract, written once: the embedding sources, what an index records about its vectors, and
-how a batch of model inputs becomes unit query vectors (the recommender builds the index with it, the
-service queries with it).
+"""The query contract, written once: the embedding sources, what an index records about its vectors,
+and how a batch of model inputs becomes unit query vectors (the recommender builds the index with
+it, the service queries with it).
 """
 
 from __future__ import annotations
@@ -17,7 +17,8 @@ from jewelry_pipeline.core.search import l2_normalise
 SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
 # Sources a bundle's models compute from a photo: the ones an index can serve.
 MODEL_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
-# Sources whose vectors live in per-category autoencoder spaces: built from every category's encoder.
+# Sources whose vectors live in per-category autoencoder spaces: built from every category's
+# encoder.
 ENCODED_SOURCES = ("autoencoder", "combined")
 # Sources searched only within one (the given or predicted) category.
 CATEGORY_SCOPED_SOURCES = (*ENCODED_SOURCES, "descriptor")
@@ -90,7 +91,8 @@ class IndexSpec:
 class QueryBatch:
     """Class probabilities and unit query vectors of a batch of photos.
 
-    `vectors` is (n, spaces, d): one space per category for encoded sources (in class-name order), else one.
+    `vectors` is (n, spaces, d): one space per category for encoded sources (in class-name order),
+    else one.
     """
 
     probabilities: np.ndarray
@@ -111,7 +113,8 @@ class QueryBatch:
 class QueryEncoder:
     """Model inputs (letterboxed uint8 photos) -> class probabilities and unit query vectors.
 
-    Built from the classifier and, for encoded sources, every category's encoder; TensorFlow loads here.
+    Built from the classifier and, for encoded sources, every category's encoder; TensorFlow loads
+    here.
     """
 
     def __init__(
@@ -161,7 +164,8 @@ class QueryEncoder:
             ]
 
     def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
-        """Probabilities and query vectors of a batch; `only` computes one category's space (catalog use)."""
+        """Probabilities and query vectors of a batch; `only` computes one category's space (catalog
+        use)."""
         images = np.asarray(images, dtype=np.uint8)
         side = self.preprocessing.image_size
         if images.ndim != 4 or images.shape[1:] != (side, side, 3):
@@ -192,7 +196,8 @@ class QueryEncoder:
     def catalog_vectors(
         self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256
     ) -> np.ndarray:
-        """The index rows: each catalog photo (store row) as a unit vector in its own category's space."""
+        """The index rows: each catalog photo (store row) as a unit vector in its own category's
+        space."""
         categories = np.asarray(categories).astype(str)
         vectors: np.ndarray | None = None
         for name in np.unique(categories):

@@ -66,7 +66,8 @@ class EmbeddingIndex:
     def search(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None = None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Top-k (positions, scores) per query; `allowed` is an optional boolean mask over the index."""
+        """Top-k (positions, scores) per query; `allowed` is an optional boolean mask over the
+        index."""
         queries = l2_normalise(np.atleast_2d(queries))
         k = min(k, len(self.vectors) if allowed is None else int(np.sum(allowed)))
         if k <= 0:
@@ -86,9 +87,11 @@ class EmbeddingIndex:
     def _hnsw_top_k(
         self, queries: np.ndarray, k: int, allowed: np.ndarray | None
     ) -> tuple[np.ndarray, np.ndarray]:
-        """Approximate top-k from the HNSW graph; with `allowed`, only those items (FAISS ID selector).
+        """Approximate top-k from the HNSW graph; with `allowed`, only those items (FAISS ID
+        selector).
 
-        A position of -1 means the graph walk found fewer than k allowed items; the caller falls back to exact search.
+        A position of -1 means the graph walk found fewer than k allowed items; the caller falls
+        back to exact search.
         """
         import faiss
 

@@ -1,4 +1,5 @@
-"""The uint8 image store: one `.npy` array of N x H x W x 3, written atomically, read memory-mapped."""
+"""The uint8 image store: one `.npy` array of N x H x W x 3.
+Written atomically, read memory-mapped."""
 
 from __future__ import annotations
 

@@ -1,6 +1,7 @@
 """Custom Kedro datasets: photo folders, the image store, models, arrays, and the serving boundary.
 
-Each class is imported on first use (PEP 562), so a catalog that only lists photos never loads TensorFlow.
+Each class is imported on first use (PEP 562), so a catalog that only lists photos never loads
+TensorFlow.
 """
 
 from __future__ import annotations

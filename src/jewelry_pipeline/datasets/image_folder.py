@@ -1,6 +1,7 @@
 """Kedro dataset that lists a folder-per-category photo tree without decoding anything.
 
-Every entry under the root is either a candidate photo or a `SkippedEntry` with a reason a user can act on.
+Every entry under the root is either a candidate photo or a `SkippedEntry` with a reason a user can
+act on.
 """
 
 from __future__ import annotations
@@ -17,8 +18,13 @@ from jewelry_pipeline.core.folders import SUBSTYLE_LABELS, is_category_folder
 
 SKIP_ADVICE = {
     "hidden": "names starting with '.' are hidden and never read; rename it to use it",
-    "symlink": "symbolic links are not followed (files and folders alike); copy the photo or folder in instead",
-    "loose_file": "a photo directly in the raw folder has no category; move it into a category sub-folder",
+    "symlink": (
+        "symbolic links are not followed (files and folders alike); "
+        "copy the photo or folder in instead"
+    ),
+    "loose_file": (
+        "a photo directly in the raw folder has no category; move it into a category sub-folder"
+    ),
     "unreadable_folder": "the folder cannot be listed; fix its permissions",
     "not_a_file": "not a regular file (device, pipe or socket)",
 }
@@ -30,7 +36,8 @@ class MissingPhotoFolder(UserInputError, DatasetError):
 
 @dataclass(frozen=True)
 class RawFile:
-    """One candidate file: its path relative to the root, its category, its size in bytes and modification time."""
+    """One candidate file: its path relative to the root, its category, its size in bytes and
+    modification time."""
 
     relpath: str
     category: str
@@ -50,7 +57,8 @@ class SkippedEntry:
 
 @dataclass(frozen=True)
 class RawImageFolder:
-    """A listing of a photo tree; `read` gives a file's bytes on demand (lazy, like PartitionedDataset)."""
+    """A listing of a photo tree; `read` gives a file's bytes on demand (lazy, like
+    PartitionedDataset)."""
 
     root: Path
     categories: tuple[str, ...]
@@ -70,7 +78,8 @@ def _skip(path: Path, root: Path, category: str, reason: str, detail: str = "") 
 
 
 def _entry_skip(path: Path, root: Path, category: str) -> SkippedEntry | None:
-    """Why `path` (any entry inside a category) is not read, or None for a regular photo candidate or folder."""
+    """Why `path` (any entry inside a category) is not read, or None for a regular photo candidate
+    or folder."""
     if path.name.startswith("."):
         return _skip(path, root, category, "hidden")
     if path.is_symlink():
@@ -81,7 +90,8 @@ def _entry_skip(path: Path, root: Path, category: str) -> SkippedEntry | None:
 
 
 def _walk_category(root: Path, category: str) -> tuple[list[RawFile], list[SkippedEntry]]:
-    """Every regular file under one category folder (nested folders included), plus what is skipped."""
+    """Every regular file under one category folder (nested folders included), plus what is
+    skipped."""
     files: list[RawFile] = []
     skipped: list[SkippedEntry] = []
 
@@ -123,11 +133,13 @@ def _walk_category(root: Path, category: str) -> tuple[list[RawFile], list[Skipp
 
 
 def list_image_folder(root: str | Path) -> RawImageFolder:
-    """List every photo candidate under each category sub-folder of `root`, and every entry that is skipped."""
+    """List every photo candidate under each category sub-folder of `root`, and every entry that is
+    skipped."""
     root = Path(root).expanduser().resolve()
     if not root.is_dir():
         raise MissingPhotoFolder(
-            f"The photo folder '{root}' does not exist or is not a folder; check `--params raw_dir=...`."
+            f"The photo folder '{root}' does not exist or is not a folder; "
+            "check `--params raw_dir=...`."
         )
     categories: list[str] = []
     files: list[RawFile] = []

@@ -1,4 +1,5 @@
-"""Kedro dataset for Keras models: atomic `.keras` save, `safe_mode=True` load, optional MLflow logging."""
+"""Kedro dataset for Keras models: atomic `.keras` save, `safe_mode=True` load.
+MLflow logging is optional."""
 
 from __future__ import annotations
 
@@ -37,7 +38,8 @@ def model_requirements() -> list[str] | None:
 
 
 class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
-    """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow run."""
+    """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow
+    run."""
 
     def __init__(
         self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None

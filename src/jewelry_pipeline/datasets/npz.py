@@ -1,4 +1,5 @@
-"""Kedro datasets for `.npz` array bundles (atomic write, never unpickled) and optional CSV files."""
+"""Kedro datasets for `.npz` array bundles and optional CSV files.
+The bundles are written atomically and never unpickled."""
 
 from __future__ import annotations
 

@@ -1,8 +1,9 @@
-"""The categories that shape the per-category (namespaced) pipelines: found in the photo folder, or set explicitly.
+"""The categories that shape the per-category (namespaced) pipelines.
+They are found in the photo folder, or set explicitly.
 
 The pipeline registry is built before any node runs, so the run's `raw_dir` and parameters are read
-when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them. Where
-no context is made (`kedro registry list`), the project's configuration is read directly.
+when the Kedro context is created (`RunCategories` hook) and the registry is rebuilt from them.
+Where no context is made (`kedro registry list`), the project's configuration is read directly.
 
 `per_category_pipelines` instantiates a base pipeline once per category; `per_category` names the
 namespaced copies of a dataset that a combining node reads.
@@ -57,7 +58,8 @@ def _from_project_config() -> None:
 
 
 def configured_categories() -> list[str]:
-    """Sorted categories: the explicit `categories` parameter, else the sub-folders of the run's `raw_dir`."""
+    """Sorted categories: the explicit `categories` parameter, else the sub-folders of the run's
+    `raw_dir`."""
     if not _run["known"]:
         _from_project_config()
     if _run["categories"]:
@@ -84,7 +86,8 @@ def per_category_pipelines(
 
 
 class RunCategories:
-    """Reads `raw_dir` (runtime parameter) and `categories` (parameters) once the context exists, then rebuilds the registry."""
+    """Reads `raw_dir` (runtime parameter) and `categories` (parameters) once the context exists,
+    then rebuilds the registry."""
 
     @hook_impl(tryfirst=True)
     def after_context_created(self, context) -> None:

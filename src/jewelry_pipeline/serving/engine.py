@@ -34,7 +34,8 @@ class UnknownCategory(NotFound):
 
 
 class RecommendationEngine:
-    """Everything a request needs, built once from a bundle: the model, the index and the catalog."""
+    """Everything a request needs, built once from a bundle: the model, the index and the
+    catalog."""
 
     def __init__(self, bundle: ServingBundle, label: str = ""):
         self.class_names = bundle.class_names
@@ -47,7 +48,8 @@ class RecommendationEngine:
             ) from None
         if self.spec.source not in MODEL_SOURCES:
             raise BundleError(
-                f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; the service can embed queries only for {MODEL_SOURCES}"
+                f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; "
+                f"the service can embed queries only for {MODEL_SOURCES}"
             )
         self.limits = self.preprocessing.limits
         self.index = EmbeddingIndex.from_arrays(bundle.index).build()
@@ -58,7 +60,8 @@ class RecommendationEngine:
             )
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
-        # Public identity only: no file path, store tag or tracking run id leaves the server (the log names them).
+        # Public identity only: no file path, store tag or tracking run id leaves the server (the
+        # log names them).
         self.version = {
             "bundle_digest": bundle.digest[:16],
             "created_at": bundle.config["version"].get("created_at"),
@@ -87,7 +90,8 @@ class RecommendationEngine:
         )  # trace once now
         if blank.vectors.shape[2] != self.index.dimension:
             raise BundleError(
-                f"serving bundle '{bundle.path}' builds {blank.vectors.shape[2]}-d query vectors for a {self.index.dimension}-d '{self.spec.source}' index"
+                f"serving bundle '{bundle.path}' builds {blank.vectors.shape[2]}-d query vectors "
+                f"for a {self.index.dimension}-d '{self.spec.source}' index"
             )
         logger.info(
             "Engine ready: %d items, %d categories, index %s",
@@ -114,7 +118,8 @@ class RecommendationEngine:
         return self.preprocessing.prepare(data)
 
     def features(self, images: np.ndarray) -> QueryBatch:
-        """Class probabilities and query vectors of a batch of prepared images (the batched model call)."""
+        """Class probabilities and query vectors of a batch of prepared images (the batched model
+        call)."""
         return self.encoder.encode(images)
 
     def classify(self, query: QueryBatch) -> dict[str, Any]:
@@ -136,7 +141,8 @@ class RecommendationEngine:
         return category or None
 
     def recommend(self, query: QueryBatch, k: int, category: str | None = None) -> dict[str, Any]:
-        """Predicted category and cluster, and the k most similar catalog items (optionally one category).
+        """Predicted category and cluster, and the k most similar catalog items (optionally one
+        category).
 
         `category` is checked by the caller (`check_category`) before the model runs.
         """
@@ -151,7 +157,8 @@ class RecommendationEngine:
         return result
 
     def recommend_by_id(self, item_id: str, k: int) -> dict[str, Any]:
-        """The k items most similar to a catalog item (within its category for scoped sources), excluding itself."""
+        """The k items most similar to a catalog item (within its category for scoped sources),
+        excluding itself."""
         position = self.position_of.get(str(item_id))
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")

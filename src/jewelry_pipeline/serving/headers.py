@@ -1,5 +1,5 @@
-"""Browser-facing guards: security headers on every answer, model POSTs refused when a browser sends them from
-another site, and schemas that show only the public routes."""
+"""Browser-facing guards: security headers on every answer, model POSTs refused when a browser sends
+them from another site, and schemas that show only the public routes."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
-# The page loads its script and style from this server only (no inline code), thumbnails from here, and the
-# query photo's preview from a blob: URL. No framing, no base-tag tricks, forms post only here.
+# The page loads its script and style from this server only (no inline code), thumbnails from here,
+# and the query photo's preview from a blob: URL. No framing, no base-tag tricks, forms post only
+# here.
 CONTENT_SECURITY_POLICY = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; connect-src 'self'; "
-    "base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob: data:; "
+    "connect-src 'self'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 SECURITY_HEADERS = {
     b"content-security-policy": CONTENT_SECURITY_POLICY.encode(),
@@ -26,7 +27,8 @@ DEFAULT_CACHE_CONTROL = (
 
 
 class SecurityHeaders:
-    """ASGI middleware: adds `SECURITY_HEADERS` to every HTTP answer, and `Cache-Control: no-store` where unset."""
+    """ASGI middleware: adds `SECURITY_HEADERS` to every HTTP answer, and `Cache-Control: no-store`
+    where unset."""
 
     def __init__(self, app):
         self.app = app
@@ -52,9 +54,11 @@ class SecurityHeaders:
 
 
 def is_cross_site(headers: dict[bytes, bytes]) -> bool:
-    """A browser request from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host is not `Host`.
+    """A browser request from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host
+    is not `Host`.
 
-    Requests without these headers (curl, scripts, server-to-server) are not browser requests and pass.
+    Requests without these headers (curl, scripts, server-to-server) are not browser requests and
+    pass.
     """
     if headers.get(b"sec-fetch-site", b"").lower() == b"cross-site":
         return True
@@ -72,8 +76,9 @@ def is_cross_site(headers: dict[bytes, bytes]) -> bool:
 class SameSiteOnly:
     """ASGI middleware: POSTs to `paths` that a browser sends from another site get a JSON 403.
 
-    Multipart uploads are "simple" requests that a browser sends cross-site without a preflight, so the
-    content type alone cannot tell a user's page from a hostile one; `Origin` and `Sec-Fetch-Site` can.
+    Multipart uploads are "simple" requests that a browser sends cross-site without a preflight, so
+    the content type alone cannot tell a user's page from a hostile one; `Origin` and
+    `Sec-Fetch-Site` can.
     """
 
     def __init__(self, app, paths: tuple[str, ...]):
@@ -92,12 +97,13 @@ class SameSiteOnly:
 
 
 class JsonNotFound:
-    """ASGI middleware: an unknown path, or a path with a trailing slash (other than `/`), is a JSON 404.
+    """ASGI middleware: an unknown path, or a path with a trailing slash (other than `/`),
+    is a JSON 404.
 
-    BentoML's router answers an unknown path with plain text, and Starlette's routers answer `/catalog/`
-    with a 307 whose Location they build from the request's Host header, so a client could make the service
-    redirect to any host it names (found: `Host: evil.example`). `is_known(path)` says whether a route
-    serves the path.
+    BentoML's router answers an unknown path with plain text, and Starlette's routers answer
+    `/catalog/` with a 307 whose Location they build from the request's Host header, so a client
+    could make the service redirect to any host it names (found: `Host: evil.example`).
+    `is_known(path)` says whether a route serves the path.
     """
 
     def __init__(self, app, is_known: Callable[[str], bool]):
@@ -116,9 +122,9 @@ class JsonNotFound:
 
 
 class PublicSchema:
-    """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`), and `/schema.json`
-    (BentoML's route list, used by its clients) leaves out `internal_paths`. BentoML's own versions carry its
-    version banner."""
+    """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`), and
+    `/schema.json` (BentoML's route list, used by its clients) leaves out `internal_paths`.
+    BentoML's own versions carry its version banner."""
 
     def __init__(self, app, openapi, internal_paths: tuple[str, ...] = ()):
         self.app = app

@@ -1,4 +1,4 @@
-"""Edge guards: load shedding (429 over N in flight), the internal-only batched model endpoint, and a failed load on /readyz."""
+"""Edge guards: load shedding (429 over N in flight), and a failed bundle load named on /readyz."""
 
 from __future__ import annotations
 
@@ -38,10 +38,11 @@ class ConcurrencyLimit:
 
 
 class LoadFailure:
-    """ASGI middleware: once the bundle has failed to load, `/readyz` answers 503 with the cause as JSON.
+    """ASGI middleware: once the bundle has failed to load, `/readyz` answers 503 with the cause as
+    JSON.
 
-    BentoML's own probe would only say "not ready", which reads like "still loading"; `failure()` returns the
-    cause, or None while loading or once loaded.
+    BentoML's own probe would only say "not ready", which reads like "still loading"; `failure()`
+    returns the cause, or None while loading or once loaded.
     """
 
     def __init__(self, app, failure):

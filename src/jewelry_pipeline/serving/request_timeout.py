@@ -1,4 +1,5 @@
-"""A fix for BentoML 1.4's request timeout, which keeps every request's objects alive for the whole timeout.
+"""A fix for BentoML 1.4's request timeout.
+It keeps every request's objects alive for the whole timeout.
 
 `bentoml._internal.server.http.traffic.TimeoutMiddleware` schedules `loop.call_later(timeout, ...)`
 for each request and never cancels it. The timer holds a copy of the request's context (request,

@@ -1,9 +1,10 @@
 """Request metrics labelled by route template, never by the raw path a client sent.
 
-BentoML 1.4's traffic metrics label every series with `scope["path"]`, so each distinct item id (or any
-path a client makes up) created new series without bound. `label_metrics_by_route` makes them see the
-route template (`/items/{item_id}/thumbnail`; unknown paths as `UNMATCHED`), and `RestoreRequestPath`,
-the first of the service's own middlewares, puts the real path back before routing.
+BentoML 1.4's traffic metrics label every series with `scope["path"]`, so each distinct item id (or
+any path a client makes up) created new series without bound. `label_metrics_by_route` makes them
+see the route template (`/items/{item_id}/thumbnail`; unknown paths as `UNMATCHED`), and
+`RestoreRequestPath`, the first of the service's own middlewares, puts the real path back before
+routing.
 """
 
 from __future__ import annotations
@@ -23,8 +24,8 @@ REAL_PATH = (
 
 
 def leaf_routes(routes: list[Any]) -> list[Any]:
-    """Routes with a `path_regex`, through routers included in others (FastAPI's `_IncludedRouter`, as
-    `bentoml.asgi_app` binds the class's routes, keeps them under `original_router`)."""
+    """Routes with a `path_regex`, through routers included in others (FastAPI's `_IncludedRouter`,
+    as `bentoml.asgi_app` binds the class's routes, keeps them under `original_router`)."""
     leaves = []
     for route in routes:
         if getattr(route, "path_regex", None) is not None:
@@ -37,7 +38,8 @@ def leaf_routes(routes: list[Any]) -> list[Any]:
 
 
 def route_template(path: str, routes: list[Any], exact: tuple[str, ...]) -> str:
-    """The template of the route (of `leaf_routes`) that serves `path`, a known exact path, or `UNMATCHED`."""
+    """The template of the route (of `leaf_routes`) that serves `path`, a known exact path, or
+    `UNMATCHED`."""
     if path in exact:
         return path
     for route in routes:
@@ -47,7 +49,8 @@ def route_template(path: str, routes: list[Any], exact: tuple[str, ...]) -> str:
 
 
 def label_metrics_by_route(template: Callable[[str], str]) -> None:
-    """Make BentoML's traffic-metrics middlewares label requests by `template(path)` (idempotent)."""
+    """Make BentoML's traffic-metrics middlewares label requests by `template(path)`
+    (idempotent)."""
     for middleware in (RunnerTrafficMetricsMiddleware, HTTPTrafficMetricsMiddleware):
         original = getattr(middleware.__call__, "__wrapped_by_route__", middleware.__call__)
 
@@ -68,7 +71,8 @@ def label_metrics_by_route(template: Callable[[str], str]) -> None:
 
 
 class RestoreRequestPath:
-    """ASGI middleware: gives routing back the client's path that `label_metrics_by_route` replaced."""
+    """ASGI middleware: gives routing back the client's path that `label_metrics_by_route`
+    replaced."""
 
     def __init__(self, app):
         self.app = app

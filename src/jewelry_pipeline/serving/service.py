@@ -79,11 +79,11 @@ MAX_BATCH_LATENCY_MS = (
     20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
 )
 CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and search threads
-# Worker processes, each with its own copy of the bundle: a killed worker fails only its own requests in
-# flight while the others keep answering (the supervisor restarts it).
+# Worker processes, each with its own copy of the bundle: a killed worker fails only its own
+# requests in flight while the others keep answering (the supervisor restarts it).
 WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
-# Model threads run at this nice value: with every core busy running models, the event loop (probes, routing,
-# 429s) is still scheduled first. Raising one's own nice value needs no privilege.
+# Model threads run at this nice value: with every core busy running models, the event loop (probes,
+# routing, 429s) is still scheduled first. Raising one's own nice value needs no privilege.
 MODEL_NICE = int(os.environ.get("JEWELRY_MODEL_NICE", "5"))
 LOADED: dict[
     str, RecommendationEngine
@@ -94,7 +94,8 @@ LOAD_FAILURE: dict[
 
 
 def lower_thread_priority() -> None:
-    """Run the calling thread (and the threads it starts, such as TensorFlow's pools) at `MODEL_NICE`."""
+    """Run the calling thread (and the threads it starts, such as TensorFlow's pools) at
+    `MODEL_NICE`."""
     if MODEL_NICE > 0 and hasattr(os, "setpriority"):
         os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MODEL_NICE)
 
@@ -113,7 +114,8 @@ def bundle_location(reference: str) -> tuple[Path, str]:
         model = bentoml.models.get(reference)
     except Exception as exc:  # noqa: BLE001 - any store failure means there is nothing to serve
         raise BundleError(
-            f"no serving bundle '{reference}' in the BentoML model store ({exc}); run `make run` first"
+            f"no serving bundle '{reference}' in the BentoML model store ({exc}); "
+            "run `make run` first"
         ) from None
     return Path(model.path), str(model.tag)
 
@@ -159,7 +161,8 @@ async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
 
 @web.exception_handler(StarletteHTTPException)
 async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-    """Unknown paths and wrong methods answer JSON like every other error, not Starlette's plain text."""
+    """Unknown paths and wrong methods answer JSON like every other error, not Starlette's plain
+    text."""
     reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
     return JSONResponse(
         {"error": str(exc.detail).lower(), "reason": reason},
@@ -175,7 +178,8 @@ class JewelryService:
 
     @bentoml.on_deployment
     def check_bundle() -> None:
-        """Before any worker starts: a missing, corrupt or truncated bundle stops `bentoml serve` here."""
+        """Before any worker starts: a missing, corrupt or truncated bundle stops `bentoml serve`
+        here."""
         path, label = bundle_location(bundle_reference())
         verify_bundle(path)
         logger.info("Serving bundle %s verified", label)
@@ -184,10 +188,11 @@ class JewelryService:
         path, label = bundle_location(
             bundle_reference()
         )  # verified by check_bundle, and again by read_bundle
+        # Here, not at module level: the start-up check in the parent stays light.
+        import tensorflow as tf
+
         # One TensorFlow compute thread: the other core stays free for the event loop, decoding and
         # probes, so /readyz and /livez answer fast under saturation (batching keeps throughput).
-        import tensorflow as tf  # here, not at module level: the start-up check in the parent stays light
-
         tf_threads = int(os.environ.get("JEWELRY_TF_THREADS", "1"))
         tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
@@ -207,7 +212,8 @@ class JewelryService:
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
             self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {exc}"
             logger.error(
-                "Serving bundle %s failed to load, nothing will be served until it is fixed and the service restarted: %s",
+                "Serving bundle %s failed to load, nothing will be served until it is fixed and "
+                "the service restarted: %s",
                 label,
                 self.load_error,
             )
@@ -224,8 +230,8 @@ class JewelryService:
         return self.engine is not None
 
     async def _ready_engine(self) -> RecommendationEngine:
-        """The loaded engine; a request that arrives while the bundle loads (a start, or a restarted worker) waits
-        up to `LOAD_WAIT_SECONDS` for it instead of failing, then gets 503."""
+        """The loaded engine; a request that arrives while the bundle loads (a start, or a restarted
+        worker) waits up to `LOAD_WAIT_SECONDS` for it instead of failing, then gets 503."""
         deadline = time.monotonic() + LOAD_WAIT_SECONDS
         while self.engine is None and self.load_error is None and time.monotonic() < deadline:
             await anyio.sleep(0.05)
@@ -244,7 +250,8 @@ class JewelryService:
 
     @functools.cached_property
     def _batcher(self):
-        """BentoML's adaptive batcher (the one behind batchable APIs), called in-process with arrays.
+        """BentoML's adaptive batcher (the one behind batchable APIs), called in-process with
+        arrays.
 
         Made on first use, inside the worker's event loop; one batch runs at a time.
         """
@@ -284,7 +291,8 @@ class JewelryService:
 
     @web.get("/app.js")
     async def page_script(self) -> FileResponse:
-        """The page's script (a file of its own: the Content-Security-Policy allows no inline script)."""
+        """The page's script (a file of its own: the Content-Security-Policy allows no inline
+        script)."""
         return FileResponse(
             STATIC / "app.js", media_type="text/javascript", headers={"Cache-Control": "no-cache"}
         )
@@ -298,7 +306,8 @@ class JewelryService:
 
     @web.get("/status")
     async def status(self) -> JSONResponse:
-        """`loading`, `ready` or `failed` (with the cause): what the page shows instead of guessing."""
+        """`loading`, `ready` or `failed` (with the cause): what the page shows instead of
+        guessing."""
         state = (
             "failed"
             if self.load_error is not None
@@ -324,7 +333,8 @@ class JewelryService:
 
     @web.post("/recommend")
     async def recommend(self, request: Request) -> JSONResponse:
-        """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar items."""
+        """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar
+        items."""
         engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
         k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
@@ -377,7 +387,8 @@ class JewelryService:
 
 
 def _check(function, *args):
-    """Call an engine method, turning an unknown item into a 404 and an unknown category into a 400."""
+    """Call an engine method, turning an unknown item into a 404 and an unknown category
+    into a 400."""
     try:
         return function(*args)
     except UnknownItem as exc:

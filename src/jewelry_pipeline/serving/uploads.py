@@ -63,7 +63,8 @@ async def read_form(request: Request, max_bytes: int) -> FormData:
     if content_type != "multipart/form-data":
         raise ApiError(
             415,
-            f"send multipart/form-data with a file field 'image' (got '{content_type or 'no content type'}')",
+            "send multipart/form-data with a file field 'image' "
+            f"(got '{content_type or 'no content type'}')",
             "unsupported_media_type",
         )
     try:

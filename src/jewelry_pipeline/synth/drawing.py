@@ -1,4 +1,5 @@
-"""Procedural photo-like jewelry: metal strokes, gems, pearls, backgrounds and lighting (OpenCV, BGR)."""
+"""Procedural photo-like jewelry: metal strokes, gems, pearls, backgrounds and lighting.
+Drawn with OpenCV, in BGR."""
 
 from __future__ import annotations
 
@@ -36,7 +37,8 @@ def _shade(color: Color, factor: float) -> Color:
 
 
 class Layer:
-    """An object layer: colour plus coverage mask, drawn in local coordinates then placed by affine."""
+    """An object layer: colour plus coverage mask, drawn in local coordinates then placed by
+    affine."""
 
     def __init__(self, size: int):
         self.size = size
@@ -60,7 +62,8 @@ def _len(v: float) -> int:
 def metal_ellipse(
     layer: Layer, center, axes, angle, start, end, metal: Color, thick: float
 ) -> None:
-    """An elliptic arc drawn as polished metal: dark rim, body, offset highlight; thick < 0 fills it."""
+    """An elliptic arc drawn as polished metal: dark rim, body, offset highlight; thick < 0 fills
+    it."""
     cx, cy = center
     if thick < 0:
         axes_px = (_len(axes[0]), _len(axes[1]))

@@ -1,4 +1,5 @@
-"""The built-in dataset: 4 jewelry categories x 3 sub-styles, drawn procedurally and deterministically."""
+"""The built-in dataset: 4 jewelry categories x 3 sub-styles.
+Each photo is drawn procedurally and deterministically."""
 
 from __future__ import annotations
 
@@ -246,7 +247,8 @@ def render(category: str, substyle: str, rng: np.random.Generator, size: int) ->
 
 
 def _item(seed: int, category: str, index: int) -> tuple[str, str, np.random.Generator]:
-    """The sub-style, file extension and random stream of one item; fixed by (seed, category, index)."""
+    """The sub-style, file extension and random stream of one item; fixed by (seed, category,
+    index)."""
     cat_idx = CATEGORIES.index(category)
     styles = list(SUBSTYLES[category])
     rng = np.random.default_rng([seed, cat_idx, index])
@@ -307,7 +309,8 @@ def contact_sheet(seed: int, size: int, columns: int = 8) -> np.ndarray:
 
 
 def contact_sheet_path(out: str | Path) -> Path:
-    """Where the contact sheet of a dataset written to `out` goes: beside the tree, so ingestion never sees it."""
+    """Where the contact sheet of a dataset written to `out` goes: beside the tree, so ingestion
+    never sees it."""
     out = Path(out)
     return out.parent / f"{out.name}_contact_sheet.png"
 
@@ -315,7 +318,8 @@ def contact_sheet_path(out: str | Path) -> Path:
 def generate_dataset(
     out: str | Path, per_category: int, seed: int = 42, size: int = 128, workers: int | None = None
 ) -> dict[str, float]:
-    """Write `out/<category>/*.{jpg,png}`, `out/substyles.csv` and, beside the photo tree, `<out>_contact_sheet.png`."""
+    """Write `out/<category>/*.{jpg,png}`, `out/substyles.csv` and, beside the photo tree,
+    `<out>_contact_sheet.png`."""
     out = Path(out)
     for category in CATEGORIES:
         (out / category).mkdir(parents=True, exist_ok=True)

@@ -111,7 +111,8 @@ def test_category_check_names_the_mismatch():
 
 
 def _shapes_on_backdrops(n: int, filled: bool) -> tuple[np.ndarray, pd.DataFrame]:
-    """Two categories (a disc, a bar). Small objects on random-colour, graded backdrops, or frame-filling grey objects on black."""
+    """Two categories (a disc, a bar). Small objects on random-colour, graded backdrops, or
+    frame-filling grey objects on black."""
     import cv2
 
     rng = np.random.default_rng(1)
@@ -150,7 +151,8 @@ def _shapes_on_backdrops(n: int, filled: bool) -> tuple[np.ndarray, pd.DataFrame
 
 @pytest.mark.parametrize("filled, expected", [(False, "foreground"), (True, "photo")])
 def test_input_choice_follows_what_separates_the_categories(filled, expected):
-    """Small shapes on random backdrops need the foreground map; frame-filling objects keep the photo."""
+    """Small shapes on random backdrops need the foreground map; frame-filling objects keep the
+    photo."""
     images, manifest = _shapes_on_backdrops(40, filled)
     decision, metrics = choose_autoencoder_input(
         images, manifest, PREPROCESSING, {**PARAMS, "input": "auto"}

@@ -1,4 +1,5 @@
-"""Classifier nodes on tiny data: training, evaluation, baselines, descriptors and safe model files."""
+"""Classifier nodes on tiny data: training, evaluation, baselines, descriptors and safe model
+files."""
 
 from __future__ import annotations
 
@@ -136,7 +137,8 @@ def test_model_shapes_and_embedding():
     embedding, probabilities, pooled = (o.numpy() for o in features_model(model, (-1, 2))(batch))
     np.testing.assert_allclose(embedding, embedding_model(model)(batch).numpy(), atol=1e-6)
     np.testing.assert_allclose(probabilities, model(batch).numpy(), atol=1e-6)
-    # The last block's 8 features (16 x 16 px after one pooling) averaged on a 2 x 2 grid: 8 * 2 * 2 values.
+    # The last block's 8 features (16 x 16 px after one pooling) averaged on a 2 x 2 grid: 8 * 2 * 2
+    # values.
     assert pooled.shape == (6, 32) and descriptor_model(model, 1, 2).output_shape == (None, 32)
     assert descriptor_model(model, 0, 4).output_shape == (None, 4 * 4 * 4)
     assert (descriptor_vectors(pooled) >= 0).all()

@@ -25,7 +25,8 @@ PARAMS = {
 
 @pytest.fixture
 def toy():
-    """Two sub-styles by shape (a dot, a bar) on backdrops of random colour; latents and embeddings that agree."""
+    """Two sub-styles by shape (a dot, a bar) on backdrops of random colour; latents and embeddings
+    that agree."""
     rng = np.random.default_rng(1)
     n = 30
     style = np.array(["dot", "bar"] * (n // 2))
@@ -66,8 +67,8 @@ def test_three_methods_with_labels(toy):
     assert set(assignments["method"]) == set(METHODS) and len(assignments) == 3 * len(manifest)
     ae = rows.set_index("method").loc["ae_kmeans"]
     assert ae["k"] == 2 and ae["ari"] == pytest.approx(1.0) and ae["nmi"] == pytest.approx(1.0)
-    # The baselines see the plain photos, as a user's five lines of scikit-learn would: on backdrops of
-    # random colour they follow the colour, not the shape.
+    # The baselines see the plain photos, as a user's five lines of scikit-learn would: on backdrops
+    # of random colour they follow the colour, not the shape.
     assert rows.set_index("method").loc["kmeans_pixels", "ari"] < 0.5
     assert -1 <= ae["silhouette_common"] <= 1
     metrics = clustering_mlflow_metrics(rows)

@@ -1,4 +1,5 @@
-"""Incremental ingestion: a second run decodes only new or changed files and matches a fresh run byte for byte."""
+"""Incremental ingestion: a second run decodes only new or changed files and matches a fresh run
+byte for byte."""
 
 from __future__ import annotations
 
@@ -31,7 +32,8 @@ def _counting_decoder(monkeypatch) -> list[str]:
 def test_second_run_decodes_only_new_or_changed_files_and_equals_a_fresh_run(
     tiny_dataset, tmp_path, monkeypatch
 ):
-    """Broken on purpose once: ignoring mtime in the cache key made the changed file come from the cache (outputs differ)."""
+    """Broken on purpose once: ignoring mtime in the cache key made the changed file come from the
+    cache (outputs differ)."""
     photos = tmp_path / "photos"
     shutil.copytree(tiny_dataset, photos)
     (photos / "ring" / "broken.jpg").write_bytes(b"\xff\xd8\xff" + b"\x00" * 50)

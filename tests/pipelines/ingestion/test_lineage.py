@@ -1,4 +1,5 @@
-"""No stale data: a failed ingestion keeps the previous outputs whole; later pipelines refuse outputs of another folder."""
+"""No stale data: a failed ingestion keeps the previous outputs whole; later pipelines refuse
+outputs of another folder."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def _other_folder(tiny_dataset, tmp_path, drop: str | None = None):
 def test_a_failed_ingestion_leaves_the_previous_outputs_whole(
     kedro_project, tiny_dataset, tmp_path
 ):
-    """Broken on purpose once: with decode_images writing image_store itself, the store changed after the failure."""
+    """Broken on purpose once: with decode_images writing image_store itself, the store changed
+    after the failure."""
     assert (
         _kedro(
             kedro_project, "--pipelines", "ingestion", "--params", f"raw_dir={tiny_dataset}"

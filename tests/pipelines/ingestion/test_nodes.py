@@ -1,4 +1,5 @@
-"""Ingestion on a messy folder: every bad-file kind is reported with its reason, every good file kept."""
+"""Ingestion on a messy folder: every bad-file kind is reported with its reason, every good file
+kept."""
 
 from __future__ import annotations
 
@@ -39,7 +40,8 @@ INGESTION = {
 def build_messy_folder(
     root: Path, with_small_category: bool = True
 ) -> tuple[set[str], dict[str, str]]:
-    """Write good photos in many forms plus one file of every bad kind; return (good paths, bad path -> reason)."""
+    """Write good photos in many forms plus one file of every bad kind; return (good paths,
+    bad path -> reason)."""
     good: set[str] = set()
     bad: dict[str, str] = {}
 

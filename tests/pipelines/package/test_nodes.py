@@ -163,9 +163,9 @@ def test_registration_without_a_logged_classifier_is_a_clear_error(tmp_path):
 
 
 def test_overlapping_runs_each_register_their_own_models(tmp_path):
-    """Run A logs its classifier, run B (another `kedro run` on the same store) logs one later, then A promotes:
-    A registers its own model, not the experiment's newest. Broken on purpose once: with the experiment-wide
-    "newest logged model" lookup, A's registered version came from B's run."""
+    """Run A logs its classifier, run B (another `kedro run` on the same store) logs one later, then
+    A promotes: A registers its own model, not the experiment's newest. Broken on purpose once: with
+    the experiment-wide "newest logged model" lookup, A's registered version came from B's run."""
     import threading
 
     mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")

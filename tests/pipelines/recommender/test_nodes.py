@@ -1,4 +1,5 @@
-"""Recommender nodes: sources, retrieval metrics with and without sub-style labels, catalog, index."""
+"""Recommender nodes: sources, retrieval metrics with and without sub-style labels, catalog,
+index."""
 
 import numpy as np
 import pandas as pd
@@ -130,7 +131,8 @@ def test_catalog_and_index(toy):
 
 @pytest.fixture(scope="module")
 def modelled():
-    """A small catalog with real (untrained) Keras models, embedded the way the pipelines embed it."""
+    """A small catalog with real (untrained) Keras models, embedded the way the pipelines embed
+    it."""
     import keras
 
     from jewelry_pipeline.core.images import Foreground, autoencoder_inputs
@@ -170,8 +172,8 @@ def modelled():
 
 @pytest.mark.parametrize("source", ["classifier", "descriptor", "autoencoder", "combined"])
 def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(modelled, source):
-    """The index comes from QueryEncoder (what the service queries with); it must equal the vectors the
-    classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
+    """The index comes from QueryEncoder (what the service queries with); it must equal the vectors
+    the classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
     arrays = build_index(

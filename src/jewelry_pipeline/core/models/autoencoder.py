@@ -1,8 +1,10 @@
-"""Convolutional autoencoder of an image (photo or foreground map), trained with an auxiliary contrastive loss.
+"""Convolutional autoencoder of an image (photo or foreground map).
+Trained with an auxiliary contrastive loss.
 
 The encoder is Conv+BatchNorm+MaxPool blocks and a dense bottleneck; the decoder mirrors it with
 UpSampling+Conv. `ContrastiveAutoencoder` trains both on reconstruction of the item from each of two
-augmented views plus NT-Xent between the views (SimCLR), so an item's code agrees across pose and framing.
+augmented views plus NT-Xent between the views (SimCLR), so an item's code agrees across pose and
+framing.
 """
 
 from __future__ import annotations
@@ -25,10 +27,11 @@ def build_autoencoder(
     decoder_filters: Sequence[int] | None = None,
     channels: int = 1,
 ) -> tuple[keras.Model, keras.Model, keras.Model]:
-    """Build (autoencoder, encoder, decoder). Input: 0-255 images (n, s, s, channels); output: reconstruction on a 0-1 scale.
+    """Build (autoencoder, encoder, decoder).
+    Input: 0-255 images (n, s, s, channels); output: reconstruction on a 0-1 scale.
 
-    The decoder has one UpSampling+Conv block per encoder block, `decoder_filters` wide (default: the
-    encoder's widths reversed).
+    The decoder has one UpSampling+Conv block per encoder block, `decoder_filters` wide (default:
+    the encoder's widths reversed).
     """
     if image_size % (2 ** len(filters)):
         raise ValueError(
@@ -37,7 +40,8 @@ def build_autoencoder(
     decoder_filters = list(reversed(filters)) if decoder_filters is None else list(decoder_filters)
     if len(decoder_filters) != len(filters):
         raise ValueError(
-            f"decoder_filters {decoder_filters} must have one width per encoder block ({len(filters)})"
+            f"decoder_filters {decoder_filters} must have one width per encoder block "
+            f"({len(filters)})"
         )
     inputs = keras.Input((image_size, image_size, channels), name="autoencoder_input")
     x = layers.Rescaling(1.0 / 255)(inputs)
@@ -64,7 +68,8 @@ def build_autoencoder(
 
 
 def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model:
-    """The encoder followed by a fixed standardisation of its codes (mean and variance of `codes`)."""
+    """The encoder followed by a fixed standardisation of its codes (mean and variance of
+    `codes`)."""
     inputs = keras.Input(encoder.input_shape[1:], name="autoencoder_input")
     mean, variance = codes.mean(axis=0), np.maximum(codes.var(axis=0), 1e-6)
     scaled = layers.Normalization(mean=mean, variance=variance, name="standardise")(encoder(inputs))
@@ -74,10 +79,12 @@ def standardised_encoder(encoder: keras.Model, codes: np.ndarray) -> keras.Model
 def view_augmenter(
     views: dict[str, Any], seed: int, photo: bool = False
 ) -> Callable[[tf.Tensor], tf.Tensor]:
-    """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy texture.
+    """Random views of a float 0-255 batch: crop-and-resize, flip, rotation, gain and smooth blotchy
+    texture.
 
-    For foreground maps a rotation brings in empty (0) corners and the blotches imitate leftover backdrop
-    texture; for photos the corners repeat the photo's own border and no blotches are added.
+    For foreground maps a rotation brings in empty (0) corners and the blotches imitate leftover
+    backdrop texture; for photos the corners repeat the photo's own border and no blotches are
+    added.
     """
     min_area, gain, texture = (
         float(views["crop_min_area"]),
@@ -112,7 +119,8 @@ def view_augmenter(
 
 
 def nt_xent(first: tf.Tensor, second: tf.Tensor, temperature: float) -> tf.Tensor:
-    """SimCLR's normalised-temperature cross-entropy: each view must pick its partner among 2n - 1."""
+    """SimCLR's normalised-temperature cross-entropy: each view must pick its partner among
+    2n - 1."""
     z = tf.math.l2_normalize(tf.concat([first, second], 0), axis=1)
     n = tf.shape(first)[0]
     similarity = tf.matmul(z, z, transpose_b=True) / temperature - 1e9 * tf.eye(2 * n)
@@ -121,7 +129,8 @@ def nt_xent(first: tf.Tensor, second: tf.Tensor, temperature: float) -> tf.Tenso
 
 
 class ContrastiveAutoencoder(keras.Model):
-    """Training wrapper: MSE of each view's reconstruction against the item, plus `contrastive_weight` x NT-Xent of the views' projected codes."""
+    """Training wrapper: MSE of each view's reconstruction against the item, plus
+    `contrastive_weight` x NT-Xent of the views' projected codes."""
 
     def __init__(
         self,
@@ -155,7 +164,8 @@ class ContrastiveAutoencoder(keras.Model):
         codes = self.encoder(
             tf.concat([self.random_view(maps), self.random_view(maps)], 0), training=training
         )
-        # Each view's code decodes to the item itself, not to the view: the code is meant to ignore the view.
+        # Each view's code decodes to the item itself, not to the view: the code is meant to ignore
+        # the view.
         targets = tf.concat([maps, maps], 0) / 255.0
         reconstruction = tf.reduce_mean(tf.square(self.decoder(codes, training=training) - targets))
         first, second = tf.split(self.projection(codes, training=training), 2)

@@ -25,8 +25,9 @@ def build_classifier(
 ) -> keras.Model:
     """Build the CNN; it takes raw 0-255 RGB pixels and returns class probabilities.
 
-    With `working_size` below `image_size`, the model first area-resizes its input to that side: small photos
-    are not blown up for the convolutions, and every caller (training, embedding, serving) feeds the same input.
+    With `working_size` below `image_size`, the model first area-resizes its input to that side:
+    small photos are not blown up for the convolutions, and every caller (training, embedding,
+    serving) feeds the same input.
 
     `pooling` turns the last feature map into a vector: `average` (global average, position-free) or
     `flatten` (keeps where each feature is, which matters for aligned catalog photos).
@@ -68,7 +69,8 @@ def embedding_model(classifier: keras.Model) -> keras.Model:
 
 
 def _descriptor_output(classifier: keras.Model, block: int, grid: int):
-    """Block `block`'s last activation (negative: counted from the end) averaged over a `grid` x `grid` layout, flattened."""
+    """Block `block`'s last activation (negative: counted from the end) averaged over a `grid` x
+    `grid` layout, flattened."""
     blocks = sum(
         1
         for layer in classifier.layers
@@ -87,7 +89,8 @@ def _descriptor_output(classifier: keras.Model, block: int, grid: int):
 
 
 def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Model:
-    """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see `query.descriptor_vectors`)."""
+    """The classifier's mid-level descriptor: where its block features fire, on a coarse grid (see
+    `query.descriptor_vectors`)."""
     return keras.Model(
         classifier.inputs, _descriptor_output(classifier, block, grid), name="classifier_descriptor"
     )
@@ -96,7 +99,8 @@ def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Mo
 def features_model(
     classifier: keras.Model, descriptor: tuple[int, int] | None = None
 ) -> keras.Model:
-    """The classifier with its embedding and class probabilities as outputs, plus the pooled descriptor when asked."""
+    """The classifier with its embedding and class probabilities as outputs, plus the pooled
+    descriptor when asked."""
     outputs = [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output]
     if descriptor is not None:
         outputs.append(_descriptor_output(classifier, *descriptor))

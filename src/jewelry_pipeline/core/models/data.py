@@ -17,7 +17,8 @@ def seed_everything(seed: int) -> None:
 
 
 def augmenter(config: dict, seed: int) -> keras.Sequential | None:
-    """Keras augmentation layers from params (flip, brightness, contrast), or None; rotation is `rotator`'s."""
+    """Keras augmentation layers from params (flip, brightness, contrast), or None; rotation is
+    `rotator`'s."""
     steps = []
     if config.get("flip", False):
         steps.append(keras.layers.RandomFlip("horizontal", seed=seed))
@@ -33,11 +34,12 @@ def augmenter(config: dict, seed: int) -> keras.Sequential | None:
 
 
 def rotator(config: dict, seed: int) -> Callable[[np.ndarray], np.ndarray] | None:
-    """Random rotation of uint8 batches by up to `rotation` of a full turn, border repeated; None when off.
+    """Random rotation of uint8 batches by up to `rotation` of a full turn, border repeated; None
+    when off.
 
-    Done with OpenCV on the uint8 batch in the input generator (about 40 ms for 1,400 64 px images); in the
-    end-to-end default run no saving over Keras' RandomRotation was measured. Seeded: the same seed gives the
-    same angles in the same order.
+    Done with OpenCV on the uint8 batch in the input generator (about 40 ms for 1,400 64 px images);
+    in the end-to-end default run no saving over Keras' RandomRotation was measured. Seeded: the
+    same seed gives the same angles in the same order.
     """
     turn = float(config.get("rotation", 0))
     if not turn:
@@ -133,7 +135,8 @@ class LearningRateLog(keras.callbacks.Callback):
 
 
 class ReduceLROnPlateauAfterWarmup(keras.callbacks.ReduceLROnPlateau):
-    """Keras' `ReduceLROnPlateau` that starts watching after `start_from_epoch` epochs, like `EarlyStopping`."""
+    """Keras' `ReduceLROnPlateau` that starts watching after `start_from_epoch` epochs, like
+    `EarlyStopping`."""
 
     def __init__(self, start_from_epoch: int = 0, **kwargs):
         super().__init__(**kwargs)

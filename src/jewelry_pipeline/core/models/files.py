@@ -11,7 +11,8 @@ if TYPE_CHECKING:
 
 
 def _remove_stale_temporaries(path: Path) -> None:
-    """Delete temporary files of `path` left by writers that died mid-save (their process is gone)."""
+    """Delete temporary files of `path` left by writers that died mid-save (their process is
+    gone)."""
     for stale in path.parent.glob(f".{path.stem}.*.tmp.keras"):
         try:
             pid = int(stale.name.removeprefix(f".{path.stem}.").split(".")[0])
@@ -23,7 +24,8 @@ def _remove_stale_temporaries(path: Path) -> None:
 
 
 def save_keras_atomic(model: keras.Model, path: Path) -> None:
-    """Save to a temporary `.keras` file next to `path`, then rename, so readers never see half a model.
+    """Save to a temporary `.keras` file next to `path`, then rename, so readers never see half a
+    model.
 
     A writer killed mid-save leaves its temporary file; the next save of the same path removes it.
     """

@@ -1,4 +1,5 @@
-"""Autoencoder nodes: choose the input on the user's photos, then per category select, train, check, encode and show."""
+"""Autoencoder nodes: choose the input on the user's photos.
+Then, per category, select, train, check, encode and show."""
 
 from __future__ import annotations
 
@@ -28,13 +29,15 @@ logger = logging.getLogger(__name__)
 
 
 def check_category_pipelines(categories: list[str], built: list[str]) -> list[str]:
-    """Fail clearly when the per-category pipelines (`built` from the folder or `categories` param) do not match the data."""
+    """Fail clearly when the per-category pipelines (`built` from the folder or `categories` param)
+    do not match the data."""
     missing, extra = sorted(set(categories) - set(built)), sorted(set(built) - set(categories))
     if missing or extra:
         raise UserInputError(
-            f"The per-category pipelines were built for {sorted(built)}, but ingestion found the categories "
-            f"{sorted(categories)} (missing: {missing}, not in data: {extra}). Pass the same `--params raw_dir=...` as the "
-            f"ingestion run (or run everything on one folder), and remove an explicit `categories` parameter that disagrees."
+            f"The per-category pipelines were built for {sorted(built)}, but ingestion found the "
+            f"categories {sorted(categories)} (missing: {missing}, not in data: {extra}). Pass the "
+            "same `--params raw_dir=...` as the ingestion run (or run everything on one folder), "
+            "and remove an explicit `categories` parameter that disagrees."
         )
     return sorted(categories)
 
@@ -78,12 +81,14 @@ def choose_autoencoder_input(
     preprocessing: dict[str, Any],
     autoencoders: dict[str, Any],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """Pick what the autoencoders see, the plain photo or its foreground map, on this run's own photos.
+    """Pick what the autoencoders see, the plain photo or its foreground map, on this run's own
+    photos.
 
-    With `autoencoders.input: auto`, each candidate is scored by how well a linear probe (PCA + logistic
-    regression, fitted on the train split) tells the known categories apart on the validation split; the
-    foreground map is taken only when it scores higher than the photo itself. Category labels are all it
-    uses: sub-style labels never enter. Returns the decision (with its reason) and its figures for MLflow.
+    With `autoencoders.input: auto`, each candidate is scored by how well a linear probe (PCA +
+    logistic regression, fitted on the train split) tells the known categories apart on the
+    validation split; the foreground map is taken only when it scores higher than the photo itself.
+    Category labels are all it uses: sub-style labels never enter. Returns the decision (with its
+    reason) and its figures for MLflow.
     """
     configured, probe = str(autoencoders["input"]), autoencoders["input_probe"]
     if configured != "auto" and configured not in AUTOENCODER_INPUTS:
@@ -111,13 +116,17 @@ def choose_autoencoder_input(
     elif not scores:
         chosen, reason = (
             "photo",
-            "no train/val photos of two categories to compare the inputs on; the plain photo is the default",
+            (
+                "no train/val photos of two categories to compare the inputs on; "
+                "the plain photo is the default"
+            ),
         )
     else:
         chosen = "foreground" if scores["foreground"] > scores["photo"] else "photo"
         reason = (
-            f"a linear probe tells the categories apart at validation accuracy {scores['photo']:.3f} on photos and "
-            f"{scores['foreground']:.3f} on foreground maps; the {chosen} input keeps more of what the photos show"
+            f"a linear probe tells the categories apart at validation accuracy "
+            f"{scores['photo']:.3f} on photos and {scores['foreground']:.3f} on foreground maps; "
+            f"the {chosen} input keeps more of what the photos show"
         )
     logger.info("Autoencoder input: %s (%s)", chosen, reason)
     decision = {
@@ -137,7 +146,8 @@ def category_inputs(
     input_choice: dict[str, Any],
     preprocessing: dict[str, Any],
 ) -> np.ndarray:
-    """The category's autoencoder inputs (photos or foreground inputs, as chosen), in manifest order."""
+    """The category's autoencoder inputs (photos or foreground inputs, as chosen), in manifest
+    order."""
     rows = category_manifest["store_index"].to_numpy()
     return autoencoder_inputs(
         images, rows, input_choice["input"], Foreground.from_config(preprocessing)
@@ -157,9 +167,11 @@ def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None)
 def train_autoencoder(
     inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
 ) -> tuple[keras.Model, keras.Model, dict[str, list[float]]]:
-    """Train one category's autoencoder on reconstruction plus contrastive loss (Adam, early stopping, LR reduction).
+    """Train one category's autoencoder on reconstruction plus contrastive loss (Adam, early
+    stopping, LR reduction).
 
-    Returns the autoencoder, the encoder with its codes standardised on the training rows, and the loss history.
+    Returns the autoencoder, the encoder with its codes standardised on the training rows, and the
+    loss history.
     """
     import keras
 
@@ -229,7 +241,8 @@ def train_autoencoder(
 def reconstruction_check(
     autoencoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
-    """Held-out reconstruction error against the error of predicting the mean training input; warns when it is not lower."""
+    """Held-out reconstruction error against the error of predicting the mean training input; warns
+    when it is not lower."""
     split = category_manifest["split"].to_numpy()
     held_out = np.flatnonzero(np.isin(split, ["test", "val"]))
     train = split == "train"
@@ -251,7 +264,8 @@ def reconstruction_check(
         )
     else:
         logger.warning(
-            "'%s' autoencoder reconstructs held-out photos no better than their mean image (MSE %.5f >= %.5f)",
+            "'%s' autoencoder reconstructs held-out photos no better than their mean image "
+            "(MSE %.5f >= %.5f)",
             category,
             error,
             mean_image_error,

@@ -1,4 +1,5 @@
-"""Autoencoders: choose their input once, then one base pipeline instantiated per category with Kedro namespaces."""
+"""Autoencoders: choose their input once, then one base pipeline instantiated per category.
+The per-category instances use Kedro namespaces."""
 
 from functools import partial
 
@@ -23,7 +24,8 @@ SHARED_PARAMETERS = {"params:autoencoders", "params:preprocessing"}
 
 
 def category_pipeline() -> Pipeline:
-    """The per-category base pipeline; `category_name` comes from the catalog factory per namespace."""
+    """The per-category base pipeline; `category_name` comes from the catalog factory per
+    namespace."""
     return Pipeline(
         [
             Node(
@@ -84,7 +86,8 @@ def category_pipeline() -> Pipeline:
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Check the configured categories and choose the input, then run the base pipeline once per category."""
+    """Check the configured categories and choose the input, then run the base pipeline once per
+    category."""
     categories = configured_categories()
     shared = Pipeline(
         [

@@ -1,4 +1,5 @@
-"""Classifier: a Keras CNN over the image store, evaluated on the test split and tracked in MLflow."""
+"""Classifier: a Keras CNN over the image store.
+It is evaluated on the test split and tracked in MLflow."""
 
 from .pipeline import create_pipeline
 

@@ -1,4 +1,5 @@
-"""Classifier nodes: train the CNN, evaluate it on the test split, compare with linear baselines, plot."""
+"""Classifier nodes: train the CNN, evaluate it on the test split.
+Then compare it with linear baselines, and plot."""
 
 from __future__ import annotations
 
@@ -34,7 +35,8 @@ def _split(
 
 
 def _class_weights(labels: np.ndarray, n_classes: int, max_ratio: float) -> dict[int, float] | None:
-    """Balanced class weights when the largest class outnumbers the smallest by more than `max_ratio`."""
+    """Balanced class weights when the largest class outnumbers the smallest by more than
+    `max_ratio`."""
     counts = np.bincount(labels, minlength=n_classes).astype(float)
     if counts.min() > 0 and counts.max() / counts.min() <= max_ratio:
         return None
@@ -50,9 +52,11 @@ def _class_weights(labels: np.ndarray, n_classes: int, max_ratio: float) -> dict
 def choose_working_size(
     manifest: pd.DataFrame, preprocessing: dict[str, Any], classifier: dict[str, Any]
 ) -> dict[str, Any]:
-    """The side the CNN works at: with `auto`, the training photos' median longer side rounded up to 16, from 32 to the store size.
+    """The side the CNN works at: with `auto`, the training photos' median longer side rounded up to
+    16, from 32 to the store size.
 
-    Small photos (say 28 px) are then not blown up to the store size, where 3x3 filters see too little of the item.
+    Small photos (say 28 px) are then not blown up to the store size, where 3x3 filters see too
+    little of the item.
     """
     store_size, configured = (
         int(preprocessing["image_size"]),
@@ -66,12 +70,16 @@ def choose_working_size(
     )
     if configured == "auto":
         size = int(min(store_size, max(32, 16 * np.ceil(median_side / 16))))
-        reason = f"the training photos' median longer side is {median_side:.0f} px; the CNN works at {size} px (store {store_size} px)"
+        reason = (
+            f"the training photos' median longer side is {median_side:.0f} px; "
+            f"the CNN works at {size} px (store {store_size} px)"
+        )
     else:
         size = int(configured)
         if not 8 <= size <= store_size:
             raise ValueError(
-                f"classifier.architecture.input_size must be 'auto' or 8..{store_size} (preprocessing.image_size); got {configured}"
+                f"classifier.architecture.input_size must be 'auto' or 8..{store_size} "
+                f"(preprocessing.image_size); got {configured}"
             )
         reason = f"set by classifier.architecture.input_size: {size}"
     logger.info("Classifier input size: %d px (%s)", size, reason)
@@ -91,7 +99,8 @@ def train_classifier(
     working_size: dict[str, Any],
     classifier: dict[str, Any],
 ) -> tuple[keras.Model, dict[str, list[float]]]:
-    """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its history."""
+    """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its
+    history."""
     import keras
 
     from jewelry_pipeline.core.models.classifier import build_classifier
@@ -139,9 +148,9 @@ def train_classifier(
     learning_rates = LearningRateLog()
     warmup = int(training.get("warmup_epochs", 0))
     callbacks = [
-        # Neither stop nor slow down during warm-up: on small sets the validation loss first rises while
-        # batch-norm statistics settle; stopping there restored the untrained first epoch, and the learning
-        # rate had been halved to nothing before the model started to learn.
+        # Neither stop nor slow down during warm-up: on small sets the validation loss first rises
+        # while batch-norm statistics settle; stopping there restored the untrained first epoch, and
+        # the learning rate had been halved to nothing before the model started to learn.
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
             patience=int(training["early_stopping_patience"]),
@@ -186,7 +195,8 @@ def train_classifier(
 def evaluate_classifier(
     model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test split."""
+    """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test
+    split."""
     from sklearn.metrics import (
         accuracy_score,
         confusion_matrix,
@@ -250,8 +260,8 @@ def baseline_classifier(
 ) -> dict[str, float]:
     """Reference baselines on the same split; `baseline_test_accuracy` is the stronger of the two.
 
-    PCA on down-sized pixels then logistic regression, and logistic regression on the plain pixels at
-    the side the CNN works at, both on standardised features.
+    PCA on down-sized pixels then logistic regression, and logistic regression on the plain pixels
+    at the side the CNN works at, both on standardised features.
     """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -352,7 +362,8 @@ def plot_misclassified(
 def embed_catalog(
     model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of every catalog item."""
+    """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of
+    every catalog item."""
     from jewelry_pipeline.core.models.classifier import features_model
     from jewelry_pipeline.core.models.data import predict_batches
     from jewelry_pipeline.core.query import descriptor_vectors

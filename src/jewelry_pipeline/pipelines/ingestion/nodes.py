@@ -1,5 +1,5 @@
-"""Ingestion nodes: safe decode of every file (reusing the previous run's decodes of unchanged files), duplicate
-collapse, rejects report, then category checks; the primary outputs are written only when the checks pass."""
+"""Ingestion nodes: safe decode of every file, duplicate collapse, rejects report, category checks.
+Unchanged files reuse the last run's decodes; primary outputs are written only when checks pass."""
 
 from __future__ import annotations
 
@@ -108,7 +108,8 @@ def _near_duplicates(
 
 
 def _decode_settings(size: int, pad: int, limits: DecodeLimits) -> str:
-    """Everything a decode depends on besides the file: a cache made with other settings is not reused."""
+    """Everything a decode depends on besides the file: a cache made with other settings is not
+    reused."""
     return json.dumps(
         {"version": DECODE_CACHE_VERSION, "size": size, "pad": pad, "limits": limits.__dict__},
         sort_keys=True,
@@ -118,7 +119,8 @@ def _decode_settings(size: int, pad: int, limits: DecodeLimits) -> str:
 def _reusable_decodes(
     cache: dict[str, np.ndarray], settings: str
 ) -> dict[tuple[str, int, int], tuple[int, _Decoded]]:
-    """The previous run's decodes by (path, size, mtime), when they were made with the same settings."""
+    """The previous run's decodes by (path, size, mtime), when they were made with the same
+    settings."""
     if not cache or str(cache.get("settings", "")) != settings:
         return {}
     reusable = {}
@@ -143,7 +145,8 @@ def _reusable_decodes(
 def _decode_cache(
     settings: str, results: list[tuple[_Decoded, int]], images: np.ndarray
 ) -> dict[str, np.ndarray]:
-    """This run's decodes, for the next run: one row per file, decoded pixels once per distinct photo."""
+    """This run's decodes, for the next run: one row per file, decoded pixels once per distinct
+    photo."""
     rows = [decoded for decoded, _ in results]
     return {
         "settings": np.array(settings),
@@ -168,7 +171,8 @@ def decode_images(
     preprocessing: dict[str, Any],
     ingestion: dict[str, Any],
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame, dict[str, np.ndarray]]:
-    """Decode every listed file (unchanged files come from the previous run's cache); collapse duplicates; report refusals."""
+    """Decode every listed file (unchanged files come from the previous run's cache); collapse
+    duplicates; report refusals."""
     size, pad = int(preprocessing["image_size"]), int(preprocessing.get("pad_value", 255))
     limits = DecodeLimits.from_config(preprocessing)
     settings = _decode_settings(size, pad, limits)
@@ -244,7 +248,8 @@ def decode_images(
                 last_log = now
                 done = min(start + chunk, len(files))
                 logger.info(
-                    "ingestion: %d/%d files (%.0f files/s), %d kept, %d refused, %d unchanged since the last run",
+                    "ingestion: %d/%d files (%.0f files/s), %d kept, %d refused, "
+                    "%d unchanged since the last run",
                     done,
                     len(files),
                     done / (now - started),
@@ -312,11 +317,15 @@ def _reject_row(entry: RawFile | SkippedEntry, reason: str, detail: str) -> dict
 
 
 def _conflict_detail(other: RawFile) -> str:
-    return f"the same photo is also {other.relpath} (category '{other.category}'); keep it in one category only"
+    return (
+        f"the same photo is also {other.relpath} (category '{other.category}'); "
+        "keep it in one category only"
+    )
 
 
 def ingestion_summary(manifest: pd.DataFrame, rejects: pd.DataFrame) -> str:
-    """One line: how many photos were kept, how many entries were refused by reason, and where the report is."""
+    """One line: how many photos were kept, how many entries were refused by reason, and where the
+    report is."""
     reasons = ", ".join(
         f"{reason} {count}"
         for reason, count in rejects["reason"].value_counts().sort_index().items()
@@ -333,21 +342,25 @@ def check_categories(
     ingestion: dict[str, Any],
     expected: list[str] | None = None,
 ) -> tuple[np.ndarray, pd.DataFrame, list[str], dict[str, Any]]:
-    """Fail with a clear message when a category has too few valid images, or the folders are not the explicit
-    `categories` parameter (`expected`, None: whatever the folder holds); else hand over the primary outputs.
+    """Fail with a clear message when a category has too few valid images, or the folders are not
+    the explicit `categories` parameter (`expected`, None: whatever the folder holds); else hand
+    over the primary outputs.
 
-    Nothing primary is written before these checks pass, so a failed ingestion leaves the previous outputs whole.
-    The identity (folder, manifest digest, counts) lets later pipelines refuse outputs of another folder.
+    Nothing primary is written before these checks pass, so a failed ingestion leaves the previous
+    outputs whole. The identity (folder, manifest digest, counts) lets later pipelines refuse
+    outputs of another folder.
     """
     categories = list(raw_images.categories)
     if expected and sorted(map(str, expected)) != sorted(categories):
         raise UserInputError(
-            f"The `categories` parameter lists {sorted(map(str, expected))}, but {raw_images.root} has the category folders "
-            f"{sorted(categories)}. Leave `categories` unset (null) to use the folders, or make it match them."
+            f"The `categories` parameter lists {sorted(map(str, expected))}, but {raw_images.root} "
+            f"has the category folders {sorted(categories)}. Leave `categories` unset (null) to "
+            "use the folders, or make it match them."
         )
     if len(categories) < 2:
         raise UserInputError(
-            f"Need at least 2 category folders in {raw_images.root}, found {len(categories)}: {categories}. "
+            f"Need at least 2 category folders in {raw_images.root}, "
+            f"found {len(categories)}: {categories}. "
             "Put the photos of each category in its own sub-folder."
         )
     minimum = int(ingestion["min_images_per_category"])
@@ -358,7 +371,8 @@ def check_categories(
             f"'{cat}' has {n}{_short_reason(rejects, cat)}" for cat, n in short.items()
         )
         raise UserInputError(
-            f"Categories with fewer than min_images_per_category={minimum} valid images: {details}. "
+            f"Categories with fewer than min_images_per_category={minimum} valid images: "
+            f"{details}. "
             "Add photos, remove the folder, or lower ingestion.min_images_per_category. "
             f"Refused files are listed in {REJECTS_REPORT}."
         )

@@ -1,4 +1,5 @@
-"""Ingestion pipeline: decode (reusing unchanged files' decodes), dedupe, report rejects, check categories, then write."""
+"""Ingestion pipeline: decode, dedupe, report rejects, check categories, then write.
+Decoding reuses unchanged files' decodes."""
 
 from kedro.pipeline import Node, Pipeline
 

@@ -125,8 +125,9 @@ def assemble_bundle(
     """
     if sorted(built) != sorted(categories) or len(encoders) != len(built):
         raise ValueError(
-            f"The bundle would pair {len(encoders)} encoders of {sorted(built)} with the categories {sorted(categories)} found by "
-            "ingestion; run the whole pipeline on one folder (`kedro run --params raw_dir=...`)."
+            f"The bundle would pair {len(encoders)} encoders of {sorted(built)} with the "
+            f"categories {sorted(categories)} found by ingestion; run the whole pipeline on one "
+            "folder (`kedro run --params raw_dir=...`)."
         )
     order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
     rows = order.loc[index["item_ids"].astype(str)].to_numpy()

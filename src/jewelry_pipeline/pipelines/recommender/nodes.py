@@ -27,7 +27,8 @@ logger = logging.getLogger(__name__)
 def _latents_by_item(
     item_ids: np.ndarray, latents: tuple[dict[str, np.ndarray], ...]
 ) -> np.ndarray:
-    """Unit-length autoencoder latents (already standardised by each encoder), aligned to `item_ids`."""
+    """Unit-length autoencoder latents (already standardised by each encoder), aligned to
+    `item_ids`."""
     merged = {
         "item_id": np.concatenate([arrays["item_id"] for arrays in latents]),
         "latents": np.concatenate([l2_normalise(arrays["latents"]) for arrays in latents]),
@@ -42,7 +43,8 @@ def embedding_sources(
     recommender: dict[str, Any],
     *latents: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
-    """Every candidate embedding (rows follow the manifest) plus the classifier's predicted category."""
+    """Every candidate embedding (rows follow the manifest) plus the classifier's predicted
+    category."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -79,7 +81,8 @@ def evaluate_retrieval(
     substyle_labels: pd.DataFrame,
     recommender: dict[str, Any],
 ) -> tuple[pd.DataFrame, dict[str, dict[str, float]]]:
-    """Test items query the train+val gallery; precision@k and mAP@k by category and by sub-style."""
+    """Test items query the train+val gallery; precision@k and mAP@k by category and by
+    sub-style."""
     k = int(recommender["k"])
     gallery = manifest["split"].isin(["train", "val"]).to_numpy()
     queries = (manifest["split"] == "test").to_numpy()
@@ -149,12 +152,13 @@ def build_catalog(
 def choose_served_source(
     autoencoder_input: dict[str, Any], recommender: dict[str, Any]
 ) -> dict[str, str]:
-    """The source the index serves: `recommender.embedding_source`, or with `auto` the one built on the better input.
+    """The source the index serves: `recommender.embedding_source`, or with `auto` the one built on
+    the better input.
 
-    The autoencoders' input was chosen on this run's photos (a linear probe of the known categories). When
-    the foreground map wins, the photos' own pixels are mostly backdrop, and the autoencoder latent (beside
-    the classifier embedding: `combined`) carries the item; when the plain photo wins, the classifier's
-    mid-level `descriptor` of the photo is served.
+    The autoencoders' input was chosen on this run's photos (a linear probe of the known
+    categories). When the foreground map wins, the photos' own pixels are mostly backdrop, and the
+    autoencoder latent (beside the classifier embedding: `combined`) carries the item; when the
+    plain photo wins, the classifier's mid-level `descriptor` of the photo is served.
     """
     configured = str(recommender["embedding_source"])
     if configured != "auto" and configured not in SOURCES:
@@ -169,12 +173,18 @@ def choose_served_source(
     elif autoencoder_input["input"] == "foreground":
         choice = {
             "source": "combined",
-            "reason": "the autoencoders see foreground maps (they separate the categories better than the photos), so their latents, beside the classifier embedding, are served",
+            "reason": (
+                "the autoencoders see foreground maps (they separate the categories better than "
+                "the photos), so their latents, beside the classifier embedding, are served"
+            ),
         }
     else:
         choice = {
             "source": "descriptor",
-            "reason": "the plain photos separate the categories at least as well as foreground maps, so the classifier's mid-level descriptor of the photo is served",
+            "reason": (
+                "the plain photos separate the categories at least as well as foreground maps, so "
+                "the classifier's mid-level descriptor of the photo is served"
+            ),
         }
     logger.info("Served embedding source: %s (%s)", choice["source"], choice["reason"])
     return choice
@@ -195,9 +205,9 @@ def build_index(
 ) -> dict[str, np.ndarray]:
     """The served index over the whole catalog, made by the service's own query code.
 
-    Model sources are embedded with `QueryEncoder`, the class the service embeds queries with, and the
-    index records its `IndexSpec` (source, descriptor layout, combined weight), so catalog and query
-    vectors are made the same way.
+    Model sources are embedded with `QueryEncoder`, the class the service embeds queries with, and
+    the index records its `IndexSpec` (source, descriptor layout, combined weight), so catalog and
+    query vectors are made the same way.
     """
     source = served_source["source"]
     spec = IndexSpec(
@@ -218,7 +228,9 @@ def build_index(
         vectors = encoder.catalog_vectors(
             images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
         )
-    else:  # an evaluation-only source (pixels, pca; rows follow the manifest): the service refuses to serve it
+    else:
+        # an evaluation-only source (pixels, pca; rows follow the manifest): the service refuses
+        # to serve it
         vectors = sources[source]
     hnsw = recommender["hnsw"]
     index = EmbeddingIndex(

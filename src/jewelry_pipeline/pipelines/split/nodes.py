@@ -24,7 +24,8 @@ def _find(parent: np.ndarray, i: int) -> int:
 
 
 def duplicate_groups(phash_hex: pd.Series, max_hamming: int) -> np.ndarray:
-    """Group ids linking images whose perceptual hashes are within `max_hamming` bits (union-find)."""
+    """Group ids linking images whose perceptual hashes are within `max_hamming` bits
+    (union-find)."""
     hashes = np.array([int(h, 16) for h in phash_hex], dtype=np.uint64)
     parent = np.arange(len(hashes))
     if max_hamming >= 0 and len(hashes) > 1:
@@ -36,7 +37,8 @@ def duplicate_groups(phash_hex: pd.Series, max_hamming: int) -> np.ndarray:
 
 
 def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFrame:
-    """Stratified train/val/test split, deterministic for a seed; look-alike groups never straddle splits."""
+    """Stratified train/val/test split, deterministic for a seed; look-alike groups never straddle
+    splits."""
     fractions = np.array([float(split[name]) for name in SPLITS])
     if np.any(fractions <= 0) or not np.isclose(fractions.sum(), 1.0):
         raise ValueError(
@@ -74,13 +76,14 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
     empty = counts[(counts["val"] == 0) | (counts["test"] == 0)]
     if len(empty):
         logger.warning(
-            "Categories with no validation or test photo (train/val/test): %s. Their figures are missing or unreliable; "
-            "add photos or raise split.val / split.test.",
+            "Categories with no validation or test photo (train/val/test): %s. Their figures are "
+            "missing or unreliable; add photos or raise split.val / split.test.",
             ", ".join(f"{c} {r['train']}/{r['val']}/{r['test']}" for c, r in empty.iterrows()),
         )
     return frame.sort_values("store_index", kind="stable").reset_index(drop=True)
 
 
 def record_split(ingestion_identity: dict[str, Any], split: pd.DataFrame) -> dict[str, Any]:
-    """Which ingestion this split was made from, so later pipelines can refuse a split of other photos."""
+    """Which ingestion this split was made from, so later pipelines can refuse a split of other
+    photos."""
     return split_identity(ingestion_identity, split)

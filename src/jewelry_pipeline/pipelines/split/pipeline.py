@@ -1,4 +1,5 @@
-"""Split pipeline: add a split column to the manifest, and record which ingestion it was made from."""
+"""Split pipeline: add a split column to the manifest.
+Then record which ingestion it was made from."""
 
 from kedro.pipeline import Node, Pipeline
 
