@@ -165,6 +165,7 @@ def collect(name: str, project: Path, seconds: float) -> dict:
         for c in categories
     }
     served = json.loads((data / "07_model_output" / "served_source.json").read_text())
+    answers = json.loads((data / "07_model_output" / "answer_policy.json").read_text())
     return {
         "dataset": name,
         "wall_seconds": round(seconds, 1),
@@ -176,6 +177,7 @@ def collect(name: str, project: Path, seconds: float) -> dict:
         "served_source": served["source"],
         "served_source_reason": served["reason"],
         "reconstruction": reconstruction,
+        "answers": answers,
     }
 
 
@@ -381,6 +383,21 @@ def report(results: list[dict], total_seconds: float) -> str:
         lines += [
             "| " + " | ".join(_fmt(row[c]) for c in columns) + " |"
             for row in retrieval.to_dict("records")
+        ]
+        answers = result["answers"]
+        lines += [
+            "",
+            "Answers to test photos (searching train+val photos) without and with the thresholds "
+            f"chosen on validation: not sure below confidence {answers['min_confidence']:.3f}, "
+            f"no close match below similarity {answers['min_similarity']:.3f}.",
+            "",
+            "| answers | top result of the true category | marked not sure | no close match |",
+            "|---|---|---|---|",
+        ]
+        lines += [
+            f"| {when} | {rates['top_result_category_rate']:.3f} | {rates['uncertain_rate']:.3f} "
+            f"| {rates['no_close_match_rate']:.3f} |"
+            for when, rates in answers["test"].items()
         ]
         lines += [
             "",

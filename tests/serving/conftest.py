@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents, write_bundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.models.classifier import build_classifier, features_model
@@ -66,6 +67,7 @@ def make_bundle(
     seed: int = 0,
     source: str = "classifier",
     autoencoder_input: str = "foreground",
+    answers: AnswerPolicy = AnswerPolicy(),
 ) -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing
     `source` vectors."""
@@ -125,6 +127,7 @@ def make_bundle(
             preprocessing=Preprocessing.from_config(
                 {**PREPROCESSING, "autoencoder_input": autoencoder_input}
             ),
+            answers=answers,
             version={
                 "mlflow_run_id": run_id,
                 "created_at": "2026-11-22T00:00:00+00:00",
@@ -259,6 +262,7 @@ def _contents_of(bundle: Path, promote: bool) -> BundleContents:
         thumbnails=np.asarray(loaded.thumbnails),
         class_names=loaded.class_names,
         preprocessing=loaded.preprocessing,
+        answers=loaded.answers,
         version={
             **loaded.version,
             "promotion": {**loaded.version["promotion"], "promote": promote},

@@ -6,10 +6,18 @@ import cv2
 import numpy as np
 import pytest
 
+from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleError, bundle_digest, read_bundle
 from jewelry_pipeline.core.images import ImageRejected
 from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
-from tests.serving.conftest import CLASSES, COMBINED_WEIGHT, IMAGE_SIZE, PER_CLASS, jpeg
+from tests.serving.conftest import (
+    CLASSES,
+    COMBINED_WEIGHT,
+    IMAGE_SIZE,
+    PER_CLASS,
+    jpeg,
+    make_bundle,
+)
 
 
 @pytest.fixture(scope="module")
@@ -235,3 +243,38 @@ def test_an_index_without_what_its_queries_need_is_refused(source, key, request)
     bundle.index.pop(key)
     with pytest.raises(BundleError, match=key):
         RecommendationEngine(bundle, "broken")
+
+
+@pytest.fixture(scope="module")
+def doubting_engine(tmp_path_factory) -> RecommendationEngine:
+    """A combined-index engine whose stored policy doubts every category (confidence < 1.01)."""
+    path = make_bundle(
+        tmp_path_factory.mktemp("bundle") / "bundle", source="combined", answers=AnswerPolicy(1.01)
+    )
+    return RecommendationEngine(read_bundle(path), "doubting")
+
+
+def test_an_unsure_answer_says_so_and_searches_every_category(
+    doubting_engine, combined_engine, bundle
+):
+    photo = np.asarray(bundle.thumbnails[12:13])
+    unsure = doubting_engine.recommend(doubting_engine.features(photo), k=PER_CLASS * len(CLASSES))
+    assert unsure["category_uncertain"] is True and unsure["close_match"] is True
+    assert {item["category"] for item in unsure["items"]} == set(CLASSES)
+    assert 0 < unsure["confidence"] < 1.01
+    sure = combined_engine.recommend(combined_engine.features(photo), k=PER_CLASS * len(CLASSES))
+    assert sure["category_uncertain"] is False and {i["category"] for i in sure["items"]} == {
+        sure["category"]
+    }
+    filtered = doubting_engine.recommend(doubting_engine.features(photo), k=3, category="ring")
+    assert filtered["category_uncertain"] is False and {
+        i["category"] for i in filtered["items"]
+    } == {"ring"}
+
+
+def test_a_photo_far_from_every_item_gets_no_close_match(tmp_path):
+    path = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(0.0, 1.01))
+    strict = RecommendationEngine(read_bundle(path), "strict")
+    answer = strict.recommend(strict.features(strict.prepare(jpeg(5))[None]), k=5)
+    assert answer["close_match"] is False and answer["items"] == []
+    assert answer["category"] in CLASSES  # the category is still answered

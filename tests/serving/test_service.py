@@ -76,6 +76,9 @@ def test_recommend_with_k_and_category_and_thumbnails(live_server):
         )
         scores = [item["score"] for item in body["items"]]
         assert scores == sorted(scores, reverse=True)
+        # The bundle stores no answer policy: it never doubts and always shows its nearest items.
+        assert body["category_uncertain"] is False and body["close_match"] is True
+        assert body["confidence"] == max(body["probabilities"].values())
         filtered = client.post(
             "/recommend",
             files={"image": ("x.jpg", jpeg(2), "image/jpeg")},

@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.images import Preprocessing
 
 BUNDLE_FORMAT = 1
@@ -53,6 +54,7 @@ class BundleContents:
     class_names: list[str]
     preprocessing: Preprocessing
     version: dict[str, Any]
+    answers: AnswerPolicy = AnswerPolicy()
 
     @property
     def promoted(self) -> bool:
@@ -81,6 +83,11 @@ class ServingBundle:
     def preprocessing(self) -> Preprocessing:
         """The preprocessing the models were trained with (a bad value is a ValueError)."""
         return Preprocessing.from_config(self.config["preprocessing"])
+
+    @property
+    def answers(self) -> AnswerPolicy:
+        """When an answer says "not sure" or "no close match" (never without a stored policy)."""
+        return AnswerPolicy.from_config(self.config.get("answers"))
 
     @property
     def version(self) -> dict[str, Any]:
@@ -142,6 +149,7 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
             "class_names": list(class_names),
             "encoders": sorted(encoders),
             "preprocessing": contents.preprocessing.to_config(),
+            "answers": contents.answers.to_config(),
             "version": dict(contents.version),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))

@@ -13,6 +13,7 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import MODEL_SOURCES, IndexSpec, QueryBatch, QueryEncoder
@@ -42,6 +43,7 @@ class RecommendationEngine:
         try:
             self.preprocessing = Preprocessing.from_config(bundle.config["preprocessing"])
             self.spec = IndexSpec.from_arrays(bundle.index)
+            self.answers = bundle.answers
         except (KeyError, ValueError) as exc:
             raise BundleError(
                 f"serving bundle '{bundle.path}' has an unusable config or index: {exc}"
@@ -147,13 +149,25 @@ class RecommendationEngine:
         `category` is checked by the caller (`check_category`) before the model runs.
         """
         result = self.classify(query)
-        scope = category or (result["category"] if self.spec.category_scoped else None)
-        vector = query.vector(0, self.class_names.index(scope or result["category"]))
-        allowed = self._categories == scope if scope else None
-        positions, scores = self.index.search(vector[None, :], k, allowed=allowed)
-        own = query.vector(0, self.class_names.index(result["category"]))
+        answer = answer_query(
+            query,
+            0,
+            self.index,
+            self._categories,
+            self.class_names,
+            self.spec,
+            self.answers,
+            k,
+            category,
+        )
+        result["confidence"] = round(answer.confidence, 6)
+        result["category_uncertain"] = answer.uncertain
+        result["close_match"] = answer.close_match
+        own = query.vector(0, answer.predicted)
         result["cluster"] = self._nearest_cluster(own, result["category"])
-        result["items"] = self._items(positions[0], scores[0])
+        # No close match: nothing in the catalog resembles the photo, so no item is forced on it.
+        chosen = slice(None) if answer.close_match else slice(0)
+        result["items"] = self._items(answer.positions[chosen], answer.scores[chosen])
         return result
 
     def recommend_by_id(self, item_id: str, k: int) -> dict[str, Any]:

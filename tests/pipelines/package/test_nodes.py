@@ -100,12 +100,14 @@ def test_assemble_bundle_orders_everything_by_the_index():
         images,
         ["b", "a"],
         {"input": "photo"},
+        {"min_confidence": 0.4, "min_similarity": 0.2, "test": {}},
         {"image_size": 16},
         encoder,
         other,
         built=["a", "b"],
     )
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
+    assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
     assert contents.thumbnails[:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
@@ -124,6 +126,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
             images,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
             {},
             encoder,
             other,

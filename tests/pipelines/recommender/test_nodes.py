@@ -5,11 +5,13 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.query import SOURCES, IndexSpec
 from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.pipelines.recommender.nodes import (
     build_catalog,
     build_index,
+    choose_answer_policy,
     choose_served_source,
     embedding_sources,
     evaluate_retrieval,
@@ -151,7 +153,7 @@ def modelled():
             "path": [f"{c}/{k}.png" for k, c in enumerate(category)],
             "category": category,
             "store_index": range(n),
-            "split": "train",
+            "split": (["train"] * 4 + ["val", "val", "test", "test"]) * (n // 8),
         }
     )
     images = np.stack([random_photo(k, (size, size)) for k in range(n)])
@@ -226,3 +228,60 @@ def test_index_backend_and_evaluation_only_sources(modelled):
     assert str(pixels["source"]) == "pixels" and pixels["vectors"].shape == sources["pixels"].shape
     with pytest.raises(ValueError, match="embedding source 'nope'"):
         build_index(*arguments, {"source": "nope"}, *rest, PARAMS, *encoders, built=["a", "b"])
+
+
+ANSWERS = {"min_confidence": "auto", "min_similarity": "auto", "no_match_quantile": 0.25}
+
+
+@pytest.mark.parametrize("source", ["classifier", "combined"])
+def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelled, source):
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    params = {**PARAMS, "answers": ANSWERS}
+    sources = embedding_sources(images, manifest, embeddings, params, *latents)
+    rest = ({"input": "foreground"}, preprocessing, params, *encoders)
+    index = build_index(
+        images, manifest, ["a", "b"], model, sources, {"source": source}, *rest, built=["a", "b"]
+    )
+    policy, metrics = choose_answer_policy(
+        images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]
+    )
+    confidences = np.asarray(embeddings["probabilities"]).max(axis=1)[manifest["split"] == "val"]
+    assert policy["min_confidence"] == 0.0 or confidences.min() <= policy[
+        "min_confidence"
+    ] <= np.median(confidences)
+    assert -1.0 <= policy["min_similarity"] <= 1.0
+    assert set(policy["test"]) == {"before", "after"}
+    before, after = policy["test"]["before"], policy["test"]["after"]
+    assert before["uncertain_rate"] == 0.0 and before["no_close_match_rate"] == 0.0
+    assert 0.0 <= after["top_result_category_rate"] <= 1.0
+    assert {"after.top_result_category_rate", "min_confidence", "min_similarity"} <= set(metrics)
+    assert AnswerPolicy.from_config(policy) == AnswerPolicy(
+        policy["min_confidence"], policy["min_similarity"]
+    )
+
+
+def test_configured_answer_thresholds_are_kept(modelled):
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    params = {**PARAMS, "answers": {**ANSWERS, "min_confidence": 0.7, "min_similarity": 0.2}}
+    sources = embedding_sources(images, manifest, embeddings, params, *latents)
+    rest = ({"input": "foreground"}, preprocessing, params, *encoders)
+    index = build_index(
+        images,
+        manifest,
+        ["a", "b"],
+        model,
+        sources,
+        {"source": "classifier"},
+        *rest,
+        built=["a", "b"],
+    )
+    policy, _ = choose_answer_policy(
+        images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]
+    )
+    assert (policy["min_confidence"], policy["min_similarity"]) == (0.7, 0.2)
+    test_confidence = np.asarray(embeddings["probabilities"]).max(axis=1)[
+        manifest["split"] == "test"
+    ]
+    assert policy["test"]["after"]["uncertain_rate"] == pytest.approx(
+        np.mean(test_confidence < 0.7)
+    )

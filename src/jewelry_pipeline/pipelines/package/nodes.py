@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents
 from jewelry_pipeline.core.images import Preprocessing
 
@@ -113,6 +114,7 @@ def assemble_bundle(
     images: np.ndarray,
     categories: list[str],
     autoencoder_input: dict[str, Any],
+    answer_policy: dict[str, Any],
     preprocessing: dict[str, Any],
     *encoders: keras.Model,
     built: list[str],
@@ -144,5 +146,6 @@ def assemble_bundle(
         preprocessing=Preprocessing.from_config(
             {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
         ),
+        answers=AnswerPolicy.from_config(answer_policy),
         version={"promotion": promotion},
     )

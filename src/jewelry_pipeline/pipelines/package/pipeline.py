@@ -36,6 +36,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "image_store",
                     "categories",
                     "autoencoder_input",
+                    "answer_policy",
                     "params:preprocessing",
                     *per_category("encoder", built),
                 ],

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from functools import partial
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.answers import AnswerPolicy, answer_query
 from jewelry_pipeline.core.images import Preprocessing, downsized_pixels
 from jewelry_pipeline.core.lookup import aligned, substyles_of
 from jewelry_pipeline.core.metrics import precision_and_ap_at_k, single_step
@@ -16,6 +18,7 @@ from jewelry_pipeline.core.query import (
     MODEL_SOURCES,
     SOURCES,
     IndexSpec,
+    QueryBatch,
     QueryEncoder,
     combined_vectors,
 )
@@ -249,3 +252,142 @@ def build_index(
         index.backend,
     )
     return {**index.to_arrays(), **spec.to_arrays()}
+
+
+def _encode_rows(
+    encoder: QueryEncoder, images: np.ndarray, rows: np.ndarray, batch_size: int = 256
+) -> QueryBatch:
+    """Query batches of the given store rows, encoded in chunks and joined."""
+    batches = [
+        encoder.encode(np.asarray(images[rows[start : start + batch_size]]))
+        for start in range(0, len(rows), batch_size)
+    ]
+    return QueryBatch(
+        np.concatenate([b.probabilities for b in batches]),
+        np.concatenate([b.vectors for b in batches]),
+    )
+
+
+def _answer_rate(
+    queries: QueryBatch,
+    truth: np.ndarray,
+    index: EmbeddingIndex,
+    item_categories: np.ndarray,
+    class_names: list[str],
+    spec: IndexSpec,
+    policy: AnswerPolicy,
+    gallery: np.ndarray,
+) -> dict[str, float]:
+    """How the answers of `queries` (searching only `gallery`) turn out.
+
+    The share whose top result is of the query's true category (a "no close match" answer shows
+    none), the share marked uncertain, the share with no close match, and each best similarity.
+    """
+    answers = [
+        answer_query(
+            queries, row, index, item_categories, class_names, spec, policy, 1, within=gallery
+        )
+        for row in range(len(truth))
+    ]
+    hits = [a.close_match and item_categories[a.positions[0]] == t for a, t in zip(answers, truth)]
+    return {
+        "top_result_category_rate": float(np.mean(hits)),
+        "uncertain_rate": float(np.mean([a.uncertain for a in answers])),
+        "no_close_match_rate": float(np.mean([not a.close_match for a in answers])),
+        "best_similarity": np.array([a.scores[0] if len(a.scores) else -1.0 for a in answers]),
+    }
+
+
+def choose_answer_policy(
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    categories: list[str],
+    classifier: Any,
+    index_arrays: dict[str, np.ndarray],
+    autoencoder_input: dict[str, Any],
+    preprocessing: dict[str, Any],
+    recommender: dict[str, Any],
+    *encoders: Any,
+    built: list[str],
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The answer thresholds, chosen on validation photos, and test answers without and with them.
+
+    Validation photos search the train photos; test photos search train and validation photos.
+    `min_confidence` is the candidate (validation confidences' quantiles up to the median, and 0)
+    under which the most validation answers have a top result of the right category;
+    `min_similarity` is the `no_match_quantile` quantile of the validation photos' best-match
+    similarity. Either may be set in the parameters instead.
+    """
+    settings = recommender["answers"]
+    spec = IndexSpec.from_arrays(index_arrays)
+    index = EmbeddingIndex.from_arrays(index_arrays).build()
+    in_index = manifest.set_index(manifest["item_id"].astype(str)).loc[index.item_ids]
+    item_categories = in_index["category"].to_numpy().astype(str)
+    splits = in_index["split"].to_numpy()
+    preprocessing_settings = Preprocessing.from_config(
+        {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
+    )
+    encoder = QueryEncoder(
+        spec, classifier, dict(zip(built, encoders)), categories, preprocessing_settings
+    )
+    val, test = np.flatnonzero(splits == "val"), np.flatnonzero(splits == "test")
+    if len(val) == 0:
+        raise ValueError(
+            "choosing the answer thresholds needs validation photos; the split made none"
+        )
+    val_queries = _encode_rows(encoder, images, in_index["store_index"].to_numpy()[val])
+    train_gallery = splits == "train"
+    measure = partial(
+        _answer_rate,
+        index=index,
+        item_categories=item_categories,
+        class_names=list(categories),
+        spec=spec,
+    )
+
+    configured = settings["min_confidence"]
+    if configured == "auto":
+        confidences = val_queries.probabilities.max(axis=1)
+        candidates = np.unique(
+            np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
+        )
+        rates = [
+            measure(
+                val_queries,
+                item_categories[val],
+                policy=AnswerPolicy(float(c)),
+                gallery=train_gallery,
+            )["top_result_category_rate"]
+            for c in candidates
+        ]
+        # The first of the best rates: the least doubting threshold.
+        min_confidence = float(candidates[int(np.argmax(rates))])
+    else:
+        min_confidence = float(configured)
+    confident = AnswerPolicy(min_confidence)
+    configured = settings["min_similarity"]
+    if configured == "auto":
+        rates = measure(val_queries, item_categories[val], policy=confident, gallery=train_gallery)
+        best = rates["best_similarity"]
+        min_similarity = float(np.quantile(best, float(settings["no_match_quantile"])))
+    else:
+        min_similarity = float(configured)
+    policy = AnswerPolicy(min_confidence, min_similarity)
+
+    report: dict[str, dict[str, float]] = {}
+    if len(test):
+        test_queries = _encode_rows(encoder, images, in_index["store_index"].to_numpy()[test])
+        gallery = splits != "test"
+        for name, chosen in (("before", AnswerPolicy()), ("after", policy)):
+            rates = measure(test_queries, item_categories[test], policy=chosen, gallery=gallery)
+            report[name] = {
+                key: float(value) for key, value in rates.items() if key != "best_similarity"
+            }
+    logger.info(
+        "Answer thresholds: %s; test answers without and with them: %s", policy.to_config(), report
+    )
+    metrics = {
+        f"{when}.{key}": value for when, rates in report.items() for key, value in rates.items()
+    }
+    metrics.update(policy.to_config())
+    return {**policy.to_config(), "test": report}, single_step(metrics)

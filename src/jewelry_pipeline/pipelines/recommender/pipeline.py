@@ -9,6 +9,7 @@ from jewelry_pipeline.pipelines.categories import configured_categories, per_cat
 from .nodes import (
     build_catalog,
     build_index,
+    choose_answer_policy,
     choose_served_source,
     embedding_sources,
     evaluate_retrieval,
@@ -72,6 +73,22 @@ def create_pipeline(**kwargs) -> Pipeline:
                 ],
                 outputs="embedding_index",
                 name="build_index",
+            ),
+            Node(
+                func=partial(choose_answer_policy, built=built),
+                inputs=[
+                    "image_store",
+                    "model_input_manifest",
+                    "categories",
+                    "classifier_model",
+                    "embedding_index",
+                    "autoencoder_input",
+                    "params:preprocessing",
+                    "params:recommender",
+                    *per_category("encoder", built),
+                ],
+                outputs=["answer_policy", "answer_metrics"],
+                name="choose_answer_policy",
             ),
         ]
     )

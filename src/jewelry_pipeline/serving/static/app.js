@@ -46,8 +46,18 @@ async function search(file) {
   $("status").textContent = "";
   const heading = document.createElement("h3");
   heading.id = "predicted-category";
-  heading.textContent = `Category: ${body.category}` + (body.cluster === null ? "" : ` (sub-style ${body.cluster})`);
+  const share = `${(100 * body.confidence).toFixed(0)}%`;
+  heading.textContent = body.category_uncertain
+    ? `Not sure of the category: perhaps ${body.category} (${share}), so every category was searched`
+    : `Category: ${body.category}` + (body.cluster === null ? "" : ` (sub-style ${body.cluster})`);
   $("prediction").appendChild(heading);
+  if (!body.close_match) {
+    const note = document.createElement("p");
+    note.id = "no-close-match";
+    note.className = "notice";
+    note.textContent = "No close match: nothing in the catalog looks like this photo.";
+    $("prediction").appendChild(note);
+  }
   for (const [name, p] of Object.entries(body.probabilities)) {
     const span = document.createElement("span");
     span.className = "prob";
