@@ -70,3 +70,9 @@ def test_the_policy_round_trips_and_defaults_never_doubt():
     policy = AnswerPolicy(0.4, 0.2)
     assert AnswerPolicy.from_config(policy.to_config()) == policy
     assert AnswerPolicy.from_config(None) == AnswerPolicy(0.0, -1.0)
+
+
+@pytest.mark.parametrize("values", [(1.5, 0.0), (-0.1, 0.0), (0.5, 1.2), (0.5, -2.0)])
+def test_thresholds_out_of_range_are_refused(values):
+    with pytest.raises(ValueError, match="answers.min_"):
+        AnswerPolicy(*values)

@@ -247,9 +247,9 @@ def test_an_index_without_what_its_queries_need_is_refused(source, key, request)
 
 @pytest.fixture(scope="module")
 def doubting_engine(tmp_path_factory) -> RecommendationEngine:
-    """A combined-index engine whose stored policy doubts every category (confidence < 1.01)."""
+    """A combined-index engine whose stored policy doubts every category (confidence < 1.0)."""
     path = make_bundle(
-        tmp_path_factory.mktemp("bundle") / "bundle", source="combined", answers=AnswerPolicy(1.01)
+        tmp_path_factory.mktemp("bundle") / "bundle", source="combined", answers=AnswerPolicy(1.0)
     )
     return RecommendationEngine(read_bundle(path), "doubting")
 
@@ -261,7 +261,7 @@ def test_an_unsure_answer_says_so_and_searches_every_category(
     unsure = doubting_engine.recommend(doubting_engine.features(photo), k=PER_CLASS * len(CLASSES))
     assert unsure["category_uncertain"] is True and unsure["close_match"] is True
     assert {item["category"] for item in unsure["items"]} == set(CLASSES)
-    assert 0 < unsure["confidence"] < 1.01
+    assert 0 < unsure["confidence"] < 1.0
     sure = combined_engine.recommend(combined_engine.features(photo), k=PER_CLASS * len(CLASSES))
     assert sure["category_uncertain"] is False and {i["category"] for i in sure["items"]} == {
         sure["category"]
@@ -273,7 +273,7 @@ def test_an_unsure_answer_says_so_and_searches_every_category(
 
 
 def test_a_photo_far_from_every_item_gets_no_close_match(tmp_path):
-    path = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(0.0, 1.01))
+    path = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(0.0, 1.0))
     strict = RecommendationEngine(read_bundle(path), "strict")
     answer = strict.recommend(strict.features(strict.prepare(jpeg(5))[None]), k=5)
     assert answer["close_match"] is False and answer["items"] == []

@@ -323,6 +323,8 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
                 time.sleep(0.2)
             status = client.get("/status").json()
             assert status["state"] == "failed" and "classifier.keras" in status["error"], status
+            # The cause names the file, never where this server keeps it (the log does).
+            assert str(tmp_path) not in status["error"] and "the bundle" in status["error"], status
             ready = client.get("/readyz")
             assert ready.status_code == 503 and ready.json()["reason"] == "load_failed"
             classify = client.post("/classify", files={"image": ("a.jpg", jpeg())})
@@ -363,7 +365,8 @@ def test_model_threads_run_below_the_event_loop_priority():
 
 def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(live_server):
     """Broken on purpose once: without the SecurityHeaders middleware it failed (no
-    content-security-policy header)."""
+    content-security-policy header). The edge guards' own answers (a JSON 404, a 403) carry them
+    too: SecurityHeaders wraps them."""
     from jewelry_pipeline.serving.headers import CONTENT_SECURITY_POLICY
 
     with live_server.client() as client:
@@ -377,6 +380,8 @@ def test_every_answer_carries_the_security_headers_and_a_fitting_cache_policy(li
             ),
             "thumbnail": client.get(item["thumbnail"]),
             "probe": client.get("/livez"),
+            "unknown path": client.get("/no/such/page"),
+            "cross-site": client.post("/classify", headers={"Origin": "https://evil.example"}),
         }
     for name, answer in answers.items():
         assert answer.headers["content-security-policy"] == CONTENT_SECURITY_POLICY, name

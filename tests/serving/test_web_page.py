@@ -55,8 +55,8 @@ def test_a_bad_file_shows_the_services_error(live_server, browser, tmp_path):
 
 
 def test_an_unsure_answer_and_no_close_match_are_said_on_the_page_and_in_the_api(browser, tmp_path):
-    """A live service whose bundle's policy doubts every answer (confidence below 1.01) and finds
-    nothing close (similarity below 1.01): the API says both and forces no items on the photo; the
+    """A live service whose bundle's policy doubts every answer (confidence below 1.0) and finds
+    nothing close (similarity below 1.0): the API says both and forces no items on the photo; the
     page shows both notices. The default policy (the other live service) says neither."""
     import httpx
     from selenium.webdriver.common.by import By
@@ -67,7 +67,7 @@ def test_an_unsure_answer_and_no_close_match_are_said_on_the_page_and_in_the_api
     from jewelry_testing.servers import start_bentoml
     from tests.serving.conftest import make_bundle
 
-    bundle = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(1.01, 1.01))
+    bundle = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(1.0, 1.0))
     server = start_bentoml(bundle, tmp_path / "serve.log", {"JEWELRY_WORKERS": "1"})
     try:
         answer = httpx.post(

@@ -23,6 +23,14 @@ class AnswerPolicy:
     min_confidence: float = 0.0  # predicted-class probability below which the category is uncertain
     min_similarity: float = -1.0  # cosine similarity of the best match below which nothing is close
 
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise ValueError(f"answers.min_confidence must be in [0, 1]; got {self.min_confidence}")
+        if not -1.0 <= self.min_similarity <= 1.0:
+            raise ValueError(
+                f"answers.min_similarity must be in [-1, 1]; got {self.min_similarity}"
+            )
+
     def to_config(self) -> dict[str, float]:
         """The policy as plain JSON values."""
         return {"min_confidence": self.min_confidence, "min_similarity": self.min_similarity}

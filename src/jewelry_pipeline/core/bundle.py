@@ -2,9 +2,9 @@
 Written atomically, read and verified.
 
 Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
-`thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, version info) and
-`files.json` (sha256 of every file). No pickles: arrays load with `allow_pickle=False` and models
-with Keras `safe_mode=True`.
+`thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, answer policy,
+version info) and `files.json` (sha256 of every file). No pickles: arrays load with
+`allow_pickle=False` and models with Keras `safe_mode=True`.
 
 The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a
 rewrite writes a new version, then replaces the link in one atomic rename, so a reader sees the old

@@ -419,14 +419,21 @@ class Preprocessing:
             )
 
     @classmethod
-    def from_config(cls, config: dict[str, Any]) -> Preprocessing:
-        """Read the `preprocessing` parameters (or a bundle's copy); a bad value is a ValueError."""
+    def from_config(
+        cls, config: dict[str, Any], autoencoder_input: str | None = None
+    ) -> Preprocessing:
+        """Read the `preprocessing` parameters (or a bundle's copy); a bad value is a ValueError.
+
+        `autoencoder_input` is the run's choice (`autoencoder_input.json`), when not in `config`.
+        """
         return cls(
             image_size=int(config["image_size"]),
             pad_value=int(config.get("pad_value", 255)),
             limits=DecodeLimits.from_config(config),
             foreground=Foreground.from_config(config) if "foreground" in config else None,
-            autoencoder_input=str(config.get("autoencoder_input", "foreground")),
+            autoencoder_input=str(
+                autoencoder_input or config.get("autoencoder_input", "foreground")
+            ),
         )
 
     def to_config(self) -> dict[str, Any]:

@@ -77,7 +77,8 @@ class IndexSpec:
 
     @classmethod
     def from_arrays(cls, arrays: dict[str, np.ndarray]) -> IndexSpec:
-        """`to_arrays` reversed; a missing or inconsistent entry is a ValueError."""
+        """`to_arrays` reversed (an index without a source is a `classifier` index, as the first
+        bundles were); an inconsistent entry is a ValueError."""
         layout = arrays.get("descriptor_layout")
         weight = arrays.get("combined_autoencoder_weight")
         return cls(
@@ -193,24 +194,35 @@ class QueryEncoder:
             spaces.append(l2_normalise(codes))
         return QueryBatch(probabilities, np.stack(spaces, axis=1))
 
+    def encode_rows(
+        self, images: np.ndarray, rows: np.ndarray, only: str | None = None, batch_size: int = 256
+    ) -> QueryBatch:
+        """`encode` of the given store rows, in chunks of `batch_size` (bounded memory), joined."""
+        rows = np.asarray(rows)
+        if len(rows) == 0:
+            raise ValueError("no photos to encode")
+        batches = [
+            self.encode(np.asarray(images[rows[start : start + batch_size]]), only=only)
+            for start in range(0, len(rows), batch_size)
+        ]
+        return QueryBatch(
+            np.concatenate([batch.probabilities for batch in batches]),
+            np.concatenate([batch.vectors for batch in batches]),
+        )
+
     def catalog_vectors(
         self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256
     ) -> np.ndarray:
-        """The index rows: each catalog photo (store row) as a unit vector in its own category's
-        space."""
+        """The index rows: each catalog photo (store row), a unit vector in its category's space."""
         categories = np.asarray(categories).astype(str)
-        vectors: np.ndarray | None = None
+        if len(categories) == 0:
+            raise ValueError("an index needs at least one catalog photo")
+        vectors = None
         for name in np.unique(categories):
             members = np.flatnonzero(categories == name)
-            for start in range(0, len(members), batch_size):
-                chunk = members[start : start + batch_size]
-                batch = self.encode(
-                    np.asarray(images[np.asarray(rows)[chunk]]),
-                    only=name if self.spec.encoded else None,
-                )
-                if vectors is None:
-                    vectors = np.zeros((len(categories), batch.vectors.shape[2]), np.float32)
-                vectors[chunk] = batch.vectors[:, 0]
-        if vectors is None:
-            raise ValueError("an index needs at least one catalog photo")
+            only = name if self.spec.encoded else None
+            batch = self.encode_rows(images, np.asarray(rows)[members], only, batch_size)
+            if vectors is None:
+                vectors = np.zeros((len(categories), batch.vectors.shape[2]), np.float32)
+            vectors[members] = batch.vectors[:, 0]
         return vectors

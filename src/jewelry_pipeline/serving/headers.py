@@ -122,48 +122,16 @@ class JsonNotFound:
 
 
 class PublicSchema:
-    """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`), and
-    `/schema.json` (BentoML's route list, used by its clients) leaves out `internal_paths`.
-    BentoML's own versions carry its version banner."""
+    """ASGI middleware: `/docs.json` is the OpenAPI document of the public routes (`openapi()`).
 
-    def __init__(self, app, openapi, internal_paths: tuple[str, ...] = ()):
+    BentoML's own version carries its version banner and lists no route of the mounted app."""
+
+    def __init__(self, app, openapi):
         self.app = app
         self.openapi = openapi
-        self.internal_paths = tuple(internal_paths)
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
-            return await self.app(scope, receive, send)
-        if scope["path"] == "/docs.json":
-            return await JSONResponse(self.openapi())(scope, receive, send)
-        if scope["path"] == "/schema.json":
-            return await self._filtered_schema(scope, receive, send)
+        if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
+            if scope["path"] == "/docs.json":
+                return await JSONResponse(self.openapi())(scope, receive, send)
         return await self.app(scope, receive, send)
-
-    async def _filtered_schema(self, scope, receive, send):
-        """BentoML's answer, held back and re-sent without the internal routes."""
-        import json
-
-        start, body = {}, []
-
-        async def hold(message):
-            if message["type"] == "http.response.start":
-                start.update(message)
-            elif message["type"] == "http.response.body":
-                body.append(message.get("body", b""))
-
-        await self.app(scope, receive, hold)
-        try:
-            schema = json.loads(b"".join(body))
-        except ValueError:
-            return await JSONResponse(
-                {"error": "no schema", "reason": "not_found"}, status_code=404
-            )(scope, receive, send)
-        schema["routes"] = [
-            route
-            for route in schema.get("routes", [])
-            if route.get("route") not in self.internal_paths
-        ]
-        return await JSONResponse(schema, status_code=start.get("status", 200))(
-            scope, receive, send
-        )

@@ -210,13 +210,18 @@ class JewelryService:
             engine = RecommendationEngine(read_bundle(path), label)
             time.sleep(LOAD_DELAY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
-            self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {exc}"
             logger.error(
                 "Serving bundle %s failed to load, nothing will be served until it is fixed and "
-                "the service restarted: %s",
+                "the service restarted: %s: %s",
                 label,
-                self.load_error,
+                type(exc).__name__,
+                exc,
             )
+            # The public cause names no file path of this server (the log above does).
+            public = str(exc)
+            for location in {str(path.resolve()), str(path)}:
+                public = public.replace(location, "the bundle")
+            self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {public}"
             return
         self.engine = LOADED["engine"] = engine
         # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
@@ -257,6 +262,14 @@ class JewelryService:
         """
 
         def overloaded() -> QueryBatch:
+            """The batcher's answer to a photo it gave up on.
+
+            The request's own cancellation (its timeout, a client gone) stays a cancellation; a
+            photo dropped for the latency budget is a 503.
+            """
+            task = asyncio.current_task()
+            if task is not None and task.cancelling():
+                raise asyncio.CancelledError
             raise ApiError(503, "the model call was cancelled; try again", "model_error")
 
         dispatcher = CorkDispatcher(
@@ -273,8 +286,6 @@ class JewelryService:
         try:
             return await self._batcher(image)
         except ApiError:
-            raise
-        except asyncio.CancelledError:
             raise
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a JSON 500 naming the log
             logger.exception("The batched model call failed")
@@ -410,9 +421,10 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(CPU_THREADS)
 
 
-JewelryService.add_asgi_middleware(
-    RestoreRequestPath
-)  # first: everything after it sees the client's path
+# First: everything after it sees the client's path. Then the security headers, so every answer
+# carries them, the edge guards' own answers (404, 413, 429, 403, 503) included.
+JewelryService.add_asgi_middleware(RestoreRequestPath)
+JewelryService.add_asgi_middleware(SecurityHeaders)
 JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(
@@ -420,5 +432,4 @@ JewelryService.add_asgi_middleware(
 )
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
-JewelryService.add_asgi_middleware(SecurityHeaders)
 JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi)

@@ -143,9 +143,7 @@ def assemble_bundle(
         catalog=served,
         thumbnails=thumbnails,
         class_names=list(categories),
-        preprocessing=Preprocessing.from_config(
-            {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
-        ),
+        preprocessing=Preprocessing.from_config(preprocessing, autoencoder_input["input"]),
         answers=AnswerPolicy.from_config(answer_policy),
         version={"promotion": promotion},
     )

@@ -224,9 +224,7 @@ def build_index(
     )
     item_ids = manifest["item_id"].to_numpy().astype(str)
     if source in MODEL_SOURCES:
-        settings = Preprocessing.from_config(
-            {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
-        )
+        settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
         encoder = QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
         vectors = encoder.catalog_vectors(
             images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
@@ -252,20 +250,6 @@ def build_index(
         index.backend,
     )
     return {**index.to_arrays(), **spec.to_arrays()}
-
-
-def _encode_rows(
-    encoder: QueryEncoder, images: np.ndarray, rows: np.ndarray, batch_size: int = 256
-) -> QueryBatch:
-    """Query batches of the given store rows, encoded in chunks and joined."""
-    batches = [
-        encoder.encode(np.asarray(images[rows[start : start + batch_size]]))
-        for start in range(0, len(rows), batch_size)
-    ]
-    return QueryBatch(
-        np.concatenate([b.probabilities for b in batches]),
-        np.concatenate([b.vectors for b in batches]),
-    )
 
 
 def _answer_rate(
@@ -320,13 +304,18 @@ def choose_answer_policy(
     """
     settings = recommender["answers"]
     spec = IndexSpec.from_arrays(index_arrays)
+    if spec.source not in MODEL_SOURCES:
+        logger.warning(
+            "The index serves '%s' vectors, which the service cannot make from a photo: "
+            "no answer thresholds",
+            spec.source,
+        )
+        return {**AnswerPolicy().to_config(), "test": {}}, single_step({})
     index = EmbeddingIndex.from_arrays(index_arrays).build()
     in_index = manifest.set_index(manifest["item_id"].astype(str)).loc[index.item_ids]
     item_categories = in_index["category"].to_numpy().astype(str)
     splits = in_index["split"].to_numpy()
-    preprocessing_settings = Preprocessing.from_config(
-        {**preprocessing, "autoencoder_input": autoencoder_input["input"]}
-    )
+    preprocessing_settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
     encoder = QueryEncoder(
         spec, classifier, dict(zip(built, encoders)), categories, preprocessing_settings
     )
@@ -335,7 +324,7 @@ def choose_answer_policy(
         raise ValueError(
             "choosing the answer thresholds needs validation photos; the split made none"
         )
-    val_queries = _encode_rows(encoder, images, in_index["store_index"].to_numpy()[val])
+    val_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[val])
     train_gallery = splits == "train"
     measure = partial(
         _answer_rate,
@@ -376,7 +365,7 @@ def choose_answer_policy(
 
     report: dict[str, dict[str, float]] = {}
     if len(test):
-        test_queries = _encode_rows(encoder, images, in_index["store_index"].to_numpy()[test])
+        test_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[test])
         gallery = splits != "test"
         for name, chosen in (("before", AnswerPolicy()), ("after", policy)):
             rates = measure(test_queries, item_categories[test], policy=chosen, gallery=gallery)
