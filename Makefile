@@ -17,7 +17,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test lint test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test lint screenshots test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -60,6 +60,10 @@ serve: $(STAMP)
 
 bento: $(STAMP)
 	$(BIN)/bentoml build .
+
+# The web page at desktop and phone width, serving the bundle of `make run`: docs/screenshots/.
+screenshots: $(STAMP) browser
+	$(BIN)/python -m benchmarks.screenshots
 
 # Load, soak, faults, hostile files and reproducibility against the bundle of `make run`
 # (about 12 minutes); writes docs/RELIABILITY.md. A light version runs in `make test`.

@@ -47,6 +47,9 @@ def test_every_entry_is_listed_or_skipped_with_a_reason(tmp_path, monkeypatch):
     (root / "..evil").mkdir()
     (root / "..evil" / "e.png").write_bytes(b"e")
     (root / "loose.jpg").write_bytes(b"l")
+    (root / "catalog.csv").write_text(
+        "path,title\nrings/a.png,Gold band\n"
+    )  # item titles: read, not skipped
     (root / "rings" / "link.png").symlink_to(outside / "x.png")
     (root / "rings" / "linked_folder").symlink_to(outside / "more")
     (root / "linked_category").symlink_to(outside)

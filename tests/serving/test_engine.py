@@ -278,3 +278,15 @@ def test_a_photo_far_from_every_item_gets_no_close_match(tmp_path):
     answer = strict.recommend(strict.features(strict.prepare(jpeg(5))[None]), k=5)
     assert answer["close_match"] is False and answer["items"] == []
     assert answer["category"] in CLASSES  # the category is still answered
+
+
+def test_items_are_named_by_the_catalog_title_else_the_file_name(engine, tmp_path):
+    found = engine.recommend_by_id("item003", k=3)
+    assert found["item"]["title"] == "item003.jpg"  # the file name of its path
+    bundle = read_bundle(make_bundle(tmp_path / "bundle"))
+    bundle.catalog["title"] = [""] * (len(bundle.catalog) - 1) + ["Gold band"]
+    titled = RecommendationEngine(bundle, "titled")
+    last = titled.catalog["item_id"].iloc[-1]
+    assert titled.recommend_by_id(last, 1)["item"]["title"] == "Gold band"
+    assert titled.recommend_by_id("item003", 1)["item"]["title"] == "item003.jpg"
+    assert titled.catalog_summary()["title"] == "Catalog"  # no title stored: the default

@@ -3,6 +3,11 @@ browse."""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
+import pytest
+
 from tests.serving.conftest import CLASSES, PER_CLASS, jpeg
 
 
@@ -16,7 +21,7 @@ def test_upload_a_photo_and_see_its_category_and_similar_items(live_server, brow
     browser.get(live_server.url + "/")
     wait = WebDriverWait(browser, 30)
     wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#browse .card")) > 0)
-    assert browser.find_element(By.ID, "browse-total").text == f"{PER_CLASS} items"
+    assert browser.find_element(By.ID, "browse-total").text == f"1-{PER_CLASS} of {PER_CLASS} items"
 
     browser.find_element(By.ID, "file").send_keys(str(photo))
     heading = wait.until(ec.visibility_of_element_located((By.ID, "predicted-category")))
@@ -86,3 +91,61 @@ def test_an_unsure_answer_and_no_close_match_are_said_on_the_page_and_in_the_api
         assert browser.find_elements(By.CSS_SELECTOR, "#results .card") == []
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize(("width", "height", "name"), [(1280, 900, "desktop"), (390, 844, "phone")])
+def test_the_page_works_at_desktop_and_phone_width(
+    live_server, browser, tmp_path, width, height, name
+):
+    """At 1280 and 390 px: the catalog's title, no horizontal scroll, every picture loads, k result
+    cards with file names and a readable similarity, tap targets of at least 40 px, "More like this"
+    finds items, browsing pages. With JEWELRY_SCREENSHOTS set, the screenshots go to that folder
+    (`make screenshots` writes docs/screenshots/)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    photo = tmp_path / "query.jpg"
+    photo.write_bytes(jpeg(7))
+    browser.set_window_size(width, height)
+    browser.get(live_server.url + "/")
+    wait = WebDriverWait(browser, 30)
+    wait.until(lambda d: len(d.find_elements(By.CSS_SELECTOR, "#browse .card")) > 0)
+    assert browser.find_element(By.ID, "title").text == "Catalog"  # the tiny bundle's own title
+    assert browser.title.startswith("Catalog")
+    browser.find_element(By.ID, "k").clear()
+    browser.find_element(By.ID, "k").send_keys(
+        "6\t"
+    )  # committed (its change event) before the upload
+    browser.find_element(By.ID, "file").send_keys(str(photo))
+    cards = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#results .card") or False)
+    assert len(cards) == 6
+    first = cards[0].text
+    assert ".jpg" in first and "% similar" in first, first  # file name and readable similarity
+    images_loaded = (
+        "return [...document.images].filter(i => i.id !== 'preview')"
+        ".every(i => i.complete && i.naturalWidth > 0)"
+    )
+    wait.until(lambda d: d.execute_script(images_loaded))
+    overflow = browser.execute_script(
+        "return document.documentElement.scrollWidth - document.documentElement.clientWidth"
+    )
+    assert overflow <= 0, f"horizontal scroll of {overflow} px at {width} px"
+    small = browser.execute_script(
+        "return [...document.querySelectorAll('button, select, input')]"
+        ".filter(e => e.offsetParent !== null && e.getBoundingClientRect().height < 40)"
+        ".map(e => e.id || e.textContent)"
+    )
+    assert small == [], f"tap targets under 40 px: {small}"
+    shown = browser.execute_script(
+        "return Math.min(...[...document.querySelectorAll('#results img')]"
+        ".map(i => i.getBoundingClientRect().width))"
+    )
+    assert shown >= 128, f"thumbnails shown at {shown} px"
+    if folder := os.environ.get("JEWELRY_SCREENSHOTS"):
+        Path(folder).mkdir(parents=True, exist_ok=True)
+        browser.save_screenshot(str(Path(folder) / f"page-{name}.png"))
+    cards[0].find_element(By.CSS_SELECTOR, "button.more").click()
+    wait.until(lambda d: d.find_element(By.ID, "results-heading").text.startswith("Items like"))
+    similar = browser.find_elements(By.CSS_SELECTOR, "#results .card")
+    assert len(similar) == 6
+    assert browser.find_element(By.ID, "browse-previous").get_attribute("disabled") is not None

@@ -34,6 +34,7 @@ BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )
 CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
+OPTIONAL_CATALOG_COLUMNS = ["title"]  # kept when the catalog has them
 
 
 class BundleError(RuntimeError):
@@ -55,6 +56,7 @@ class BundleContents:
     preprocessing: Preprocessing
     version: dict[str, Any]
     answers: AnswerPolicy = AnswerPolicy()
+    title: str = "Catalog"
 
     @property
     def promoted(self) -> bool:
@@ -88,6 +90,11 @@ class ServingBundle:
     def answers(self) -> AnswerPolicy:
         """When an answer says "not sure" or "no close match" (never without a stored policy)."""
         return AnswerPolicy.from_config(self.config.get("answers"))
+
+    @property
+    def title(self) -> str:
+        """The catalog's title for the page."""
+        return str(self.config.get("title") or "Catalog")
 
     @property
     def version(self) -> dict[str, Any]:
@@ -142,7 +149,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         for category, encoder in encoders.items():
             save_keras_atomic(encoder, staging / "encoders" / f"{category}.keras")
         np.savez(staging / "index.npz", **index)
-        catalog[CATALOG_COLUMNS].to_csv(staging / "catalog.csv", index=False)
+        optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
+        catalog[CATALOG_COLUMNS + optional].to_csv(staging / "catalog.csv", index=False)
         np.save(staging / "thumbnails.npy", np.ascontiguousarray(thumbnails, dtype=np.uint8))
         config = {
             "bundle_format": BUNDLE_FORMAT,
@@ -150,6 +158,7 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
             "encoders": sorted(encoders),
             "preprocessing": contents.preprocessing.to_config(),
             "answers": contents.answers.to_config(),
+            "title": contents.title,
             "version": dict(contents.version),
         }
         (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
@@ -248,7 +257,7 @@ def read_bundle(path: str | Path) -> ServingBundle:
         with np.load(path / "index.npz", allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
         thumbnails = np.load(path / "thumbnails.npy", allow_pickle=False, mmap_mode="r")
-        catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str})
+        catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str, "title": str})
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None
     return ServingBundle(path, config, classifier, encoders, index, catalog, thumbnails)

@@ -12,6 +12,9 @@ from pathlib import Path
 SUBSTYLE_LABELS = (
     "substyles.csv"  # optional ground truth at the top of the tree, read for evaluation only
 )
+ITEM_DETAILS = (
+    "catalog.csv"  # optional item titles at the top of the tree (path, title), shown by the page
+)
 
 
 def is_category_folder(path: Path) -> bool:

@@ -14,7 +14,7 @@ from typing import Any
 from kedro.io import AbstractDataset, DatasetError
 
 from jewelry_pipeline.core.errors import UserInputError
-from jewelry_pipeline.core.folders import SUBSTYLE_LABELS, is_category_folder
+from jewelry_pipeline.core.folders import ITEM_DETAILS, SUBSTYLE_LABELS, is_category_folder
 
 SKIP_ADVICE = {
     "hidden": "names starting with '.' are hidden and never read; rename it to use it",
@@ -150,8 +150,12 @@ def list_image_folder(root: str | Path) -> RawImageFolder:
             found, passed_over = _walk_category(root, path.name)
             files += found
             skipped += passed_over
-        elif path.name == SUBSTYLE_LABELS and path.is_file() and not path.is_symlink():
-            continue  # evaluation labels, read by the `substyle_labels` dataset
+        elif (
+            path.name in (SUBSTYLE_LABELS, ITEM_DETAILS)
+            and path.is_file()
+            and not path.is_symlink()
+        ):
+            continue  # read by the `substyle_labels` and `item_details` datasets
         elif path.is_file() and not path.is_symlink() and not path.name.startswith("."):
             skipped.append(_skip(path, root, "", "loose_file"))
         else:

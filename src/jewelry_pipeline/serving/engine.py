@@ -7,6 +7,7 @@ start-up check does) stays light.
 from __future__ import annotations
 
 import logging
+from pathlib import PurePosixPath
 from typing import Any
 
 import cv2
@@ -76,6 +77,12 @@ class RecommendationEngine:
             bundle.digest[:16],
         )
         self._categories = self.catalog["category"].to_numpy().astype(str)
+        self.title = bundle.title
+        # What a person reads for an item: the catalog's title when it has one, else the file name.
+        names = self.catalog["path"].astype(str).map(lambda p: PurePosixPath(p).name)
+        if "title" in self.catalog:
+            names = self.catalog["title"].fillna("").astype(str).where(lambda t: t != "", names)
+        self._titles = names.to_numpy()
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = self._cluster_centroids()
         try:
@@ -204,12 +211,13 @@ class RecommendationEngine:
         return [
             {
                 "item_id": str(r.item_id),
+                "title": self._titles[position],
                 "score": round(float(s), 6),
                 "category": str(r.category),
                 "cluster": int(r.cluster),
                 "thumbnail": f"/items/{r.item_id}/thumbnail",
             }
-            for r, s in zip(rows.itertuples(index=False), scores)
+            for position, r, s in zip(positions, rows.itertuples(index=False), scores)
         ]
 
     def catalog_summary(self) -> dict[str, Any]:
@@ -225,7 +233,12 @@ class RecommendationEngine:
                     "clusters": [{"cluster": int(c), "count": int(n)} for c, n in clusters.items()],
                 }
             )
-        return {"total": len(self.catalog), "categories": categories, "model_version": self.version}
+        return {
+            "title": self.title,
+            "total": len(self.catalog),
+            "categories": categories,
+            "model_version": self.version,
+        }
 
     def catalog_items(
         self, category: str | None, cluster: int | None, offset: int, limit: int

@@ -15,6 +15,7 @@ from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
 from jewelry_pipeline.pipelines.package.nodes import (
     assemble_bundle,
+    catalog_title,
     decide_promotion,
     register_run_models,
 )
@@ -101,13 +102,16 @@ def test_assemble_bundle_orders_everything_by_the_index():
         ["b", "a"],
         {"input": "photo"},
         {"min_confidence": 0.4, "min_similarity": 0.2, "test": {}},
+        {"raw_dir": "/shop/photos/summer_rings"},
         {"image_size": 16},
+        {"title": None},
         encoder,
         other,
         built=["a", "b"],
     )
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
     assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
+    assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
     assert contents.thumbnails[:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
@@ -126,6 +130,8 @@ def test_assemble_bundle_orders_everything_by_the_index():
             images,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
+            {},
             {},
             {},
             encoder,
@@ -213,3 +219,9 @@ def test_overlapping_runs_each_register_their_own_models(tmp_path):
         )
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_the_catalog_title_is_the_setting_else_the_folder_name():
+    assert catalog_title("Maison Dupont", "/data/x") == "Maison Dupont"
+    assert catalog_title(None, "/data/01_raw/jewelry") == "Jewelry"
+    assert catalog_title(None, "") == "Catalog"

@@ -126,9 +126,17 @@ def test_catalog_and_index(toy):
             "cluster": 1,
         }
     )
-    catalog = build_catalog(manifest, assignments, PARAMS)
-    assert list(catalog.columns[:4]) == ["item_id", "path", "category", "cluster"]
+    details = pd.DataFrame(
+        {"path": [manifest["path"].iloc[1], "elsewhere.png"], "title": ["Blue", "x"]}
+    )
+    catalog = build_catalog(manifest, assignments, details, PARAMS)
+    assert list(catalog.columns[:5]) == ["item_id", "path", "title", "category", "cluster"]
     assert catalog["thumbnail"].iloc[0] == "/items/i000/thumbnail"
+    assert catalog["title"].tolist()[:3] == ["", "Blue", ""]  # titles by path; none: empty
+    no_details = build_catalog(
+        manifest, assignments, pd.DataFrame(columns=["path", "title"]), PARAMS
+    )
+    assert (no_details["title"] == "").all()
 
 
 @pytest.fixture(scope="module")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -106,6 +107,14 @@ def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> di
     return {**decision, "registered_versions": versions}
 
 
+def catalog_title(configured: str | None, raw_dir: str) -> str:
+    """The page's title: `package.title`, else the photo folder's name made readable."""
+    if configured:
+        return str(configured)
+    name = Path(str(raw_dir)).name.replace("_", " ").replace("-", " ").strip()
+    return name[:1].upper() + name[1:] if name else "Catalog"
+
+
 def assemble_bundle(
     promotion: dict[str, Any],
     classifier: keras.Model,
@@ -115,7 +124,9 @@ def assemble_bundle(
     categories: list[str],
     autoencoder_input: dict[str, Any],
     answer_policy: dict[str, Any],
+    ingestion_identity: dict[str, Any],
     preprocessing: dict[str, Any],
+    package: dict[str, Any],
     *encoders: keras.Model,
     built: list[str],
 ) -> BundleContents:
@@ -145,5 +156,6 @@ def assemble_bundle(
         class_names=list(categories),
         preprocessing=Preprocessing.from_config(preprocessing, autoencoder_input["input"]),
         answers=AnswerPolicy.from_config(answer_policy),
+        title=catalog_title(package.get("title"), ingestion_identity.get("raw_dir", "")),
         version={"promotion": promotion},
     )

@@ -138,9 +138,15 @@ def evaluate_retrieval(
 
 
 def build_catalog(
-    manifest: pd.DataFrame, cluster_assignments: pd.DataFrame, recommender: dict[str, Any]
+    manifest: pd.DataFrame,
+    cluster_assignments: pd.DataFrame,
+    item_details: pd.DataFrame,
+    recommender: dict[str, Any],
 ) -> pd.DataFrame:
-    """The served catalog: item_id, path, category, cluster, split and thumbnail URL."""
+    """The served catalog: item_id, path, title, category, cluster, split and thumbnail URL.
+
+    `title` comes from the user's optional `catalog.csv` (path, title); empty where it has none.
+    """
     clusters = cluster_assignments[cluster_assignments["method"] == recommender["cluster_method"]][
         ["item_id", "cluster"]
     ]
@@ -148,8 +154,13 @@ def build_catalog(
         clusters, on="item_id", how="left"
     )
     catalog["cluster"] = catalog["cluster"].fillna(-1).astype(int)
+    titles = (
+        item_details.drop_duplicates("path").set_index("path")["title"] if len(item_details) else {}
+    )
+    catalog["title"] = catalog["path"].map(titles).fillna("").astype(str)
     catalog["thumbnail"] = "/items/" + catalog["item_id"] + "/thumbnail"
-    return catalog[["item_id", "path", "category", "cluster", "split", "store_index", "thumbnail"]]
+    columns = ["item_id", "path", "title", "category", "cluster", "split", "store_index"]
+    return catalog[[*columns, "thumbnail"]]
 
 
 def choose_served_source(

@@ -47,7 +47,12 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=build_catalog,
-                inputs=["model_input_manifest", "cluster_assignments", "params:recommender"],
+                inputs=[
+                    "model_input_manifest",
+                    "cluster_assignments",
+                    "item_details",
+                    "params:recommender",
+                ],
                 outputs="recommender_catalog",
                 name="build_catalog",
             ),

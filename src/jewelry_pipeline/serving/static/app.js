@@ -2,19 +2,61 @@
 const $ = (id) => document.getElementById(id);
 let catalog = null;
 let lastFile = null;
+const PAGE = 24;
+let browseOffset = 0;
 
-function card(item, caption) {
+// A result card: the item's picture, its title (or file name), a detail line and "More like this".
+function card(item, detail) {
   const div = document.createElement("div");
   div.className = "card";
   div.dataset.itemId = item.item_id;
   const img = document.createElement("img");
   img.src = item.thumbnail;
-  img.alt = item.item_id;
+  img.alt = item.title || item.item_id;
   div.appendChild(img);
+  const title = document.createElement("div");
+  title.className = "title";
+  title.textContent = item.title || item.item_id;
+  div.appendChild(title);
   const text = document.createElement("div");
-  text.textContent = caption;
+  text.textContent = detail;
   div.appendChild(text);
+  const more = document.createElement("button");
+  more.type = "button";
+  more.className = "more";
+  more.textContent = "More like this";
+  more.addEventListener("click", () => similarTo(item));
+  div.appendChild(more);
   return div;
+}
+
+const similarity = (score) => `${Math.max(0, Math.round(100 * score))}% similar`;
+
+function showError(message) {
+  $("status").textContent = message;
+  $("status").className = "error";
+}
+
+async function similarTo(item) {
+  $("status").textContent = "Searching...";
+  $("status").className = "";
+  let response, body;
+  try {
+    response = await fetch("/recommend_by_id", {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ item_id: item.item_id, k: Number($("k").value) || 10 }),
+    });
+    body = await response.json();
+  } catch (err) {
+    return showError("The service did not answer; check your connection and try again.");
+  }
+  if (!response.ok) return showError(body.error || `The service answered ${response.status}.`);
+  $("status").textContent = "";
+  $("prediction").replaceChildren();
+  $("results-heading").textContent = `Items like ${item.title || item.item_id}`;
+  $("results").replaceChildren(...body.items.map((i) => card(i, `${i.category} · ${similarity(i.score)}`)));
+  $("results-heading").scrollIntoView({ behavior: "smooth" });
 }
 
 async function search(file) {
@@ -24,6 +66,7 @@ async function search(file) {
   $("status").textContent = "Searching...";
   $("status").className = "";
   $("results").replaceChildren();
+  $("results-heading").textContent = "";
   $("prediction").replaceChildren();
   const form = new FormData();
   form.append("image", file);
@@ -34,15 +77,9 @@ async function search(file) {
     response = await fetch("/recommend", { method: "POST", body: form });
     body = await response.json();
   } catch (err) {
-    $("status").textContent = "The service did not answer: " + err;
-    $("status").className = "error";
-    return;
+    return showError("The service did not answer; check your connection and try again.");
   }
-  if (!response.ok) {
-    $("status").textContent = body.error || ("Error " + response.status);
-    $("status").className = "error";
-    return;
-  }
+  if (!response.ok) return showError(body.error || `The service answered ${response.status}.`);
   $("status").textContent = "";
   const heading = document.createElement("h3");
   heading.id = "predicted-category";
@@ -64,20 +101,28 @@ async function search(file) {
     span.textContent = `${name} ${(100 * p).toFixed(1)}%`;
     $("prediction").appendChild(span);
   }
+  if (body.items.length) $("results-heading").textContent = "Similar items";
   for (const item of body.items) {
-    $("results").appendChild(card(item, `${item.category} · ${item.score.toFixed(3)}`));
+    $("results").appendChild(card(item, `${item.category} · ${similarity(item.score)}`));
   }
 }
 
 async function browse() {
   const category = $("browse-category").value;
   const cluster = $("browse-cluster").value;
-  const query = new URLSearchParams({ category, limit: "48" });
+  const query = new URLSearchParams({ category, offset: String(browseOffset), limit: String(PAGE) });
   if (cluster !== "") query.set("cluster", cluster);
   const response = await fetch("/catalog/items?" + query);
   const body = await response.json();
-  $("browse").replaceChildren(...(body.items || []).map((item) => card(item, `${item.item_id} · cluster ${item.cluster}`)));
-  $("browse-total").textContent = response.ok ? `${body.total} items` : (body.error || "");
+  $("browse").replaceChildren(...(body.items || []).map((item) => card(item, `${item.category} · sub-style ${item.cluster}`)));
+  if (!response.ok) {
+    $("browse-total").textContent = body.error || "";
+    return;
+  }
+  const last = Math.min(browseOffset + PAGE, body.total);
+  $("browse-total").textContent = body.total ? `${browseOffset + 1}-${last} of ${body.total} items` : "0 items";
+  $("browse-previous").disabled = browseOffset === 0;
+  $("browse-next").disabled = last >= body.total;
 }
 
 function fillClusters() {
@@ -98,6 +143,8 @@ async function init() {
     return;
   }
   catalog = await response.json();
+  $("title").textContent = catalog.title;
+  document.title = `${catalog.title}: visually similar items`;
   const version = catalog.model_version || {};
   $("model-version").textContent = `Model: bundle ${version.bundle_digest}` + (version.created_at ? `, built ${version.created_at}` : "")
     + `; similar items by ${version.index_source} vectors`;
@@ -119,6 +166,8 @@ $("drop").addEventListener("drop", (e) => {
   $("drop").classList.remove("over");
   if (e.dataTransfer.files[0]) search(e.dataTransfer.files[0]);
 });
-$("browse-category").addEventListener("change", () => { fillClusters(); browse(); });
-$("browse-cluster").addEventListener("change", browse);
+$("browse-category").addEventListener("change", () => { browseOffset = 0; fillClusters(); browse(); });
+$("browse-previous").addEventListener("click", () => { browseOffset = Math.max(0, browseOffset - PAGE); browse(); });
+$("browse-next").addEventListener("click", () => { browseOffset += PAGE; browse(); });
+$("browse-cluster").addEventListener("change", () => { browseOffset = 0; browse(); });
 init();
