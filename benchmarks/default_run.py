@@ -11,11 +11,10 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
-import subprocess
-import sys
 from pathlib import Path
 
 from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks._scratch import generate_photos, reference_worktree
 from benchmarks.startup import scratch_project, timed
 
 # main before the real-photo work (#15): the run the cost target compares with
@@ -41,32 +40,8 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     photos = work / "jewelry"
     if not photos.is_dir():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jewelry_pipeline.cli",
-                "synth",
-                "--out",
-                str(photos),
-                "--per-category",
-                str(args.per_category),
-                "--seed",
-                "42",
-                "--size",
-                "128",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    reference = work / "reference"
-    if not reference.is_dir():
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(reference), args.reference],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        generate_photos(photos, args.per_category, 128)
+    reference = reference_worktree(work / "reference", args.reference)
     rows = []
     for name, source, pythonpath in (
         ("reference", reference, reference / "src"),

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import markdown_table, publish
+from benchmarks._scratch import generate_photos
 
 TARGET_RATE, TARGET_RSS_MB = 300, 1500
 
@@ -48,22 +49,7 @@ def main() -> None:
     root = Path(__file__).resolve().parents[1]
     with tempfile.TemporaryDirectory() as tmp:
         photos = Path(tmp) / "photos"
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jewelry_pipeline.cli",
-                "synth",
-                "--out",
-                str(photos),
-                "--per-category",
-                str(args.images // 4),
-                "--size",
-                str(args.photo_size),
-            ],
-            check=True,
-            capture_output=True,
-        )
+        generate_photos(photos, args.images // 4, args.photo_size)
         started = time.perf_counter()
         child = subprocess.run(
             [

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 
 from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks._scratch import generate_photos, reference_worktree
 
 REFERENCE = "e3e49a2"  # main before the fast-start and incremental-ingestion work (#16)
 
@@ -78,30 +79,8 @@ def main(argv: list[str] | None = None) -> dict:
     work.mkdir(parents=True, exist_ok=True)
     photos = work / "photos"
     if not photos.is_dir():
-        subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "jewelry_pipeline.cli",
-                "synth",
-                "--out",
-                str(photos),
-                "--per-category",
-                str(args.photos // 4),
-                "--size",
-                "256",
-            ],
-            check=True,
-            capture_output=True,
-        )
-    reference = work / "reference"
-    if not reference.is_dir():
-        subprocess.run(
-            ["git", "worktree", "add", "--detach", str(reference), args.reference],
-            cwd=ROOT,
-            check=True,
-            capture_output=True,
-        )
+        generate_photos(photos, args.photos // 4, 256)
+    reference = reference_worktree(work / "reference", args.reference)
     trees = {"reference": (reference, reference / "src"), "current": (ROOT, None)}
     ingest = ["run", "--pipelines", "ingestion", "--params", f"raw_dir={photos}"]
     rows, raw = [], {}

@@ -17,7 +17,7 @@ import pandas as pd
 from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
-from jewelry_pipeline.core.query import MODEL_SOURCES, IndexSpec, QueryBatch, QueryEncoder
+from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import EmbeddingIndex, l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -49,11 +49,6 @@ class RecommendationEngine:
             raise BundleError(
                 f"serving bundle '{bundle.path}' has an unusable config or index: {exc}"
             ) from None
-        if self.spec.source not in MODEL_SOURCES:
-            raise BundleError(
-                f"serving bundle '{bundle.path}' indexes '{self.spec.source}' vectors; "
-                f"the service can embed queries only for {MODEL_SOURCES}"
-            )
         self.limits = self.preprocessing.limits
         self.index = EmbeddingIndex.from_arrays(bundle.index).build()
         self.catalog = bundle.catalog.reset_index(drop=True)
@@ -67,13 +62,13 @@ class RecommendationEngine:
         # log names them).
         self.version = {
             "bundle_digest": bundle.digest[:16],
-            "created_at": bundle.config["version"].get("created_at"),
+            "created_at": bundle.version.get("created_at"),
             "index_source": self.spec.source,
         }
         logger.info(
             "Bundle %s is %s (digest %s)",
             label or bundle.path,
-            bundle.config["version"],
+            bundle.version,
             bundle.digest[:16],
         )
         self._categories = self.catalog["category"].to_numpy().astype(str)

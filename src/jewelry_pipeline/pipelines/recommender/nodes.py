@@ -235,8 +235,9 @@ def build_index(
     )
     item_ids = manifest["item_id"].to_numpy().astype(str)
     if source in MODEL_SOURCES:
-        settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
-        encoder = QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
+        encoder = _query_encoder(
+            spec, classifier, encoders, built, categories, preprocessing, autoencoder_input
+        )
         vectors = encoder.catalog_vectors(
             images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
         )
@@ -263,6 +264,23 @@ def build_index(
     return {**index.to_arrays(), **spec.to_arrays()}
 
 
+def _query_encoder(
+    spec: IndexSpec,
+    classifier: Any,
+    encoders: tuple[Any, ...],
+    built: list[str],
+    categories: list[str],
+    preprocessing: dict[str, Any],
+    autoencoder_input: dict[str, Any],
+) -> QueryEncoder:
+    """The service's query code over this run's models (encoders in the order of `built`)."""
+    settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
+    return QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
+
+
+RATES = ("top_result_category_rate", "uncertain_rate", "no_close_match_rate")
+
+
 def _answer_rate(
     queries: QueryBatch,
     truth: np.ndarray,
@@ -272,11 +290,12 @@ def _answer_rate(
     spec: IndexSpec,
     policy: AnswerPolicy,
     gallery: np.ndarray,
-) -> dict[str, float]:
+) -> dict[str, Any]:
     """How the answers of `queries` (searching only `gallery`) turn out.
 
     The share whose top result is of the query's true category (a "no close match" answer shows
-    none), the share marked uncertain, the share with no close match, and each best similarity.
+    none), the share marked uncertain and the share with no close match (the `RATES`); per photo,
+    whether its top result is of its category and its best similarity.
     """
     answers = [
         answer_query(
@@ -284,8 +303,11 @@ def _answer_rate(
         )
         for row in range(len(truth))
     ]
-    hits = [a.close_match and item_categories[a.positions[0]] == t for a, t in zip(answers, truth)]
+    hits = np.array(
+        [a.close_match and item_categories[a.positions[0]] == t for a, t in zip(answers, truth)]
+    )
     return {
+        "hits": hits,
         "top_result_category_rate": float(np.mean(hits)),
         "uncertain_rate": float(np.mean([a.uncertain for a in answers])),
         "no_close_match_rate": float(np.mean([not a.close_match for a in answers])),
@@ -326,9 +348,8 @@ def choose_answer_policy(
     in_index = manifest.set_index(manifest["item_id"].astype(str)).loc[index.item_ids]
     item_categories = in_index["category"].to_numpy().astype(str)
     splits = in_index["split"].to_numpy()
-    preprocessing_settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
-    encoder = QueryEncoder(
-        spec, classifier, dict(zip(built, encoders)), categories, preprocessing_settings
+    encoder = _query_encoder(
+        spec, classifier, encoders, built, categories, preprocessing, autoencoder_input
     )
     val, test = np.flatnonzero(splits == "val"), np.flatnonzero(splits == "test")
     if len(val) == 0:
@@ -345,30 +366,30 @@ def choose_answer_policy(
         spec=spec,
     )
 
+    # Each validation photo answered both ways once: in its predicted category, and (as when not
+    # sure) across every category. Under threshold c a photo is answered the second way exactly
+    # when its confidence is below c, so every candidate is scored from these two answers.
+    truth = item_categories[val]
+    in_category = measure(val_queries, truth, policy=AnswerPolicy(0.0), gallery=train_gallery)
+    across = measure(val_queries, truth, policy=AnswerPolicy(1.0), gallery=train_gallery)
+    confidences = val_queries.probabilities.max(axis=1)
     configured = settings["min_confidence"]
     if configured == "auto":
-        confidences = val_queries.probabilities.max(axis=1)
         candidates = np.unique(
             np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
         )
         rates = [
-            measure(
-                val_queries,
-                item_categories[val],
-                policy=AnswerPolicy(float(c)),
-                gallery=train_gallery,
-            )["top_result_category_rate"]
+            np.mean(np.where(confidences < c, across["hits"], in_category["hits"]))
             for c in candidates
         ]
         # The first of the best rates: the least doubting threshold.
         min_confidence = float(candidates[int(np.argmax(rates))])
     else:
         min_confidence = float(configured)
-    confident = AnswerPolicy(min_confidence)
     configured = settings["min_similarity"]
     if configured == "auto":
-        rates = measure(val_queries, item_categories[val], policy=confident, gallery=train_gallery)
-        best = rates["best_similarity"]
+        unsure = confidences < min_confidence
+        best = np.where(unsure, across["best_similarity"], in_category["best_similarity"])
         min_similarity = float(np.quantile(best, float(settings["no_match_quantile"])))
     else:
         min_similarity = float(configured)
@@ -380,9 +401,7 @@ def choose_answer_policy(
         gallery = splits != "test"
         for name, chosen in (("before", AnswerPolicy()), ("after", policy)):
             rates = measure(test_queries, item_categories[test], policy=chosen, gallery=gallery)
-            report[name] = {
-                key: float(value) for key, value in rates.items() if key != "best_similarity"
-            }
+            report[name] = {key: rates[key] for key in RATES}
     logger.info(
         "Answer thresholds: %s; test answers without and with them: %s", policy.to_config(), report
     )
