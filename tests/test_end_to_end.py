@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import cv2
 import httpx
 import mlflow
 import numpy as np
@@ -187,6 +188,12 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     )
     assert bundle.config["version"]["mlflow_run_id"] == run.info.run_id
     assert len(bundle.catalog) == len(bundle.thumbnails) == len(bundle.index["item_ids"])
+    first = bundle.catalog.iloc[0]
+    original = cv2.imread(str(tmp_path / "my photos" / first["path"]))
+    thumbnail = cv2.imdecode(
+        np.frombuffer(bundle.thumbnails.jpeg(int(first["thumbnail_row"])), np.uint8), 1
+    )
+    assert thumbnail.shape == original.shape  # the original photo (48 px), not the 32 px model copy
     stored = ModelStore(Path(os.environ["BENTOML_HOME"]) / "models").get(
         "jewelry-bundle:latest"
     )  # this test's store, whatever this process imported before

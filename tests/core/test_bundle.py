@@ -21,6 +21,9 @@ from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.models.autoencoder import build_autoencoder
 from jewelry_pipeline.core.models.classifier import build_classifier
 from jewelry_pipeline.core.search import EmbeddingIndex
+from jewelry_pipeline.core.thumbnails import Thumbnails
+
+PHOTOS = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
 
 
 @pytest.fixture
@@ -43,7 +46,7 @@ def bundle_parts(tmp_path):
         encoders={"a": encoder, "b": encoder},
         index=index,
         catalog=catalog,
-        thumbnails=rng.integers(0, 256, (3, 16, 16, 3), dtype=np.uint8),
+        thumbnails=Thumbnails.from_images(PHOTOS, 32),
         class_names=["a", "b"],
         preprocessing=Preprocessing(image_size=16),
         version={"run_id": "abc"},
@@ -57,7 +60,7 @@ def test_round_trip(tmp_path, bundle_parts):
     assert bundle.class_names == ["a", "b"] and set(bundle.encoders) == {"a", "b"}
     assert bundle.config["version"] == {"run_id": "abc"}
     assert list(bundle.catalog["item_id"]) == ["i0", "i1", "i2"]
-    batch = parts.thumbnails.astype(np.float32)
+    batch = PHOTOS.astype(np.float32)
     np.testing.assert_allclose(
         bundle.classifier(batch).numpy(), classifier(batch).numpy(), atol=1e-6
     )
@@ -109,7 +112,7 @@ def test_corrupt_manifest_is_refused(tmp_path, bundle_parts):
 
 
 def test_inconsistent_parts_are_refused(tmp_path, bundle_parts):
-    parts = replace(bundle_parts[0], thumbnails=bundle_parts[0].thumbnails[:2])
+    parts = replace(bundle_parts[0], thumbnails=bundle_parts[0].thumbnails.select([0, 1]))
     with pytest.raises(BundleError, match="same items"):
         write_bundle(tmp_path / "bundle", parts)
     assert not (tmp_path / "bundle").exists()

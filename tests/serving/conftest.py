@@ -20,6 +20,7 @@ from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.models.classifier import build_classifier, features_model
 from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
 from jewelry_pipeline.core.search import EmbeddingIndex
+from jewelry_pipeline.core.thumbnails import Thumbnails
 from jewelry_testing.servers import Server, clean_env, start_bentoml
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
@@ -39,20 +40,26 @@ PREPROCESSING = {
 }
 
 
+def catalog_photos(seed: int = 0) -> np.ndarray:
+    """The photos (already at model size) of the items of `make_bundle(..., seed=seed)`."""
+    count = PER_CLASS * len(CLASSES)
+    return np.stack([random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(count)])
+
+
 def _encoders_and_latents(
-    thumbnails: np.ndarray, categories: np.ndarray, autoencoder_input: str
+    photos: np.ndarray, categories: np.ndarray, autoencoder_input: str
 ) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
     from jewelry_pipeline.core.images import Foreground, autoencoder_inputs
     from jewelry_pipeline.core.models.autoencoder import build_autoencoder, standardised_encoder
 
     maps = autoencoder_inputs(
-        thumbnails,
-        np.arange(len(thumbnails)),
+        photos,
+        np.arange(len(photos)),
         autoencoder_input,
         Foreground.from_config(PREPROCESSING),
     )
-    encoders, latents = {}, np.zeros((len(thumbnails), 6), np.float32)
+    encoders, latents = {}, np.zeros((len(photos), 6), np.float32)
     for name in CLASSES:
         rows = categories == name
         _, encoder, _ = build_autoencoder(IMAGE_SIZE, (4, 8), 6, channels=maps.shape[-1])
@@ -75,17 +82,15 @@ def make_bundle(
 
     keras.utils.set_random_seed(seed)
     n = PER_CLASS * len(CLASSES)
-    thumbnails = np.stack(
-        [random_photo(seed * 1000 + i, (IMAGE_SIZE, IMAGE_SIZE)) for i in range(n)]
-    )
+    photos = catalog_photos(seed)
     classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
     embeddings, _, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
-        thumbnails.astype(np.float32), verbose=0
+        photos.astype(np.float32), verbose=0
     )
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
     encoders, latents = (
-        _encoders_and_latents(thumbnails, categories, autoencoder_input)
+        _encoders_and_latents(photos, categories, autoencoder_input)
         if source in ("autoencoder", "combined")
         else ({}, None)
     )
@@ -122,7 +127,7 @@ def make_bundle(
             encoders=encoders,
             index=index,
             catalog=catalog,
-            thumbnails=thumbnails,
+            thumbnails=Thumbnails.from_images(photos, 2 * IMAGE_SIZE),
             class_names=CLASSES,
             preprocessing=Preprocessing.from_config(
                 {**PREPROCESSING, "autoencoder_input": autoencoder_input}
@@ -259,7 +264,7 @@ def _contents_of(bundle: Path, promote: bool) -> BundleContents:
         encoders=loaded.encoders,
         index=loaded.index,
         catalog=loaded.catalog,
-        thumbnails=np.asarray(loaded.thumbnails),
+        thumbnails=loaded.thumbnails,
         class_names=loaded.class_names,
         preprocessing=loaded.preprocessing,
         answers=loaded.answers,

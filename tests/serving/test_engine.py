@@ -15,9 +15,12 @@ from tests.serving.conftest import (
     COMBINED_WEIGHT,
     IMAGE_SIZE,
     PER_CLASS,
+    catalog_photos,
     jpeg,
     make_bundle,
 )
+
+PHOTOS = catalog_photos()  # the photos of the items of the bundles made with seed 0
 
 
 @pytest.fixture(scope="module")
@@ -31,7 +34,7 @@ def bundle(tiny_bundle):
 
 
 def test_features_match_the_classifier_and_its_embedding(engine, bundle):
-    images = np.asarray(bundle.thumbnails[:4])
+    images = PHOTOS[:4]
     query = engine.features(images)
     expected = bundle.classifier.predict(images.astype(np.float32), verbose=0)
     np.testing.assert_allclose(query.probabilities, expected, atol=1e-5)
@@ -58,7 +61,7 @@ def test_classify_returns_a_distribution_over_the_bundle_classes(engine, tiny_bu
 
 
 def test_a_catalog_item_finds_itself_first(engine, bundle):
-    features = engine.features(np.asarray(bundle.thumbnails[7:8]))
+    features = engine.features(PHOTOS[7:8])
     result = engine.recommend(features, k=5)
     assert result["items"][0]["item_id"] == "item007"
     assert result["items"][0]["score"] == pytest.approx(1.0, abs=1e-4)
@@ -87,14 +90,17 @@ def test_recommend_by_id_excludes_the_item_itself(engine):
         engine.recommend_by_id("nope", 3)
 
 
-def test_thumbnail_is_the_stored_pixels_as_png(engine, bundle):
-    png = engine.thumbnail_png("item011")
+def test_thumbnail_is_the_items_photo_as_jpeg(engine):
+    jpeg_bytes = engine.thumbnail_jpeg("item011")
+    assert jpeg_bytes[:3] == b"\xff\xd8\xff"
     decoded = cv2.cvtColor(
-        cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
+        cv2.imdecode(np.frombuffer(jpeg_bytes, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB
     )
-    np.testing.assert_array_equal(decoded, bundle.thumbnails[11])
+    assert decoded.shape == PHOTOS[11].shape  # never enlarged beyond the photo
+    assert np.abs(decoded.astype(int) - PHOTOS[11]).mean() < 12  # the same photo, JPEG-compressed
+    assert np.abs(decoded.astype(int) - PHOTOS[12]).mean() > 30  # not another one
     with pytest.raises(NotFound):
-        engine.thumbnail_png("../../etc/passwd")
+        engine.thumbnail_jpeg("../../etc/passwd")
 
 
 def test_catalog_summary_and_pages(engine):
@@ -147,7 +153,7 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(
     autoencoder_engine, tiny_autoencoder_bundle
 ):
     bundle = read_bundle(tiny_autoencoder_bundle)
-    per_category = autoencoder_engine.features(np.asarray(bundle.thumbnails[12:13])).vectors[0]
+    per_category = autoencoder_engine.features(PHOTOS[12:13]).vectors[0]
     assert per_category.shape[0] == len(CLASSES)
     np.testing.assert_allclose(np.linalg.norm(per_category, axis=1), 1.0, atol=1e-5)
     # Item 12 is a necklace: its necklace slice is the vector the index stores for it.
@@ -162,17 +168,14 @@ def test_query_vectors_are_built_as_the_index_was(source, request):
     reading photos)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
-    vector = engine.features(np.asarray(bundle.thumbnails[12:13])).vector(
-        0, CLASSES.index("necklace")
-    )
+    vector = engine.features(PHOTOS[12:13]).vector(0, CLASSES.index("necklace"))
     np.testing.assert_allclose(vector, bundle.index["vectors"][12], atol=1e-4)
 
 
 @pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor"])
 def test_scoped_search_stays_in_one_category(source, request):
     engine = request.getfixturevalue(f"{source}_engine")
-    bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
-    features = engine.features(np.asarray(bundle.thumbnails[12:13]))
+    features = engine.features(PHOTOS[12:13])
     found = engine.recommend(features, k=5, category="necklace")
     assert found["items"][0]["item_id"] == "item012" and found["items"][0][
         "score"
@@ -204,7 +207,7 @@ def test_combined_features_put_the_classifier_embedding_beside_each_categorys_la
     combined_engine, engine, autoencoder_engine, tiny_combined_bundle
 ):
     bundle = read_bundle(tiny_combined_bundle)
-    image = np.asarray(bundle.thumbnails[12:13])
+    image = PHOTOS[12:13]
     per_category = combined_engine.features(image).vectors[0]
     classifier = engine.features(image).vectors[0, 0]
     latents = autoencoder_engine.features(image).vectors[0]
@@ -257,7 +260,7 @@ def doubting_engine(tmp_path_factory) -> RecommendationEngine:
 def test_an_unsure_answer_says_so_and_searches_every_category(
     doubting_engine, combined_engine, bundle
 ):
-    photo = np.asarray(bundle.thumbnails[12:13])
+    photo = PHOTOS[12:13]
     unsure = doubting_engine.recommend(doubting_engine.features(photo), k=PER_CLASS * len(CLASSES))
     assert unsure["category_uncertain"] is True and unsure["close_match"] is True
     assert {item["category"] for item in unsure["items"]} == set(CLASSES)

@@ -88,7 +88,7 @@ def test_recommend_with_k_and_category_and_thumbnails(live_server):
             i["category"] for i in filtered["items"]
         } == {"necklace"}
         thumbnail = client.get(body["items"][0]["thumbnail"])
-        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/png"
+        assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
         assert Image.open(__import__("io").BytesIO(thumbnail.content)).size == (32, 32)
         default_k = client.post(
             "/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}

@@ -121,6 +121,10 @@ def test_the_page_works_at_desktop_and_phone_width(
     assert len(cards) == 6
     first = cards[0].text
     assert ".jpg" in first and "% similar" in first, first  # file name and readable similarity
+    view = cards[0].find_element(By.CSS_SELECTOR, "a.view")
+    item_id = cards[0].get_attribute("data-item-id")
+    assert view.get_attribute("href") == f"{live_server.url}/items/{item_id}/thumbnail"
+    assert view.get_attribute("target") == "_blank" and "noopener" in view.get_attribute("rel")
     images_loaded = (
         "return [...document.images].filter(i => i.id !== 'preview')"
         ".every(i => i.complete && i.naturalWidth > 0)"

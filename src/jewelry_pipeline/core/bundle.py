@@ -2,9 +2,9 @@
 Written atomically, read and verified.
 
 Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
-`thumbnails.npy` (uint8 store rows), `config.json` (class names, preprocessing, answer policy,
-version info) and `files.json` (sha256 of every file). No pickles: arrays load with
-`allow_pickle=False` and models with Keras `safe_mode=True`.
+`thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `config.json` (class names,
+preprocessing, answer policy, version info) and `files.json` (sha256 of every file). No pickles:
+arrays load with `allow_pickle=False` and models with Keras `safe_mode=True`.
 
 The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a
 rewrite writes a new version, then replaces the link in one atomic rename, so a reader sees the old
@@ -28,8 +28,9 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.thumbnails import Thumbnails
 
-BUNDLE_FORMAT = 1
+BUNDLE_FORMAT = 2  # 2: JPEG thumbnails made from the original photos
 BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )
@@ -51,7 +52,7 @@ class BundleContents:
     encoders: dict[str, Any]
     index: dict[str, np.ndarray]
     catalog: pd.DataFrame
-    thumbnails: np.ndarray
+    thumbnails: Thumbnails
     class_names: list[str]
     preprocessing: Preprocessing
     version: dict[str, Any]
@@ -74,7 +75,7 @@ class ServingBundle:
     encoders: dict[str, Any]
     index: dict[str, np.ndarray]
     catalog: pd.DataFrame
-    thumbnails: np.ndarray
+    thumbnails: Thumbnails
 
     @property
     def class_names(self) -> list[str]:
@@ -151,7 +152,7 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         np.savez(staging / "index.npz", **index)
         optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
         catalog[CATALOG_COLUMNS + optional].to_csv(staging / "catalog.csv", index=False)
-        np.save(staging / "thumbnails.npy", np.ascontiguousarray(thumbnails, dtype=np.uint8))
+        np.savez(staging / "thumbnails.npz", **thumbnails.to_arrays())
         config = {
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
@@ -233,7 +234,8 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
     if config.get("bundle_format") != BUNDLE_FORMAT:
         raise BundleError(
             f"serving bundle '{path}' has format {config.get('bundle_format')}, "
-            f"expected {BUNDLE_FORMAT}"
+            f"expected {BUNDLE_FORMAT}; package it again with this version "
+            "(`kedro run --pipeline package` after a full run)"
         )
     _check_encoders(
         list(config.get("encoders", [])), list(config.get("class_names", [])), str(path)
@@ -256,7 +258,8 @@ def read_bundle(path: str | Path) -> ServingBundle:
         }
         with np.load(path / "index.npz", allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
-        thumbnails = np.load(path / "thumbnails.npy", allow_pickle=False, mmap_mode="r")
+        with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
+            thumbnails = Thumbnails.from_arrays(data)
         catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str, "title": str})
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None

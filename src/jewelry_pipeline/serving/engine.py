@@ -10,7 +10,6 @@ import logging
 from pathlib import PurePosixPath
 from typing import Any
 
-import cv2
 import numpy as np
 import pandas as pd
 
@@ -252,15 +251,9 @@ class RecommendationEngine:
             "items": self._items(page, np.ones(len(page))),
         }
 
-    def thumbnail_png(self, item_id: str) -> bytes:
-        """The item's stored thumbnail as PNG bytes."""
+    def thumbnail_jpeg(self, item_id: str) -> bytes:
+        """The item's stored thumbnail (JPEG bytes)."""
         position = self.position_of.get(str(item_id))
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
-        row = int(self.catalog.at[position, "thumbnail_row"])
-        ok, encoded = cv2.imencode(
-            ".png", cv2.cvtColor(np.asarray(self.thumbnails[row]), cv2.COLOR_RGB2BGR)
-        )
-        if not ok:
-            raise BundleError(f"thumbnail of '{item_id}' could not be encoded")
-        return encoded.tobytes()
+        return self.thumbnails.jpeg(int(self.catalog.at[position, "thumbnail_row"]))

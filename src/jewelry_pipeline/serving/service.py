@@ -370,10 +370,10 @@ class JewelryService:
 
     @web.get("/items/{item_id}/thumbnail")
     async def thumbnail(self, item_id: str) -> Response:
-        """The catalog item's thumbnail (PNG)."""
-        png = await _in_thread((await self._ready_engine()).thumbnail_png, item_id)
+        """The catalog item's thumbnail (JPEG)."""
+        jpeg = _check((await self._ready_engine()).thumbnail_jpeg, item_id)  # a slice: no thread
         return Response(
-            png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"}
+            jpeg, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"}
         )
 
     @web.get("/catalog")

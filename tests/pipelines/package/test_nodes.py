@@ -3,6 +3,7 @@ bundle assembly."""
 
 from __future__ import annotations
 
+import cv2
 import mlflow
 import numpy as np
 import pandas as pd
@@ -12,11 +13,13 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.core.models.autoencoder import build_autoencoder
 from jewelry_pipeline.core.models.classifier import build_classifier
 from jewelry_pipeline.core.search import EmbeddingIndex
+from jewelry_pipeline.core.thumbnails import Thumbnails
 from jewelry_pipeline.datasets import KerasModelDataset, MlflowChampionDataset
 from jewelry_pipeline.pipelines.package.nodes import (
     assemble_bundle,
     catalog_title,
     decide_promotion,
+    make_thumbnails,
     register_run_models,
 )
 
@@ -89,7 +92,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
         }
     )
     index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
-    images = np.arange(3, dtype=np.uint8)[:, None, None, None] * np.ones((1, 4, 4, 3), np.uint8)
+    thumbnails = Thumbnails.from_jpegs([b"x-jpeg", b"y-jpeg", b"z-jpeg"])
     _, encoder, _ = build_autoencoder(16, (4,), 3)
     _, other, _ = build_autoencoder(16, (4,), 3)
     classifier = build_classifier(16, 2, filters=(4,))
@@ -98,7 +101,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
         classifier,
         index,
         catalog,
-        images,
+        thumbnails,
         ["b", "a"],
         {"input": "photo"},
         {"min_confidence": 0.4, "min_similarity": 0.2, "test": {}},
@@ -112,7 +115,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
     assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
     assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
-    assert contents.thumbnails[:, 0, 0, 0].tolist() == [1, 2, 0]  # store rows of z, x, y
+    assert [contents.thumbnails.jpeg(r) for r in range(3)] == [b"z-jpeg", b"x-jpeg", b"y-jpeg"]
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
     assert (contents.preprocessing.image_size, contents.preprocessing.autoencoder_input) == (
@@ -127,7 +130,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
             classifier,
             index,
             catalog,
-            images,
+            thumbnails,
             ["a", "b", "c"],
             {"input": "photo"},
             {},
@@ -225,3 +228,32 @@ def test_the_catalog_title_is_the_setting_else_the_folder_name():
     assert catalog_title("Maison Dupont", "/data/x") == "Maison Dupont"
     assert catalog_title(None, "/data/01_raw/jewelry") == "Jewelry"
     assert catalog_title(None, "") == "Catalog"
+
+
+def test_thumbnails_come_from_the_original_photos_else_the_store(tmp_path):
+    import hashlib
+
+    from jewelry_pipeline.datasets.image_folder import list_image_folder
+    from tests.conftest import image_bytes, random_photo
+
+    (tmp_path / "rings").mkdir()
+    photos = {name: random_photo(seed, (600, 400)) for seed, name in enumerate("abc")}
+    rows = []
+    for store_index, (name, photo) in enumerate(photos.items()):
+        data = image_bytes(photo, "PNG")
+        (tmp_path / "rings" / f"{name}.png").write_bytes(data)
+        item_id = hashlib.sha256(data).hexdigest()[:16]
+        rows.append({"item_id": item_id, "path": f"rings/{name}.png", "store_index": store_index})
+    folder = list_image_folder(tmp_path)
+    (tmp_path / "rings" / "b.png").write_bytes(image_bytes(random_photo(9, (600, 400)), "PNG"))
+    (tmp_path / "rings" / "c.png").unlink()  # b changed and c gone since ingestion
+    store = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (10, 120, 230)])
+    thumbnails = make_thumbnails(
+        pd.DataFrame(rows), folder, store, {}, {"thumbnail_size": 128}, {"workers": 2}
+    )
+    decoded = [cv2.imdecode(np.frombuffer(thumbnails.jpeg(i), np.uint8), 1) for i in range(3)]
+    assert decoded[0].shape == (85, 128, 3)  # the original at 128 px on its longer side
+    expected = cv2.resize(photos["a"], (128, 85), interpolation=cv2.INTER_AREA)[:, :, ::-1]
+    assert np.abs(decoded[0].astype(int) - expected).mean() < 4
+    assert decoded[1].shape == decoded[2].shape == (32, 32, 3)  # the store rows instead
+    assert abs(decoded[1].mean() - 120) < 3 and abs(decoded[2].mean() - 230) < 3

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -11,12 +14,13 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents
-from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.images import DecodeLimits, ImageRejected, Preprocessing, decode_image
+from jewelry_pipeline.core.thumbnails import Thumbnails, thumbnail_jpeg
 
-if (
-    TYPE_CHECKING
-):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
+if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them
     import keras
+
+    from jewelry_pipeline.datasets.image_folder import RawImageFolder
 
 logger = logging.getLogger(__name__)
 
@@ -115,12 +119,69 @@ def catalog_title(configured: str | None, raw_dir: str) -> str:
     return name[:1].upper() + name[1:] if name else "Catalog"
 
 
+def _original_thumbnail(
+    raw_images: RawImageFolder, relpath: str, item_id: str, side: int, limits: DecodeLimits
+) -> bytes | None:
+    """The thumbnail of the original photo, or None when the file is gone or no longer the photo
+    ingestion read (its sha256 no longer starts with the item id)."""
+    try:
+        data = raw_images.read(relpath)
+        if not hashlib.sha256(data).hexdigest().startswith(item_id):
+            return None
+        return thumbnail_jpeg(decode_image(data, limits, draft_size=side), side)
+    except (OSError, ImageRejected):
+        return None
+
+
+def make_thumbnails(
+    catalog: pd.DataFrame,
+    raw_images: RawImageFolder,
+    images: np.ndarray,
+    preprocessing: dict[str, Any],
+    package: dict[str, Any],
+    ingestion: dict[str, Any],
+) -> Thumbnails:
+    """One JPEG per catalog item from its original photo, `package.thumbnail_size` px on the longer
+    side; a photo changed or gone since ingestion falls back to its model-size store row."""
+    side, limits = int(package["thumbnail_size"]), DecodeLimits.from_config(preprocessing)
+    rows = list(catalog[["path", "item_id", "store_index"]].itertuples(index=False))
+    jpegs: list[bytes] = []
+    fallbacks, started, last_log = 0, time.perf_counter(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=int(ingestion.get("workers", 4))) as pool:
+        made = pool.map(
+            lambda r: _original_thumbnail(raw_images, str(r.path), str(r.item_id), side, limits),
+            rows,
+        )
+        for row, jpeg in zip(rows, made):
+            if jpeg is None:
+                fallbacks += 1
+                jpeg = thumbnail_jpeg(np.asarray(images[int(row.store_index)]), side)
+            jpegs.append(jpeg)
+            now = time.perf_counter()
+            if now - last_log > 10:
+                last_log = now
+                done = len(jpegs)
+                logger.info("thumbnails: %d/%d (%.0f/s)", done, len(rows), done / (now - started))
+    if fallbacks:
+        logger.warning(
+            "%d of %d photos changed or disappeared since ingestion; their thumbnails are made "
+            "from the model-size copy (run the whole pipeline again for sharp ones)",
+            fallbacks,
+            len(rows),
+        )
+    thumbnails = Thumbnails.from_jpegs(jpegs)
+    logger.info(
+        "thumbnails: %d at %d px, %.1f MB", len(thumbnails), side, len(thumbnails.data) / 1e6
+    )
+    return thumbnails
+
+
 def assemble_bundle(
     promotion: dict[str, Any],
     classifier: keras.Model,
     index: dict[str, np.ndarray],
     catalog: pd.DataFrame,
-    images: np.ndarray,
+    thumbnails: Thumbnails,
     categories: list[str],
     autoencoder_input: dict[str, Any],
     answer_policy: dict[str, Any],
@@ -145,14 +206,13 @@ def assemble_bundle(
     order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
     rows = order.loc[index["item_ids"].astype(str)].to_numpy()
     served = catalog.iloc[rows].reset_index(drop=True)
-    thumbnails = images[served["store_index"].to_numpy()]
     served = served.assign(thumbnail_row=np.arange(len(served)))
     return BundleContents(
         classifier=classifier,
         encoders=dict(zip(sorted(built), encoders)),
         index=index,
         catalog=served,
-        thumbnails=thumbnails,
+        thumbnails=thumbnails.select(rows),
         class_names=list(categories),
         preprocessing=Preprocessing.from_config(preprocessing, autoencoder_input["input"]),
         answers=AnswerPolicy.from_config(answer_policy),

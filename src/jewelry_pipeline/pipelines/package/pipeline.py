@@ -6,7 +6,7 @@ from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines.categories import configured_categories, per_category
 
-from .nodes import assemble_bundle, decide_promotion, register_run_models
+from .nodes import assemble_bundle, decide_promotion, make_thumbnails, register_run_models
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -27,13 +27,26 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="register_run_models",
             ),
             Node(
+                func=make_thumbnails,
+                inputs=[
+                    "recommender_catalog",
+                    "raw_images",
+                    "image_store",
+                    "params:preprocessing",
+                    "params:package",
+                    "params:ingestion",
+                ],
+                outputs="catalog_thumbnails",
+                name="make_thumbnails",
+            ),
+            Node(
                 func=partial(assemble_bundle, built=built),
                 inputs=[
                     "promotion_record",
                     "classifier_model",
                     "embedding_index",
                     "recommender_catalog",
-                    "image_store",
+                    "catalog_thumbnails",
                     "categories",
                     "autoencoder_input",
                     "answer_policy",

@@ -5,15 +5,23 @@ let lastFile = null;
 const PAGE = 24;
 let browseOffset = 0;
 
-// A result card: the item's picture, its title (or file name), a detail line and "More like this".
+// A result card: the item's picture (a link to view it), its title (or file name), a detail line
+// and "More like this".
 function card(item, detail) {
   const div = document.createElement("div");
   div.className = "card";
   div.dataset.itemId = item.item_id;
+  const view = document.createElement("a");
+  view.className = "view";
+  view.href = item.thumbnail;
+  view.target = "_blank";
+  view.rel = "noopener";
+  view.title = `View ${item.title || item.item_id}`;
   const img = document.createElement("img");
   img.src = item.thumbnail;
   img.alt = item.title || item.item_id;
-  div.appendChild(img);
+  view.appendChild(img);
+  div.appendChild(view);
   const title = document.createElement("div");
   title.className = "title";
   title.textContent = item.title || item.item_id;
