@@ -9,6 +9,8 @@ RAW_DIR := data/01_raw/jewelry
 SYNTH_ARGS ?= --per-category 500 --seed 42 --size 128
 KEDRO_ARGS ?=
 PORT ?= 3000
+TRACKING_DIR ?= .tracking
+TRACKING_PORT ?= 5055
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export KEDRO_DISABLE_TELEMETRY := true
@@ -17,7 +19,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test lint screenshots test-random browser serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test lint screenshots test-random browser postgresql tracking-server tracking-server-stop serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -35,7 +37,7 @@ data: $(STAMP)
 run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
-test: $(STAMP) browser lint
+test: $(STAMP) browser postgresql lint
 	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
 # The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
@@ -52,6 +54,21 @@ browser:
 	@command -v chromedriver >/dev/null 2>&1 || { \
 		echo "Installing Debian's chromium and chromium-driver for the web-page test"; \
 		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium chromium-driver; }
+
+# Debian's PostgreSQL server, for the team tracking server and its tests (installed when missing).
+postgresql:
+	@ls /usr/lib/postgresql/*/bin/pg_ctl >/dev/null 2>&1 || { \
+		echo "Installing Debian's postgresql for the team tracking server"; \
+		$(SUDO) apt-get update -qq && $(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
+# A team's MLflow tracking server on this machine: PostgreSQL on 127.0.0.1:55432 (its data in
+# $(TRACKING_DIR)/, created on first start) and `mlflow server --serve-artifacts` on
+# 127.0.0.1:$(TRACKING_PORT). Then: export MLFLOW_TRACKING_URI=http://127.0.0.1:$(TRACKING_PORT); kedro run --env team
+tracking-server: $(STAMP) postgresql
+	$(BIN)/jewelry-pipeline tracking-server start --folder $(TRACKING_DIR) --port $(TRACKING_PORT)
+
+tracking-server-stop: $(STAMP)
+	$(BIN)/jewelry-pipeline tracking-server stop --folder $(TRACKING_DIR)
 
 # The service on 127.0.0.1:3000, serving the champion bundle from the BentoML model store
 # (or JEWELRY_BUNDLE=path/to/bundle). Web page at http://127.0.0.1:3000/.
@@ -83,8 +100,12 @@ fashion-mnist:
 viz: $(STAMP)
 	$(BIN)/kedro viz run --host 127.0.0.1
 
+# The MLflow UI of this machine's runs; with the team tracking server running, its URL (the server
+# is the UI of the team's runs).
 mlflow-ui: $(STAMP)
-	$(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000
+	@if url=$$($(BIN)/jewelry-pipeline tracking-server status --folder $(TRACKING_DIR) 2>/dev/null); then \
+		echo "The team tracking server is the UI: $$url"; \
+	else $(BIN)/mlflow ui --backend-store-uri sqlite:///mlruns/mlflow.db --host 127.0.0.1 --port 5000; fi
 
 benchmarks: $(STAMP)
 	$(BIN)/python -m benchmarks.ingest

@@ -63,8 +63,27 @@ def tiny_dataset(tmp_path_factory) -> Path:
 def kedro_project(tmp_path, monkeypatch) -> Path:
     """A throw-away copy of the project's config and metadata, so runs write only under tmp_path."""
     monkeypatch.setenv("BENTOML_HOME", str(tmp_path / "bentoml"))
-    project = tmp_path / "project"
-    project.mkdir()
+    return make_kedro_project(tmp_path / "project")
+
+
+def tiny_run_params(photos: Path, epochs: int, learning_rate: float | None = None) -> str:
+    """`--params` of a default `kedro run` on `photos`, shrunk only in size and epochs."""
+    params = [
+        f"raw_dir={photos}",
+        "preprocessing.image_size=32",
+        "ingestion.min_images_per_category=5",
+        f"classifier.training.epochs={epochs}",
+        "classifier.training.batch_size=16",
+        "autoencoders.training.epochs=1",
+    ]
+    if learning_rate is not None:
+        params.append(f"classifier.training.learning_rate={learning_rate}")
+    return ",".join(params)
+
+
+def make_kedro_project(project: Path) -> Path:
+    """The project's config and metadata copied to `project`, with empty data folders."""
+    project.mkdir(parents=True)
     shutil.copy(PROJECT_ROOT / "pyproject.toml", project / "pyproject.toml")
     shutil.copytree(PROJECT_ROOT / "conf", project / "conf", ignore=shutil.ignore_patterns("local"))
     (project / "conf" / "local").mkdir()

@@ -21,6 +21,7 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
 from jewelry_pipeline.core.models.files import load_keras_safe
 from jewelry_pipeline.synth import generate_dataset
+from tests.conftest import tiny_run_params
 
 # enough for the small dataset below to be learned well above chance (early stopping ends it sooner)
 GOOD_EPOCHS = 40
@@ -61,18 +62,15 @@ def _kedro_run(
     project: Path, photos: Path, epochs: int, learning_rate: float | None = None
 ) -> subprocess.CompletedProcess:
     """`kedro run` with default pipelines on `photos`, shrunk only in size and epochs."""
-    params = [
-        f"raw_dir={photos}",
-        "preprocessing.image_size=32",
-        "ingestion.min_images_per_category=5",
-        f"classifier.training.epochs={epochs}",
-        "classifier.training.batch_size=16",
-        "autoencoders.training.epochs=1",
-    ]
-    if learning_rate is not None:
-        params.append(f"classifier.training.learning_rate={learning_rate}")
     result = subprocess.run(
-        [sys.executable, "-m", "kedro", "run", "--params", ",".join(params)],
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--params",
+            tiny_run_params(photos, epochs, learning_rate),
+        ],
         cwd=project,
         capture_output=True,
         text=True,

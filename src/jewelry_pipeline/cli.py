@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import logging
+from pathlib import Path
 from typing import Any
 
 import click
@@ -52,6 +53,86 @@ def synth(out: str, per_category: int, seed: int, size: int, workers: int | None
         f"wrote {stats['images']} images to {out} in {stats['seconds']:.1f}s "
         f"({stats['images_per_second']:.0f} images/s)"
     )
+
+
+@main.group(name="tracking-server")
+def tracking_server() -> None:
+    """A team's MLflow tracking server on this machine (PostgreSQL backend, 127.0.0.1)."""
+
+
+_FOLDER = click.option(
+    "--folder",
+    default=".tracking",
+    show_default=True,
+    type=click.Path(file_okay=False, path_type=Path),
+    help="Where the database, artifacts and logs live.",
+)
+
+
+@tracking_server.command(name="start")
+@_FOLDER
+@click.option("--postgres-port", default=55432, show_default=True, type=click.IntRange(1, 65535))
+@click.option("--port", default=5055, show_default=True, type=click.IntRange(1, 65535))
+def tracking_server_start(folder: Path, postgres_port: int, port: int) -> None:
+    """Start PostgreSQL and `mlflow server` (created on first start; no-op when running)."""
+    from jewelry_pipeline import tracking_server as server
+
+    try:
+        state = server.start(folder, postgres_port, port)
+    except server.TrackingServerError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"MLflow tracking server: {state.url}")
+    click.echo(f"Use it with: export MLFLOW_TRACKING_URI={state.url}; kedro run --env team")
+
+
+@tracking_server.command(name="stop")
+@_FOLDER
+def tracking_server_stop(folder: Path) -> None:
+    """Stop `mlflow server`, then PostgreSQL."""
+    from jewelry_pipeline import tracking_server as server
+
+    server.stop(folder)
+    click.echo("tracking server stopped")
+
+
+@tracking_server.command(name="status")
+@_FOLDER
+def tracking_server_status(folder: Path) -> None:
+    """Print the server's URL, or fail when it is not running."""
+    from jewelry_pipeline import tracking_server as server
+
+    state = server.status(folder)
+    if state is None:
+        raise click.ClickException(f"no tracking server is running from {folder}")
+    click.echo(state.url)
+
+
+@main.command(name="pull-champion")
+@click.option("--env", default="base", show_default=True, help="Kedro environment to read.")
+def pull_champion_command(env: str) -> None:
+    """Import the registry's champion bundle into this machine's BentoML store (`make serve`).
+
+    The tracking server comes from MLFLOW_TRACKING_URI; the model name and alias from
+    parameters_package.yml (`package.registry`)."""
+    import os
+
+    from kedro.config import OmegaConfigLoader
+
+    from jewelry_pipeline.champion import pull_champion
+    from jewelry_pipeline.core.errors import UserInputError
+
+    if not os.environ.get("MLFLOW_TRACKING_URI"):
+        raise click.ClickException(
+            "Set MLFLOW_TRACKING_URI to the team's tracking server (http://HOST:PORT)."
+        )
+    registry = OmegaConfigLoader("conf", base_env="base", default_run_env=env)["parameters"][
+        "package"
+    ]["registry"]
+    try:
+        tag = pull_champion(registry["classifier"], registry["alias"])
+    except UserInputError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(f"champion imported into the BentoML store as {tag}; `make serve` serves it")
 
 
 def _refuse_bad_arguments(arguments: dict[str, Any]) -> None:

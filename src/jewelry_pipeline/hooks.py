@@ -1,9 +1,10 @@
-"""Project hooks: check the MLflow tracking database, and refuse stale data.
-Both happen before a run touches anything."""
+"""Project hooks: check the MLflow tracking store (local database or team server), and refuse stale
+data. Both happen before a run touches anything."""
 
 from __future__ import annotations
 
 import logging
+import os
 import sqlite3
 import sys
 import time
@@ -11,12 +12,15 @@ from pathlib import Path
 
 from kedro.framework.hooks import hook_impl
 
+from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.lineage import check_ingested, check_split
 from jewelry_pipeline.plugins import MLFLOW_CONFIG_PATTERNS
 
 logger = logging.getLogger(__name__)
 LOCK_WAIT_SECONDS = 10.0
 IN_USE_MARKER = ".tracking-database-in-use"  # written next to the database once it holds runs
+SERVER_WAIT_SECONDS = 20.0  # how long a run waits for the team's tracking server before it stops
+SERVER_CREDENTIALS = "mlflow_tracking"  # conf/local/credentials.yml: mlflow_tracking: {uri: ...}
 
 
 class TrackingStoreError(RuntimeError):
@@ -71,12 +75,92 @@ def check_tracking_database(
     marker.touch()
 
 
+def team_tracking_uri(environ: dict[str, str], credentials: dict) -> str:
+    """The tracking server's URL: `MLFLOW_TRACKING_URI`, else `mlflow_tracking.uri` in
+    conf/local/credentials.yml; only an http(s) server, so nothing lands in a local store."""
+    uri = environ.get("MLFLOW_TRACKING_URI") or (credentials.get(SERVER_CREDENTIALS) or {}).get(
+        "uri"
+    )
+    if not uri:
+        raise UserInputError(
+            "This environment logs to a team MLflow tracking server, but none is configured: "
+            "export MLFLOW_TRACKING_URI=http://HOST:PORT (`make tracking-server` starts one on "
+            f"this machine) or set {SERVER_CREDENTIALS}: {{uri: ...}} in "
+            "conf/local/credentials.yml. Nothing was run."
+        )
+    if not str(uri).startswith(("http://", "https://")):
+        raise UserInputError(
+            f"The team tracking URI must be an http(s) MLflow server, not '{uri}': this "
+            "environment never writes to a local store. Nothing was run."
+        )
+    return str(uri).rstrip("/")
+
+
+def wait_for_server(uri: str, wait: float = SERVER_WAIT_SECONDS) -> None:
+    """Return once the MLflow server at `uri` answers `/health`; else a UserInputError naming it."""
+    from jewelry_pipeline.tracking_server import healthy
+
+    deadline = time.monotonic() + wait
+    while not healthy(uri):
+        if time.monotonic() > deadline:
+            raise UserInputError(
+                f"The MLflow tracking server at {uri} did not answer for {wait:.0f} s. Start it "
+                "(`make tracking-server`) or point MLFLOW_TRACKING_URI at a running one. "
+                "Nothing was run."
+            )
+        time.sleep(1.0)
+
+
+def ensure_experiment(uri: str, name: str) -> None:
+    """Create the experiment on the server unless it exists. Two runs starting at once both find
+    it missing; the one whose create loses the race (RESOURCE_ALREADY_EXISTS) goes on, instead of
+    failing inside kedro-mlflow's own create."""
+    from mlflow.exceptions import MlflowException
+    from mlflow.tracking import MlflowClient
+
+    client = MlflowClient(tracking_uri=uri)
+    if client.get_experiment_by_name(name) is not None:
+        return
+    try:
+        client.create_experiment(name)
+    except MlflowException as exc:
+        if exc.error_code != "RESOURCE_ALREADY_EXISTS":
+            raise
+
+
+def _local_credentials(context) -> dict:
+    """conf/local/credentials.yml (git-ignored), whichever environment runs."""
+    from kedro.config import OmegaConfigLoader
+
+    loader = OmegaConfigLoader(
+        str(Path(context.project_path) / "conf"), base_env="local", default_run_env="local"
+    )
+    try:
+        return dict(loader["credentials"])
+    except KeyError:
+        return {}
+
+
 class TrackingStoreCheck:
     """Runs before kedro-mlflow's own hook, so a bad tracking store fails the run with a plain
     message."""
 
     def __init__(self) -> None:
         self._database: Path | None = None
+        self._server: str | None = None
+
+    @hook_impl(tryfirst=True)  # before kedro-mlflow's, which raises when it cannot end the run
+    def on_pipeline_error(self) -> None:
+        """A team server that stopped answering mid-run is named, not left to a traceback."""
+        from jewelry_pipeline.tracking_server import healthy
+
+        if self._server is not None and not healthy(self._server):
+            logger.error(
+                "The MLflow tracking server at %s stopped answering during the run, so the run "
+                "failed. Its models were not promoted (a model set whose registration was cut "
+                "short is deleted by the next run). Restart the server and run again.",
+                self._server,
+            )
 
     @hook_impl
     def after_pipeline_run(self) -> None:
@@ -90,6 +174,17 @@ class TrackingStoreCheck:
         if "mlflow" not in loader.config_patterns:
             loader.config_patterns.update({"mlflow": MLFLOW_CONFIG_PATTERNS})
         server = loader["mlflow"].get("server", {})
+        if server.get("mlflow_tracking_uri") is None:  # the team environment: a shared server
+            uri = team_tracking_uri(dict(os.environ), _local_credentials(context))
+            wait_for_server(uri)
+            ensure_experiment(uri, loader["mlflow"]["tracking"]["experiment"]["name"])
+            self._server = uri
+            os.environ["MLFLOW_TRACKING_URI"] = uri  # what kedro-mlflow reads when the yml is null
+            # a server gone mid-run fails the run in seconds rather than after minutes of retries
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+            logger.info("Tracking to the MLflow server at %s", uri)
+            return
         database = sqlite_path(
             str(server.get("mlflow_tracking_uri") or ""), Path(context.project_path)
         )

@@ -26,4 +26,6 @@ CONFIG_LOADER_CLASS = OmegaConfigLoader
 CONFIG_LOADER_ARGS = {
     "base_env": "base",
     "default_run_env": "local",
+    # an environment's mlflow.yml (conf/team) changes single keys of conf/base's
+    "merge_strategy": {"mlflow": "soft"},
 }

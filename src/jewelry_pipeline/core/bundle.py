@@ -61,8 +61,10 @@ class BundleContents:
 
     @property
     def promoted(self) -> bool:
-        """Whether the promotion decision in `version` made this bundle the champion."""
-        return bool(self.version.get("promotion", {}).get("promote", False))
+        """Whether this bundle is the champion: its run was promoted and, when several runs
+        registered at once, the registry's alias ended on it."""
+        promotion = self.version.get("promotion", {})
+        return bool(promotion.get("promote", False)) and bool(promotion.get("is_champion", True))
 
 
 @dataclass

@@ -22,6 +22,25 @@ from jewelry_pipeline.core.bundle import (
 logger = logging.getLogger(__name__)
 
 
+BUNDLE_ARTIFACT = "bundle"  # where a run's serving bundle lies among its MLflow artifacts
+
+
+def store_in_bentoml(bundle: Path, version: dict[str, Any], name: str = BUNDLE_MODEL_NAME) -> str:
+    """Copy a verified bundle folder into the local BentoML model store as the champion; its tag."""
+    import bentoml
+
+    metadata = {
+        "mlflow_run_id": version.get("mlflow_run_id") or "",
+        "created_at": version.get("created_at", ""),
+        "promotion_reason": version["promotion"]["reason"],
+        "promotion_metric": version["promotion"]["metric"],
+        "promotion_value": float(version["promotion"]["new_value"]),
+    }
+    with bentoml.models.create(name, labels={"stage": "champion"}, metadata=metadata) as model:
+        shutil.copytree(bundle, model.path, dirs_exist_ok=True)
+    return str(model.tag)
+
+
 class MlflowChampionDataset(AbstractDataset[dict, dict]):
     """The registry's current champion (the model version under `alias`) and its run's `metric`.
 
@@ -85,29 +104,16 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
             },
         )
         write_bundle(self._path, contents)
+        if run is not None:  # so any machine can pull it (`jewelry-pipeline pull-champion`)
+            mlflow.log_artifacts(str(self._path.resolve()), artifact_path=BUNDLE_ARTIFACT)
         if not contents.promoted:
             logger.info(
                 "Bundle written to %s; not promoted, so the BentoML store keeps the champion",
                 self._path,
             )
             return
-        import bentoml
-
-        version = contents.version
-        metadata = {
-            "mlflow_run_id": version["mlflow_run_id"] or "",
-            "created_at": version["created_at"],
-            "promotion_reason": version["promotion"]["reason"],
-            "promotion_metric": version["promotion"]["metric"],
-            "promotion_value": float(version["promotion"]["new_value"]),
-        }
-        with bentoml.models.create(
-            self._bentoml_name, labels={"stage": "champion"}, metadata=metadata
-        ) as model_ref:
-            shutil.copytree(
-                self._path.resolve(), model_ref.path, dirs_exist_ok=True
-            )  # the version the link points to
-        logger.info("Champion bundle saved to the BentoML model store as %s", model_ref.tag)
+        tag = store_in_bentoml(self._path.resolve(), contents.version, self._bentoml_name)
+        logger.info("Champion bundle saved to the BentoML model store as %s", tag)
 
     def _exists(self) -> bool:
         return (self._path / "files.json").is_file()

@@ -20,6 +20,7 @@ from jewelry_pipeline.pipelines.package.nodes import (
     catalog_title,
     decide_promotion,
     make_thumbnails,
+    reconcile_champion,
     register_run_models,
 )
 
@@ -53,8 +54,15 @@ def _tracked_run(tmp_path, accuracy: float) -> str:
         champion = MlflowChampionDataset("clf", "test_accuracy").load()
         decision = decide_promotion({"test_accuracy": accuracy}, champion, PACKAGE)
         record = register_run_models(decision, PACKAGE)
-    registered = len(MlflowClient().search_model_versions("name='clf'"))
-    assert record == {**decision, "registered_versions": {"clf": registered}}
+    client = MlflowClient()
+    registered = len(client.search_model_versions("name='clf'"))
+    champion = int(client.get_model_version_by_alias("clf", "champion").version)
+    assert record == {
+        **decision,
+        "registered_versions": {"clf": registered},
+        "champion_version": champion,
+        "is_champion": champion == registered,
+    }
     return run.info.run_id
 
 
@@ -220,6 +228,34 @@ def test_overlapping_runs_each_register_their_own_models(tmp_path):
                 if m.source_run_id == run_ids["a"]
             )
         )
+    finally:
+        mlflow.set_tracking_uri(None)
+
+
+def test_runs_that_decided_at_once_leave_the_alias_on_the_better_one(tmp_path):
+    """Two runs read the registry before either registered (both see no champion, both decide to
+    promote); the worse one registers last. Broken on purpose once: with "the alias moves to the
+    run's own version when promoted", the alias ended on the worse run (0.5)."""
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("race")
+    try:
+        client = MlflowClient()
+        decisions, run_ids = {}, {}
+        for accuracy in (0.9, 0.5):  # both decide before either registers
+            champion = MlflowChampionDataset("clf", "test_accuracy").load()
+            decisions[accuracy] = decide_promotion({"test_accuracy": accuracy}, champion, PACKAGE)
+        assert all(d["promote"] for d in decisions.values())
+        records = {}
+        for accuracy in (0.9, 0.5):  # the worse registers last
+            with mlflow.start_run() as run:
+                run_ids[accuracy] = run.info.run_id
+                _log_classifier(tmp_path / f"race_{accuracy}.keras")
+                records[accuracy] = register_run_models(decisions[accuracy], PACKAGE)
+        assert client.get_model_version_by_alias("clf", "champion").run_id == run_ids[0.9]
+        assert records[0.9]["is_champion"] and not records[0.5]["is_champion"]
+        client.set_registered_model_alias("clf", "champion", "2")  # a stale write after both
+        assert reconcile_champion(client, "clf", "champion") == 1
+        assert client.get_model_version_by_alias("clf", "champion").run_id == run_ids[0.9]
     finally:
         mlflow.set_tracking_uri(None)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -67,12 +68,18 @@ def _models_logged_by(experiment_id: str, run_id: str) -> dict[str, Any]:
     return {model.name: model for model in models}
 
 
-def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> dict[str, Any]:
-    """Register this run's own models; the champion alias moves to them only when promoted.
+PROMOTED, KEPT = "promoted", "kept_champion"
+PENDING_TAG = "promotion.pending"  # on a version until every model of its run is registered
 
-    The classifier registers as `registry.classifier` and each category's encoder as
-    `registry.encoder_prefix` + category. The run is tagged with the decision and its reason; the
-    returned record (the decision and the registered versions) is logged as `promotion.json`.
+
+def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> dict[str, Any]:
+    """Register this run's own models, then point the champion alias at the best promoted run.
+
+    The encoders register first (as `registry.encoder_prefix` + category), the classifier last (as
+    `registry.classifier`), tagged with the decision, its metric value and the encoder versions: a
+    classifier version exists only once its whole set does. The alias then follows
+    `reconcile_champion`, which is safe when several runs register at once. The run is tagged with
+    the decision; the returned record is logged as `promotion.json`.
     """
     import mlflow
     from mlflow.tracking import MlflowClient
@@ -88,27 +95,110 @@ def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> di
             "`--pipelines classifier,autoencoders,clustering,recommender,package`)."
         )
     registry = package["registry"]
-    to_register = {registry["classifier"]: logged["classifier"]}
-    to_register |= {
+    client = MlflowClient()
+    _drop_abandoned_versions(client, registry, run.info.run_id)
+    outcome = PROMOTED if decision["promote"] else KEPT
+    versions: dict[str, int] = {}
+    encoders = {
         registry["encoder_prefix"] + name.removeprefix("encoder_"): model
         for name, model in logged.items()
         if name.startswith("encoder_")
     }
-    client = MlflowClient()
-    versions = {}
-    for registered_name, model in to_register.items():
-        version = mlflow.register_model(model.model_uri, registered_name)
+    for registered_name, model in encoders.items():
+        version = mlflow.register_model(
+            model.model_uri, registered_name, tags={PENDING_TAG: run.info.run_id}
+        )
         versions[registered_name] = int(version.version)
-        if decision["promote"]:
-            client.set_registered_model_alias(registered_name, registry["alias"], version.version)
-    outcome = "promoted" if decision["promote"] else "kept_champion"
+    classifier = mlflow.register_model(
+        logged["classifier"].model_uri,
+        registry["classifier"],
+        tags={
+            "promotion.decision": outcome,
+            "promotion.value": repr(float(decision.get("new_value", 0.0))),
+            "promotion.encoders": json.dumps(versions, sort_keys=True),
+        },
+    )
+    for registered_name, number in versions.items():  # the set is complete
+        client.delete_model_version_tag(registered_name, str(number), PENDING_TAG)
+    versions = {registry["classifier"]: int(classifier.version), **versions}
+    champion = reconcile_champion(client, registry["classifier"], registry["alias"])
     mlflow.set_tags({"promotion.decision": outcome, "promotion.reason": decision["reason"]})
     logger.info(
-        "Promotion: %s (%s)",
+        "Promotion: %s (%s); champion is %s v%s",
         "promoted" if decision["promote"] else "champion kept",
         decision["reason"],
+        registry["classifier"],
+        champion,
     )
-    return {**decision, "registered_versions": versions}
+    return {
+        **decision,
+        "registered_versions": versions,
+        "champion_version": champion,
+        "is_champion": champion == int(classifier.version),
+    }
+
+
+def _drop_abandoned_versions(client: Any, registry: dict[str, Any], run_id: str) -> None:
+    """Delete encoder versions left pending by a run that died while registering (a server gone
+    mid-registration); such a set never got its classifier version, so nothing refers to it."""
+    for model in client.search_registered_models(f"name LIKE '{registry['encoder_prefix']}%'"):
+        for version in client.search_model_versions(f"name = '{model.name}'"):
+            owner = version.tags.get(PENDING_TAG)
+            if owner and owner != run_id and client.get_run(owner).info.status != "RUNNING":
+                logger.warning(
+                    "Deleting %s v%s: its run %s stopped before registering its classifier",
+                    model.name,
+                    version.version,
+                    owner,
+                )
+                client.delete_model_version(model.name, version.version)
+
+
+def _best_promoted(client: Any, classifier: str) -> Any | None:
+    """The promoted classifier version with the highest metric value (ties: the newer one)."""
+    promoted = [
+        v
+        for v in client.search_model_versions(f"name = '{classifier}'")
+        if v.tags.get("promotion.decision") == PROMOTED and "promotion.encoders" in v.tags
+    ]
+    return max(
+        promoted, key=lambda v: (float(v.tags["promotion.value"]), int(v.version)), default=None
+    )
+
+
+def reconcile_champion(client: Any, classifier: str, alias: str, rounds: int = 20) -> int | None:
+    """Point `alias` at the best promoted classifier version and its run's encoders; return it.
+
+    Several runs may do this at once, each reading the registry and then writing the aliases. Each
+    repeats until a read after its own last write agrees, so the run that finishes last leaves
+    the aliases on the best version registered so far, whatever order the writes interleaved in.
+    """
+    from mlflow.exceptions import MlflowException
+
+    for _ in range(rounds):
+        best = _best_promoted(client, classifier)
+        if best is None:
+            return None
+        wanted = {classifier: int(best.version)} | {
+            name: int(number)
+            for name, number in json.loads(best.tags["promotion.encoders"]).items()
+        }
+        current = {}
+        for name in wanted:
+            try:
+                current[name] = int(client.get_model_version_by_alias(name, alias).version)
+            except MlflowException:
+                current[name] = None
+        if current == wanted:
+            return int(best.version)
+        for name, number in sorted(wanted.items(), key=lambda item: item[0] == classifier):
+            if current[name] != number:
+                client.set_registered_model_alias(name, alias, str(number))
+        time.sleep(0.2)
+    raise RuntimeError(
+        f"The alias '{alias}' of {classifier} kept changing under this run ({rounds} rounds); "
+        "another process is moving it. Check the registry and run `package` again."
+    )
 
 
 def catalog_title(configured: str | None, raw_dir: str) -> str:

@@ -1,0 +1,213 @@
+"""The team set-up against a real PostgreSQL-backed MLflow server on 127.0.0.1: `--env team` runs,
+two runs at once, the champion pulled into an empty BentoML store, and the server's faults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from jewelry_pipeline import tracking_server
+from jewelry_pipeline.core.bundle import bundle_digest, verify_bundle
+from jewelry_pipeline.synth import generate_dataset
+from jewelry_testing.servers import free_port
+from tests.conftest import make_kedro_project, tiny_run_params
+
+pytestmark = pytest.mark.slow
+CLASSIFIER, ALIAS = "jewelry-classifier", "champion"  # conf/base/parameters_package.yml
+
+
+@pytest.fixture(scope="module")
+def server():
+    """A fresh tracking server (PostgreSQL + mlflow server) in a folder the `postgres` user can
+    enter, on free ports; stopped afterwards."""
+    folder = Path(tempfile.mkdtemp(prefix="tracking-", dir="/tmp"))
+    folder.chmod(0o755)
+    state = tracking_server.start(folder / "server", free_port(), free_port())
+    state.folder = folder / "server"
+    yield state
+    tracking_server.stop(folder / "server")
+
+
+@pytest.fixture(scope="module")
+def photos(tmp_path_factory) -> Path:
+    """The built-in dataset at 40 photos per category and 48 px: learnable in some epochs."""
+    out = tmp_path_factory.mktemp("team-photos") / "jewelry"
+    generate_dataset(out, per_category=40, seed=7, size=48, workers=1)
+    return out
+
+
+def _team_run(
+    project: Path, photos: Path, uri: str, epochs: int = 1, learning_rate: float | None = None
+) -> subprocess.Popen:
+    """`kedro run --env team` on `photos` (tiny sizes and epochs), logging to `uri`."""
+    env = {
+        **os.environ,
+        "MLFLOW_TRACKING_URI": uri,
+        "BENTOML_HOME": str(project / "bentoml"),
+        "COLUMNS": "400",  # one log record per line, so messages can be searched
+    }
+    log = open(project / "run.log", "w")  # noqa: SIM115 - closed by _finish
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "kedro",
+            "run",
+            "--env",
+            "team",
+            "--params",
+            tiny_run_params(photos, epochs, learning_rate),
+        ],
+        cwd=project,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+
+
+def _finish(process: subprocess.Popen, project: Path, timeout: float = 900) -> str:
+    process.wait(timeout)
+    process.stdout and process.stdout.close()
+    return (project / "run.log").read_text(errors="replace")
+
+
+def _client(uri: str):
+    from mlflow.tracking import MlflowClient
+
+    return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+def _run_id(log: str) -> str:
+    """The MLflow run id a finished `kedro run` printed (kedro-mlflow's 'View run' line)."""
+    import re
+
+    found = re.findall(r"/runs/([0-9a-f]{32})", log)
+    assert found, log[-3000:]
+    return found[-1]
+
+
+def test_the_team_environment_refuses_a_missing_local_or_dead_server(tmp_path, photos):
+    project = make_kedro_project(tmp_path / "project")
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    command = [sys.executable, "-m", "kedro", "run", "--env", "team", "--params"]
+    params = f"raw_dir={photos}"
+    missing = subprocess.run(
+        [*command, params], cwd=project, env=env, capture_output=True, text=True, timeout=300
+    )
+    assert missing.returncode != 0 and "export MLFLOW_TRACKING_URI" in missing.stderr
+    local = subprocess.run(
+        [*command, params],
+        cwd=project,
+        env={**env, "MLFLOW_TRACKING_URI": "sqlite:///mlruns/mlflow.db"},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert local.returncode != 0 and "never writes to a local store" in local.stderr
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    down = subprocess.run(
+        [*command, params],
+        cwd=project,
+        env={**env, "MLFLOW_TRACKING_URI": dead},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    elapsed = time.monotonic() - started
+    assert down.returncode != 0 and f"tracking server at {dead} did not answer" in down.stderr
+    assert elapsed < 90, f"a dead server held the run for {elapsed:.0f} s"  # not minutes of retries
+    assert not any((project / "data").rglob("*.*")), "nothing may run before the server answers"
+    assert not (project / "mlruns" / "mlflow.db").exists()
+
+
+def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champion(
+    tmp_path, photos, server
+):
+    """Two machines' `kedro run --env team` at once: a trained one and one that cannot learn. Both
+    finish, each registers its own models, the alias ends on the better run whatever the order."""
+    good = make_kedro_project(tmp_path / "good")
+    poor = make_kedro_project(tmp_path / "poor")
+    runs = {
+        "poor": (_team_run(poor, photos, server.url, 1, 1e-7), poor),
+        "good": (_team_run(good, photos, server.url, 40), good),
+    }
+    logs = {name: _finish(process, project) for name, (process, project) in runs.items()}
+    for name, (process, _) in runs.items():
+        assert process.returncode == 0, f"{name}: " + logs[name][-4000:]
+    client = _client(server.url)
+    run_ids = {name: _run_id(log) for name, log in logs.items()}
+    accuracy = {
+        name: client.get_run(run_id).data.metrics["test_accuracy"]
+        for name, run_id in run_ids.items()
+    }
+    assert accuracy["good"] > accuracy["poor"], accuracy  # the premise of the test
+    for name, run_id in run_ids.items():  # each registered the models of its own run
+        own = client.search_model_versions(f"run_id = '{run_id}'")
+        assert {v.name for v in own} == {CLASSIFIER} | {
+            f"jewelry-encoder-{c}" for c in ("bracelet", "earring", "necklace", "ring")
+        }, name
+    champion = client.get_model_version_by_alias(CLASSIFIER, ALIAS)
+    assert champion.run_id == run_ids["good"]
+    for category in ("bracelet", "earring", "necklace", "ring"):
+        encoder = client.get_model_version_by_alias(f"jewelry-encoder-{category}", ALIAS)
+        assert encoder.run_id == run_ids["good"]
+    for project in (good, poor):  # the team environment wrote nothing to a local store
+        assert not (project / "mlruns" / "mlflow.db").exists()
+        assert not any((project / "mlruns").iterdir())
+
+    # Champion on any machine: pull it into an empty BentoML home and compare with the good run's.
+    second = tmp_path / "second-machine"
+    pulled = subprocess.run(
+        [str(Path(sys.executable).parent / "jewelry-pipeline"), "pull-champion"],
+        cwd=Path(__file__).resolve().parents[1],
+        env={**os.environ, "MLFLOW_TRACKING_URI": server.url, "BENTOML_HOME": str(second)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert pulled.returncode == 0, pulled.stderr[-3000:]
+    imported = [p.parent for p in (second / "models" / "jewelry-bundle").rglob("files.json")]
+    assert len(imported) == 1
+    config = verify_bundle(imported[0])
+    assert config["version"]["mlflow_run_id"] == run_ids["good"]
+    assert bundle_digest(imported[0]) == bundle_digest(good / "data/07_model_output/bundle")
+
+
+def test_a_server_killed_mid_run_fails_the_run_and_a_restarted_database_serves_the_next(
+    tmp_path, photos, server
+):
+    project = make_kedro_project(tmp_path / "killed")
+    client = _client(server.url)
+    before = {v.version for v in client.search_model_versions(f"name = '{CLASSIFIER}'")}
+    process = _team_run(project, photos, server.url, 3)
+    deadline = time.monotonic() + 600
+    while not list((project / "data" / "06_models").glob("classifier*.keras")):
+        assert process.poll() is None and time.monotonic() < deadline, "the run never trained"
+        time.sleep(1)
+    tracking_server.stop_mlflow(server.folder)
+    log = _finish(process, project, timeout=600)
+    assert process.returncode != 0
+    assert f"tracking server at {server.url} stopped answering" in log, log[-3000:]
+    restarted = tracking_server.start(
+        server.folder, server.postgres_port, server.mlflow_port, wait=120
+    )
+    assert restarted.url == server.url
+    after = {v.version for v in client.search_model_versions(f"name = '{CLASSIFIER}'")}
+    assert after == before  # nothing of the killed run was registered
+
+    # PostgreSQL restarted under a running MLflow server: the next run succeeds.
+    tracking_server.stop_postgres(server.folder)
+    tracking_server.start_postgres(server.folder, server.postgres_port)
+    again = make_kedro_project(tmp_path / "after-restart")
+    process = _team_run(again, photos, server.url, 1)
+    log = _finish(process, again)
+    assert process.returncode == 0, log[-4000:]
+    assert client.get_run(_run_id(log)).info.status == "FINISHED"
