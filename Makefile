@@ -5,6 +5,8 @@ PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+AIRFLOW_VENV := .venv-airflow
+AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
 RAW_DIR := data/01_raw/jewelry
 SYNTH_ARGS ?= --per-category 500 --seed 42 --size 128
 KEDRO_ARGS ?=
@@ -19,7 +21,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test lint screenshots test-random browser postgresql tracking-server tracking-server-stop serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test lint screenshots test-random browser postgresql tracking-server tracking-server-stop airflow-venv airflow-dag serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -37,7 +39,7 @@ data: $(STAMP)
 run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
-test: $(STAMP) browser postgresql lint
+test: $(STAMP) $(AIRFLOW_STAMP) browser postgresql lint
 	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
 
 # The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
@@ -69,6 +71,24 @@ tracking-server: $(STAMP) postgresql
 
 tracking-server-stop: $(STAMP)
 	$(BIN)/jewelry-pipeline tracking-server stop --folder $(TRACKING_DIR)
+
+# Airflow in its own virtual environment (it pins its own dependencies, some unlike the project's:
+# fastapi, opentelemetry), with the project installed into it: constraints-airflow.txt.
+airflow-venv: $(AIRFLOW_STAMP)
+
+$(AIRFLOW_STAMP): pyproject.toml constraints-airflow.txt
+	@test -x $(AIRFLOW_VENV)/bin/python || $(PYTHON) -m venv $(AIRFLOW_VENV)
+	$(AIRFLOW_VENV)/bin/python -m pip install --quiet --disable-pip-version-check -c constraints-airflow.txt apache-airflow kedro-airflow -e .
+	@touch $(AIRFLOW_STAMP)
+
+# The pipelines as an Airflow DAG (kedro-airflow, one task per category namespace) in build/airflow_dags/,
+# after checking that no dataset crosses two tasks in memory. Run it from this folder:
+#   AIRFLOW_HOME=$$PWD/build/airflow AIRFLOW__CORE__DAGS_FOLDER=$$PWD/build/airflow_dags \
+#   MLFLOW_TRACKING_URI=http://127.0.0.1:5055 .venv-airflow/bin/airflow dags test jewelry-pipeline
+airflow-dag: $(AIRFLOW_STAMP)
+	$(AIRFLOW_VENV)/bin/python -m jewelry_pipeline.orchestration --env team
+	$(AIRFLOW_VENV)/bin/kedro airflow create --env team --group-by namespace \
+		--jinja-file src/jewelry_pipeline/templates/airflow_dag.j2 --target-dir build/airflow_dags
 
 # The service on 127.0.0.1:3000, serving the champion bundle from the BentoML model store
 # (or JEWELRY_BUNDLE=path/to/bundle). Web page at http://127.0.0.1:3000/.

@@ -66,19 +66,43 @@ def kedro_project(tmp_path, monkeypatch) -> Path:
     return make_kedro_project(tmp_path / "project")
 
 
-def tiny_run_params(photos: Path, epochs: int, learning_rate: float | None = None) -> str:
-    """`--params` of a default `kedro run` on `photos`, shrunk only in size and epochs."""
-    params = [
-        f"raw_dir={photos}",
-        "preprocessing.image_size=32",
-        "ingestion.min_images_per_category=5",
-        f"classifier.training.epochs={epochs}",
-        "classifier.training.batch_size=16",
-        "autoencoders.training.epochs=1",
-    ]
+@pytest.fixture(scope="session")
+def team_server():
+    """A fresh team tracking server (PostgreSQL + mlflow server, `jewelry_pipeline.tracking_server`)
+    in a folder the `postgres` user can enter, on free ports; stopped and removed afterwards."""
+    import tempfile
+
+    from jewelry_pipeline import tracking_server
+    from jewelry_testing.servers import free_port
+
+    folder = Path(tempfile.mkdtemp(prefix="tracking-", dir="/tmp"))
+    folder.chmod(0o755)
+    state = tracking_server.start(folder / "server", free_port(), free_port())
+    state.folder = folder / "server"
+    yield state
+    tracking_server.stop(folder / "server")
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def tiny_run_settings(photos: Path, epochs: int, learning_rate: float | None = None) -> dict:
+    """Parameters of a default `kedro run` on `photos`, shrunk only in size and epochs."""
+    settings = {
+        "raw_dir": str(photos),
+        "preprocessing.image_size": 32,
+        "ingestion.min_images_per_category": 5,
+        "classifier.training.epochs": epochs,
+        "classifier.training.batch_size": 16,
+        "autoencoders.training.epochs": 1,
+    }
     if learning_rate is not None:
-        params.append(f"classifier.training.learning_rate={learning_rate}")
-    return ",".join(params)
+        settings["classifier.training.learning_rate"] = learning_rate
+    return settings
+
+
+def tiny_run_params(photos: Path, epochs: int, learning_rate: float | None = None) -> str:
+    """`tiny_run_settings` as `kedro run --params`."""
+    settings = tiny_run_settings(photos, epochs, learning_rate)
+    return ",".join(f"{key}={value}" for key, value in settings.items())
 
 
 def make_kedro_project(project: Path) -> Path:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -20,18 +19,6 @@ from tests.conftest import make_kedro_project, tiny_run_params
 
 pytestmark = pytest.mark.slow
 CLASSIFIER, ALIAS = "jewelry-classifier", "champion"  # conf/base/parameters_package.yml
-
-
-@pytest.fixture(scope="module")
-def server():
-    """A fresh tracking server (PostgreSQL + mlflow server) in a folder the `postgres` user can
-    enter, on free ports; stopped afterwards."""
-    folder = Path(tempfile.mkdtemp(prefix="tracking-", dir="/tmp"))
-    folder.chmod(0o755)
-    state = tracking_server.start(folder / "server", free_port(), free_port())
-    state.folder = folder / "server"
-    yield state
-    tracking_server.stop(folder / "server")
 
 
 @pytest.fixture(scope="module")
@@ -129,20 +116,20 @@ def test_the_team_environment_refuses_a_missing_local_or_dead_server(tmp_path, p
 
 
 def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champion(
-    tmp_path, photos, server
+    tmp_path, photos, team_server
 ):
     """Two machines' `kedro run --env team` at once: a trained one and one that cannot learn. Both
     finish, each registers its own models, the alias ends on the better run whatever the order."""
     good = make_kedro_project(tmp_path / "good")
     poor = make_kedro_project(tmp_path / "poor")
     runs = {
-        "poor": (_team_run(poor, photos, server.url, 1, 1e-7), poor),
-        "good": (_team_run(good, photos, server.url, 40), good),
+        "poor": (_team_run(poor, photos, team_server.url, 1, 1e-7), poor),
+        "good": (_team_run(good, photos, team_server.url, 40), good),
     }
     logs = {name: _finish(process, project) for name, (process, project) in runs.items()}
     for name, (process, _) in runs.items():
         assert process.returncode == 0, f"{name}: " + logs[name][-4000:]
-    client = _client(server.url)
+    client = _client(team_server.url)
     run_ids = {name: _run_id(log) for name, log in logs.items()}
     accuracy = {
         name: client.get_run(run_id).data.metrics["test_accuracy"]
@@ -168,7 +155,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     pulled = subprocess.run(
         [str(Path(sys.executable).parent / "jewelry-pipeline"), "pull-champion"],
         cwd=Path(__file__).resolve().parents[1],
-        env={**os.environ, "MLFLOW_TRACKING_URI": server.url, "BENTOML_HOME": str(second)},
+        env={**os.environ, "MLFLOW_TRACKING_URI": team_server.url, "BENTOML_HOME": str(second)},
         capture_output=True,
         text=True,
         timeout=300,
@@ -182,32 +169,32 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
 
 
 def test_a_server_killed_mid_run_fails_the_run_and_a_restarted_database_serves_the_next(
-    tmp_path, photos, server
+    tmp_path, photos, team_server
 ):
     project = make_kedro_project(tmp_path / "killed")
-    client = _client(server.url)
+    client = _client(team_server.url)
     before = {v.version for v in client.search_model_versions(f"name = '{CLASSIFIER}'")}
-    process = _team_run(project, photos, server.url, 3)
+    process = _team_run(project, photos, team_server.url, 3)
     deadline = time.monotonic() + 600
     while not list((project / "data" / "06_models").glob("classifier*.keras")):
         assert process.poll() is None and time.monotonic() < deadline, "the run never trained"
         time.sleep(1)
-    tracking_server.stop_mlflow(server.folder)
+    tracking_server.stop_mlflow(team_server.folder)
     log = _finish(process, project, timeout=600)
     assert process.returncode != 0
-    assert f"tracking server at {server.url} stopped answering" in log, log[-3000:]
+    assert f"tracking server at {team_server.url} stopped answering" in log, log[-3000:]
     restarted = tracking_server.start(
-        server.folder, server.postgres_port, server.mlflow_port, wait=120
+        team_server.folder, team_server.postgres_port, team_server.mlflow_port, wait=120
     )
-    assert restarted.url == server.url
+    assert restarted.url == team_server.url
     after = {v.version for v in client.search_model_versions(f"name = '{CLASSIFIER}'")}
     assert after == before  # nothing of the killed run was registered
 
     # PostgreSQL restarted under a running MLflow server: the next run succeeds.
-    tracking_server.stop_postgres(server.folder)
-    tracking_server.start_postgres(server.folder, server.postgres_port)
+    tracking_server.stop_postgres(team_server.folder)
+    tracking_server.start_postgres(team_server.folder, team_server.postgres_port)
     again = make_kedro_project(tmp_path / "after-restart")
-    process = _team_run(again, photos, server.url, 1)
+    process = _team_run(again, photos, team_server.url, 1)
     log = _finish(process, again)
     assert process.returncode == 0, log[-4000:]
     assert client.get_run(_run_id(log)).info.status == "FINISHED"

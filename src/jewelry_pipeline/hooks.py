@@ -128,6 +128,26 @@ def ensure_experiment(uri: str, name: str) -> None:
             raise
 
 
+def connect_team_server(context) -> str | None:
+    """When the environment's mlflow.yml names no tracking URI (conf/team), find the team server,
+    wait for it, make sure the experiment exists and point MLflow (and kedro-mlflow) at it; its URL.
+    None for an environment with its own URI."""
+    loader = context.config_loader
+    loader.config_patterns.setdefault("mlflow", MLFLOW_CONFIG_PATTERNS)
+    mlflow_config = loader["mlflow"]
+    if mlflow_config.get("server", {}).get("mlflow_tracking_uri") is not None:
+        return None
+    uri = team_tracking_uri(dict(os.environ), _local_credentials(context))
+    wait_for_server(uri)
+    ensure_experiment(uri, mlflow_config["tracking"]["experiment"]["name"])
+    os.environ["MLFLOW_TRACKING_URI"] = uri  # what kedro-mlflow reads when the yml is null
+    # a server gone mid-run fails the run in seconds rather than after minutes of retries
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
+    os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+    logger.info("Tracking to the MLflow server at %s", uri)
+    return uri
+
+
 def _local_credentials(context) -> dict:
     """conf/local/credentials.yml (git-ignored), whichever environment runs."""
     from kedro.config import OmegaConfigLoader
@@ -148,6 +168,14 @@ class TrackingStoreCheck:
     def __init__(self) -> None:
         self._database: Path | None = None
         self._server: str | None = None
+        self._context = None
+
+    @hook_impl(tryfirst=True)
+    def before_pipeline_run(self) -> None:
+        """In the team environment, reach the shared server before anything runs (commands that
+        only read the project, such as `kedro airflow create`, need no server)."""
+        if self._context is not None and self._server is None:
+            self._server = connect_team_server(self._context)
 
     @hook_impl(tryfirst=True)  # before kedro-mlflow's, which raises when it cannot end the run
     def on_pipeline_error(self) -> None:
@@ -174,16 +202,8 @@ class TrackingStoreCheck:
         if "mlflow" not in loader.config_patterns:
             loader.config_patterns.update({"mlflow": MLFLOW_CONFIG_PATTERNS})
         server = loader["mlflow"].get("server", {})
-        if server.get("mlflow_tracking_uri") is None:  # the team environment: a shared server
-            uri = team_tracking_uri(dict(os.environ), _local_credentials(context))
-            wait_for_server(uri)
-            ensure_experiment(uri, loader["mlflow"]["tracking"]["experiment"]["name"])
-            self._server = uri
-            os.environ["MLFLOW_TRACKING_URI"] = uri  # what kedro-mlflow reads when the yml is null
-            # a server gone mid-run fails the run in seconds rather than after minutes of retries
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "3")
-            os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
-            logger.info("Tracking to the MLflow server at %s", uri)
+        self._context = context
+        if server.get("mlflow_tracking_uri") is None:  # the team environment: checked at run time
             return
         database = sqlite_path(
             str(server.get("mlflow_tracking_uri") or ""), Path(context.project_path)
@@ -219,7 +239,7 @@ class DataLineageCheck:
         )
         store_rows = len(catalog.load("image_store")) if catalog.exists("image_store") else None
         check_ingested(ingested, manifest, store_rows, catalog["raw_images"].path)
-        if "model_input_manifest" in reads:
+        if "model_input_manifest" in reads and "split_identity" not in pipeline.all_outputs():
             split = catalog.load("split_identity") if catalog.exists("split_identity") else None
             split_manifest = (
                 catalog.load("model_input_manifest")

@@ -18,6 +18,7 @@ _MODULE_OF = {
     "OptionalCSVDataset": "npz",
     "MlflowChampionDataset": "serving",
     "ServingBundleDataset": "serving",
+    "ThumbnailsDataset": "thumbnails",
 }
 
 __all__ = sorted(_MODULE_OF)
