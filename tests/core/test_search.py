@@ -66,3 +66,16 @@ def test_precision_and_average_precision():
     assert precision == pytest.approx(0.5)
     # query 1: (1/1 + 2/2) / 2 = 1 ; query 2: (1/2 + 2/4) / 4 = 0.25
     assert average_precision == pytest.approx((1 + 0.25) / 2)
+
+
+def test_cluster_centroids_pick_the_nearest_cluster_within_the_category():
+    from jewelry_pipeline.core.search import ClusterCentroids
+
+    vectors = np.array([[1, 0], [0.9, 0.1], [0, 1], [0.1, 0.9], [1, 0], [0, 1]], np.float32)
+    categories = np.array(["ring", "ring", "ring", "ring", "chain", "chain"])
+    clusters = np.array([0, 0, 1, 1, 5, -1])  # -1: unclustered, left out
+    centroids = ClusterCentroids.of(vectors, categories, clusters)
+    assert centroids.nearest(np.array([0.2, 0.98]), "ring") == 1
+    assert centroids.nearest(np.array([0.99, 0.1]), "ring") == 0
+    assert centroids.nearest(np.array([0.0, 1.0]), "chain") == 5  # its only cluster
+    assert centroids.nearest(np.array([1.0, 0.0]), "tiara") is None

@@ -141,3 +141,33 @@ class EmbeddingIndex:
             ef_construction,
             ef_search,
         )
+
+
+@dataclass(frozen=True)
+class ClusterCentroids:
+    """Per category, its sub-style clusters' unit mean vectors in index space: the cluster of a
+    new photo or a query is the one whose centroid is nearest."""
+
+    by_category: dict[str, tuple[np.ndarray, np.ndarray]]
+
+    @classmethod
+    def of(
+        cls, vectors: np.ndarray, categories: np.ndarray, clusters: np.ndarray
+    ) -> ClusterCentroids:
+        """Centroids of the index rows (`cluster` -1, unclustered, is left out)."""
+        categories, clusters = np.asarray(categories).astype(str), np.asarray(clusters).astype(int)
+        found = {}
+        for category in np.unique(categories):
+            rows = (categories == category) & (clusters >= 0)
+            ids = np.unique(clusters[rows])
+            if len(ids):
+                means = np.stack([vectors[rows & (clusters == c)].mean(axis=0) for c in ids])
+                found[str(category)] = (ids, l2_normalise(means))
+        return cls(found)
+
+    def nearest(self, vector: np.ndarray, category: str) -> int | None:
+        """The cluster of `category` whose centroid is closest to `vector` (None: no clusters)."""
+        if category not in self.by_category:
+            return None
+        ids, means = self.by_category[category]
+        return int(ids[int(np.argmax(means @ vector))])

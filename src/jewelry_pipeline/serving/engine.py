@@ -17,7 +17,7 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
-from jewelry_pipeline.core.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
 
 logger = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ class RecommendationEngine:
             names = self.catalog["title"].fillna("").astype(str).where(lambda t: t != "", names)
         self._titles = names.to_numpy()
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
-        self._centroids = self._cluster_centroids()
+        self._centroids = ClusterCentroids.of(self.index.vectors, self._categories, self._clusters)
         try:
             self.encoder = QueryEncoder(
                 self.spec, bundle.classifier, bundle.encoders, self.class_names, self.preprocessing
@@ -102,19 +102,6 @@ class RecommendationEngine:
             len(self.class_names),
             self.index.backend,
         )
-
-    def _cluster_centroids(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """Per category: cluster ids and their unit-length mean vectors in index space."""
-        centroids = {}
-        for category in np.unique(self._categories):
-            rows = (self._categories == category) & (self._clusters >= 0)
-            ids = np.unique(self._clusters[rows])
-            if len(ids):
-                means = np.stack(
-                    [self.index.vectors[rows & (self._clusters == c)].mean(axis=0) for c in ids]
-                )
-                centroids[category] = (ids, l2_normalise(means))
-        return centroids
 
     def prepare(self, data: bytes) -> np.ndarray:
         """Decode an upload with the shared safe decoder and letterbox it to the model's input."""
@@ -165,7 +152,7 @@ class RecommendationEngine:
         result["category_uncertain"] = answer.uncertain
         result["close_match"] = answer.close_match
         own = query.vector(0, answer.predicted)
-        result["cluster"] = self._nearest_cluster(own, result["category"])
+        result["cluster"] = self._centroids.nearest(own, result["category"])
         # No close match: nothing in the catalog resembles the photo, so no item is forced on it.
         chosen = slice(None) if answer.close_match else slice(0)
         result["items"] = self._items(answer.positions[chosen], answer.scores[chosen])
@@ -191,13 +178,6 @@ class RecommendationEngine:
             "items": self._items(positions[0][keep][:k], scores[0][keep][:k]),
             "model_version": self.version,
         }
-
-    def _nearest_cluster(self, vector: np.ndarray, category: str) -> int | None:
-        """The cluster of `category` whose centroid is closest to the query."""
-        if category not in self._centroids:
-            return None
-        ids, means = self._centroids[category]
-        return int(ids[int(np.argmax(means @ vector))])
 
     def _items(self, positions: np.ndarray, scores: np.ndarray) -> list[dict[str, Any]]:
         """Catalog rows as response items."""

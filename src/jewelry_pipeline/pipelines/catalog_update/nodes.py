@@ -1,0 +1,195 @@
+"""Catalog-update nodes: decode and vet new photos, embed them with the bundle's models, and write a
+new bundle version with the grown catalog, index and thumbnails (same models)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from dataclasses import replace
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from jewelry_pipeline.core.bundle import BundleContents, ServingBundle
+from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.query import IndexSpec, QueryEncoder
+from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
+from jewelry_pipeline.core.thumbnails import Thumbnails
+from jewelry_pipeline.pipelines.ingestion.nodes import REJECT_COLUMNS, decode_images
+from jewelry_pipeline.pipelines.package.nodes import make_thumbnails
+
+if TYPE_CHECKING:
+    from jewelry_pipeline.datasets.image_folder import RawImageFolder
+
+logger = logging.getLogger(__name__)
+
+
+def decode_new_photos(
+    new_images: RawImageFolder, bundle: ServingBundle, ingestion: dict[str, Any]
+) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
+    """Decode the new photos with the safe decoder at the bundle's own preprocessing; refuse photos
+    of a category the models do not know and photos already in the catalog (reported, not added)."""
+    store, manifest, rejects, _ = decode_images(
+        new_images, {}, bundle.preprocessing.to_config(), ingestion
+    )
+    known = set(bundle.class_names)
+    in_catalog = dict(zip(bundle.catalog["item_id"].astype(str), bundle.catalog["path"]))
+    refused = []
+    for row in manifest.itertuples(index=False):
+        if row.category not in known:
+            refused.append(
+                (row, "unknown_category", f"the models know {sorted(known)}; retrain to add one")
+            )
+        elif row.item_id in in_catalog:
+            refused.append(
+                (row, "duplicate", f"already in the catalog as {in_catalog[row.item_id]}")
+            )
+    if refused:
+        extra = pd.DataFrame(
+            [
+                {"path": r.path, "category": r.category, "reason": why, "detail": detail}
+                for r, why, detail in refused
+            ],
+            columns=REJECT_COLUMNS,
+        )
+        rejects = pd.concat([rejects, extra], ignore_index=True)
+        manifest = manifest[~manifest["item_id"].isin({r.item_id for r, _, _ in refused})]
+    manifest = manifest.reset_index(drop=True)
+    if manifest.empty:
+        raise UserInputError(
+            f"No new photo can be added from {new_images.root}: {len(rejects)} refused "
+            "(see data/08_reporting/catalog_update_rejects.csv). Nothing was changed."
+        )
+    logger.info("catalog update: %d new photos to add, %d refused", len(manifest), len(rejects))
+    return store, manifest, rejects
+
+
+def embed_new_photos(
+    store: np.ndarray, manifest: pd.DataFrame, bundle: ServingBundle, update: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Index vectors (each in its category's space, as the catalog's), classifier probabilities
+    and the nearest cluster of every new photo, in bounded batches with a progress line."""
+    spec = IndexSpec.from_arrays(bundle.index)
+    encoder = QueryEncoder(
+        spec, bundle.classifier, bundle.encoders, bundle.class_names, bundle.preprocessing
+    )
+    batch = int(update.get("batch_size", 256))
+    vectors = np.zeros((len(manifest), int(bundle.index["vectors"].shape[1])), np.float32)
+    probabilities = np.zeros((len(manifest), len(bundle.class_names)), np.float32)
+    started, done, last_log = time.perf_counter(), 0, 0.0
+    for category, rows in manifest.groupby("category").indices.items():
+        for start in range(0, len(rows), batch):
+            chunk = rows[start : start + batch]
+            query = encoder.encode(
+                np.asarray(store[manifest["store_index"].to_numpy()[chunk]]),
+                only=category if spec.encoded else None,
+            )
+            vectors[chunk], probabilities[chunk] = query.vectors[:, 0], query.probabilities
+            done += len(chunk)
+            elapsed = time.perf_counter() - started
+            if elapsed - last_log > 5 or done == len(manifest):
+                last_log, rate = elapsed, done / max(elapsed, 1e-9)
+                logger.info(
+                    "catalog update: embedded %d/%d photos (%.0f photos/s, ETA %.0f s)",
+                    done,
+                    len(manifest),
+                    rate,
+                    (len(manifest) - done) / rate,
+                )
+    centroids = ClusterCentroids.of(
+        bundle.index["vectors"], bundle.catalog["category"], bundle.catalog["cluster"]
+    )
+    clusters = np.array(
+        [
+            -1 if (c := centroids.nearest(v, cat)) is None else c
+            for v, cat in zip(vectors, manifest["category"].astype(str))
+        ]
+    )
+    return {"vectors": vectors, "probabilities": probabilities, "clusters": clusters}
+
+
+def grow_bundle(
+    bundle: ServingBundle,
+    manifest: pd.DataFrame,
+    embedded: dict[str, np.ndarray],
+    new_images: RawImageFolder,
+    store: np.ndarray,
+    rejects: pd.DataFrame,
+    package: dict[str, Any],
+    ingestion: dict[str, Any],
+) -> tuple[BundleContents, dict[str, Any]]:
+    """The bundle's next version: same models, catalog, index and thumbnails grown by the new
+    photos; and the update's summary (reason, counts) for MLflow and the report."""
+    first = len(bundle.catalog)
+    added = pd.DataFrame(
+        {
+            "item_id": manifest["item_id"].astype(str),
+            "path": manifest["path"].astype(str),
+            "category": manifest["category"].astype(str),
+            "cluster": embedded["clusters"].astype(int),
+            "thumbnail_row": np.arange(first, first + len(manifest)),
+        }
+    )
+    catalog = pd.concat([bundle.catalog, added], ignore_index=True)
+    if "title" in catalog:
+        catalog["title"] = catalog["title"].fillna("")
+    old = EmbeddingIndex.from_arrays(bundle.index)
+    grown = replace(
+        old,
+        item_ids=np.concatenate([old.item_ids, added["item_id"].to_numpy()]),
+        vectors=np.concatenate([old.vectors, embedded["vectors"]]),
+    )
+    spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown.to_arrays()}
+    new_thumbnails = make_thumbnails(
+        manifest, new_images, store, bundle.preprocessing.to_config(), package, ingestion
+    )
+    thumbnails = Thumbnails.from_jpegs(
+        [bundle.thumbnails.jpeg(i) for i in range(len(bundle.thumbnails))]
+        + [new_thumbnails.jpeg(i) for i in range(len(new_thumbnails))]
+    )
+    summary = {
+        "reason": "catalog update",
+        "added": int(len(added)),
+        "refused": int(len(rejects)),
+        "catalog_size": int(len(catalog)),
+        "added_by_category": added["category"].value_counts().sort_index().to_dict(),
+        "base_bundle": bundle.digest[:16],
+    }
+    version = {**bundle.version, "catalog_update": summary}
+    contents = BundleContents(
+        classifier=bundle.classifier,
+        encoders=bundle.encoders,
+        index={**grown.to_arrays(), **spec_arrays},
+        catalog=catalog,
+        thumbnails=thumbnails,
+        class_names=bundle.class_names,
+        preprocessing=bundle.preprocessing,
+        version=version,
+        answers=bundle.answers,
+        title=bundle.title,
+    )
+    logger.info(
+        "catalog update: %d added (%s), %d refused; the catalog now holds %d items",
+        summary["added"],
+        summary["added_by_category"],
+        summary["refused"],
+        summary["catalog_size"],
+    )
+    return contents, summary
+
+
+def record_catalog_update(summary: dict[str, Any]) -> None:
+    """The update's reason as an MLflow tag and its counts as metrics of this run."""
+    import mlflow
+
+    if mlflow.active_run() is None:
+        return
+    mlflow.set_tags({"catalog_update.reason": summary["reason"]})
+    mlflow.log_metrics(
+        {
+            "catalog_update.added": float(summary["added"]),
+            "catalog_update.refused": float(summary["refused"]),
+            "catalog_update.catalog_size": float(summary["catalog_size"]),
+        }
+    )
