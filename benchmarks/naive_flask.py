@@ -17,17 +17,14 @@ from flask import Flask, jsonify, request
 
 from jewelry_pipeline.core.bundle import read_bundle
 from jewelry_pipeline.core.images import ImageRejected
-from jewelry_pipeline.core.query import IndexSpec, QueryEncoder
+from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import EmbeddingIndex
 
 
 def create_app(bundle_path: str) -> Flask:
     """A Flask app answering /recommend and /readyz from a bundle."""
     bundle = read_bundle(bundle_path)
-    preprocessing, spec = bundle.preprocessing, IndexSpec.from_arrays(bundle.index)
-    encoder = QueryEncoder(
-        spec, bundle.classifier, bundle.encoders, bundle.class_names, preprocessing
-    )
+    preprocessing, encoder = bundle.preprocessing, QueryEncoder.of_bundle(bundle)
     index = EmbeddingIndex.from_arrays(bundle.index)
     categories = bundle.catalog["category"].to_numpy().astype(str)
     app = Flask("naive")
@@ -48,7 +45,9 @@ def create_app(bundle_path: str) -> Flask:
         k = int(request.form.get("k", 10))
         query = encoder.encode(image[None])
         predicted = int(np.argmax(query.probabilities[0]))
-        allowed = categories == bundle.class_names[predicted] if spec.category_scoped else None
+        allowed = (
+            categories == bundle.class_names[predicted] if encoder.spec.category_scoped else None
+        )
         positions, scores = index.search(query.vector(0, predicted)[None], k, allowed=allowed)
         rows = bundle.catalog.iloc[positions[0]]
         return jsonify(

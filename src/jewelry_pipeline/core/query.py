@@ -164,6 +164,17 @@ class QueryEncoder:
                 for encoder in ordered
             ]
 
+    @classmethod
+    def of_bundle(cls, bundle: Any) -> QueryEncoder:
+        """The encoder of a serving bundle's models, for the vectors its index holds."""
+        return cls(
+            IndexSpec.from_arrays(bundle.index),
+            bundle.classifier,
+            bundle.encoders,
+            bundle.class_names,
+            bundle.preprocessing,
+        )
+
     def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
         """Probabilities and query vectors of a batch; `only` computes one category's space (catalog
         use)."""

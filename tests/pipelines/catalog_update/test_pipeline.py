@@ -65,7 +65,9 @@ def test_new_photos_are_vetted_embedded_and_added(tmp_path, bundle_path):
     assert reasons == {"tiara/t.png": "unknown_category", "bracelet/again.png": "duplicate"}
     assert store.shape[1:] == (IMAGE_SIZE, IMAGE_SIZE, 3)  # the bundle's own input size
 
-    embedded = embed_new_photos(store, manifest, bundle, {"batch_size": 2})
+    embedded = embed_new_photos(
+        store, manifest, bundle, {"batch_size": 2, "chunk_rows": 3, "work_dir": tmp_path / "chunks"}
+    )
     engine = RecommendationEngine(bundle, "tiny")
     rows = store[manifest["store_index"].to_numpy()]
     for i, category in enumerate(manifest["category"]):  # what the service would query with

@@ -4,16 +4,16 @@ new bundle version with the grown catalog, index and thumbnails (same models).""
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.bulk import embed_in_chunks
 from jewelry_pipeline.core.bundle import BundleContents, ServingBundle
 from jewelry_pipeline.core.errors import UserInputError
-from jewelry_pipeline.core.query import IndexSpec, QueryEncoder
+from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
 from jewelry_pipeline.core.thumbnails import Thumbnails
 from jewelry_pipeline.pipelines.ingestion.nodes import REJECT_COLUMNS, decode_images
@@ -68,35 +68,20 @@ def decode_new_photos(
 def embed_new_photos(
     store: np.ndarray, manifest: pd.DataFrame, bundle: ServingBundle, update: dict[str, Any]
 ) -> dict[str, np.ndarray]:
-    """Index vectors (each in its category's space, as the catalog's), classifier probabilities
-    and the nearest cluster of every new photo, in bounded batches with a progress line."""
-    spec = IndexSpec.from_arrays(bundle.index)
-    encoder = QueryEncoder(
-        spec, bundle.classifier, bundle.encoders, bundle.class_names, bundle.preprocessing
+    """Index vectors of the new photos (each in its category's space, as the catalog's rows) and
+    their nearest cluster. Embedded in chunks kept in `catalog_update.work_dir`, so an update killed
+    half-way resumes from its last finished chunk."""
+    encoder = QueryEncoder.of_bundle(bundle)
+    vectors = embed_in_chunks(
+        encoder,
+        store,
+        manifest["store_index"].to_numpy(),
+        manifest["category"].to_numpy(),
+        update["work_dir"],
+        identity=bundle.digest + ",".join(manifest["item_id"].astype(str)),
+        chunk_rows=int(update.get("chunk_rows", 2048)),
+        batch_size=int(update.get("batch_size", 256)),
     )
-    batch = int(update.get("batch_size", 256))
-    vectors = np.zeros((len(manifest), int(bundle.index["vectors"].shape[1])), np.float32)
-    probabilities = np.zeros((len(manifest), len(bundle.class_names)), np.float32)
-    started, done, last_log = time.perf_counter(), 0, 0.0
-    for category, rows in manifest.groupby("category").indices.items():
-        for start in range(0, len(rows), batch):
-            chunk = rows[start : start + batch]
-            query = encoder.encode(
-                np.asarray(store[manifest["store_index"].to_numpy()[chunk]]),
-                only=category if spec.encoded else None,
-            )
-            vectors[chunk], probabilities[chunk] = query.vectors[:, 0], query.probabilities
-            done += len(chunk)
-            elapsed = time.perf_counter() - started
-            if elapsed - last_log > 5 or done == len(manifest):
-                last_log, rate = elapsed, done / max(elapsed, 1e-9)
-                logger.info(
-                    "catalog update: embedded %d/%d photos (%.0f photos/s, ETA %.0f s)",
-                    done,
-                    len(manifest),
-                    rate,
-                    (len(manifest) - done) / rate,
-                )
     centroids = ClusterCentroids.of(
         bundle.index["vectors"], bundle.catalog["category"], bundle.catalog["cluster"]
     )
@@ -106,7 +91,7 @@ def embed_new_photos(
             for v, cat in zip(vectors, manifest["category"].astype(str))
         ]
     )
-    return {"vectors": vectors, "probabilities": probabilities, "clusters": clusters}
+    return {"vectors": vectors, "clusters": clusters}
 
 
 def grow_bundle(
