@@ -82,6 +82,9 @@ CPU_THREADS = int(os.environ.get("JEWELRY_CPU_THREADS", "2"))  # decode and sear
 # Worker processes, each with its own copy of the bundle: a killed worker fails only its own
 # requests in flight while the others keep answering (the supervisor restarts it).
 WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
+# How often each worker looks for a new bundle version (the store's latest, or the bundle path's
+# link moved by a new write); 0 turns live reload off.
+RELOAD_SECONDS = float(os.environ.get("JEWELRY_RELOAD_SECONDS", "5"))
 # Model threads run at this nice value: with every core busy running models, the event loop (probes,
 # routing, 429s) is still scheduled first. Raising one's own nice value needs no privilege.
 MODEL_NICE = int(os.environ.get("JEWELRY_MODEL_NICE", "5"))
@@ -154,6 +157,14 @@ def _template(path: str) -> str:
 label_metrics_by_route(_template)
 
 
+def _public_cause(exc: Exception, path: Path) -> str:
+    """A load failure as the public may read it: no file path of this server (the log has them)."""
+    public = str(exc)
+    for location in sorted({str(path.resolve()), str(path)}, key=len, reverse=True):
+        public = public.replace(location, "the bundle")
+    return f"{type(exc).__name__}: {public}"
+
+
 @web.exception_handler(ApiError)
 async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
     return exc.response()
@@ -198,10 +209,44 @@ class JewelryService:
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
         self.engine: RecommendationEngine | None = None
         self.load_error: str | None = None
+        self.reload_error: str | None = None
+        self._serving: Path | None = None  # the version folder being served
         self._loader = threading.Thread(
             target=self._load, args=(path, label), name="bundle-loader", daemon=True
         )
         self._loader.start()
+        if RELOAD_SECONDS > 0:
+            threading.Thread(target=self._watch, name="bundle-watcher", daemon=True).start()
+
+    def _watch(self) -> None:
+        """Live reload: when the bundle reference points at another version, load and verify it
+        beside the one being served, then swap. A version that fails is refused (the old one keeps
+        serving, /status names the failure) and not retried until the reference moves again."""
+        lower_thread_priority()
+        refused: Path | None = None
+        while True:
+            time.sleep(RELOAD_SECONDS)
+            if self.engine is None:
+                continue
+            try:
+                path, label = bundle_location(bundle_reference())
+                version = path.resolve()
+            except (BundleError, OSError):
+                continue
+            if version in (self._serving, refused):
+                continue
+            try:
+                engine = RecommendationEngine(read_bundle(version), label)
+            except Exception as exc:  # noqa: BLE001 - reported through /status and the log
+                refused = version
+                self.reload_error = _public_cause(exc, path)
+                logger.error(
+                    "New bundle version %s refused, still serving the previous one: %s", label, exc
+                )
+                continue
+            self.engine = LOADED["engine"] = engine  # requests in flight keep the engine they took
+            self._serving, self.reload_error = version, None
+            logger.info("Now serving bundle %s (digest %s)", label, engine.version["bundle_digest"])
 
     def _load(self, path: Path, label: str) -> None:
         """Load models and index off the request path; /readyz answers 503 until this is done."""
@@ -217,12 +262,9 @@ class JewelryService:
                 type(exc).__name__,
                 exc,
             )
-            # The public cause names no file path of this server (the log above does).
-            public = str(exc)
-            for location in {str(path.resolve()), str(path)}:
-                public = public.replace(location, "the bundle")
-            self.load_error = LOAD_FAILURE["cause"] = f"{type(exc).__name__}: {public}"
+            self.load_error = LOAD_FAILURE["cause"] = _public_cause(exc, path)
             return
+        self._serving = path.resolve()
         self.engine = LOADED["engine"] = engine
         # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
         # the collector's view, so full collections under load scan only request objects.
@@ -248,10 +290,19 @@ class JewelryService:
             raise ApiError(503, "the model bundle is still loading", "not_ready")
         return self.engine
 
-    def _embed_batch(self, images: list[np.ndarray]) -> list[QueryBatch]:
-        """The batched model call (in a worker thread): prepared photos -> one query per photo."""
+    def _embed_batch(
+        self, items: list[tuple[RecommendationEngine, np.ndarray]]
+    ) -> list[QueryBatch]:
+        """The batched model call (in a worker thread): prepared photos -> one query per photo,
+        each by the engine its request took (across a reload, a batch may hold two)."""
         lower_thread_priority()
-        return self.engine.features(np.stack(images)).photos()
+        queries: list[QueryBatch | None] = [None] * len(items)
+        for engine in {id(engine): engine for engine, _ in items}.values():
+            members = [i for i, (owner, _) in enumerate(items) if owner is engine]
+            photos = engine.features(np.stack([items[i][1] for i in members])).photos()
+            for i, query in zip(members, photos):
+                queries[i] = query
+        return queries
 
     @functools.cached_property
     def _batcher(self):
@@ -284,7 +335,7 @@ class JewelryService:
         except ImageRejected as exc:
             raise rejected_upload(exc) from None
         try:
-            return await self._batcher(image)
+            return await self._batcher((engine, image))
         except ApiError:
             raise
         except Exception:  # noqa: BLE001 - logged with its traceback; the client gets a JSON 500 naming the log
@@ -331,6 +382,7 @@ class JewelryService:
                 "state": state,
                 "error": self.load_error,
                 "model_version": self.engine.version if self.engine else None,
+                "reload_error": self.reload_error,
             }
         )
 

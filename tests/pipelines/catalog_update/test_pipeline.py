@@ -94,38 +94,48 @@ def test_nothing_to_add_changes_nothing(tmp_path, bundle_path):
 
 
 @pytest.mark.slow
-def test_catalog_update_through_kedro_then_served(tmp_path, kedro_project):
-    """`kedro run --pipelines catalog_update` grows the project's bundle; served, a new photo's
-    upload finds that new item first and its thumbnail is there."""
+def test_catalog_update_through_kedro_then_served_without_restart(tmp_path, kedro_project):
+    """A service runs on the project's bundle; `kedro run --pipelines catalog_update` grows the
+    bundle; the same service, not restarted, serves the new version, where a new photo's upload
+    finds its new item first and the item's thumbnail is there."""
+    import time
+
     import httpx
 
     bundle = make_bundle(tmp_path / "made" / "bundle", source="combined")
     target = kedro_project / "data" / "07_model_output" / "bundle"
     shutil.copytree(bundle.resolve(), target)
     new = _new_photos(tmp_path / "new", with_catalog_copy=False)
-    result = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "kedro",
-            "run",
-            "--pipelines",
-            "catalog_update",
-            "--params",
-            f"new_dir={new},ingestion.min_images_per_category=1",
-        ],
-        cwd=kedro_project,
-        capture_output=True,
-        text=True,
-        timeout=600,
+    server = start_bentoml(
+        target, tmp_path / "serve.log", {"JEWELRY_WORKERS": "1", "JEWELRY_RELOAD_SECONDS": "1"}
     )
-    assert result.returncode == 0, result.stderr[-4000:]
-    grown = read_bundle(target)
-    assert len(grown.catalog) == 30 + 6
-    added = grown.catalog.iloc[-6:]
-    server = start_bentoml(target, tmp_path / "serve.log", {"JEWELRY_WORKERS": "1"})
     try:
         with httpx.Client(base_url=server.url, timeout=60) as client:
+            before = client.get("/status").json()["model_version"]["bundle_digest"]
+            result = subprocess.run(
+                [
+                    sys.executable,
+                    "-m",
+                    "kedro",
+                    "run",
+                    "--pipelines",
+                    "catalog_update",
+                    "--params",
+                    f"new_dir={new},ingestion.min_images_per_category=1",
+                ],
+                cwd=kedro_project,
+                capture_output=True,
+                text=True,
+                timeout=600,
+            )
+            assert result.returncode == 0, result.stderr[-4000:]
+            grown = read_bundle(target)
+            assert len(grown.catalog) == 30 + 6
+            added = grown.catalog.iloc[-6:]
+            deadline = time.monotonic() + 60
+            while client.get("/status").json()["model_version"]["bundle_digest"] == before:
+                assert time.monotonic() < deadline, "the grown bundle was never served"
+                time.sleep(0.5)
             photo = (new / str(added.iloc[0]["path"])).read_bytes()
             answer = client.post(
                 "/recommend",
