@@ -84,7 +84,7 @@ def test_the_airflow_dag_runs_end_to_end_into_the_team_server(tmp_path, team_ser
     )
     (dag_file,) = dags.glob("*.py")
     airflow(str(AIRFLOW_BIN / "airflow"), "db", "migrate")
-    settings = tiny_run_settings(photos, epochs=2)
+    settings = tiny_run_settings(photos, epochs=1)
     airflow(  # fails unless every task succeeds
         str(AIRFLOW_BIN / "airflow"),
         "dags",

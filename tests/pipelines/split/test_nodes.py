@@ -101,3 +101,14 @@ def test_a_category_left_without_validation_or_test_photos_is_warned_with_counts
         and "earring 3/0/0" in warnings[0]
         and "ring" not in warnings[0].replace("earring", "")
     )
+
+
+def test_the_split_comes_with_the_record_of_its_ingestion():
+    from jewelry_pipeline.core.lineage import check_split
+    from jewelry_pipeline.pipelines.split.nodes import split_and_record
+
+    manifest = make_manifest({"a": 20, "b": 20})
+    ingested = {"raw_dir": "/photos", "manifest_sha256": "abc", "photos": 40}
+    rows, identity = split_and_record(manifest, ingested, PARAMS)
+    assert rows.equals(split_manifest(manifest, PARAMS))
+    check_split(identity, ingested, rows)  # what later pipelines check passes

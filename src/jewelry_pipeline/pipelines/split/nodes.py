@@ -83,7 +83,10 @@ def split_manifest(manifest: pd.DataFrame, split: dict[str, Any]) -> pd.DataFram
     return frame.sort_values("store_index", kind="stable").reset_index(drop=True)
 
 
-def record_split(ingestion_identity: dict[str, Any], split: pd.DataFrame) -> dict[str, Any]:
-    """Which ingestion this split was made from, so later pipelines can refuse a split of other
-    photos."""
-    return split_identity(ingestion_identity, split)
+def split_and_record(
+    manifest: pd.DataFrame, ingestion_identity: dict[str, Any], split: dict[str, Any]
+) -> tuple[pd.DataFrame, dict[str, Any]]:
+    """The split, and which ingestion it was made from: one node, so whatever reads the split
+    (in any process, as an Airflow task) comes after the record later pipelines check it by."""
+    split_rows = split_manifest(manifest, split)
+    return split_rows, split_identity(ingestion_identity, split_rows)

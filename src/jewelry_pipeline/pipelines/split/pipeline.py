@@ -1,9 +1,9 @@
-"""Split pipeline: add a split column to the manifest.
-Then record which ingestion it was made from."""
+"""Split pipeline: add a split column to the manifest and record which ingestion it was made
+from, in one node."""
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import record_split, split_manifest
+from .nodes import split_and_record
 
 
 def create_pipeline(**kwargs) -> Pipeline:
@@ -11,16 +11,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     return Pipeline(
         [
             Node(
-                func=split_manifest,
-                inputs=["ingestion_manifest", "params:split"],
-                outputs="model_input_manifest",
+                func=split_and_record,
+                inputs=["ingestion_manifest", "ingestion_identity", "params:split"],
+                outputs=["model_input_manifest", "split_identity"],
                 name="split_manifest",
-            ),
-            Node(
-                func=record_split,
-                inputs=["ingestion_identity", "model_input_manifest"],
-                outputs="split_identity",
-                name="record_split",
             ),
         ]
     )
