@@ -182,7 +182,9 @@ def killed_then_resumed(
     deadline = time.monotonic() + 3600
     while len(list(folder.glob("chunk-*[0-9].npy"))) < chunks // 2:
         if process.poll() is not None or time.monotonic() > deadline:
-            raise SystemExit("the job ended before it could be killed half-way")
+            process.kill()
+            process.wait()
+            raise SystemExit("the job ended (or took too long) before it could be killed half-way")
         time.sleep(0.05)
     process.send_signal(signal.SIGKILL)
     process.wait()

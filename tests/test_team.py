@@ -119,7 +119,9 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     tmp_path, photos, team_server
 ):
     """Two machines' `kedro run --env team` at once: a trained one and one that cannot learn. Both
-    finish, each registers its own models, the alias ends on the better run whatever the order."""
+    finish, each registers its own models, the alias ends on the better run. (The worse one usually
+    finishes first here; the interleaving where it registers last is pinned down by
+    tests/pipelines/package/test_nodes.py::test_runs_that_decided_at_once_...)"""
     good = make_kedro_project(tmp_path / "good")
     poor = make_kedro_project(tmp_path / "poor")
     runs = {

@@ -185,8 +185,8 @@ class TrackingStoreCheck:
         if self._server is not None and not healthy(self._server):
             logger.error(
                 "The MLflow tracking server at %s stopped answering during the run, so the run "
-                "failed. Its models were not promoted (a model set whose registration was cut "
-                "short is deleted by the next run). Restart the server and run again.",
+                "failed. Its models were not promoted (encoder versions of a registration cut "
+                "short are deleted by a later run). Restart the server and run again.",
                 self._server,
             )
 

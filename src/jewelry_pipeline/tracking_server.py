@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import secrets
+import shlex
 import shutil
 import signal
 import subprocess
@@ -143,7 +144,7 @@ def _init_cluster(folder: Path, binaries: Path) -> None:
                 check=True,
                 timeout=120,
             )
-    except (TrackingServerError, subprocess.CalledProcessError):
+    except BaseException:  # a failed, timed-out or interrupted first start leaves nothing behind
         shutil.rmtree(data, ignore_errors=True)
         raise
     finally:
@@ -166,7 +167,8 @@ def start_postgres(folder: Path, port: int) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     folder.chmod(0o755)
     _check_reachable_by_postgres(folder)
-    if not (folder / "postgres" / "PG_VERSION").exists():
+    # pgpass is written last on a first start: without it the cluster was never finished
+    if not (folder / "pgpass").exists() or not (folder / "postgres" / "PG_VERSION").exists():
         shutil.rmtree(folder / "postgres", ignore_errors=True)
         _init_cluster(folder, binaries)
     if _postgres_running(folder, binaries):
@@ -175,7 +177,7 @@ def start_postgres(folder: Path, port: int) -> None:
     log.touch()
     if os.geteuid() == 0:
         shutil.chown(log, "postgres", "postgres")
-    options = f"-h {HOST} -p {port} -k {folder / 'postgres'}"
+    options = f"-h {HOST} -p {port} -k {shlex.quote(str(folder / 'postgres'))}"  # pg_ctl uses sh
     _run(
         _as_postgres(
             [
@@ -245,7 +247,11 @@ def start(
     state = ServerState(postgres_port, mlflow_port, 0)
     env = _server_env(folder, state)
     mlflow = [sys.executable, "-m", "mlflow"]
-    _run([*mlflow, "db", "upgrade", state.backend_uri], "mlflow db upgrade", env)
+    try:
+        _run([*mlflow, "db", "upgrade", state.backend_uri], "mlflow db upgrade", env)
+    except BaseException:
+        stop_postgres(folder)
+        raise
     (folder / "artifacts").mkdir(exist_ok=True)
     log = open(folder / "mlflow.log", "ab")  # noqa: SIM115 - the server keeps it open
     process = subprocess.Popen(
@@ -292,12 +298,26 @@ def status(folder: Path = DEFAULT_FOLDER) -> ServerState | None:
     return state if healthy(state.url) else None
 
 
+def _is_our_server(state: ServerState) -> bool:
+    """Whether the recorded pid is still this folder's `mlflow server` (a stale record after a crash
+    or a reboot may name an unrelated process, which must not be signalled)."""
+    try:
+        command = Path(f"/proc/{state.mlflow_pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    words = [w.decode(errors="replace") for w in command]
+    return "mlflow" in " ".join(words) and "server" in words and str(state.mlflow_port) in words
+
+
 def stop_mlflow(folder: Path = DEFAULT_FOLDER) -> None:
     """Stop the `mlflow server` process group (its workers too)."""
     record = folder.resolve() / "server.json"
     if not record.exists():
         return
     state = ServerState(**json.loads(record.read_text()))
+    if not _is_our_server(state):
+        logger.info("No mlflow server of this folder runs as pid %d any more", state.mlflow_pid)
+        return
     try:
         os.killpg(state.mlflow_pid, signal.SIGTERM)
     except ProcessLookupError:

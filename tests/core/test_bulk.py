@@ -80,5 +80,18 @@ def test_chunks_of_other_models_or_rows_are_not_reused(tmp_path, job):
     )
     assert reused[-1] == 0
     np.testing.assert_array_equal(again, first)
+    reused.clear()
+    other_rows = embed_in_chunks(
+        encoder,
+        images,
+        rows[::-1],
+        categories[::-1],
+        folder,
+        "m2",
+        chunk_rows=10,
+        progress=lambda done, total, started, n: reused.append(n),
+    )
+    assert reused[-1] == 0  # same models, other rows: nothing reused
+    np.testing.assert_allclose(other_rows, first[::-1], atol=1e-6)
     with pytest.raises(ValueError, match="same length"):
         embed_in_chunks(encoder, images, rows[:3], categories, folder, "m2")

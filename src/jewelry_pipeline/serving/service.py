@@ -246,13 +246,17 @@ class JewelryService:
                 continue
             self.engine = LOADED["engine"] = engine  # requests in flight keep the engine they took
             self._serving, self.reload_error = version, None
+            # The start-up freeze kept the first engine out of the collector's reach: let the
+            # replaced one (Keras objects are full of cycles) be freed once its requests finish.
+            gc.unfreeze()
             logger.info("Now serving bundle %s (digest %s)", label, engine.version["bundle_digest"])
 
     def _load(self, path: Path, label: str) -> None:
         """Load models and index off the request path; /readyz answers 503 until this is done."""
         lower_thread_priority()  # before TensorFlow starts its thread pools, which inherit it
+        version = path.resolve()  # the version loaded, even if the link moves meanwhile
         try:
-            engine = RecommendationEngine(read_bundle(path), label)
+            engine = RecommendationEngine(read_bundle(version), label)
             time.sleep(LOAD_DELAY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
             logger.error(
@@ -264,7 +268,7 @@ class JewelryService:
             )
             self.load_error = LOAD_FAILURE["cause"] = _public_cause(exc, path)
             return
-        self._serving = path.resolve()
+        self._serving = version
         self.engine = LOADED["engine"] = engine
         # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
         # the collector's view, so full collections under load scan only request objects.

@@ -293,3 +293,39 @@ def test_thumbnails_come_from_the_original_photos_else_the_store(tmp_path):
     assert np.abs(decoded[0].astype(int) - expected).mean() < 4
     assert decoded[1].shape == decoded[2].shape == (32, 32, 3)  # the store rows instead
     assert abs(decoded[1].mean() - 120) < 3 and abs(decoded[2].mean() - 230) < 3
+
+
+def test_a_registration_cut_short_is_cleaned_without_breaking_a_listed_set(tmp_path):
+    """Run A registered its whole set but kept a pending tag (its tag removal failed); run B
+    registered an encoder and failed before its classifier. The next run removes A's tag and
+    keeps A's encoder (a classifier lists it), and deletes B's. Broken on purpose once: with "delete
+    every pending version of an ended run", A's encoder went and the champion's set broke."""
+    from jewelry_pipeline.pipelines.package.nodes import PENDING_TAG
+
+    mlflow.set_tracking_uri(f"sqlite:///{tmp_path}/mlflow.db")
+    mlflow.set_experiment("cut-short")
+    try:
+        client = MlflowClient()
+        _, encoder, _ = build_autoencoder(16, (4,), 3)
+        with mlflow.start_run() as a:
+            _log_classifier(tmp_path / "a.keras")
+            KerasModelDataset(str(tmp_path / "ra.keras"), mlflow_name="encoder_rings").save(encoder)
+            register_run_models({"promote": True, "reason": "a", "new_value": 0.9}, PACKAGE)
+        client.set_model_version_tag("enc-rings", "1", PENDING_TAG, a.info.run_id)
+        with pytest.raises(RuntimeError), mlflow.start_run() as b:  # ends FAILED
+            KerasModelDataset(str(tmp_path / "rb.keras"), mlflow_name="encoder_rings").save(encoder)
+            logged = mlflow.search_logged_models(
+                filter_string=f"source_run_id = '{b.info.run_id}'", output_format="list"
+            )
+            mlflow.register_model(logged[0].model_uri, "enc-rings", tags={PENDING_TAG: "x"})
+            client.set_model_version_tag("enc-rings", "2", PENDING_TAG, b.info.run_id)
+            raise RuntimeError("the server went away")
+        with mlflow.start_run():
+            _log_classifier(tmp_path / "c.keras")
+            KerasModelDataset(str(tmp_path / "rc.keras"), mlflow_name="encoder_rings").save(encoder)
+            register_run_models({"promote": False, "reason": "c", "new_value": 0.5}, PACKAGE)
+        left = {int(v.version): v for v in client.search_model_versions("name = 'enc-rings'")}
+        assert set(left) == {1, 3} and PENDING_TAG not in left[1].tags
+        assert int(client.get_model_version_by_alias("enc-rings", "champion").version) == 1
+    finally:
+        mlflow.set_tracking_uri(None)

@@ -138,15 +138,46 @@ def register_run_models(decision: dict[str, Any], package: dict[str, Any]) -> di
     }
 
 
+ABANDONED_AFTER_SECONDS = 6 * 3600  # a run still "RUNNING" this long after it started is dead
+
+
+def _listed_encoders(client: Any, classifier: str) -> set[tuple[str, int]]:
+    """Every (encoder name, version) some classifier version lists as its set."""
+    listed = set()
+    for version in client.search_model_versions(f"name = '{classifier}'"):
+        for name, number in json.loads(version.tags.get("promotion.encoders", "{}")).items():
+            listed.add((name, int(number)))
+    return listed
+
+
+def _run_ended(client: Any, run_id: str) -> bool:
+    """Whether a run is over: finished, failed, gone, or "running" for longer than any run does
+    (a process killed with its server never closes its run)."""
+    from mlflow.exceptions import MlflowException
+
+    try:
+        info = client.get_run(run_id).info
+    except MlflowException:
+        return True
+    age = time.time() - (info.start_time or 0) / 1000
+    return info.status != "RUNNING" or age > ABANDONED_AFTER_SECONDS
+
+
 def _drop_abandoned_versions(client: Any, registry: dict[str, Any], run_id: str) -> None:
-    """Delete encoder versions left pending by a run that died while registering (a server gone
-    mid-registration); such a set never got its classifier version, so nothing refers to it."""
+    """Delete encoder versions left pending by a run that ended while registering (its classifier
+    version was never made). A pending version some classifier lists is complete: only its tag is
+    removed."""
+    listed = _listed_encoders(client, registry["classifier"])
     for model in client.search_registered_models(f"name LIKE '{registry['encoder_prefix']}%'"):
         for version in client.search_model_versions(f"name = '{model.name}'"):
             owner = version.tags.get(PENDING_TAG)
-            if owner and owner != run_id and client.get_run(owner).info.status != "RUNNING":
+            if not owner or owner == run_id:
+                continue
+            if (model.name, int(version.version)) in listed:
+                client.delete_model_version_tag(model.name, version.version, PENDING_TAG)
+            elif _run_ended(client, owner):
                 logger.warning(
-                    "Deleting %s v%s: its run %s stopped before registering its classifier",
+                    "Deleting %s v%s: its run %s ended before registering its classifier",
                     model.name,
                     version.version,
                     owner,
@@ -154,16 +185,30 @@ def _drop_abandoned_versions(client: Any, registry: dict[str, Any], run_id: str)
                 client.delete_model_version(model.name, version.version)
 
 
+def _complete(client: Any, version: Any) -> bool:
+    """Whether every encoder version a classifier version lists still exists."""
+    from mlflow.exceptions import MlflowException
+
+    for name, number in json.loads(version.tags["promotion.encoders"]).items():
+        try:
+            client.get_model_version(name, str(number))
+        except MlflowException:
+            return False
+    return True
+
+
 def _best_promoted(client: Any, classifier: str) -> Any | None:
-    """The promoted classifier version with the highest metric value (ties: the newer one)."""
+    """The promoted classifier version with the highest metric value (ties: the newer one), among
+    those whose encoder set is whole."""
     promoted = [
         v
         for v in client.search_model_versions(f"name = '{classifier}'")
         if v.tags.get("promotion.decision") == PROMOTED and "promotion.encoders" in v.tags
     ]
-    return max(
-        promoted, key=lambda v: (float(v.tags["promotion.value"]), int(v.version)), default=None
+    ranked = sorted(
+        promoted, key=lambda v: (float(v.tags["promotion.value"]), int(v.version)), reverse=True
     )
+    return next((v for v in ranked if _complete(client, v)), None)
 
 
 def reconcile_champion(client: Any, classifier: str, alias: str, rounds: int = 20) -> int | None:
