@@ -13,7 +13,7 @@ import httpx
 
 from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
 from jewelry_pipeline.serving.engine import RecommendationEngine
-from jewelry_testing.servers import start_bentoml
+from jewelry_testing.servers import bentoml_serve_command, free_port, start, start_bentoml
 from tests.serving.conftest import jpeg, make_bundle
 
 QUERY = {"item_id": "item000", "k": 5}
@@ -113,3 +113,45 @@ def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refused(tm
         assert items == expected[digest][kind], (digest, kind)
     assert all(digest == new for _, digest, _, _ in answers[served_after:])
     assert len(answers) > 50
+
+
+def test_a_service_whose_first_load_failed_serves_a_good_version_once_written(tmp_path):
+    """Checksums match but the classifier is not a Keras model: /readyz names the failure. A good
+    version written to the same bundle path is then served, with no restart."""
+    import hashlib
+    import json
+
+    link = make_bundle(tmp_path / "bundle", seed=0)
+    version = link.resolve()
+    (version / "classifier.keras").write_bytes(b"PK\x03\x04 written by some other tool")
+    files = json.loads((version / "files.json").read_text())
+    files["classifier.keras"] = hashlib.sha256(
+        (version / "classifier.keras").read_bytes()
+    ).hexdigest()
+    (version / "files.json").write_text(json.dumps(files))
+    port = str(free_port())
+    environment = {
+        "PORT": port,
+        "JEWELRY_BUNDLE": str(link),
+        "JEWELRY_RELOAD_SECONDS": "1",
+        "JEWELRY_WORKERS": "1",
+    }
+    server = start(bentoml_serve_command(port), environment, "/livez", tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            deadline = time.monotonic() + 60
+            while client.get("/status").json()["state"] != "failed":
+                assert time.monotonic() < deadline, "the broken bundle never reported failed"
+                time.sleep(0.3)
+            assert client.get("/readyz").json()["reason"] == "load_failed"
+            good = make_bundle(tmp_path / "bundle", seed=1).resolve()
+            deadline = time.monotonic() + 60
+            while client.get("/readyz").status_code != 200:
+                assert time.monotonic() < deadline, "the good version was never served"
+                time.sleep(0.3)
+            status = client.get("/status").json()
+            assert status["state"] == "ready" and status["error"] is None
+            assert status["model_version"]["bundle_digest"] == bundle_digest(good)[:16]
+            assert client.post("/recommend_by_id", json=QUERY).status_code == 200
+    finally:
+        server.stop()

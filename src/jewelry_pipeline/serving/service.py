@@ -92,7 +92,7 @@ LOADED: dict[
     str, RecommendationEngine
 ] = {}  # the engine once loaded, for the middleware's upload cap
 LOAD_FAILURE: dict[
-    str, str
+    str, str | None
 ] = {}  # why the bundle failed to load, for /readyz, /status and the page
 
 
@@ -211,6 +211,7 @@ class JewelryService:
         self.load_error: str | None = None
         self.reload_error: str | None = None
         self._serving: Path | None = None  # the version folder being served
+        self._refused: Path | None = None  # the last version that failed to load
         self._loader = threading.Thread(
             target=self._load, args=(path, label), name="bundle-loader", daemon=True
         )
@@ -221,24 +222,24 @@ class JewelryService:
     def _watch(self) -> None:
         """Live reload: when the bundle reference points at another version, load and verify it
         beside the one being served, then swap. A version that fails is refused (the old one keeps
-        serving, /status names the failure) and not retried until the reference moves again."""
+        serving, /status names the failure) and not retried until the reference moves again. A
+        service whose first load failed starts serving once a good version is written."""
         lower_thread_priority()
-        refused: Path | None = None
         while True:
             time.sleep(RELOAD_SECONDS)
-            if self.engine is None:
-                continue
+            if self.engine is None and self.load_error is None:
+                continue  # the first load is still running
             try:
                 path, label = bundle_location(bundle_reference())
                 version = path.resolve()
             except (BundleError, OSError):
                 continue
-            if version in (self._serving, refused):
+            if version in (self._serving, self._refused):
                 continue
             try:
                 engine = RecommendationEngine(read_bundle(version), label)
             except Exception as exc:  # noqa: BLE001 - reported through /status and the log
-                refused = version
+                self._refused = version
                 self.reload_error = _public_cause(exc, path)
                 logger.error(
                     "New bundle version %s refused, still serving the previous one: %s", label, exc
@@ -246,6 +247,7 @@ class JewelryService:
                 continue
             self.engine = LOADED["engine"] = engine  # requests in flight keep the engine they took
             self._serving, self.reload_error = version, None
+            self.load_error = LOAD_FAILURE["cause"] = None  # a failed first load is now served over
             # The start-up freeze kept the first engine out of the collector's reach: let the
             # replaced one (Keras objects are full of cycles) be freed once its requests finish.
             gc.unfreeze()
@@ -260,13 +262,14 @@ class JewelryService:
             time.sleep(LOAD_DELAY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
             logger.error(
-                "Serving bundle %s failed to load, nothing will be served until it is fixed and "
-                "the service restarted: %s: %s",
+                "Serving bundle %s failed to load, nothing will be served until a new version is "
+                "written (live reload) or the service restarted with a good one: %s: %s",
                 label,
                 type(exc).__name__,
                 exc,
             )
             self.load_error = LOAD_FAILURE["cause"] = _public_cause(exc, path)
+            self._refused = version
             return
         self._serving = version
         self.engine = LOADED["engine"] = engine
