@@ -16,6 +16,7 @@ import pytest
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents, write_bundle
+from jewelry_pipeline.core.drift import reference_sample
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.models.classifier import build_classifier, features_model
 from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
@@ -84,7 +85,7 @@ def make_bundle(
     n = PER_CLASS * len(CLASSES)
     photos = catalog_photos(seed)
     classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
-    embeddings, _, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
+    embeddings, probabilities, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
         photos.astype(np.float32), verbose=0
     )
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
@@ -133,6 +134,7 @@ def make_bundle(
                 {**PREPROCESSING, "autoencoder_input": autoencoder_input}
             ),
             answers=answers,
+            drift_reference=reference_sample(categories, probabilities, embeddings, 1000, seed),
             version={
                 "mlflow_run_id": run_id,
                 "created_at": "2026-11-22T00:00:00+00:00",

@@ -2,8 +2,9 @@
 Written atomically, read and verified.
 
 Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
-`thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `config.json` (class names,
-preprocessing, answer policy, version info) and `files.json` (sha256 of every file). No pickles:
+`thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `drift_reference.npz` (held-out
+photos for drift reports, see `core.drift`), `config.json` (class names, preprocessing, answer
+policy, version info) and `files.json` (sha256 of every file). No pickles:
 arrays load with `allow_pickle=False` and models with Keras `safe_mode=True`.
 
 The bundle path is a symbolic link to a complete version folder beside it (`.<name>.<random>`); a
@@ -58,6 +59,7 @@ class BundleContents:
     version: dict[str, Any]
     answers: AnswerPolicy = AnswerPolicy()
     title: str = "Catalog"
+    drift_reference: dict[str, np.ndarray] | None = None  # see core.drift.reference_sample
 
     @property
     def promoted(self) -> bool:
@@ -78,6 +80,7 @@ class ServingBundle:
     index: dict[str, np.ndarray]
     catalog: pd.DataFrame
     thumbnails: Thumbnails
+    drift_reference: dict[str, np.ndarray] | None = None  # None: a bundle made without one
 
     @property
     def class_names(self) -> list[str]:
@@ -155,6 +158,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
         catalog[CATALOG_COLUMNS + optional].to_csv(staging / "catalog.csv", index=False)
         np.savez(staging / "thumbnails.npz", **thumbnails.to_arrays())
+        if contents.drift_reference is not None:
+            np.savez(staging / "drift_reference.npz", **contents.drift_reference)
         config = {
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
@@ -263,6 +268,12 @@ def read_bundle(path: str | Path) -> ServingBundle:
         with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
         catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str, "title": str})
+        drift_reference = None
+        if (path / "drift_reference.npz").is_file():
+            with np.load(path / "drift_reference.npz", allow_pickle=False) as data:
+                drift_reference = {key: data[key] for key in data.files}
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None
-    return ServingBundle(path, config, classifier, encoders, index, catalog, thumbnails)
+    return ServingBundle(
+        path, config, classifier, encoders, index, catalog, thumbnails, drift_reference
+    )

@@ -221,6 +221,22 @@ class QueryEncoder:
             np.concatenate([batch.vectors for batch in batches]),
         )
 
+    def classifier_outputs(
+        self, images: np.ndarray, rows: np.ndarray, batch_size: int = 256
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The classifier's embeddings (penultimate layer) and class probabilities of store `rows`,
+        in chunks of `batch_size` (the drift report's view of photos)."""
+        rows = np.asarray(rows)
+        embeddings, probabilities = [], []
+        for start in range(0, len(rows), batch_size):
+            batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.uint8)
+            outputs = self._forward(batch)
+            embeddings.append(outputs[0].numpy())
+            probabilities.append(outputs[1].numpy())
+        if not embeddings:
+            raise ValueError("no photos to encode")
+        return np.concatenate(embeddings), np.concatenate(probabilities)
+
     def catalog_vectors(
         self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256
     ) -> np.ndarray:

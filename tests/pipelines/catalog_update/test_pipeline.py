@@ -3,6 +3,7 @@ added; `kedro run --pipelines catalog_update` then served, where a new photo fin
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -131,6 +132,24 @@ def test_catalog_update_through_kedro_then_served_without_restart(tmp_path, kedr
             assert result.returncode == 0, result.stderr[-4000:]
             grown = read_bundle(target)
             assert len(grown.catalog) == 30 + 6
+            # the drift check ran against the bundle's reference, which the grown bundle keeps
+            reporting = kedro_project / "data" / "08_reporting"
+            drift = json.loads((reporting / "catalog_update_drift.json").read_text())
+            assert drift["new_photos"] == 6 and drift["too_few_new_photos"] is True
+            assert "<html" in (reporting / "catalog_update_drift.html").read_text().lower()
+            assert grown.drift_reference is not None
+            from mlflow.tracking import MlflowClient
+
+            client_db = MlflowClient(f"sqlite:///{kedro_project}/mlruns/mlflow.db")
+            (run,) = client_db.search_runs(
+                [e.experiment_id for e in client_db.search_experiments()],
+                "tags.`catalog_update.reason` = 'catalog update'",
+            )
+            assert run.data.metrics["drift.new_photos"] == 6
+            assert 0 <= run.data.metrics["drift.embedding_roc_auc"] <= 1
+            assert "catalog_update_drift.html" in {
+                a.path for a in client_db.list_artifacts(run.info.run_id)
+            }
             added = grown.catalog.iloc[-6:]
             deadline = time.monotonic() + 60
             while client.get("/status").json()["model_version"]["bundle_digest"] == before:

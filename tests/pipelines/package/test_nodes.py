@@ -97,8 +97,14 @@ def test_assemble_bundle_orders_everything_by_the_index():
             "category": ["a", "b", "a"],
             "cluster": [0, 1, 0],
             "store_index": [2, 0, 1],
+            "split": ["train", "test", "val"],
         }
     )
+    embedded = {
+        "item_id": np.array(["y", "x", "z"]),
+        "embeddings": np.arange(6, dtype=np.float32).reshape(3, 2),
+        "probabilities": np.array([[0.9, 0.1], [0.3, 0.7], [0.5, 0.5]], np.float32),
+    }
     index = EmbeddingIndex(["z", "x", "y"], rng.normal(size=(3, 4))).to_arrays()
     thumbnails = Thumbnails.from_jpegs([b"x-jpeg", b"y-jpeg", b"z-jpeg"])
     _, encoder, _ = build_autoencoder(16, (4,), 3)
@@ -114,8 +120,11 @@ def test_assemble_bundle_orders_everything_by_the_index():
         {"input": "photo"},
         {"min_confidence": 0.4, "min_similarity": 0.2, "test": {}},
         {"raw_dir": "/shop/photos/summer_rings"},
+        embedded,
+        catalog,
         {"image_size": 16},
         {"title": None},
+        {"reference_size": 10, "seed": 0},
         encoder,
         other,
         built=["a", "b"],
@@ -123,6 +132,11 @@ def test_assemble_bundle_orders_everything_by_the_index():
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
     assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
     assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
+    # the drift reference: the held-out photos y (val) and z (test), each with its own figures
+    reference = contents.drift_reference
+    assert list(reference["category"]) == ["b", "a"]
+    np.testing.assert_allclose(reference["confidence"], [0.9, 0.5])
+    np.testing.assert_allclose(reference["embeddings"], [[0, 1], [4, 5]])
     assert [contents.thumbnails.jpeg(r) for r in range(3)] == [b"z-jpeg", b"x-jpeg", b"y-jpeg"]
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
@@ -141,6 +155,9 @@ def test_assemble_bundle_orders_everything_by_the_index():
             thumbnails,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
+            {},
+            {},
             {},
             {},
             {},

@@ -12,6 +12,7 @@ import pandas as pd
 
 from jewelry_pipeline.core.bulk import embed_in_chunks
 from jewelry_pipeline.core.bundle import BundleContents, ServingBundle
+from jewelry_pipeline.core.drift import DriftThresholds, drift_report
 from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
@@ -94,6 +95,51 @@ def embed_new_photos(
     return {"vectors": vectors, "clusters": clusters}
 
 
+def check_drift(
+    store: np.ndarray, manifest: pd.DataFrame, bundle: ServingBundle, update: dict[str, Any]
+) -> tuple[str, dict[str, Any]]:
+    """The new photos against the training run's held-out photos (category shares, classifier
+    confidence, embeddings): Evidently's HTML report, its figures, a log warning per threshold
+    crossed."""
+    drift = update["drift"]
+    if bundle.drift_reference is None:
+        reason = "the bundle holds no drift reference (packaged before drift reports); retrain"
+        logger.warning("catalog update: no drift report: %s", reason)
+        return f"<html><body><p>No drift report: {reason}.</p></body></html>", {"skipped": reason}
+    embeddings, probabilities = QueryEncoder.of_bundle(bundle).classifier_outputs(
+        store, manifest["store_index"].to_numpy(), int(update.get("batch_size", 256))
+    )
+    current = {
+        "category": manifest["category"].astype(str).to_numpy(),
+        "confidence": probabilities.max(axis=1),
+        "embeddings": embeddings,
+    }
+    html, figures = drift_report(
+        bundle.drift_reference,
+        current,
+        DriftThresholds.from_config(drift),
+        seed=int(drift.get("seed", 0)),
+    )
+    where = "see data/08_reporting/catalog_update_drift.html"
+    for warning in figures["warnings"]:
+        logger.warning(
+            "DRIFT: the new photos are unlike the training photos: %s; %s", warning, where
+        )
+    if figures["too_few_new_photos"]:
+        logger.info(
+            "drift: %d new photos are too few to warn on (min_new_photos); figures: %s",
+            figures["new_photos"],
+            "; ".join(figures["crossed"]) or "no threshold crossed",
+        )
+    elif not figures["warnings"]:
+        logger.info(
+            "drift: the %d new photos look like the training photos (no threshold crossed); %s",
+            figures["new_photos"],
+            where,
+        )
+    return html, figures
+
+
 def grow_bundle(
     bundle: ServingBundle,
     manifest: pd.DataFrame,
@@ -153,6 +199,7 @@ def grow_bundle(
         version=version,
         answers=bundle.answers,
         title=bundle.title,
+        drift_reference=bundle.drift_reference,  # still the training run's photos
     )
     logger.info(
         "catalog update: %d added (%s), %d refused; the catalog now holds %d items",
@@ -164,17 +211,26 @@ def grow_bundle(
     return contents, summary
 
 
-def record_catalog_update(summary: dict[str, Any]) -> None:
-    """The update's reason as an MLflow tag and its counts as metrics of this run."""
+def record_catalog_update(summary: dict[str, Any], drift: dict[str, Any]) -> None:
+    """The update's reason as an MLflow tag, its counts and drift figures as metrics of this run."""
     import mlflow
 
     if mlflow.active_run() is None:
         return
     mlflow.set_tags({"catalog_update.reason": summary["reason"]})
-    mlflow.log_metrics(
-        {
-            "catalog_update.added": float(summary["added"]),
-            "catalog_update.refused": float(summary["refused"]),
-            "catalog_update.catalog_size": float(summary["catalog_size"]),
+    metrics = {
+        "catalog_update.added": float(summary["added"]),
+        "catalog_update.refused": float(summary["refused"]),
+        "catalog_update.catalog_size": float(summary["catalog_size"]),
+    }
+    if "skipped" not in drift:
+        metrics |= {
+            "drift.category_p_value": drift["category_shares"]["p_value"],
+            "drift.confidence_p_value": drift["confidence"]["p_value"],
+            "drift.confidence_median": drift["confidence"]["new_median"],
+            "drift.reference_confidence_median": drift["confidence"]["reference_median"],
+            "drift.embedding_roc_auc": drift["embeddings"]["roc_auc"],
+            "drift.warnings": float(len(drift["warnings"])),
+            "drift.new_photos": float(drift["new_photos"]),
         }
-    )
+    mlflow.log_metrics(metrics)

@@ -3,11 +3,17 @@ photos join the bundle's catalog and index, embedded by its models; not in `__de
 
 from kedro.pipeline import Node, Pipeline
 
-from .nodes import decode_new_photos, embed_new_photos, grow_bundle, record_catalog_update
+from .nodes import (
+    check_drift,
+    decode_new_photos,
+    embed_new_photos,
+    grow_bundle,
+    record_catalog_update,
+)
 
 
 def create_pipeline(**kwargs) -> Pipeline:
-    """Build the catalog-update pipeline: vet, embed, grow the bundle, record."""
+    """Build the catalog-update pipeline: vet, embed, check drift, grow the bundle, record."""
     return Pipeline(
         [
             Node(
@@ -21,6 +27,12 @@ def create_pipeline(**kwargs) -> Pipeline:
                 inputs=["new_store", "new_manifest", "current_bundle", "params:catalog_update"],
                 outputs="new_embeddings",
                 name="embed_new_photos",
+            ),
+            Node(
+                func=check_drift,
+                inputs=["new_store", "new_manifest", "current_bundle", "params:catalog_update"],
+                outputs=["catalog_update_drift_report", "catalog_update_drift"],
+                name="check_drift",
             ),
             Node(
                 func=grow_bundle,
@@ -39,7 +51,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=record_catalog_update,
-                inputs="catalog_update_summary",
+                inputs=["catalog_update_summary", "catalog_update_drift"],
                 outputs=None,
                 name="record_catalog_update",
             ),

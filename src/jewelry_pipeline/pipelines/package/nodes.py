@@ -15,6 +15,7 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents
+from jewelry_pipeline.core.drift import reference_sample
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected, Preprocessing, decode_image
 from jewelry_pipeline.core.thumbnails import Thumbnails, thumbnail_jpeg
 
@@ -321,8 +322,11 @@ def assemble_bundle(
     autoencoder_input: dict[str, Any],
     answer_policy: dict[str, Any],
     ingestion_identity: dict[str, Any],
+    classifier_embeddings: dict[str, np.ndarray],
+    manifest: pd.DataFrame,
     preprocessing: dict[str, Any],
     package: dict[str, Any],
+    drift: dict[str, Any],
     *encoders: keras.Model,
     built: list[str],
 ) -> BundleContents:
@@ -353,4 +357,24 @@ def assemble_bundle(
         answers=AnswerPolicy.from_config(answer_policy),
         title=catalog_title(package.get("title"), ingestion_identity.get("raw_dir", "")),
         version={"promotion": promotion},
+        drift_reference=held_out_reference(classifier_embeddings, manifest, drift),
+    )
+
+
+def held_out_reference(
+    embedded: dict[str, np.ndarray], manifest: pd.DataFrame, drift: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """The drift reference: a sample of the held-out (validation and test) photos, unseen in
+    training as new photos are, with the classifier's confidence and embeddings of each."""
+    held_out = manifest[manifest["split"] != "train"]
+    if held_out.empty:
+        held_out = manifest
+    position = pd.Series(range(len(embedded["item_id"])), index=embedded["item_id"].astype(str))
+    rows = position.loc[held_out["item_id"].astype(str)].to_numpy()
+    return reference_sample(
+        held_out["category"].to_numpy(),
+        embedded["probabilities"][rows],
+        embedded["embeddings"][rows],
+        size=int(drift["reference_size"]),
+        seed=int(drift["seed"]),
     )
