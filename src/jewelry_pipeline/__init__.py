@@ -6,7 +6,8 @@ import warnings
 
 __version__ = "0.1.0"
 
-# Telemetry is off everywhere this package is imported: Kedro, BentoML and MLflow.
+# Telemetry is off everywhere this package is imported: Kedro, BentoML, MLflow and Evidently
+# (DO_NOT_TRACK).
 for _name, _value in {
     "KEDRO_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",

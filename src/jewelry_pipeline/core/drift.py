@@ -4,7 +4,6 @@ classifier confidence and the classifier's embeddings; an HTML report and the ke
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
@@ -74,7 +73,6 @@ def drift_report(
 ) -> tuple[str, dict[str, Any]]:
     """Evidently's report (HTML) comparing `current` photos with the `reference`, and its key
     figures with the warnings of every threshold crossed."""
-    os.environ.setdefault("DO_NOT_TRACK", "1")  # Evidently's telemetry
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
     from evidently.metrics.embeddings import ModelDriftMethod
