@@ -58,3 +58,38 @@ def publish(name: str, result: dict, section_markdown: str) -> None:
         text = text.rstrip() + "\n\n" + block + "\n"
     PERFORMANCE.parent.mkdir(parents=True, exist_ok=True)
     PERFORMANCE.write_text(text)
+
+
+class AnonymousMemoryPeak:
+    """Samples the process's anonymous resident memory every 20 ms (RssAnon: heap, arrays, model
+    weights; not pages of memory-mapped files, which the kernel can drop at will). A context
+    manager, or `start()` ... `stop()` (the peak in MB)."""
+
+    def __init__(self) -> None:
+        import threading
+
+        self.peak_kb, self._stop = 0, threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+
+    def _sample(self) -> None:
+        while not self._stop.wait(0.02):
+            for line in Path("/proc/self/status").read_text().splitlines():
+                if line.startswith("RssAnon:"):
+                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
+
+    def start(self) -> AnonymousMemoryPeak:
+        """Start sampling."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> int:
+        """Stop sampling; the peak in MB."""
+        self._stop.set()
+        self._thread.join()
+        return round(self.peak_kb / 1024)
+
+    def __enter__(self) -> AnonymousMemoryPeak:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks._report import ROOT, AnonymousMemoryPeak, markdown_table, publish
 
 TARGET_RATIO = 0.8  # embedding throughput at least 80 % of the bare models'
 
@@ -68,31 +68,6 @@ def make_store(bundle_path: Path, photos: int, out: Path, store: Path, manifest:
         rows.flush()
     del rows
     np.save(out / "categories.npy", categories[picks])
-
-
-class AnonymousMemoryPeak:
-    """Samples the process's anonymous resident memory every 20 ms (RssAnon: heap, arrays, model
-    weights; not the pages of the memory-mapped store, which the kernel can drop at will)."""
-
-    def __init__(self) -> None:
-        import threading
-
-        self.peak_kb, self._stop = 0, threading.Event()
-        self._thread = threading.Thread(target=self._sample, daemon=True)
-
-    def _sample(self) -> None:
-        while not self._stop.wait(0.02):
-            for line in Path("/proc/self/status").read_text().splitlines():
-                if line.startswith("RssAnon:"):
-                    self.peak_kb = max(self.peak_kb, int(line.split()[1]))
-
-    def __enter__(self) -> AnonymousMemoryPeak:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self._stop.set()
-        self._thread.join()
 
 
 def run_embed(bundle_path: Path, work: Path, photos: int, folder: Path, chunk_rows: int) -> dict:

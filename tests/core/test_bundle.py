@@ -168,3 +168,30 @@ def test_a_bundle_folder_from_before_versions_is_replaced_in_place(tmp_path, bun
     (legacy / "files.json").write_text("{}")
     write_bundle(legacy, parts)
     assert legacy.is_symlink() and read_bundle(legacy).class_names == ["a", "b"]
+
+
+def test_an_ivfpq_index_keeps_its_vectors_beside_the_npz_memory_mapped(tmp_path, bundle_parts):
+    parts, _ = bundle_parts
+    vectors = np.random.default_rng(2).normal(size=(3, 4))
+    index = EmbeddingIndex(
+        ["i0", "i1", "i2"], vectors, "ivfpq", partitions=parts.catalog["category"]
+    )
+    path = write_bundle(tmp_path / "bundle", replace(parts, index=index.to_arrays()))
+    assert "index_vectors.npy" in json.loads((path / "files.json").read_text())
+    with np.load(path / "index.npz") as data:
+        assert "vectors" not in data.files
+    bundle = read_bundle(path)
+    assert isinstance(bundle.index["vectors"], np.memmap)
+    loaded = EmbeddingIndex.from_arrays(bundle.index)
+    assert loaded.backend == "ivfpq" and list(loaded.partitions.labels()) == ["a", "a", "b"]
+    found, scores = loaded.search(vectors[1], 3, partition="a")
+    assert found.tolist() == [[1, 0]] and scores[0, 0] == pytest.approx(1.0)
+    # An exact index is stored as before: its vectors inside index.npz.
+    plain = write_bundle(tmp_path / "plain", parts)
+    assert not (plain / "index_vectors.npy").exists()
+    assert not isinstance(read_bundle(plain).index["vectors"], np.memmap)
+    # The vectors are covered by the manifest.
+    stored = np.load(path / "index_vectors.npy")
+    np.save(path / "index_vectors.npy", stored[::-1].copy())
+    with pytest.raises(BundleError, match="index_vectors.npy does not match its checksum"):
+        read_bundle(path)

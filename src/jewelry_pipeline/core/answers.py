@@ -89,10 +89,15 @@ def answer_query(
     found_positions, found_scores = [], []
     for scope in scopes:
         space = predicted if scope is None else class_names.index(scope)
-        allowed = None if scope is None else item_categories == scope
+        # A category is the index's partition when it has them (precomputed, and IVF-PQ searches
+        # only that category's lists); else a mask.
+        partition = scope if index.partitions is not None else None
+        allowed = None if scope is None or partition is not None else item_categories == scope
         if within is not None:
             allowed = within if allowed is None else allowed & within
-        positions, scores = index.search(query.vector(row, space)[None], k, allowed=allowed)
+        positions, scores = index.search(
+            query.vector(row, space)[None], k, allowed=allowed, partition=partition
+        )
         found_positions.append(positions[0])
         found_scores.append(scores[0])
     positions, scores = np.concatenate(found_positions), np.concatenate(found_scores)

@@ -1,7 +1,8 @@
 """The serving bundle: one folder with everything the service needs.
 Written atomically, read and verified.
 
-Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz`, `catalog.csv`,
+Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz` (for a memory-mapped index
+backend, IVF-PQ, its vectors are `index_vectors.npy` beside it, memory-mapped), `catalog.csv`,
 `thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `drift_reference.npz` (held-out
 photos for drift reports, see `core.drift`), `config.json` (class names, preprocessing, answer
 policy, version info) and `files.json` (sha256 of every file). No pickles:
@@ -29,9 +30,11 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS
 from jewelry_pipeline.core.thumbnails import Thumbnails
 
 BUNDLE_FORMAT = 2  # 2: JPEG thumbnails made from the original photos
+INDEX_VECTORS = "index_vectors.npy"  # a memory-mapped backend's vectors, beside index.npz
 BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )
@@ -154,6 +157,9 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         (staging / "encoders").mkdir()
         for category, encoder in encoders.items():
             save_keras_atomic(encoder, staging / "encoders" / f"{category}.keras")
+        if str(index.get("backend")) in MEMORY_MAPPED_BACKENDS:
+            np.save(staging / INDEX_VECTORS, index["vectors"])
+            index = {key: value for key, value in index.items() if key != "vectors"}
         np.savez(staging / "index.npz", **index)
         optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
         catalog[CATALOG_COLUMNS + optional].to_csv(staging / "catalog.csv", index=False)
@@ -258,6 +264,7 @@ def read_bundle(path: str | Path) -> ServingBundle:
 
     path = Path(path).resolve()  # one version, even if the link moves meanwhile
     config = verify_bundle(path)
+    mapped = INDEX_VECTORS in json.loads((path / "files.json").read_text())
     try:
         classifier = load_keras_safe(path / "classifier.keras")
         encoders = {
@@ -265,6 +272,8 @@ def read_bundle(path: str | Path) -> ServingBundle:
         }
         with np.load(path / "index.npz", allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
+        if mapped:  # verified above; pages are read as searches touch them
+            index["vectors"] = np.load(path / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
         with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
         catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str, "title": str})

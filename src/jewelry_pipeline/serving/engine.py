@@ -17,7 +17,7 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
-from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
+from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex, read_rows
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +55,15 @@ class RecommendationEngine:
             raise BundleError(
                 f"serving bundle '{bundle.path}' has a catalog that is not in index order"
             )
+        self._categories = self.catalog["category"].to_numpy().astype(str)
+        # The category filter is the index's partition: labelled here unless the index was built
+        # per category (IVF-PQ), in which case its labels must be the catalog's.
+        if self.index.partitions is None:
+            self.index.with_partitions(self._categories)
+        elif not np.array_equal(self.index.partitions.labels(), self._categories):
+            raise BundleError(
+                f"serving bundle '{bundle.path}' has index partitions that are not its categories"
+            )
         self.thumbnails = bundle.thumbnails
         self.position_of = {item_id: i for i, item_id in enumerate(self.index.item_ids)}
         # Public identity only: no file path, store tag or tracking run id leaves the server (the
@@ -70,7 +79,6 @@ class RecommendationEngine:
             bundle.version,
             bundle.digest[:16],
         )
-        self._categories = self.catalog["category"].to_numpy().astype(str)
         self.title = bundle.title
         # What a person reads for an item: the catalog's title when it has one, else the file name.
         names = self.catalog["path"].astype(str).map(lambda p: PurePosixPath(p).name)
@@ -164,12 +172,10 @@ class RecommendationEngine:
         position = self.position_of.get(str(item_id))
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
-        vector = self.index.vectors[position]
-        allowed = (
-            self._categories == self._categories[position] if self.spec.category_scoped else None
-        )
+        vector = read_rows(self.index.vectors, [position])[0]
+        category = self._categories[position] if self.spec.category_scoped else None
         positions, scores = self.index.search(
-            vector[None, :], min(k + 1, len(self.index.item_ids)), allowed=allowed
+            vector[None, :], min(k + 1, len(self.index.item_ids)), partition=category
         )
         keep = positions[0] != position
         item = self._items(np.array([position]), np.array([1.0]))[0]

@@ -167,3 +167,32 @@ def test_catalog_update_through_kedro_then_served_without_restart(tmp_path, kedr
             assert thumbnail.status_code == 200 and thumbnail.content[:3] == b"\xff\xd8\xff"
     finally:
         server.stop()
+
+
+def test_an_ivfpq_bundle_grows_with_its_partitions(tmp_path, bundle_path):
+    """A bundle whose index is IVF-PQ, partitioned by category and memory-mapped, grows: the new
+    rows join their category's partition and the written bundle serves them."""
+    from jewelry_pipeline.core.bundle import write_bundle
+    from jewelry_pipeline.core.search import EmbeddingIndex
+
+    bundle = read_bundle(bundle_path)
+    arrays = bundle.index
+    index = EmbeddingIndex(
+        arrays["item_ids"], arrays["vectors"], "ivfpq", partitions=bundle.catalog["category"]
+    )
+    bundle.index = {**arrays, **index.to_arrays()}
+    new = list_image_folder(_new_photos(tmp_path / "new", with_catalog_copy=False))
+    store, manifest, rejects = decode_new_photos(new, bundle, INGESTION)
+    embedded = embed_new_photos(
+        store, manifest, bundle, {"batch_size": 8, "chunk_rows": 8, "work_dir": tmp_path / "c"}
+    )
+    contents, _ = grow_bundle(bundle, manifest, embedded, new, store, rejects, PACKAGE, INGESTION)
+    grown = read_bundle(write_bundle(tmp_path / "grown", contents))
+    assert isinstance(grown.index["vectors"], np.memmap)  # index_vectors.npy, memory-mapped
+    assert list(grown.index["partition_names"][grown.index["partition_codes"]]) == list(
+        grown.catalog["category"]
+    )
+    engine = RecommendationEngine(grown, "grown")
+    added = grown.catalog.iloc[-1]
+    found = engine.recommend_by_id(str(added["item_id"]), k=3)
+    assert {item["category"] for item in found["items"]} == {added["category"]}

@@ -293,3 +293,34 @@ def test_configured_answer_thresholds_are_kept(modelled):
     assert policy["test"]["after"]["uncertain_rate"] == pytest.approx(
         np.mean(test_confidence < 0.7)
     )
+
+
+def test_an_ivfpq_index_is_built_per_category(modelled):
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    params = {**PARAMS, "index_backend": "ivfpq", "ivfpq": {"lists": "auto", "rerank": 20}}
+
+    def build(recommender: dict) -> dict:
+        return build_index(
+            images,
+            manifest,
+            ["a", "b"],
+            model,
+            sources,
+            {"source": "classifier"},
+            {"input": "foreground"},
+            preprocessing,
+            recommender,
+            *encoders,
+            built=["a", "b"],
+        )
+
+    index = EmbeddingIndex.from_arrays(build(params))
+    assert index.backend == "ivfpq" and (index.ivfpq.rerank, index.ivfpq.seed) == (20, 0)
+    assert list(index.partitions.labels()) == list(manifest["category"])
+    found, _ = index.search(index.vectors[:4], 3, partition="b")
+    assert (manifest["category"].to_numpy()[found] == "b").all()
+    found, _ = index.search(index.vectors[:4], 3)
+    assert found[:, 0].tolist() == [0, 1, 2, 3]
+    with pytest.raises(ValueError, match="unknown ivfpq parameters"):
+        build({**params, "ivfpq": {"nlist": 4}})

@@ -166,10 +166,15 @@ def grow_bundle(
     if "title" in catalog:
         catalog["title"] = catalog["title"].fillna("")
     old = EmbeddingIndex.from_arrays(bundle.index)
+    # The grown index is built anew (an IVF-PQ index retrains its lists; its vectors are read into
+    # memory to be joined); partitioned indexes label the new rows with their categories.
     grown = replace(
         old,
         item_ids=np.concatenate([old.item_ids, added["item_id"].to_numpy()]),
-        vectors=np.concatenate([old.vectors, embedded["vectors"]]),
+        vectors=np.concatenate([np.asarray(old.vectors), embedded["vectors"]]),
+        partitions=None
+        if old.partitions is None
+        else np.concatenate([old.partitions.labels(), added["category"].to_numpy()]),
     )
     spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown.to_arrays()}
     new_thumbnails = make_thumbnails(

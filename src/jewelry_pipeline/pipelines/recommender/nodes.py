@@ -11,6 +11,7 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy, answer_query
 from jewelry_pipeline.core.images import Preprocessing, downsized_pixels
+from jewelry_pipeline.core.ivfpq import IvfPqSettings
 from jewelry_pipeline.core.lookup import aligned, substyles_of
 from jewelry_pipeline.core.metrics import precision_and_ap_at_k, single_step
 from jewelry_pipeline.core.query import (
@@ -246,13 +247,17 @@ def build_index(
         # to serve it
         vectors = sources[source]
     hnsw = recommender["hnsw"]
+    backend = recommender["index_backend"]
     index = EmbeddingIndex(
         item_ids,
         vectors,
-        backend=recommender["index_backend"],
+        backend=backend,
         hnsw_m=int(hnsw["m"]),
         ef_construction=int(hnsw["ef_construction"]),
         ef_search=int(hnsw["ef_search"]),
+        ivfpq=IvfPqSettings.from_config(recommender.get("ivfpq"), int(recommender["seed"])),
+        # IVF-PQ: one index per category, the category filter's partition
+        partitions=manifest["category"].to_numpy().astype(str) if backend == "ivfpq" else None,
     )
     logger.info(
         "Index: %d items, source '%s', %d dimensions, backend %s",
