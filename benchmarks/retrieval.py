@@ -455,7 +455,7 @@ def _publish(rows: list[dict]) -> None:
         "cold: the file's page cache was dropped (`posix_fadvise(DONTNEED)`) before the pass, "
         "so re-ranked rows are read from disk. `peak_rss_mb` is the serving process's "
         "ru_maxrss, which the memory target is judged on; `peak_anon_mb` is its peak RssAnon "
-        "(sampled every 0.2 s)."
+        "(sampled every 20 ms)."
     )
     if details:
         notes += (

@@ -296,13 +296,13 @@ def test_cluster_centroids_read_in_chunks_equal_plain_means(monkeypatch, tmp_pat
         assert sorted(ids) == sorted(set(clusters[(categories == category) & (clusters >= 0)]))
 
 
-def test_rows_of_a_memory_mapped_file_are_read_as_indexing_would(tmp_path):
-    from jewelry_pipeline.core.search import read_rows
-
-    vectors = np.random.default_rng(0).normal(size=(500, 12)).astype(np.float32)
+def test_rows_of_a_memory_mapped_file_are_read_as_indexing_would_even_once_deleted(tmp_path):
+    vectors = l2_normalise(np.random.default_rng(0).normal(size=(500, 12)))
     np.save(tmp_path / "v.npy", vectors)
-    mapped = np.load(tmp_path / "v.npy", mmap_mode="r")
+    ids = np.arange(500).astype(str)
+    mapped = EmbeddingIndex(ids, np.load(tmp_path / "v.npy", mmap_mode="r"), "ivfpq")
+    (tmp_path / "v.npy").unlink()  # as a bundle's older version is removed under a running worker
     rows = np.array([499, 3, 3, 0, 250])
-    np.testing.assert_array_equal(read_rows(mapped, rows), vectors[rows])  # read with pread
-    np.testing.assert_array_equal(read_rows(mapped[100:], rows[1:]), vectors[100:][rows[1:]])
-    np.testing.assert_array_equal(read_rows(vectors, rows), vectors[rows])
+    np.testing.assert_array_equal(mapped.rows(rows), vectors[rows])  # pread, no mapping
+    in_memory = EmbeddingIndex(ids, vectors)
+    np.testing.assert_array_equal(in_memory.rows(rows), in_memory.vectors[rows])

@@ -134,7 +134,9 @@ def make_bundle(
                 {**PREPROCESSING, "autoencoder_input": autoencoder_input}
             ),
             answers=answers,
-            drift_reference=reference_sample(categories, probabilities, embeddings, 1000, seed),
+            drift_reference=reference_sample(
+                categories, probabilities, embeddings, CLASSES, 1000, seed
+            ),
             version={
                 "mlflow_run_id": run_id,
                 "created_at": "2026-11-22T00:00:00+00:00",

@@ -1,25 +1,22 @@
-"""Drift of new photos against the training run's held-out photos (Evidently): category shares,
-classifier confidence and the classifier's embeddings; an HTML report and the key figures."""
+"""Drift of new photos against the training run's held-out photos (Evidently): the predicted
+categories, the classifier's confidence and its embeddings; an HTML report and the key figures."""
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-logger = logging.getLogger(__name__)
-
-REFERENCE_KEYS = ("category", "confidence", "embeddings")
+REFERENCE_KEYS = ("category", "predicted", "confidence", "embeddings")
 
 
 @dataclass(frozen=True)
 class DriftThresholds:
     """When new photos count as unlike the training photos (from `catalog_update.drift`)."""
 
-    category_p_value: float = 0.01  # chi-square test of the category shares
+    agreement_p_value: float = 0.01  # z-test: classifier and folders agree as on held-out photos
     confidence_p_value: float = 0.01  # Kolmogorov-Smirnov test of the classifier's confidence
     embedding_auc: float = 0.65  # ROC AUC of a model telling new from reference embeddings
     min_new_photos: int = 30  # fewer: figures are reported, but too few to warn on
@@ -32,26 +29,40 @@ class DriftThresholds:
         return cls(**known)
 
 
+def classifier_view(
+    categories: np.ndarray,
+    probabilities: np.ndarray,
+    embeddings: np.ndarray,
+    class_names: list[str],
+) -> dict[str, np.ndarray]:
+    """What the drift check compares, per photo: its category (folder), the category the classifier
+    predicts, its confidence (top probability) and its embedding."""
+    probabilities = np.asarray(probabilities, np.float32)
+    return {
+        "category": np.asarray(categories).astype(str),
+        "predicted": np.asarray(class_names).astype(str)[probabilities.argmax(axis=1)],
+        "confidence": probabilities.max(axis=1),
+        "embeddings": np.asarray(embeddings, np.float32),
+    }
+
+
 def reference_sample(
     categories: np.ndarray,
     probabilities: np.ndarray,
     embeddings: np.ndarray,
+    class_names: list[str],
     size: int,
     seed: int,
 ) -> dict[str, np.ndarray]:
-    """A seeded sample of at most `size` photos as plain arrays for the bundle: category, classifier
-    confidence (top probability) and embeddings."""
+    """A seeded sample of at most `size` photos' `classifier_view`, as plain arrays for the
+    bundle."""
     categories = np.asarray(categories).astype(str)
     if len(categories) == 0:
         raise ValueError("a drift reference needs at least one photo")
-    rows = np.arange(len(categories))
-    if len(rows) > size:
-        rows = np.sort(np.random.default_rng(seed).choice(rows, size, replace=False))
-    return {
-        "category": categories[rows],
-        "confidence": np.asarray(probabilities, np.float32)[rows].max(axis=1),
-        "embeddings": np.asarray(embeddings, np.float32)[rows],
-    }
+    rows = sample_rows(len(categories), size, seed)
+    return classifier_view(
+        categories[rows], np.asarray(probabilities)[rows], np.asarray(embeddings)[rows], class_names
+    )
 
 
 def _frame(sample: dict[str, np.ndarray], centre: np.ndarray, spread: np.ndarray) -> pd.DataFrame:
@@ -61,8 +72,50 @@ def _frame(sample: dict[str, np.ndarray], centre: np.ndarray, spread: np.ndarray
     embeddings = (np.asarray(sample["embeddings"], np.float64) - centre) / spread
     frame = pd.DataFrame(embeddings, columns=[f"e{i}" for i in range(embeddings.shape[1])])
     frame.insert(0, "confidence", np.asarray(sample["confidence"], np.float64))
-    frame.insert(0, "category", np.asarray(sample["category"]).astype(str))
+    agrees = np.asarray(sample["predicted"]).astype(str) == np.asarray(sample["category"]).astype(
+        str
+    )
+    frame.insert(0, "agrees", np.where(agrees, "yes", "no"))
     return frame
+
+
+def sample_rows(count: int, size: int, seed: int) -> np.ndarray:
+    """A seeded, sorted sample of at most `size` of `count` row numbers (all of them when fewer)."""
+    if count <= size:
+        return np.arange(count)
+    return np.sort(np.random.default_rng(seed).choice(count, size, replace=False))
+
+
+def matched_reference(
+    reference: dict[str, np.ndarray], categories: np.ndarray, seed: int
+) -> dict[str, np.ndarray]:
+    """The largest sample of the reference in the new photos' category shares (only their
+    categories), so confidence and embeddings are compared like with like: forty new rings against
+    rings, not against every category. The whole reference when it holds none of them."""
+    names, counts = np.unique(np.asarray(categories).astype(str), return_counts=True)
+    held = np.asarray(reference["category"]).astype(str)
+    available = np.array([np.count_nonzero(held == name) for name in names])
+    known = available > 0
+    if not known.any():
+        return reference
+    shares = counts[known] / counts[known].sum()
+    scale = float(np.min(available[known] / shares))
+    rng = np.random.default_rng(seed)
+    rows = np.sort(
+        np.concatenate(
+            [
+                rng.choice(np.flatnonzero(held == name), max(1, int(share * scale)), replace=False)
+                for name, share in zip(names[known], shares)
+            ]
+        )
+    )
+    return {key: np.asarray(reference[key])[rows] for key in REFERENCE_KEYS}
+
+
+def _value(result: dict[str, Any]) -> float | None:
+    """A metric's value; None when undefined (NaN: e.g. chi-square over a single category)."""
+    value = float(result["value"])
+    return None if np.isnan(value) else value
 
 
 def drift_report(
@@ -70,9 +123,19 @@ def drift_report(
     current: dict[str, np.ndarray],
     thresholds: DriftThresholds,
     seed: int = 0,
+    new_photos: int | None = None,
 ) -> tuple[str, dict[str, Any]]:
-    """Evidently's report (HTML) comparing `current` photos with the `reference`, and its key
-    figures with the warnings of every threshold crossed."""
+    """Evidently's report (HTML) comparing `current` photos with the `reference` photos of the same
+    categories (`matched_reference`), and its key figures with the warnings of every threshold
+    crossed.
+
+    Tested: how often the classifier's category is the folder's (z-test of the two proportions),
+    the confidence (Kolmogorov-Smirnov) and the embeddings (ROC AUC of a model telling them apart;
+    only from `min_new_photos` photos on, as the model halves the rows). The category shares (the
+    folders' and the classifier's) are reported, not tested: a shop adding forty rings changes them
+    on purpose. `new_photos` is the update's size when `current`
+    is a sample.
+    """
     from evidently import DataDefinition, Dataset, Report
     from evidently.metrics import EmbeddingsDrift, ValueDrift
     from evidently.metrics.embeddings import ModelDriftMethod
@@ -80,77 +143,97 @@ def drift_report(
     missing = [key for key in REFERENCE_KEYS if key not in reference or key not in current]
     if missing:
         raise ValueError(f"drift samples lack {missing}")
-    new_photos = len(current["category"])
-    if new_photos > thresholds.max_new_photos:
-        rows = np.sort(
-            np.random.default_rng(seed).choice(new_photos, thresholds.max_new_photos, replace=False)
-        )
-        current = {key: np.asarray(current[key])[rows] for key in REFERENCE_KEYS}
-    reference_embeddings = np.asarray(reference["embeddings"], np.float64)
+    total = len(current["category"]) if new_photos is None else int(new_photos)
+    chosen = sample_rows(len(current["category"]), thresholds.max_new_photos, seed)
+    current = {key: np.asarray(current[key])[chosen] for key in REFERENCE_KEYS}
+    matched = matched_reference(reference, current["category"], seed)
+    reference_embeddings = np.asarray(matched["embeddings"], np.float64)
     centre = reference_embeddings.mean(axis=0)
     spread = np.maximum(reference_embeddings.std(axis=0), 1e-6 * (1 + np.abs(centre)))
-    reference_frame = _frame(reference, centre, spread)
+    matched_frame = _frame(matched, centre, spread)
     current_frame = _frame(current, centre, spread)
-    dimensions = [c for c in reference_frame.columns if c.startswith("e")]
     definition = DataDefinition(
-        categorical_columns=["category"],
+        categorical_columns=["agrees"],
         numerical_columns=["confidence"],
-        embeddings={"classifier": dimensions},
+        embeddings={"classifier": [c for c in matched_frame.columns if c.startswith("e")]},
     )
+    enough = len(current_frame) >= thresholds.min_new_photos
     metrics = [
-        ValueDrift(column="category", method="chisquare", threshold=thresholds.category_p_value),
+        ValueDrift(column="agrees", method="z", threshold=thresholds.agreement_p_value),
         ValueDrift(column="confidence", method="ks", threshold=thresholds.confidence_p_value),
-        EmbeddingsDrift(
-            embeddings_name="classifier",
-            drift_method=ModelDriftMethod(threshold=thresholds.embedding_auc),
-        ),
     ]
+    if enough:
+        metrics.append(
+            EmbeddingsDrift(
+                embeddings_name="classifier",
+                drift_method=ModelDriftMethod(threshold=thresholds.embedding_auc),
+            )
+        )
     snapshot = Report(metrics).run(
         Dataset.from_pandas(current_frame, data_definition=definition),
-        Dataset.from_pandas(reference_frame, data_definition=definition),
+        Dataset.from_pandas(matched_frame, data_definition=definition),
     )
-    values = [float(result["value"]) for result in snapshot.dict()["metrics"]]
-    category_p, confidence_p, embedding_auc = values
+    agreement_p, confidence_p, *rest = [_value(result) for result in snapshot.dict()["metrics"]]
+    embedding_auc = rest[0] if rest else None
     figures: dict[str, Any] = {
-        "new_photos": int(new_photos),
+        "new_photos": total,
         "compared_new_photos": int(len(current_frame)),
-        "reference_photos": int(len(reference_frame)),
+        "reference_photos": int(len(reference["category"])),
+        "matched_reference_photos": int(len(matched_frame)),
         "category_shares": {
-            "p_value": category_p,
-            "new": _shares(current_frame["category"]),
-            "reference": _shares(reference_frame["category"]),
+            "new": _shares(current["category"]),
+            "reference": _shares(reference["category"]),
+        },
+        "predicted_categories": {
+            "new": _shares(current["predicted"]),
+            "reference": _shares(matched["predicted"]),
+        },
+        "agreement": {
+            "p_value": agreement_p,
+            "new": _agreement(current),
+            "reference": _agreement(matched),
         },
         "confidence": {
             "p_value": confidence_p,
-            "new_median": float(current_frame["confidence"].median()),
-            "reference_median": float(reference_frame["confidence"].median()),
+            "new_median": float(np.median(current["confidence"])),
+            "reference_median": float(np.median(matched["confidence"])),
         },
         "embeddings": {"roc_auc": embedding_auc},
     }
     crossed = []
-    if category_p < thresholds.category_p_value:
+    if agreement_p is not None and agreement_p < thresholds.agreement_p_value:
         crossed.append(
-            f"category shares differ from the training photos' (chi-square p={category_p:.2g} "
-            f"< {thresholds.category_p_value})"
+            "the classifier puts the new photos in their folder's category "
+            f"{figures['agreement']['new']:.1%} of the time, held-out photos of the same "
+            f"categories {figures['agreement']['reference']:.1%} (z-test p={agreement_p:.2g} < "
+            f"{thresholds.agreement_p_value})"
         )
-    if confidence_p < thresholds.confidence_p_value:
+    if confidence_p is not None and confidence_p < thresholds.confidence_p_value:
         crossed.append(
             "the classifier's confidence differs (median "
             f"{figures['confidence']['new_median']:.3f} vs "
             f"{figures['confidence']['reference_median']:.3f}; Kolmogorov-Smirnov "
             f"p={confidence_p:.2g} < {thresholds.confidence_p_value})"
         )
-    if embedding_auc > thresholds.embedding_auc:
+    if embedding_auc is not None and embedding_auc > thresholds.embedding_auc:
         crossed.append(
             "the photos' embeddings are told apart from the training photos' (ROC AUC "
             f"{embedding_auc:.3f} > {thresholds.embedding_auc})"
         )
-    figures["too_few_new_photos"] = new_photos < thresholds.min_new_photos
-    figures["warnings"] = [] if figures["too_few_new_photos"] else crossed
+    figures["too_few_new_photos"] = not enough
+    figures["warnings"] = crossed if enough else []
     figures["crossed"] = crossed
     return snapshot.get_html_str(as_iframe=False), figures
 
 
-def _shares(categories: pd.Series) -> dict[str, float]:
+def _agreement(sample: dict[str, np.ndarray]) -> float:
+    """The share of photos the classifier puts in their folder's category."""
+    return round(float(np.mean(sample["predicted"] == sample["category"])), 4)
+
+
+def _shares(categories: np.ndarray) -> dict[str, float]:
     """Each category's share of the photos."""
-    return {str(k): round(float(v), 4) for k, v in categories.value_counts(normalize=True).items()}
+    names, counts = np.unique(np.asarray(categories).astype(str), return_counts=True)
+    return {
+        str(name): round(float(count) / len(categories), 4) for name, count in zip(names, counts)
+    }

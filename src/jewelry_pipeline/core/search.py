@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import mmap
 import os
+import weakref
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
@@ -39,28 +40,32 @@ def _file_backed(vectors: np.ndarray) -> bool:
     return vectors.flags.c_contiguous and os.path.getsize(vectors.filename) == size
 
 
-def read_rows(vectors: np.ndarray, rows: np.ndarray) -> np.ndarray:
-    """`vectors[rows]` as float32. Rows of a memory-mapped `.npy` are read with `pread`: the file's
-    pages stay in the page cache, shared and reclaimable, and never count in this process's RSS
-    (a memory-map access maps the pages around each row too, so RSS would grow towards the file's
-    size as searches touch it)."""
-    rows = np.asarray(rows, np.int64).ravel()
-    if not _file_backed(vectors):
-        return np.asarray(vectors[rows], np.float32)
-    width = vectors.shape[1] * vectors.itemsize
-    out = np.empty((len(rows), vectors.shape[1]), vectors.dtype)
-    view = memoryview(out).cast("B")
-    handle = os.open(vectors.filename, os.O_RDONLY)
-    try:
+class RowFile:
+    """The rows of a memory-mapped `.npy`, read with `pread` on a descriptor opened once.
+
+    The file's pages stay in the page cache, shared and reclaimable, and never count in this
+    process's RSS (a memory-map access maps the pages around each row too, so RSS would grow towards
+    the file's size as searches touch it). The open descriptor keeps reading after the file is
+    deleted, as a bundle's older versions are.
+    """
+
+    def __init__(self, vectors: np.memmap):
+        self.filename, self.offset = str(vectors.filename), int(vectors.offset)
+        self.columns, self.dtype = int(vectors.shape[1]), vectors.dtype
+        self.width = self.columns * vectors.itemsize
+        self.descriptor = os.open(self.filename, os.O_RDONLY)
+        weakref.finalize(self, os.close, self.descriptor)
+
+    def read(self, rows: np.ndarray) -> np.ndarray:
+        """The given rows, as float32."""
+        rows = np.asarray(rows, np.int64).ravel()
+        out = np.empty((len(rows), self.columns), self.dtype)
+        view, width = memoryview(out).cast("B"), self.width
         for i, row in enumerate(rows.tolist()):
-            got = os.preadv(
-                handle, [view[i * width : (i + 1) * width]], vectors.offset + row * width
-            )
-            if got != width:
-                raise OSError(f"{vectors.filename}: short read of row {row}")
-    finally:
-        os.close(handle)
-    return out.astype(np.float32, copy=False)
+            chunk = view[i * width : (i + 1) * width]
+            if os.preadv(self.descriptor, [chunk], self.offset + row * width) != width:
+                raise OSError(f"{self.filename}: short read of row {row}")
+        return out.astype(np.float32, copy=False)
 
 
 def release_mapped_pages(vectors: np.ndarray) -> None:
@@ -103,7 +108,7 @@ def top_k_of_rows(
             scores = np.take_along_axis(scores, top, axis=1)
             positions = np.take_along_axis(positions, top, axis=1)
         best_scores, best_positions = scores, positions
-    release_mapped_pages(vectors)
+        release_mapped_pages(vectors)  # each chunk's pages leave RSS as soon as it is scored
     order = np.argsort(-best_scores, axis=1, kind="stable")
     return np.take_along_axis(best_positions, order, axis=1), np.take_along_axis(
         best_scores, order, axis=1
@@ -160,6 +165,7 @@ class EmbeddingIndex:
     _faiss_index: object = field(default=None, repr=False, init=False)
     _ivf: IvfPqLists | None = field(default=None, repr=False, init=False)
     _cache: dict = field(default_factory=dict, repr=False, init=False)
+    _row_file: RowFile | None = field(default=None, repr=False, init=False)
 
     def __post_init__(self):
         if self.backend not in BACKENDS:
@@ -173,10 +179,19 @@ class EmbeddingIndex:
             self.vectors = l2_normalise(self.vectors)
         if len(self.item_ids) != len(self.vectors):
             raise ValueError("item_ids and vectors differ in length")
+        if _file_backed(self.vectors):
+            self._row_file = RowFile(self.vectors)
         if self.partitions is not None and not isinstance(self.partitions, Partitions):
             self.partitions = Partitions.of(self.partitions)
         if self.partitions is not None and len(self.partitions.codes) != len(self.vectors):
             raise ValueError("partitions and vectors differ in length")
+
+    def rows(self, positions: np.ndarray) -> np.ndarray:
+        """The unit vectors at `positions` (float32); memory-mapped ones read with `pread`
+        (`RowFile`)."""
+        if self._row_file is not None:
+            return self._row_file.read(positions)
+        return np.asarray(self.vectors[np.asarray(positions, np.int64).ravel()], np.float32)
 
     @property
     def dimension(self) -> int:
@@ -362,7 +377,7 @@ class EmbeddingIndex:
                 found, found_scores = top_k_of_rows(self.vectors, query[None], k, rows)
                 positions[q], scores[q] = found[0], found_scores[0]
                 continue
-            exact = read_rows(self.vectors, candidates) @ query
+            exact = self.rows(candidates) @ query
             top = np.argpartition(-exact, k - 1)[:k] if len(exact) > k else np.arange(k)
             order = top[np.argsort(-exact[top], kind="stable")]
             positions[q], scores[q] = candidates[order], exact[order]
@@ -440,15 +455,13 @@ class EmbeddingIndex:
         return path
 
     @classmethod
-    def load(cls, path: str | Path, mmap: bool = True) -> EmbeddingIndex:
-        """Read what `save` wrote; a memory-mapped backend's vectors stay on disk (`mmap`)."""
+    def load(cls, path: str | Path) -> EmbeddingIndex:
+        """Read what `save` wrote; a memory-mapped backend's vectors stay on disk."""
         path = Path(path)
         with np.load(path, allow_pickle=False) as data:
             arrays = {key: data[key] for key in data.files}
         if "vectors" not in arrays:
-            arrays["vectors"] = np.load(
-                vectors_file(path), mmap_mode="r" if mmap else None, allow_pickle=False
-            )
+            arrays["vectors"] = np.load(vectors_file(path), mmap_mode="r", allow_pickle=False)
         return cls.from_arrays(arrays)
 
 
@@ -483,7 +496,7 @@ class ClusterCentroids:
             firsts = np.flatnonzero(np.r_[True, np.diff(which[order]) != 0])
             sums[which[order][firsts]] += np.add.reduceat(block[order], firsts, axis=0)
             counts += np.bincount(which, minlength=len(groups))
-        release_mapped_pages(vectors)
+            release_mapped_pages(vectors)  # each chunk's pages leave RSS as soon as it is summed
         means = l2_normalise(sums / np.maximum(counts, 1)[:, None])
         found = {}
         for code, name in enumerate(names):

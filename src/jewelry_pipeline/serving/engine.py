@@ -17,7 +17,7 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
-from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex, read_rows
+from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
 
 logger = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class RecommendationEngine:
         position = self.position_of.get(str(item_id))
         if position is None:
             raise UnknownItem(f"unknown item_id '{item_id}'")
-        vector = read_rows(self.index.vectors, [position])[0]
+        vector = self.index.rows([position])[0]
         category = self._categories[position] if self.spec.category_scoped else None
         positions, scores = self.index.search(
             vector[None, :], min(k + 1, len(self.index.item_ids)), partition=category

@@ -56,7 +56,12 @@ def setting(tmp_path_factory):
         store, manifest["store_index"].to_numpy()
     )
     bundle.drift_reference = reference_sample(
-        manifest["category"].to_numpy(), probabilities, embeddings, size=1000, seed=0
+        manifest["category"].to_numpy(),
+        probabilities,
+        embeddings,
+        bundle.class_names,
+        size=1000,
+        seed=0,
     )
     new = _generated(root / "new", seed=2, per_category=40)
     return bundle, new, _blue_cast(new, root / "blue")

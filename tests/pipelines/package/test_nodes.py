@@ -132,9 +132,10 @@ def test_assemble_bundle_orders_everything_by_the_index():
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
     assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
     assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
-    # the drift reference: the held-out photos y (val) and z (test), each with its own figures
+    # the drift reference: the held-out photos y (test) and z (val), each with its own figures
     reference = contents.drift_reference
     assert list(reference["category"]) == ["b", "a"]
+    assert list(reference["predicted"]) == ["b", "b"]  # class order ["b", "a"]: argmax 0, 0
     np.testing.assert_allclose(reference["confidence"], [0.9, 0.5])
     np.testing.assert_allclose(reference["embeddings"], [[0, 1], [4, 5]])
     assert [contents.thumbnails.jpeg(r) for r in range(3)] == [b"z-jpeg", b"x-jpeg", b"y-jpeg"]

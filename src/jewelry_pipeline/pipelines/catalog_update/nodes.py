@@ -12,7 +12,12 @@ import pandas as pd
 
 from jewelry_pipeline.core.bulk import embed_in_chunks
 from jewelry_pipeline.core.bundle import BundleContents, ServingBundle
-from jewelry_pipeline.core.drift import DriftThresholds, drift_report
+from jewelry_pipeline.core.drift import (
+    DriftThresholds,
+    classifier_view,
+    drift_report,
+    sample_rows,
+)
 from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
@@ -106,19 +111,16 @@ def check_drift(
         reason = "the bundle holds no drift reference (packaged before drift reports); retrain"
         logger.warning("catalog update: no drift report: %s", reason)
         return f"<html><body><p>No drift report: {reason}.</p></body></html>", {"skipped": reason}
+    thresholds, seed = DriftThresholds.from_config(drift), int(drift.get("seed", 0))
+    chosen = sample_rows(len(manifest), thresholds.max_new_photos, seed)  # before the model runs
     embeddings, probabilities = QueryEncoder.of_bundle(bundle).classifier_outputs(
-        store, manifest["store_index"].to_numpy(), int(update.get("batch_size", 256))
+        store, manifest["store_index"].to_numpy()[chosen], int(update.get("batch_size", 256))
     )
-    current = {
-        "category": manifest["category"].astype(str).to_numpy(),
-        "confidence": probabilities.max(axis=1),
-        "embeddings": embeddings,
-    }
+    current = classifier_view(
+        manifest["category"].to_numpy()[chosen], probabilities, embeddings, bundle.class_names
+    )
     html, figures = drift_report(
-        bundle.drift_reference,
-        current,
-        DriftThresholds.from_config(drift),
-        seed=int(drift.get("seed", 0)),
+        bundle.drift_reference, current, thresholds, seed=seed, new_photos=len(manifest)
     )
     where = "see data/08_reporting/catalog_update_drift.html"
     for warning in figures["warnings"]:
@@ -176,7 +178,8 @@ def grow_bundle(
         if old.partitions is None
         else np.concatenate([old.partitions.labels(), added["category"].to_numpy()]),
     )
-    spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown.to_arrays()}
+    grown_arrays = grown.to_arrays()  # IVF-PQ: trains its lists once
+    spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown_arrays}
     new_thumbnails = make_thumbnails(
         manifest, new_images, store, bundle.preprocessing.to_config(), package, ingestion
     )
@@ -196,7 +199,7 @@ def grow_bundle(
     contents = BundleContents(
         classifier=bundle.classifier,
         encoders=bundle.encoders,
-        index={**grown.to_arrays(), **spec_arrays},
+        index={**grown_arrays, **spec_arrays},
         catalog=catalog,
         thumbnails=thumbnails,
         class_names=bundle.class_names,
@@ -229,8 +232,10 @@ def record_catalog_update(summary: dict[str, Any], drift: dict[str, Any]) -> Non
         "catalog_update.catalog_size": float(summary["catalog_size"]),
     }
     if "skipped" not in drift:
-        metrics |= {
-            "drift.category_p_value": drift["category_shares"]["p_value"],
+        figures = {
+            "drift.agreement_p_value": drift["agreement"]["p_value"],
+            "drift.agreement": drift["agreement"]["new"],
+            "drift.reference_agreement": drift["agreement"]["reference"],
             "drift.confidence_p_value": drift["confidence"]["p_value"],
             "drift.confidence_median": drift["confidence"]["new_median"],
             "drift.reference_confidence_median": drift["confidence"]["reference_median"],
@@ -238,4 +243,5 @@ def record_catalog_update(summary: dict[str, Any], drift: dict[str, Any]) -> Non
             "drift.warnings": float(len(drift["warnings"])),
             "drift.new_photos": float(drift["new_photos"]),
         }
+        metrics |= {name: value for name, value in figures.items() if value is not None}
     mlflow.log_metrics(metrics)

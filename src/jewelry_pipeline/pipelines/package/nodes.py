@@ -357,12 +357,15 @@ def assemble_bundle(
         answers=AnswerPolicy.from_config(answer_policy),
         title=catalog_title(package.get("title"), ingestion_identity.get("raw_dir", "")),
         version={"promotion": promotion},
-        drift_reference=held_out_reference(classifier_embeddings, manifest, drift),
+        drift_reference=held_out_reference(classifier_embeddings, manifest, categories, drift),
     )
 
 
 def held_out_reference(
-    embedded: dict[str, np.ndarray], manifest: pd.DataFrame, drift: dict[str, Any]
+    embedded: dict[str, np.ndarray],
+    manifest: pd.DataFrame,
+    class_names: list[str],
+    drift: dict[str, Any],
 ) -> dict[str, np.ndarray]:
     """The drift reference: a sample of the held-out (validation and test) photos, unseen in
     training as new photos are, with the classifier's confidence and embeddings of each."""
@@ -375,6 +378,7 @@ def held_out_reference(
         held_out["category"].to_numpy(),
         embedded["probabilities"][rows],
         embedded["embeddings"][rows],
+        class_names,
         size=int(drift["reference_size"]),
         seed=int(drift["seed"]),
     )
