@@ -47,7 +47,7 @@ def test_a_sample_of_the_same_photos_raises_no_warning():
     "change, words",
     [
         ({"shift": 0.6}, "embeddings are told apart"),
-        ({"confidence": (3, 3)}, "confidence differs"),
+        ({"confidence": (3, 3)}, "less sure"),
         ({"mistaken": 0.5}, "in their folder's category"),
     ],
 )
@@ -109,3 +109,11 @@ def test_reference_sample_is_seeded_and_bounded():
     assert list(one["predicted"]) == list(CATEGORIES[probabilities[rows].argmax(axis=1)])
     whole = reference_sample(categories, probabilities, embeddings, names, size=1000, seed=4)
     assert len(whole["category"]) == 50
+
+
+def test_photos_the_classifier_is_surer_of_raise_no_confidence_warning():
+    _, figures = drift_report(
+        REFERENCE, _photos(200, seed=1, confidence=(30, 1)), DriftThresholds()
+    )
+    assert figures["confidence"]["p_value"] < 0.01  # different, but surer: no risk
+    assert figures["warnings"] == []
