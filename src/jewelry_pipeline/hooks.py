@@ -302,6 +302,7 @@ class RunIdentity:
             return
         import mlflow
         from mlflow.data.dataset_source_registry import get_registered_sources
+        from mlflow.exceptions import MlflowException
 
         # An explicit source: a bare path string makes MLflow 3.17 warn that it matches its local
         # source twice.
@@ -317,9 +318,18 @@ class RunIdentity:
         counts = {
             f"photos.{category}": str(count) for category, count in identity["per_category"].items()
         }
-        mlflow.log_input(
-            dataset, context="training", tags={"photos": str(identity["photos"]), **counts}
-        )
+        for attempt in range(3):
+            try:
+                mlflow.log_input(
+                    dataset, context="training", tags={"photos": str(identity["photos"]), **counts}
+                )
+                break
+            except MlflowException as exc:
+                # Two runs on the same photos at once create the same dataset row on a team
+                # server: one insert loses ("dataset_pk" unique violation); the retry finds it.
+                if "dataset_pk" not in str(exc) or attempt == 2:
+                    raise
+                time.sleep(0.5 * (attempt + 1))
         mlflow.log_param("categories.used", ",".join(identity["per_category"]))
         self._logged = True
 
