@@ -45,6 +45,7 @@ PARAMS = {
         "batch_size": 16,
         "learning_rate": 0.01,
         "early_stopping_patience": 3,
+        "early_stopping_min_delta": 0.0,
         "reduce_lr_patience": 1,
         "reduce_lr_factor": 0.5,
         "min_learning_rate": 1e-5,
@@ -251,3 +252,14 @@ def test_learning_rate_is_not_reduced_during_warm_up():
         rates.append(round(float(keras.ops.convert_to_numpy(model.optimizer.learning_rate)), 6))
     assert rates[:3] == [0.01, 0.01, 0.01]  # warm-up: untouched however bad
     assert rates[3] == 0.01 and rates[4] == 0.005 and rates[5] == 0.0025  # then Keras' own rule
+
+
+def test_validation_loss_gains_below_min_delta_do_not_keep_training(toy_data):
+    images, manifest = toy_data
+    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": 8}}
+    params["training"].update(early_stopping_patience=2, early_stopping_min_delta=0.0)
+    _, history = train_classifier(images, manifest, CATEGORIES, WORKING_SIZE, params)
+    params["training"]["early_stopping_min_delta"] = 100.0  # no loss can improve this much
+    _, stopped = train_classifier(images, manifest, CATEGORIES, WORKING_SIZE, params)
+    assert len(history["loss"]) == 8  # the easy toy set keeps improving its loss
+    assert len(stopped["loss"]) == 3  # the first epoch sets the best, two more wait, then stop

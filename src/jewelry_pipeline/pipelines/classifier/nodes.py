@@ -154,6 +154,7 @@ def train_classifier(
         keras.callbacks.EarlyStopping(
             monitor="val_loss",
             patience=int(training["early_stopping_patience"]),
+            min_delta=float(training["early_stopping_min_delta"]),
             restore_best_weights=True,
             start_from_epoch=warmup,
         ),
