@@ -42,9 +42,9 @@ def _encoder(bundle_path: Path):
 
 def make_store(bundle_path: Path, photos: int, out: Path, store: Path, manifest: Path) -> None:
     """`photos` rows built from a run's store rows (the default run's: its catalog photos)."""
-    import pandas as pd
 
     from jewelry_pipeline.core.bundle import read_bundle
+    from jewelry_pipeline.core.lookup import read_table
     from jewelry_pipeline.core.store import open_store
 
     bundle = read_bundle(bundle_path)
@@ -52,7 +52,7 @@ def make_store(bundle_path: Path, photos: int, out: Path, store: Path, manifest:
     side = bundle.preprocessing.image_size
     if source.shape[1] != side:
         raise SystemExit(f"store rows are {source.shape[1]} px, the bundle expects {side} px")
-    listed = pd.read_csv(manifest)
+    listed = read_table(manifest)
     categories = listed["category"].to_numpy().astype(str)
     base = listed["store_index"].to_numpy()
     picks = np.arange(photos) % len(base)

@@ -150,10 +150,12 @@ def _last_run_metrics(project: Path) -> dict[str, float]:
 
 def collect(name: str, project: Path, seconds: float) -> dict:
     """One dataset's figures from the outputs of its run."""
+    from jewelry_pipeline.core.lookup import read_table
+
     data = project / "data"
     classifier = json.loads((data / "08_reporting" / "classifier_metrics.json").read_text())
-    clustering = pd.read_csv(data / "08_reporting" / "clustering_metrics.csv")
-    retrieval = pd.read_csv(data / "08_reporting" / "retrieval.csv")
+    clustering = read_table(data / "08_reporting" / "clustering_metrics.csv")
+    retrieval = read_table(data / "08_reporting" / "retrieval.csv")
     choice = json.loads((data / "05_model_input" / "autoencoder_input.json").read_text())
     metrics = _last_run_metrics(project)
     categories = sorted(clustering["category"].unique())
@@ -169,7 +171,7 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     return {
         "dataset": name,
         "wall_seconds": round(seconds, 1),
-        "photos": len(pd.read_csv(data / "03_primary" / "manifest.csv")),
+        "photos": len(read_table(data / "03_primary" / "manifest.csv")),
         "autoencoder_input": choice,
         "classifier": classifier,
         "clustering": clustering.to_dict("records"),
@@ -266,6 +268,7 @@ def query_picture(project: Path, out: Path, k: int = 5, queries: int = 4) -> Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from jewelry_pipeline.core.lookup import read_table
     from jewelry_pipeline.core.search import EmbeddingIndex
 
     data = project / "data"
@@ -273,7 +276,7 @@ def query_picture(project: Path, out: Path, k: int = 5, queries: int = 4) -> Non
         index_arrays = {key: arrays[key] for key in arrays.files}
     index = EmbeddingIndex.from_arrays(index_arrays)
     catalog = (
-        pd.read_csv(data / "07_model_output" / "catalog.csv", dtype={"item_id": str})
+        read_table(data / "07_model_output" / "catalog.csv")
         .set_index("item_id")
         .loc[index.item_ids]
         .reset_index()

@@ -58,11 +58,11 @@ def centre_categories(count: int) -> tuple[np.ndarray, str]:
     """Each centre's category: the catalog's for the served index's items, else one of four made-up
     ones; and where they came from."""
     if REAL.exists() and CATALOG.exists():
-        import pandas as pd
+        from jewelry_pipeline.core.lookup import read_table
 
         with np.load(REAL, allow_pickle=False) as data:
             ids = data["item_ids"].astype(str)
-        catalog = pd.read_csv(CATALOG, dtype={"item_id": str})
+        catalog = read_table(CATALOG)
         found = dict(zip(catalog["item_id"], catalog["category"].astype(str)))
         if all(i in found for i in ids):
             return np.array([found[i] for i in ids]), "the catalog's categories of the real vectors"

@@ -20,13 +20,14 @@ CHILD = """
 import json, time
 import pandas as pd
 from kedro.config import OmegaConfigLoader
+from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.core.store import open_store
 from jewelry_pipeline.pipelines.classifier.nodes import (
     choose_working_size, train_classifier, evaluate_classifier
 )
 params = OmegaConfigLoader("conf", base_env="base", default_run_env="base")["parameters"]
 images = open_store("data/03_primary/image_store.npy")
-manifest = pd.read_csv("data/05_model_input/manifest.csv")
+manifest = read_table("data/05_model_input/manifest.csv")
 categories = json.load(open("data/03_primary/categories.json"))
 started = time.perf_counter()
 working_size = choose_working_size(manifest, params["preprocessing"], params["classifier"])

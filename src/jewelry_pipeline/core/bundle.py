@@ -30,6 +30,7 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.images import Preprocessing
+from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS
 from jewelry_pipeline.core.thumbnails import Thumbnails
 
@@ -276,7 +277,7 @@ def read_bundle(path: str | Path) -> ServingBundle:
             index["vectors"] = np.load(path / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
         with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
-        catalog = pd.read_csv(path / "catalog.csv", dtype={"item_id": str, "title": str})
+        catalog = read_table(path / "catalog.csv")
         drift_reference = None
         if (path / "drift_reference.npz").is_file():
             with np.load(path / "drift_reference.npz", allow_pickle=False) as data:

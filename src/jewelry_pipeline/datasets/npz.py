@@ -1,5 +1,4 @@
-"""Kedro datasets for `.npz` array bundles and optional CSV files.
-The bundles are written atomically and never unpickled."""
+"""Kedro dataset for `.npz` array bundles, written atomically and never unpickled."""
 
 from __future__ import annotations
 
@@ -8,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 from kedro.io import AbstractDataset, DatasetError
 
 
@@ -51,26 +49,3 @@ class NpzDataset(AbstractDataset[dict[str, np.ndarray], dict[str, np.ndarray]]):
 
     def _describe(self) -> dict[str, Any]:
         return {"filepath": str(self._filepath), "missing_ok": self._missing_ok}
-
-
-class OptionalCSVDataset(AbstractDataset[None, pd.DataFrame]):
-    """Read-only CSV that loads as an empty table with `columns` when the file is absent."""
-
-    def __init__(self, filepath: str, columns: list[str], metadata: dict[str, Any] | None = None):
-        self._filepath = Path(filepath)
-        self._columns = list(columns)
-        self.metadata = metadata
-
-    def _load(self) -> pd.DataFrame:
-        if not self._filepath.is_file():
-            return pd.DataFrame(columns=self._columns)
-        return pd.read_csv(self._filepath)
-
-    def _save(self, data: None) -> None:
-        raise DatasetError("OptionalCSVDataset is read-only")
-
-    def _exists(self) -> bool:
-        return True
-
-    def _describe(self) -> dict[str, Any]:
-        return {"filepath": str(self._filepath), "columns": self._columns}
