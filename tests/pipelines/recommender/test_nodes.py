@@ -180,13 +180,11 @@ def modelled():
     return images, manifest, model, embeddings, encoders, latents, preprocessing
 
 
-@pytest.mark.parametrize("source", ["classifier", "descriptor", "autoencoder", "combined"])
-def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(modelled, source):
-    """The index comes from QueryEncoder (what the service queries with); it must equal the vectors
-    the classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
+def _index(modelled, source: str, recommender: dict = PARAMS) -> dict:
+    """`build_index` arrays of the modelled catalog for one source and recommender parameters."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
-    arrays = build_index(
+    sources = embedding_sources(images, manifest, embeddings, recommender, *latents)
+    return build_index(
         images,
         manifest,
         ["a", "b"],
@@ -195,10 +193,19 @@ def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(mo
         {"source": source},
         {"input": "foreground"},
         preprocessing,
-        PARAMS,
+        recommender,
         *encoders,
         built=["a", "b"],
     )
+
+
+@pytest.mark.parametrize("source", ["classifier", "descriptor", "autoencoder", "combined"])
+def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(modelled, source):
+    """The index comes from QueryEncoder (what the service queries with); it must equal the vectors
+    the classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
+    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
+    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    arrays = _index(modelled, source)
     expected = sources[source] / np.linalg.norm(sources[source], axis=1, keepdims=True)
     np.testing.assert_allclose(arrays["vectors"], expected, atol=1e-4)
     spec = IndexSpec.from_arrays(arrays)
@@ -271,18 +278,8 @@ def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelle
 def test_configured_answer_thresholds_are_kept(modelled):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     params = {**PARAMS, "answers": {**ANSWERS, "min_confidence": 0.7, "min_similarity": 0.2}}
-    sources = embedding_sources(images, manifest, embeddings, params, *latents)
     rest = ({"input": "foreground"}, preprocessing, params, *encoders)
-    index = build_index(
-        images,
-        manifest,
-        ["a", "b"],
-        model,
-        sources,
-        {"source": "classifier"},
-        *rest,
-        built=["a", "b"],
-    )
+    index = _index(modelled, "classifier", params)
     policy, _ = choose_answer_policy(
         images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]
     )
@@ -296,26 +293,9 @@ def test_configured_answer_thresholds_are_kept(modelled):
 
 
 def test_an_ivfpq_index_is_built_per_category(modelled):
-    images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    manifest = modelled[1]
     params = {**PARAMS, "index_backend": "ivfpq", "ivfpq": {"lists": "auto", "rerank": 20}}
-
-    def build(recommender: dict) -> dict:
-        return build_index(
-            images,
-            manifest,
-            ["a", "b"],
-            model,
-            sources,
-            {"source": "classifier"},
-            {"input": "foreground"},
-            preprocessing,
-            recommender,
-            *encoders,
-            built=["a", "b"],
-        )
-
-    index = EmbeddingIndex.from_arrays(build(params))
+    index = EmbeddingIndex.from_arrays(_index(modelled, "classifier", params))
     assert index.backend == "ivfpq" and (index.ivfpq.rerank, index.ivfpq.seed) == (20, 0)
     assert list(index.partitions.labels()) == list(manifest["category"])
     found, _ = index.search(index.vectors[:4], 3, partition="b")
@@ -323,4 +303,4 @@ def test_an_ivfpq_index_is_built_per_category(modelled):
     found, _ = index.search(index.vectors[:4], 3)
     assert found[:, 0].tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="unknown ivfpq parameters"):
-        build({**params, "ivfpq": {"nlist": 4}})
+        _index(modelled, "classifier", {**params, "ivfpq": {"nlist": 4}})
