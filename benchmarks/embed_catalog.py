@@ -42,7 +42,6 @@ def _encoder(bundle_path: Path):
 
 def make_store(bundle_path: Path, photos: int, out: Path, store: Path, manifest: Path) -> None:
     """`photos` rows built from a run's store rows (the default run's: its catalog photos)."""
-
     from jewelry_pipeline.core.bundle import read_bundle
     from jewelry_pipeline.core.lookup import read_table
     from jewelry_pipeline.core.store import open_store

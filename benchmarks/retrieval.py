@@ -150,7 +150,7 @@ def ivfpq_settings(seed: int):
 def ivfpq_build(n: int, queries: int, seed: int, folder: Path) -> dict:
     """Generate the vectors into `folder/index_vectors.npy` (unit rows, chunk by chunk), build the
     IVF-PQ index on them memory-mapped, one index per category, and save it beside them."""
-    from jewelry_pipeline.core.search import EmbeddingIndex, Partitions, l2_normalise
+    from jewelry_pipeline.core.search import EmbeddingIndex, Partitions, l2_normalise, vectors_file
 
     anon = AnonymousMemoryPeak().start()
     names, source = centre_categories(len(_centres(np.random.default_rng(seed))))
@@ -159,7 +159,7 @@ def ivfpq_build(n: int, queries: int, seed: int, folder: Path) -> dict:
     probes, probe_codes = [], []
     started = time.perf_counter()
     dimension = None
-    path = folder / "index_vectors.npy"
+    path = vectors_file(folder / "index.npz")
     with open(path, "wb") as handle:
         for start, block, drawn in draw(n + queries, seed):
             block = l2_normalise(block)

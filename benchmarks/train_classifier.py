@@ -18,7 +18,6 @@ TARGET_SECONDS = 180
 
 CHILD = """
 import json, time
-import pandas as pd
 from kedro.config import OmegaConfigLoader
 from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.core.store import open_store

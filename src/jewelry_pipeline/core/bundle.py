@@ -31,11 +31,11 @@ import pandas as pd
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.lookup import read_table
-from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS
+from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS, vectors_file
 from jewelry_pipeline.core.thumbnails import Thumbnails
 
 BUNDLE_FORMAT = 2  # 2: JPEG thumbnails made from the original photos
-INDEX_VECTORS = "index_vectors.npy"  # a memory-mapped backend's vectors, beside index.npz
+INDEX_VECTORS = vectors_file("index.npz").name  # a memory-mapped backend's vectors
 BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )

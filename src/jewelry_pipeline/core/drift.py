@@ -72,10 +72,7 @@ def _frame(sample: dict[str, np.ndarray], centre: np.ndarray, spread: np.ndarray
     embeddings = (np.asarray(sample["embeddings"], np.float64) - centre) / spread
     frame = pd.DataFrame(embeddings, columns=[f"e{i}" for i in range(embeddings.shape[1])])
     frame.insert(0, "confidence", np.asarray(sample["confidence"], np.float64))
-    agrees = np.asarray(sample["predicted"]).astype(str) == np.asarray(sample["category"]).astype(
-        str
-    )
-    frame.insert(0, "agrees", np.where(agrees, "yes", "no"))
+    frame.insert(0, "agrees", np.where(_agrees(sample), "yes", "no"))
     return frame
 
 
@@ -230,9 +227,14 @@ def drift_report(
     return snapshot.get_html_str(as_iframe=False), figures
 
 
+def _agrees(sample: dict[str, np.ndarray]) -> np.ndarray:
+    """Per photo: whether the classifier puts it in its folder's category."""
+    return np.asarray(sample["predicted"]).astype(str) == np.asarray(sample["category"]).astype(str)
+
+
 def _agreement(sample: dict[str, np.ndarray]) -> float:
     """The share of photos the classifier puts in their folder's category."""
-    return round(float(np.mean(sample["predicted"] == sample["category"])), 4)
+    return round(float(np.mean(_agrees(sample))), 4)
 
 
 def _shares(categories: np.ndarray) -> dict[str, float]:
