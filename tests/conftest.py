@@ -93,9 +93,15 @@ def tiny_run_settings(photos: Path, epochs: int, learning_rate: float | None = N
         "classifier.training.epochs": epochs,
         "classifier.training.batch_size": 16,
         "autoencoders.training.epochs": 1,
+        "pretrained.input_size": 32,
+        "pretrained.training.warmup_epochs": min(epochs, 5),
+        "pretrained.training.fine_tune_epochs": epochs,
+        "pretrained.training.batch_size": 16,
     }
     if learning_rate is not None:
         settings["classifier.training.learning_rate"] = learning_rate
+        settings["pretrained.training.warmup_learning_rate"] = learning_rate
+        settings["pretrained.training.fine_tune_learning_rate"] = learning_rate
     return settings
 
 

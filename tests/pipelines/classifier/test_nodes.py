@@ -188,21 +188,44 @@ def test_evaluation_tables_and_plots(trained, toy_data):
     assert plot_misclassified(images, predictions, PARAMS).axes
 
 
+NO_FEATURES = {"item_id": np.array([], str), "features": np.zeros((0, 0), np.float32)}
+
+
 def test_baseline_learns_the_easy_classes(toy_data):
     images, manifest = toy_data
+    baselines = baseline_classifier(images, manifest, CATEGORIES, WORKING_SIZE, NO_FEATURES, PARAMS)
+    assert baselines["baseline_test_accuracy"] > 0.9
+    assert "baseline_frozen_logistic_test_accuracy" not in baselines
+
+
+def test_the_frozen_feature_baseline_counts_when_it_is_the_strongest(toy_data):
+    images, manifest = toy_data
+    # Features that give the category away, in shuffled item order: the rows are aligned by id.
+    labels = manifest["category"].map({c: i for i, c in enumerate(CATEGORIES)}).to_numpy()
+    order = np.random.default_rng(3).permutation(len(manifest))
+    features = np.eye(3, dtype=np.float32)[labels][order] + 0.01 * order[:, None]
+    frozen = {"item_id": manifest["item_id"].to_numpy()[order], "features": features}
+    noisy = manifest.assign(store_index=np.random.default_rng(4).permutation(len(manifest)))
+    baselines = baseline_classifier(images, noisy, CATEGORIES, WORKING_SIZE, frozen, PARAMS)
+    assert baselines["baseline_frozen_logistic_test_accuracy"] == 1.0
     assert (
-        baseline_classifier(images, manifest, CATEGORIES, WORKING_SIZE, PARAMS)[
-            "baseline_test_accuracy"
-        ]
-        > 0.9
+        baselines["baseline_test_accuracy"]
+        == 1.0
+        > baselines["baseline_pixel_logistic_test_accuracy"]
     )
 
 
 def test_metrics_report_merges_both():
+    choice = {
+        "chosen": "pretrained",
+        "val_accuracy": {"cnn": 0.8, "pretrained": 0.85},
+        "val_log_loss": {"cnn": 0.5, "pretrained": 0.4},
+    }
     mlflow_metrics, report = classifier_metrics(
-        {"test_accuracy": 0.9}, {"baseline_test_accuracy": 0.5}
+        {"test_accuracy": 0.9}, {"baseline_test_accuracy": 0.5}, choice
     )
-    assert report == {"test_accuracy": 0.9, "baseline_test_accuracy": 0.5}
+    assert report["test_accuracy"] == 0.9 and report["baseline_test_accuracy"] == 0.5
+    assert report["choice_val_accuracy_pretrained"] == 0.85 and report["pretrained_chosen"] == 1.0
     assert mlflow_metrics["baseline_test_accuracy"] == {"value": 0.5, "step": 0}
 
 

@@ -1,4 +1,4 @@
-"""Clustering nodes: three methods, comparable metrics, and no label metrics without labels."""
+"""Clustering nodes: every method, comparable metrics, and no label metrics without labels."""
 
 import numpy as np
 import pandas as pd
@@ -60,11 +60,42 @@ def toy():
     return images, manifest, latents, embeddings, labels
 
 
-def test_three_methods_with_labels(toy):
+NO_FEATURES = {"item_id": np.array([], str), "features": np.zeros((0, 0), np.float32)}
+BASELINES = [method for method in METHODS if method != "backbone_kmeans"]
+
+
+def _frozen(manifest, labels, informative: bool) -> dict[str, np.ndarray]:
+    """Stand-in frozen features: the sub-style one-hot (informative) or noise, in reversed order."""
+    ids = manifest["item_id"].to_numpy()[::-1]
+    truth = labels.set_index("path").loc[manifest["path"], "substyle"].to_numpy()[::-1]
+    rng = np.random.default_rng(0)
+    if informative:
+        codes = pd.factorize(truth)[0]
+        features = np.eye(codes.max() + 1)[codes] + 0.05 * rng.normal(
+            size=(len(ids), codes.max() + 1)
+        )
+    else:
+        features = rng.normal(size=(len(ids), 8))
+    return {"item_id": ids, "features": features.astype(np.float32)}
+
+
+def test_every_method_with_labels(toy):
     images, manifest, latents, embeddings, labels = toy
-    assignments, rows = cluster_category(images, manifest, latents, embeddings, labels, PARAMS)
+    frozen = _frozen(manifest, labels, informative=True)
+    assignments, rows = cluster_category(
+        images, manifest, latents, embeddings, frozen, labels, PARAMS
+    )
     assert list(rows["method"]) == list(METHODS)
-    assert set(assignments["method"]) == set(METHODS) and len(assignments) == 3 * len(manifest)
+    assert set(assignments["method"]) == set(METHODS) and len(assignments) == 4 * len(manifest)
+    assert rows.set_index("method").loc["backbone_kmeans", "ari"] == pytest.approx(1.0)
+    _, noisy = cluster_category(
+        images, manifest, latents, embeddings, _frozen(manifest, labels, False), labels, PARAMS
+    )
+    assert noisy.set_index("method").loc["backbone_kmeans", "ari"] < 0.5
+    _, without = cluster_category(
+        images, manifest, latents, embeddings, NO_FEATURES, labels, PARAMS
+    )
+    assert list(without["method"]) == BASELINES
     ae = rows.set_index("method").loc["ae_kmeans"]
     assert ae["k"] == 2 and ae["ari"] == pytest.approx(1.0) and ae["nmi"] == pytest.approx(1.0)
     # The baselines see the plain photos, as a user's five lines of scikit-learn would: on backdrops
@@ -79,7 +110,9 @@ def test_three_methods_with_labels(toy):
 def test_label_metrics_are_absent_without_labels(toy):
     images, manifest, latents, embeddings, _ = toy
     no_labels = pd.DataFrame(columns=["path", "category", "substyle"])
-    _, rows = cluster_category(images, manifest, latents, embeddings, no_labels, PARAMS)
+    _, rows = cluster_category(
+        images, manifest, latents, embeddings, NO_FEATURES, no_labels, PARAMS
+    )
     assert "ari" not in rows.columns and "nmi" not in rows.columns
     names = set(clustering_mlflow_metrics(rows))
     assert not any(name.endswith((".ari", ".nmi")) for name in names)
@@ -88,11 +121,11 @@ def test_label_metrics_are_absent_without_labels(toy):
 
 def test_combine_builds_the_methods_by_categories_table(toy):
     images, manifest, latents, embeddings, labels = toy
-    a1, r1 = cluster_category(images, manifest, latents, embeddings, labels, PARAMS)
+    a1, r1 = cluster_category(images, manifest, latents, embeddings, NO_FEATURES, labels, PARAMS)
     other = manifest.assign(category="earring")
     a2, r2 = cluster_category(
-        images, other, latents, embeddings, labels.assign(category="earring"), PARAMS
+        images, other, latents, embeddings, NO_FEATURES, labels.assign(category="earring"), PARAMS
     )
     assignments, metrics, table = combine_clustering(a1, a2, r1, r2)
     assert len(assignments) == len(a1) + len(a2) and len(metrics) == 6
-    assert list(table["method"]) == list(METHODS) and {"ring", "earring"} <= set(table.columns)
+    assert list(table["method"]) == BASELINES and {"ring", "earring"} <= set(table.columns)

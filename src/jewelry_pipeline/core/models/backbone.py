@@ -62,9 +62,25 @@ def _block_specs() -> list[tuple[int, int, int, int, int]]:
     return specs
 
 
-def build_efficientnet_lite0(input_side: int | None = None) -> keras.Model:
+def block_output_layer(index: int) -> str:
+    """Name of the layer whose output is block `index`'s output (its residual sum, if any)."""
+    _, stride, _, filters_in, filters_out = _block_specs()[index]
+    return (
+        f"block{index}_add"
+        if stride == 1 and filters_in == filters_out
+        else f"block{index}_project_bn"
+    )
+
+
+def build_efficientnet_lite0(
+    input_side: int | None = None, first_block: int = 0, input_shape: tuple | None = None
+) -> keras.Model:
     """EfficientNet-Lite0 (no squeeze-excite, ReLU6, fixed stem and head) up to its pooled 1280
-    features, untrained; raw 0-255 RGB in."""
+    features, untrained; raw 0-255 RGB in.
+
+    With `first_block` > 0 it is only the top of the network: it takes block `first_block - 1`'s
+    output (of `input_shape`), so a fine-tuning can train the top on cached lower features.
+    """
     import keras
     from keras import layers
 
@@ -75,10 +91,15 @@ def build_efficientnet_lite0(input_side: int | None = None) -> keras.Model:
         x = layers.BatchNormalization(epsilon=BN_EPSILON, name=f"{name}_bn")(x)
         return layers.ReLU(6.0, name=f"{name}_relu")(x) if activate else x
 
-    inputs = keras.Input((input_side, input_side, 3), name="image")
-    x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="scale")(inputs)
-    x = conv_bn(x, 32, 3, 2, "stem", activate=True)
+    if first_block == 0:
+        inputs = keras.Input((input_side, input_side, 3), name="image")
+        x = layers.Rescaling(1.0 / INPUT_STD, offset=-INPUT_MEAN / INPUT_STD, name="scale")(inputs)
+        x = conv_bn(x, 32, 3, 2, "stem", activate=True)
+    else:
+        inputs = x = keras.Input(input_shape, name=f"block{first_block - 1}_output")
     for index, (kernel, stride, expand, filters_in, filters_out) in enumerate(_block_specs()):
+        if index < first_block:
+            continue
         name, block_input = f"block{index}", x
         if expand != 1:
             x = conv_bn(x, filters_in * expand, 1, 1, f"{name}_expand", activate=True)

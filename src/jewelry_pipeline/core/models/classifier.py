@@ -96,11 +96,20 @@ def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Mo
     )
 
 
+def is_pretrained(classifier: keras.Model) -> bool:
+    """Whether the classifier stands on a pretrained backbone (`core.models.pretrained`)."""
+    return any(layer.name.startswith("backbone") for layer in classifier.layers)
+
+
 def features_model(
     classifier: keras.Model, descriptor: tuple[int, int] | None = None
 ) -> keras.Model:
     """The classifier with its embedding and class probabilities as outputs, plus the pooled
-    descriptor when asked."""
+    descriptor when asked (for a pretrained classifier, of its backbone's stages)."""
+    if is_pretrained(classifier):
+        from jewelry_pipeline.core.models.pretrained import pretrained_features_model
+
+        return pretrained_features_model(classifier, descriptor)
     outputs = [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output]
     if descriptor is not None:
         outputs.append(_descriptor_output(classifier, *descriptor))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.lookup import aligned
 from jewelry_pipeline.core.metrics import single_step
 
 if (
@@ -193,6 +194,105 @@ def train_classifier(
     return model, history
 
 
+def embed_backbone(
+    images: np.ndarray, manifest: pd.DataFrame, pretrained: dict[str, Any]
+) -> dict[str, np.ndarray]:
+    """Frozen pretrained features (pooled) of every catalog item; no rows when the backbone is
+    off."""
+    from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
+    from jewelry_pipeline.core.models.data import predict_batches
+
+    settings = BackboneSettings.from_config(pretrained)
+    item_ids = manifest["item_id"].to_numpy().astype(str)
+    if not settings.enabled:
+        return {"item_id": item_ids[:0], "features": np.zeros((0, 0), np.float32)}
+    frozen = _at_store_size(load_backbone(settings), images.shape[1])
+    features = predict_batches(frozen, images, manifest["store_index"].to_numpy())
+    logger.info("Frozen %s features of %d items", settings.backbone, len(item_ids))
+    return {"item_id": item_ids, "features": features.astype(np.float32)}
+
+
+def _at_store_size(backbone: keras.Model, store_side: int) -> keras.Model:
+    """The backbone taking store-size photos (resized inside to its own side)."""
+    import keras
+
+    side = backbone.input_shape[1]
+    inputs = keras.Input((store_side, store_side, 3))
+    x = inputs if side == store_side else keras.layers.Resizing(side, side)(inputs)
+    return keras.Model(inputs, backbone(x))
+
+
+def _val_figures(model: keras.Model, images: np.ndarray, rows: np.ndarray, labels: np.ndarray):
+    """Validation accuracy and log loss of a classifier."""
+    from sklearn.metrics import log_loss
+
+    from jewelry_pipeline.core.models.data import predict_batches
+
+    probabilities = predict_batches(model, images, rows)
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    loss = float(log_loss(labels, probabilities, labels=range(probabilities.shape[1])))
+    return accuracy, loss
+
+
+def choose_classifier(
+    images: np.ndarray,
+    manifest: pd.DataFrame,
+    categories: list[str],
+    cnn_model: keras.Model,
+    cnn_history: dict[str, list[float]],
+    pretrained: dict[str, Any],
+    classifier: dict[str, Any],
+) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
+    """Train the pretrained variant and keep whichever classifier the validation split favours
+    (accuracy, then log loss); return it, its history and the choice with its reason."""
+    from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
+    from jewelry_pipeline.core.models.data import seed_everything
+    from jewelry_pipeline.core.models.pretrained import FineTuneSettings, fine_tune
+
+    settings = BackboneSettings.from_config(pretrained)
+    val_rows, val_labels = _split(manifest, categories, "val")
+    cnn_val = _val_figures(cnn_model, images, val_rows, val_labels)
+    if not settings.enabled:
+        reason = "pretrained.backbone is none: the from-scratch CNN is the only candidate"
+        logger.info("Classifier: cnn (%s)", reason)
+        return cnn_model, cnn_history, {"chosen": "cnn", "reason": reason}
+    seed_everything(int(classifier["seed"]))
+    train_rows, train_labels = _split(manifest, categories, "train")
+    model, history = fine_tune(
+        load_backbone(settings),
+        images,
+        (train_rows, train_labels),
+        (val_rows, val_labels),
+        len(categories),
+        FineTuneSettings.from_config(pretrained.get("training", {})),
+        _class_weights(
+            train_labels,
+            len(categories),
+            float(classifier["training"]["class_weight_imbalance_ratio"]),
+        ),
+    )
+    pretrained_val = _val_figures(model, images, val_rows, val_labels)
+    # Higher accuracy wins; equal accuracy goes to the lower log loss.
+    chosen = (
+        "pretrained"
+        if (pretrained_val[0], -pretrained_val[1]) > (cnn_val[0], -cnn_val[1])
+        else "cnn"
+    )
+    reason = (
+        f"validation accuracy {pretrained_val[0]:.4f} (log loss {pretrained_val[1]:.4f}) for the "
+        f"pretrained {settings.backbone} against {cnn_val[0]:.4f} ({cnn_val[1]:.4f}) for the CNN"
+    )
+    logger.info("Classifier: %s (%s)", chosen, reason)
+    choice = {
+        "chosen": chosen,
+        "reason": reason,
+        "backbone": settings.backbone,
+        "val_accuracy": {"cnn": cnn_val[0], "pretrained": pretrained_val[0]},
+        "val_log_loss": {"cnn": cnn_val[1], "pretrained": pretrained_val[1]},
+    }
+    return (model, history, choice) if chosen == "pretrained" else (cnn_model, cnn_history, choice)
+
+
 def evaluate_classifier(
     model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
@@ -257,12 +357,15 @@ def baseline_classifier(
     manifest: pd.DataFrame,
     categories: list[str],
     working_size: dict[str, Any],
+    backbone_features: dict[str, np.ndarray],
     classifier: dict[str, Any],
 ) -> dict[str, float]:
-    """Reference baselines on the same split; `baseline_test_accuracy` is the stronger of the two.
+    """Reference baselines on the same split; `baseline_test_accuracy` is the strongest.
 
     PCA on down-sized pixels then logistic regression, and logistic regression on the plain pixels
-    at the side the CNN works at, both on standardised features.
+    at the side the CNN works at, both on standardised features and fit on the train split; and,
+    when a pretrained backbone is on, logistic regression on its frozen features fit on train+val
+    (ten lines of scikit-learn on frozen pretrained features: the baseline to beat).
     """
     from sklearn.decomposition import PCA
     from sklearn.linear_model import LogisticRegression
@@ -297,6 +400,21 @@ def baseline_classifier(
         accuracies[f"baseline_{name}_test_accuracy"] = float(
             accuracy_score(test_labels, model.predict(downsized_pixels(images, test_rows, side)))
         )
+    if len(backbone_features["features"]):
+        features = aligned(manifest["item_id"].to_numpy(), backbone_features, "features")
+        fit = manifest["split"].isin(["train", "val"]).to_numpy()
+        test = (manifest["split"] == "test").to_numpy()
+        labels = manifest["category"].map({c: i for i, c in enumerate(categories)}).to_numpy()
+        frozen = make_pipeline(
+            StandardScaler(), LogisticRegression(max_iter=int(config["max_iter"]))
+        ).fit(features[fit], labels[fit])
+        accuracies["baseline_frozen_logistic_test_accuracy"] = float(
+            accuracy_score(labels[test], frozen.predict(features[test]))
+        )
+        logger.info(
+            "Baseline: logistic regression on frozen pretrained features %.4f",
+            accuracies["baseline_frozen_logistic_test_accuracy"],
+        )
     best = max(accuracies.values())
     logger.info(
         "Baselines: PCA(%d)+logistic regression %.4f, logistic regression on %d px pixels %.4f",
@@ -309,10 +427,21 @@ def baseline_classifier(
 
 
 def classifier_metrics(
-    test_metrics: dict[str, float], baseline_metrics: dict[str, float]
+    test_metrics: dict[str, float], baseline_metrics: dict[str, float], choice: dict[str, Any]
 ) -> tuple[dict[str, dict[str, float]], dict[str, float]]:
-    """Test metrics for MLflow (single step) and the same figures as a plain JSON report."""
-    merged = {**test_metrics, **baseline_metrics}
+    """Test metrics (and the candidates' validation figures) for MLflow (single step) and the same
+    figures as a plain JSON report."""
+    candidates = {
+        f"choice_val_{figure}_{name}": value
+        for figure in ("accuracy", "log_loss")
+        for name, value in choice.get(f"val_{figure}", {}).items()
+    }
+    merged = {
+        **test_metrics,
+        **baseline_metrics,
+        **candidates,
+        "pretrained_chosen": float(choice["chosen"] == "pretrained"),
+    }
     return single_step(merged), merged
 
 

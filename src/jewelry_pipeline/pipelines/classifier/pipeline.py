@@ -1,4 +1,5 @@
-"""Classifier pipeline: train, evaluate, baseline, report and plots."""
+"""Classifier pipeline: train the CNN and the pretrained variant, keep the one validation favours,
+evaluate, baselines (frozen pretrained features among them), report and plots."""
 
 from kedro.pipeline import Node, Pipeline
 
@@ -6,8 +7,10 @@ from jewelry_pipeline.core.metrics import history_metrics
 
 from .nodes import (
     baseline_classifier,
+    choose_classifier,
     choose_working_size,
     classifier_metrics,
+    embed_backbone,
     embed_catalog,
     evaluate_classifier,
     plot_confusion_matrix,
@@ -39,8 +42,28 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "classifier_input_size",
                     "params:classifier",
                 ],
-                outputs=["classifier_model", "classifier_history"],
+                outputs=["cnn_classifier_model", "cnn_classifier_history"],
                 name="train_classifier",
+            ),
+            Node(
+                func=embed_backbone,
+                inputs=[STORE, MANIFEST, "params:pretrained"],
+                outputs="backbone_features",
+                name="embed_backbone",
+            ),
+            Node(
+                func=choose_classifier,
+                inputs=[
+                    STORE,
+                    MANIFEST,
+                    "categories",
+                    "cnn_classifier_model",
+                    "cnn_classifier_history",
+                    "params:pretrained",
+                    "params:classifier",
+                ],
+                outputs=["classifier_model", "classifier_history", "classifier_choice"],
+                name="choose_classifier",
             ),
             Node(
                 func=history_metrics,
@@ -66,6 +89,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     MANIFEST,
                     "categories",
                     "classifier_input_size",
+                    "backbone_features",
                     "params:classifier",
                 ],
                 outputs="baseline_metrics",
@@ -73,7 +97,7 @@ def create_pipeline(**kwargs) -> Pipeline:
             ),
             Node(
                 func=classifier_metrics,
-                inputs=["classifier_test_metrics", "baseline_metrics"],
+                inputs=["classifier_test_metrics", "baseline_metrics", "classifier_choice"],
                 outputs=["classifier_mlflow_metrics", "classifier_metrics_report"],
                 name="report_classifier_metrics",
             ),

@@ -1,7 +1,9 @@
-"""Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on autoencoder latents.
+"""Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on frozen pretrained
+features, KMeans on autoencoder latents.
 
-The two baselines run on the plain photos, scaled as anyone would in a few lines of scikit-learn;
-`ae_kmeans` runs on the latents of the autoencoders. Each partition is scored in its own space, in
+The baselines run on the plain photos, scaled as anyone would in a few lines of scikit-learn (and
+on the frozen pretrained backbone's features, when it is on); `ae_kmeans` runs on the latents of
+the autoencoders. Each partition is scored in its own space, in
 one common space (the classifier embedding, shared by all methods so the figures compare), and
 against sub-style labels when a ground truth exists.
 """
@@ -26,7 +28,7 @@ if (
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("kmeans_pixels", "pca_kmeans", "ae_kmeans")
+METHODS = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans", "ae_kmeans")
 
 
 def _best_kmeans(
@@ -52,10 +54,11 @@ def cluster_category(
     category_manifest: pd.DataFrame,
     latents: dict[str, np.ndarray],
     classifier_embeddings: dict[str, np.ndarray],
+    backbone_features: dict[str, np.ndarray],
     substyle_labels: pd.DataFrame,
     clustering: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Cluster one category three ways; return assignments and one metrics row per method."""
+    """Cluster one category every way; return assignments and one metrics row per method."""
     from sklearn.decomposition import PCA
     from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score, silhouette_score
     from sklearn.preprocessing import StandardScaler
@@ -75,6 +78,9 @@ def cluster_category(
         # Unit-length codes: the cosine geometry the contrastive loss trains and retrieval searches.
         "ae_kmeans": l2_normalise(aligned(item_ids, latents, "latents")),
     }
+    if len(backbone_features["features"]):
+        spaces["backbone_kmeans"] = l2_normalise(aligned(item_ids, backbone_features, "features"))
+    spaces = {method: spaces[method] for method in METHODS if method in spaces}
     common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     truth = substyles_of(category_manifest, substyle_labels)
     assignments, metric_rows = [], []
@@ -149,9 +155,10 @@ def combine_clustering(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
     """All categories' assignments and metrics, plus the methods x categories silhouette table."""
     assignments = pd.concat(tables[: len(tables) // 2], ignore_index=True)
     metrics = pd.concat(tables[len(tables) // 2 :], ignore_index=True)
+    methods = [method for method in METHODS if method in set(metrics["method"])]
     table = (
         metrics.pivot(index="method", columns="category", values="silhouette")
-        .reindex(list(METHODS))
+        .reindex(methods)
         .reset_index()
     )
     return assignments, metrics, table

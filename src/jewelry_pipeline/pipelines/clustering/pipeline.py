@@ -15,11 +15,11 @@ from .nodes import (
     plot_cluster_montage,
 )
 
-SHARED_INPUTS = {"image_store", "classifier_embeddings", "substyle_labels"}
+SHARED_INPUTS = {"image_store", "classifier_embeddings", "backbone_features", "substyle_labels"}
 
 
 def category_pipeline() -> Pipeline:
-    """Cluster one category three ways, log its metrics and draw its montage."""
+    """Cluster one category every way, log its metrics and draw its montage."""
     return Pipeline(
         [
             Node(
@@ -29,6 +29,7 @@ def category_pipeline() -> Pipeline:
                     "category_manifest",
                     "latents",
                     "classifier_embeddings",
+                    "backbone_features",
                     "substyle_labels",
                     "params:clustering",
                 ],
