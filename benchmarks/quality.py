@@ -1,6 +1,6 @@
-"""Real-photo quality benchmark: `make quality` (about 45 min on 2 cores).
+"""Real-photo quality benchmark: `make quality` (about 60 min on 2 cores).
 
-Runs the real `kedro run --params raw_dir=...` with default parameters on three photo trees, each in
+Runs the real `kedro run --params raw_dir=...` with default parameters on four photo trees, each in
 its own scratch project under `build/quality/` (the repository's `data/` and `mlruns/` are not
 touched):
 
@@ -8,6 +8,8 @@ touched):
   folder per fine class, 300 photos each;
 - `fmnist-groups`: footwear / tops / other, 150 photos per fine class, the fine class as
   `substyles.csv`;
+- `emojione`: colour drawings (Debian's `ruby-gemojione`), the package's categories, the Unicode
+  subgroup as `substyles.csv`;
 - `builtin`: the built-in generator, as `make run` draws it.
 
 Writes `benchmarks/results/quality.json`, `docs/QUALITY.md` and one reconstruction and one query
@@ -30,7 +32,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from benchmarks import fmnist
+from benchmarks import emojione, fmnist
 from benchmarks._report import machine
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -42,14 +44,20 @@ TELEMETRY_OFF = {
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "TF_CPP_MIN_LOG_LEVEL": "2",
 }
-# Targets of the real-photos issue; the benchmark reports them, it never relaxes them.
-CLASSIFIER_MARGIN = {"fmnist10": 0.05, "fmnist-groups": 0.01}
+# Targets of the pretrained-encoder issue (#30): over the best baseline, pretrained ones included.
+# The benchmark reports them, it never relaxes them.
+CLASSIFIER_MARGIN = {"fmnist10": 0.01, "fmnist-groups": 0.01, "emojione": 0.01}
 BUILTIN_MIN_ACCURACY = 0.97
-RETRIEVAL_MARGIN = {"fmnist-groups": 0.05}
+RETRIEVAL_MARGIN = {"fmnist-groups": 0.02, "emojione": 0.02}
+RETRIEVAL_BASELINES = ("pixels", "pca", "backbone")
+CLUSTERING_BASELINES = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans")
+SERVED_CLUSTERS = "ae_kmeans"  # recommender.cluster_method's default
 BUILTIN_MIN_RETRIEVAL = 0.90
+DATASETS = "fmnist10,fmnist-groups,emojione,builtin"
 MINI_PARAMS = (
     "classifier.training.epochs=1,autoencoders.training.epochs=1,"
-    "ingestion.min_images_per_category=5"
+    "ingestion.min_images_per_category=5,pretrained.training.warmup_epochs=1,"
+    "pretrained.training.fine_tune_epochs=1"
 )
 
 
@@ -78,10 +86,35 @@ def ensure_fashion_mnist(data_dir: Path) -> None:
     )
 
 
-def build_photos(name: str, out: Path, mini: bool, data_dir: Path) -> Path:
+def ensure_emojione(gem_dir: Path, emoji_test: Path) -> None:
+    """Install Debian's ruby-gemojione and unicode-data when their files are missing."""
+    if (gem_dir / "config" / "index.json").exists() and emoji_test.exists():
+        return
+    if gem_dir != emojione.GEM_DIR or emoji_test != emojione.EMOJI_TEST:
+        sys.exit(f"No EmojiOne files in {gem_dir} or no {emoji_test}")
+    sudo = [] if os.geteuid() == 0 else ["sudo"]
+    print("Installing Debian's ruby-gemojione and unicode-data", flush=True)
+    subprocess.run([*sudo, "apt-get", "update", "-qq"], check=True)
+    subprocess.run(
+        [*sudo, "env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "install", "-y", "-qq"]
+        + list(emojione.DEBIAN_PACKAGES),
+        check=True,
+    )
+
+
+def build_photos(name: str, out: Path, mini: bool, args: argparse.Namespace) -> Path:
     """Write one dataset's photo tree (with substyles.csv) into `out`."""
+    data_dir = args.fmnist_dir
     if out.exists():
         shutil.rmtree(out)
+    if name == "emojione":
+        return emojione.write_tree(
+            out,
+            max_per_category=12 if mini else None,
+            gem_dir=args.emojione_dir,
+            emoji_test=args.emoji_test,
+            min_per_category=12 if mini else emojione.MIN_PER_CATEGORY,
+        )
     if name == "fmnist10":
         return fmnist.write_tree(
             out, grouped=False, per_class=12 if mini else 300, data_dir=data_dir
@@ -168,7 +201,10 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     }
     served = json.loads((data / "07_model_output" / "served_source.json").read_text())
     answers = json.loads((data / "07_model_output" / "answer_policy.json").read_text())
+    choice_path = data / "08_reporting" / "classifier_choice.json"
     return {
+        "classifier_choice": json.loads(choice_path.read_text()) if choice_path.exists() else {},
+        "ari_at_true_k": ari_at_true_k(project),
         "dataset": name,
         "wall_seconds": round(seconds, 1),
         "photos": len(read_table(data / "03_primary" / "manifest.csv")),
@@ -183,6 +219,46 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     }
 
 
+def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
+    """Per category: the ARI of KMeans at the true number of sub-styles on the served clusters'
+    space (unit autoencoder latents) and on the frozen backbone features (labels used here only)."""
+    from sklearn.cluster import KMeans
+    from sklearn.metrics import adjusted_rand_score
+
+    from jewelry_pipeline.core.lookup import aligned, read_table
+    from jewelry_pipeline.core.search import l2_normalise
+
+    data = project / "data"
+    labels_path = project.parent / "photos" / "substyles.csv"  # beside the project: build_photos
+    if not labels_path.exists():
+        return {}
+    labels = read_table(labels_path)
+    manifest = read_table(data / "05_model_input" / "manifest.csv")
+    truth = dict(zip(labels["path"], labels["substyle"]))
+    frozen_path = data / "04_feature" / "backbone_features.npz"
+    with np.load(frozen_path, allow_pickle=False) as arrays:
+        frozen = {key: arrays[key] for key in arrays.files}
+    found = {}
+    for category, rows in manifest.groupby("category"):
+        ids = rows["item_id"].to_numpy().astype(str)
+        true = rows["path"].map(truth).to_numpy()
+        k = len(set(true))
+        if k < 2 or k >= len(ids):
+            continue
+        with np.load(data / "04_feature" / "latents" / f"{category}.npz", allow_pickle=False) as a:
+            latents = {key: a[key] for key in a.files}
+        spaces = {SERVED_CLUSTERS: l2_normalise(aligned(ids, latents, "latents"))}
+        if len(frozen["features"]):
+            spaces["backbone_kmeans"] = l2_normalise(aligned(ids, frozen, "features"))
+        found[str(category)] = {
+            method: float(
+                adjusted_rand_score(true, KMeans(k, n_init=10, random_state=0).fit_predict(x))
+            )
+            for method, x in spaces.items()
+        }
+    return found
+
+
 def targets(result: dict) -> list[dict]:
     """Each target of the issue that applies to this dataset, with its figures and whether it is
     met."""
@@ -193,7 +269,10 @@ def targets(result: dict) -> list[dict]:
         need = baseline + CLASSIFIER_MARGIN[name]
         found.append(
             {
-                "target": f"classifier accuracy >= baseline + {CLASSIFIER_MARGIN[name]}",
+                "target": (
+                    f"classifier accuracy >= best baseline (frozen features included) + "
+                    f"{CLASSIFIER_MARGIN[name]}"
+                ),
                 "value": accuracy,
                 "needed": need,
                 "met": accuracy >= need,
@@ -213,11 +292,12 @@ def targets(result: dict) -> list[dict]:
     if key in retrieval.get(result["served_source"], {}):
         served = retrieval[result["served_source"]][key]
         if name in RETRIEVAL_MARGIN:
-            need = max(retrieval["pixels"][key], retrieval["pca"][key]) + RETRIEVAL_MARGIN[name]
+            baselines = [s for s in RETRIEVAL_BASELINES if s in retrieval]
+            need = max(retrieval[s][key] for s in baselines) + RETRIEVAL_MARGIN[name]
             found.append(
                 {
                     "target": (
-                        "served source sub-style p@10 >= max(pixels, pca) + "
+                        f"served source sub-style p@10 >= max({', '.join(baselines)}) + "
                         f"{RETRIEVAL_MARGIN[name]}"
                     ),
                     "value": served,
@@ -238,13 +318,14 @@ def targets(result: dict) -> list[dict]:
     if name != "fmnist10" and "ari" in clustering:
         for category, rows in clustering.groupby("category"):
             ari = rows.set_index("method")["ari"]
-            need = max(ari["kmeans_pixels"], ari["pca_kmeans"])
+            baselines = [m for m in CLUSTERING_BASELINES if m in ari]
+            need = max(ari[m] for m in baselines)
             found.append(
                 {
-                    "target": f"ae_kmeans ARI >= both baselines ({category})",
-                    "value": ari["ae_kmeans"],
+                    "target": f"{SERVED_CLUSTERS} ARI >= every clustering baseline ({category})",
+                    "value": ari[SERVED_CLUSTERS],
                     "needed": need,
-                    "met": ari["ae_kmeans"] >= need,
+                    "met": ari[SERVED_CLUSTERS] >= need,
                 }
             )
     for category, figures in result["reconstruction"].items():
@@ -347,13 +428,19 @@ def report(results: list[dict], total_seconds: float) -> str:
             f"Autoencoder input: **{result['autoencoder_input']['input']}** "
             f"({result['autoencoder_input']['reason']}).",
             "",
+            f"Classifier kept: **{result['classifier_choice'].get('chosen', 'cnn')}** "
+            f"({result['classifier_choice'].get('reason', '')}).",
+            "",
             "| classifier | test accuracy | test macro-F1 |",
             "|---|---|---|",
-            f"| CNN | {classifier['test_accuracy']:.3f} | {classifier['test_macro_f1']:.3f} |",
+            f"| kept classifier | {classifier['test_accuracy']:.3f} "
+            f"| {classifier['test_macro_f1']:.3f} |",
             "| baseline: PCA + logistic regression "
             f"| {classifier.get('baseline_pca_logistic_test_accuracy', float('nan')):.3f} | |",
             "| baseline: logistic regression on pixels "
             f"| {classifier.get('baseline_pixel_logistic_test_accuracy', float('nan')):.3f} | |",
+            "| baseline: logistic regression on frozen pretrained features "
+            f"| {classifier.get('baseline_frozen_logistic_test_accuracy', float('nan')):.3f} | |",
             "",
         ]
         clustering = pd.DataFrame(result["clustering"])
@@ -365,6 +452,20 @@ def report(results: list[dict], total_seconds: float) -> str:
             "| " + " | ".join(_fmt(row[c]) for c in columns) + " |"
             for row in clustering.to_dict("records")
         ]
+        if result["ari_at_true_k"]:
+            methods = sorted({m for v in result["ari_at_true_k"].values() for m in v})
+            lines += [
+                "",
+                "ARI at the true number of sub-styles (KMeans, for reference; the runs choose k "
+                "without labels):",
+                "",
+                "| category | " + " | ".join(methods) + " |",
+                "|" + "---|" * (len(methods) + 1),
+            ]
+            lines += [
+                f"| {category} | " + " | ".join(_fmt(v.get(m, "")) for m in methods) + " |"
+                for category, v in result["ari_at_true_k"].items()
+            ]
         retrieval = pd.DataFrame(result["retrieval"])
         columns = [
             c
@@ -434,14 +535,22 @@ def main(argv: list[str] | None = None) -> dict:
         default=fmnist.DATA_DIR,
         help="folder of the Fashion-MNIST IDX files",
     )
-    parser.add_argument("--datasets", default="fmnist10,fmnist-groups,builtin")
+    parser.add_argument(
+        "--emojione-dir", type=Path, default=emojione.GEM_DIR, help="the gemojione gem's folder"
+    )
+    parser.add_argument(
+        "--emoji-test", type=Path, default=emojione.EMOJI_TEST, help="Unicode's emoji-test.txt"
+    )
+    parser.add_argument("--datasets", default=DATASETS)
     args = parser.parse_args(argv)
     if any(name.startswith("fmnist") for name in args.datasets.split(",")):
         ensure_fashion_mnist(args.fmnist_dir)
+    if "emojione" in args.datasets.split(","):
+        ensure_emojione(args.emojione_dir, args.emoji_test)
     started, results = time.perf_counter(), []
     for name in args.datasets.split(","):
         print(f"[quality] {name}: building photos", flush=True)
-        photos = build_photos(name, args.work / name / "photos", args.mini, args.fmnist_dir)
+        photos = build_photos(name, args.work / name / "photos", args.mini, args)
         project = scratch_project(args.work / name / "project")
         print(f"[quality] {name}: kedro run", flush=True)
         seconds = run_kedro(project, photos, args.mini)

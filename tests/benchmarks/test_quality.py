@@ -8,8 +8,9 @@ import json
 import struct
 
 import numpy as np
+from PIL import Image
 
-from benchmarks import fmnist, quality
+from benchmarks import emojione, fmnist, quality
 
 
 def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
@@ -33,6 +34,63 @@ def _fake_fashion_mnist(folder, per_class: int = 14) -> None:
         handle.write(struct.pack(">IIII", 2051, len(labels), 28, 28) + images.tobytes())
 
 
+EMOJI_GROUPS = {"animals": ("mammal", "bird"), "food": ("fruit", "drink"), "places": ("map",)}
+
+
+def _fake_emojione(folder):
+    """A gemojione-like gem (index.json, 64 px RGBA PNGs) and an emoji-test.txt: each subgroup a
+    shape, each category a colour, plus one skin-tone variant that must be left out."""
+    rng = np.random.default_rng(1)
+    (folder / "gem" / "config").mkdir(parents=True)
+    (folder / "gem" / "assets" / "png").mkdir(parents=True)
+    index, test_lines, code = {}, ["# group: fake"], 0x1F400
+    ys, xs = np.mgrid[0:64, 0:64]
+    for c, (category, groups) in enumerate(EMOJI_GROUPS.items()):
+        for g, group in enumerate(groups):
+            test_lines.append(f"# subgroup: {group}")
+            for _ in range(8 if len(groups) == 2 else 5):
+                code += 1
+                hex_code = f"{code:X}"
+                cy, cx = rng.uniform(20, 44, 2)
+                shape = (
+                    (ys - cy) ** 2 + (xs - cx) ** 2 < 150
+                    if g == 0
+                    else (abs(ys - cy) < 6) & (abs(xs - 32) < 26)
+                )
+                rgba = np.zeros((64, 64, 4), np.uint8)
+                rgba[shape] = [(220, 40, 40, 255), (40, 160, 40, 255), (40, 40, 220, 255)][c]
+                rgba[shape, :3] = np.clip(rgba[shape, :3] + rng.integers(-30, 30, 3), 0, 255)
+                Image.fromarray(rgba, "RGBA").save(
+                    folder / "gem" / "assets" / "png" / f"{hex_code}.png"
+                )
+                index[hex_code.lower()] = {"unicode": hex_code, "category": category}
+                test_lines.append(f"{hex_code} FE0F ; fully-qualified # x E1.0 fake")
+    toned = f"{code:X}-1F3FB"
+    Image.new("RGBA", (64, 64)).save(folder / "gem" / "assets" / "png" / f"{toned}.png")
+    index[toned.lower()] = {"unicode": toned, "category": "places"}
+    test_lines.append(f"{code:X} 1F3FB ; fully-qualified # x E1.0 fake tone")
+    (folder / "gem" / "config" / "index.json").write_text(json.dumps(index))
+    (folder / "emoji-test.txt").write_text("\n".join(test_lines) + "\n")
+
+
+def test_emojione_trees_follow_category_and_subgroup(tmp_path):
+    _fake_emojione(tmp_path)
+    tree = emojione.write_tree(
+        tmp_path / "tree",
+        gem_dir=tmp_path / "gem",
+        emoji_test=tmp_path / "emoji-test.txt",
+        min_per_category=12,
+    )
+    rows = (tree / "substyles.csv").read_text().splitlines()[1:]
+    assert sorted(p.name for p in tree.iterdir() if p.is_dir()) == [
+        "animals",
+        "food",
+    ]  # places < 12
+    assert {line.split(",")[2] for line in rows} == {"mammal", "bird", "fruit", "drink"}
+    assert not any("1f3fb" in line for line in rows)
+    assert len(rows) == len(list(tree.rglob("*.png"))) == 2 * 16
+
+
 def test_fashion_mnist_trees_follow_the_labels(tmp_path):
     _fake_fashion_mnist(tmp_path / "idx")
     tree = fmnist.write_tree(
@@ -53,6 +111,7 @@ def test_fashion_mnist_trees_follow_the_labels(tmp_path):
 
 def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_path):
     _fake_fashion_mnist(tmp_path / "idx")
+    _fake_emojione(tmp_path / "emoji")
     docs, results = tmp_path / "docs", tmp_path / "quality.json"
     quality.main(
         [
@@ -65,10 +124,19 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
             str(results),
             "--fmnist-dir",
             str(tmp_path / "idx"),
+            "--emojione-dir",
+            str(tmp_path / "emoji" / "gem"),
+            "--emoji-test",
+            str(tmp_path / "emoji" / "emoji-test.txt"),
         ]
     )
     summary = json.loads(results.read_text())
-    assert [d["dataset"] for d in summary["datasets"]] == ["fmnist10", "fmnist-groups", "builtin"]
+    assert [d["dataset"] for d in summary["datasets"]] == [
+        "fmnist10",
+        "fmnist-groups",
+        "emojione",
+        "builtin",
+    ]
     for dataset in summary["datasets"]:
         assert dataset["autoencoder_input"]["input"] in ("photo", "foreground")
         assert {r["source"] for r in dataset["retrieval"]} >= {
@@ -81,12 +149,31 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
         assert {
             "baseline_pca_logistic_test_accuracy",
             "baseline_pixel_logistic_test_accuracy",
+            "baseline_frozen_logistic_test_accuracy",
         } <= set(dataset["classifier"])
+        assert dataset["classifier"]["baseline_test_accuracy"] == max(
+            v for k, v in dataset["classifier"].items() if k.startswith("baseline_")
+        )
+        assert dataset["classifier_choice"]["chosen"] in ("cnn", "pretrained")
         kinds = " ".join(t["target"] for t in dataset["targets"])
         assert "classifier accuracy" in kinds and "reconstruction" in kinds
+        for target in dataset["targets"]:  # every verdict follows from its own figures
+            below = "reconstruction" in target["target"]
+            holds = (
+                target["value"] < target["needed"] if below else target["value"] >= target["needed"]
+            )
+            assert target["met"] == holds, target
         if dataset["dataset"] != "fmnist10":
-            assert "ae_kmeans ARI" in kinds and "sub-style p@10" in kinds
+            assert "ae_kmeans ARI >= every clustering baseline" in kinds
+            assert "sub-style p@10" in kinds
+            assert "backbone" in {r["source"] for r in dataset["retrieval"]}
+            assert "backbone_kmeans" in {r["method"] for r in dataset["clustering"]}
+        if dataset["dataset"] in ("fmnist-groups", "emojione"):
+            needed = [t["needed"] for t in dataset["targets"] if "p@10" in t["target"]][0]
+            retrieval = {r["source"]: r["precision_at_10.substyle"] for r in dataset["retrieval"]}
+            assert needed == max(retrieval[s] for s in ("pixels", "pca", "backbone")) + 0.02
         assert (docs / "quality" / f"{dataset['dataset']}_queries.png").stat().st_size > 1000
         assert (docs / "quality" / f"{dataset['dataset']}_reconstructions.png").exists()
     text = (docs / "QUALITY.md").read_text()
-    assert "## fmnist10" in text and "## fmnist-groups" in text and "## builtin" in text
+    assert "## fmnist10" in text and "## emojione" in text and "## builtin" in text
+    assert "frozen pretrained features" in text

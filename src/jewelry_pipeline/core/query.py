@@ -13,15 +13,16 @@ import numpy as np
 from jewelry_pipeline.core.images import Preprocessing, autoencoder_inputs
 from jewelry_pipeline.core.search import l2_normalise
 
-# Every source the retrieval evaluation compares; the first two are the naive baselines.
-SOURCES = ("pixels", "pca", "autoencoder", "classifier", "descriptor", "combined")
+# Every source the retrieval evaluation compares; the first three are baselines (pixels, PCA and the
+# frozen pretrained backbone's features: ten lines of scikit-learn each).
+SOURCES = ("pixels", "pca", "backbone", "autoencoder", "classifier", "descriptor", "combined")
 # Sources a bundle's models compute from a photo: the ones an index can serve.
 MODEL_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
 # Sources whose vectors live in per-category autoencoder spaces: built from every category's
 # encoder.
 ENCODED_SOURCES = ("autoencoder", "combined")
 # Sources searched only within one (the given or predicted) category.
-CATEGORY_SCOPED_SOURCES = (*ENCODED_SOURCES, "descriptor")
+CATEGORY_SCOPED_SOURCES = (*ENCODED_SOURCES, "descriptor", "backbone")
 
 
 def descriptor_vectors(pooled: np.ndarray) -> np.ndarray:

@@ -72,10 +72,14 @@ def toy():
     return images, manifest, classifier, latents, labels
 
 
+NO_FEATURES = {"item_id": np.array([], str), "features": np.zeros((0, 0), np.float32)}
+
+
 def test_sources_and_retrieval_metrics(toy):
     images, manifest, classifier, latents, labels = toy
-    sources = embedding_sources(images, manifest, classifier, PARAMS, *latents)
-    assert all(sources[s].shape[0] == len(manifest) for s in SOURCES)
+    sources = embedding_sources(images, manifest, classifier, NO_FEATURES, PARAMS, *latents)
+    assert all(sources[s].shape[0] == len(manifest) for s in SOURCES if s != "backbone")
+    assert "backbone" not in sources
     table, metrics = evaluate_retrieval(manifest, sources, ["a", "b"], labels, PARAMS)
     row = table.set_index("source").loc["classifier"]
     assert row["precision_at_3.category"] == pytest.approx(1.0)
@@ -102,9 +106,25 @@ def test_auto_serves_the_source_built_on_the_better_input(autoencoder_input, ser
         choose_served_source({"input": autoencoder_input}, {**PARAMS, "embedding_source": "nope"})
 
 
+def test_frozen_backbone_features_are_a_scoped_source(toy):
+    images, manifest, classifier, latents, labels = toy
+    # Stand-in frozen features that give the sub-style away, in reversed item order.
+    truth = labels.set_index("path").loc[manifest["path"], "substyle"].to_numpy()
+    codes = pd.factorize(truth)[0]
+    frozen = {
+        "item_id": manifest["item_id"].to_numpy()[::-1],
+        "features": np.eye(codes.max() + 1, dtype=np.float32)[codes][::-1] * 5,
+    }
+    sources = embedding_sources(images, manifest, classifier, frozen, PARAMS, *latents)
+    np.testing.assert_allclose(np.linalg.norm(sources["backbone"], axis=1), 1.0, atol=1e-6)
+    table, metrics = evaluate_retrieval(manifest, sources, ["a", "b"], labels, PARAMS)
+    assert list(table["source"]) == list(SOURCES)
+    assert metrics["backbone.precision_at_3.substyle"]["value"] == pytest.approx(1.0)
+
+
 def test_substyle_metrics_are_absent_without_labels(toy):
     images, manifest, classifier, latents, _ = toy
-    sources = embedding_sources(images, manifest, classifier, PARAMS, *latents)
+    sources = embedding_sources(images, manifest, classifier, NO_FEATURES, PARAMS, *latents)
     table, metrics = evaluate_retrieval(
         manifest,
         sources,
@@ -183,7 +203,7 @@ def modelled():
 def _index(modelled, source: str, recommender: dict = PARAMS) -> dict:
     """`build_index` arrays of the modelled catalog for one source and recommender parameters."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, recommender, *latents)
+    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, recommender, *latents)
     return build_index(
         images,
         manifest,
@@ -204,7 +224,7 @@ def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(mo
     """The index comes from QueryEncoder (what the service queries with); it must equal the vectors
     the classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, PARAMS, *latents)
     arrays = _index(modelled, source)
     expected = sources[source] / np.linalg.norm(sources[source], axis=1, keepdims=True)
     np.testing.assert_allclose(arrays["vectors"], expected, atol=1e-4)
@@ -218,7 +238,7 @@ def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(mo
 
 def test_index_backend_and_evaluation_only_sources(modelled):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, PARAMS, *latents)
+    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, PARAMS, *latents)
     arguments = (images, manifest, ["a", "b"], model, sources)
     rest = ({"input": "foreground"}, preprocessing)
     arrays = build_index(
@@ -252,7 +272,7 @@ ANSWERS = {"min_confidence": "auto", "min_similarity": "auto", "no_match_quantil
 def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelled, source):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     params = {**PARAMS, "answers": ANSWERS}
-    sources = embedding_sources(images, manifest, embeddings, params, *latents)
+    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, params, *latents)
     rest = ({"input": "foreground"}, preprocessing, params, *encoders)
     index = build_index(
         images, manifest, ["a", "b"], model, sources, {"source": source}, *rest, built=["a", "b"]

@@ -44,11 +44,12 @@ def embedding_sources(
     images: np.ndarray,
     manifest: pd.DataFrame,
     classifier_embeddings: dict[str, np.ndarray],
+    backbone_features: dict[str, np.ndarray],
     recommender: dict[str, Any],
     *latents: dict[str, np.ndarray],
 ) -> dict[str, np.ndarray]:
     """Every candidate embedding (rows follow the manifest) plus the classifier's predicted
-    category."""
+    category; `backbone` only when the pretrained backbone is on."""
     from sklearn.decomposition import PCA
     from sklearn.preprocessing import StandardScaler
 
@@ -63,7 +64,13 @@ def embedding_sources(
     )
     classifier = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     autoencoder = _latents_by_item(item_ids, latents)
+    frozen = (
+        {"backbone": l2_normalise(aligned(item_ids, backbone_features, "features"))}
+        if len(backbone_features["features"])
+        else {}
+    )
     return {
+        **frozen,
         "item_id": item_ids,
         "predicted_class": aligned(item_ids, classifier_embeddings, "probabilities").argmax(axis=1),
         "pixels": pixels,
@@ -105,7 +112,7 @@ def evaluate_retrieval(
     }
     predicted = np.array(categories)[sources["predicted_class"]]
     rows = []
-    for source in SOURCES:
+    for source in (name for name in SOURCES if name in sources):
         index = EmbeddingIndex(sources["item_id"][gallery], sources[source][gallery])
         query_vectors = sources[source][queries]
         positions = np.zeros((len(query_rows), k), int)
@@ -243,8 +250,8 @@ def build_index(
             images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
         )
     else:
-        # an evaluation-only source (pixels, pca; rows follow the manifest): the service refuses
-        # to serve it
+        # an evaluation-only source (pixels, pca, backbone; rows follow the manifest): the
+        # service refuses to serve it
         vectors = sources[source]
     hnsw = recommender["hnsw"]
     backend = recommender["index_backend"]

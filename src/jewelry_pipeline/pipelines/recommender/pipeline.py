@@ -27,6 +27,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "image_store",
                     "model_input_manifest",
                     "classifier_embeddings",
+                    "backbone_features",
                     "params:recommender",
                     *per_category("latents", built),
                 ],
