@@ -51,7 +51,7 @@ BUILTIN_MIN_ACCURACY = 0.97
 RETRIEVAL_MARGIN = {"fmnist-groups": 0.02, "emojione": 0.02}
 RETRIEVAL_BASELINES = ("pixels", "pca", "backbone")
 CLUSTERING_BASELINES = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans")
-SERVED_CLUSTERS = "ae_kmeans"  # recommender.cluster_method's default
+SERVED_CLUSTERS = "served_kmeans"  # recommender.cluster_method's default
 BUILTIN_MIN_RETRIEVAL = 0.90
 DATASETS = "fmnist10,fmnist-groups,emojione,builtin"
 MINI_PARAMS = (
@@ -221,7 +221,8 @@ def collect(name: str, project: Path, seconds: float) -> dict:
 
 def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
     """Per category: the ARI of KMeans at the true number of sub-styles on the served clusters'
-    space (unit autoencoder latents) and on the frozen backbone features (labels used here only)."""
+    space (the served embedding), the autoencoder latents and the frozen backbone features (labels
+    used here only)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
@@ -238,6 +239,9 @@ def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
     frozen_path = data / "04_feature" / "backbone_features.npz"
     with np.load(frozen_path, allow_pickle=False) as arrays:
         frozen = {key: arrays[key] for key in arrays.files}
+    with np.load(data / "04_feature" / "embedding_sources.npz", allow_pickle=False) as arrays:
+        served_source = json.loads((data / "07_model_output" / "served_source.json").read_text())
+        served = {key: arrays[key] for key in ("item_id", served_source["source"])}
     found = {}
     for category, rows in manifest.groupby("category"):
         ids = rows["item_id"].to_numpy().astype(str)
@@ -247,7 +251,12 @@ def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
             continue
         with np.load(data / "04_feature" / "latents" / f"{category}.npz", allow_pickle=False) as a:
             latents = {key: a[key] for key in a.files}
-        spaces = {SERVED_CLUSTERS: l2_normalise(aligned(ids, latents, "latents"))}
+        spaces = {
+            SERVED_CLUSTERS: l2_normalise(
+                aligned(ids, served, served_source["source"]).astype(np.float32)
+            ),
+            "ae_kmeans": l2_normalise(aligned(ids, latents, "latents")),
+        }
         if len(frozen["features"]):
             spaces["backbone_kmeans"] = l2_normalise(aligned(ids, frozen, "features"))
         found[str(category)] = {

@@ -115,6 +115,7 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     assert run.data.metrics["baseline_test_accuracy"] == max(
         run.data.metrics["baseline_pca_logistic_test_accuracy"],
         run.data.metrics["baseline_pixel_logistic_test_accuracy"],
+        run.data.metrics["baseline_frozen_logistic_test_accuracy"],
     )
     assert run.info.run_name == "all pipelines on my photos"
     identity = json.loads((kedro_project / "data/03_primary/ingestion.json").read_text())

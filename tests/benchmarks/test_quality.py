@@ -164,7 +164,7 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
             )
             assert target["met"] == holds, target
         if dataset["dataset"] != "fmnist10":
-            assert "ae_kmeans ARI >= every clustering baseline" in kinds
+            assert "served_kmeans ARI >= every clustering baseline" in kinds
             assert "sub-style p@10" in kinds
             assert "backbone" in {r["source"] for r in dataset["retrieval"]}
             assert "backbone_kmeans" in {r["method"] for r in dataset["clustering"]}

@@ -29,6 +29,7 @@ CLASSES = ["bracelet", "necklace", "ring"]
 IMAGE_SIZE = 32
 PER_CLASS = 10
 COMBINED_WEIGHT = 0.5
+PRETRAINED = {"backbone": "efficientnet_lite0", "input_size": 32}  # the packaged ImageNet weights
 DESCRIPTOR_LAYOUT = (-1, 2)  # the classifier's last block, on a 2 x 2 grid
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
 PREPROCESSING = {
@@ -78,13 +79,28 @@ def make_bundle(
     answers: AnswerPolicy = AnswerPolicy(),
 ) -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing
-    `source` vectors."""
+    `source` vectors; a `backbone` bundle has a pretrained classifier and the frozen backbone."""
     import keras
+
+    from jewelry_pipeline.core.models.backbone import (
+        BackboneSettings,
+        frozen_backbone,
+        load_backbone,
+    )
+    from jewelry_pipeline.core.models.pretrained import build_pretrained_classifier
 
     keras.utils.set_random_seed(seed)
     n = PER_CLASS * len(CLASSES)
     photos = catalog_photos(seed)
-    classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
+    backbone = None
+    if source == "backbone":
+        settings = BackboneSettings.from_config(PRETRAINED)
+        classifier = build_pretrained_classifier(
+            load_backbone(settings), IMAGE_SIZE, len(CLASSES), 16, 0.0
+        )
+        backbone = frozen_backbone(PRETRAINED, IMAGE_SIZE)
+    else:
+        classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
     embeddings, probabilities, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
         photos.astype(np.float32), verbose=0
     )
@@ -104,6 +120,8 @@ def make_bundle(
     }
     if latents is not None:
         sources["combined"] = combined_vectors(embeddings, latents, COMBINED_WEIGHT)
+    if backbone is not None:
+        sources["backbone"] = backbone.predict(photos.astype(np.float32), verbose=0)
     # The index is made here the way the pipelines make catalog vectors, not by the service's query
     # code, so the engine tests compare two independent computations.
     spec = IndexSpec(
@@ -137,6 +155,7 @@ def make_bundle(
             drift_reference=reference_sample(
                 categories, probabilities, embeddings, CLASSES, 1000, seed
             ),
+            backbone=backbone,
             version={
                 "mlflow_run_id": run_id,
                 "created_at": "2026-11-22T00:00:00+00:00",
@@ -172,6 +191,13 @@ def tiny_photo_autoencoder_bundle(tmp_path_factory) -> Path:
         source="autoencoder",
         autoencoder_input="photo",
     )
+
+
+@pytest.fixture(scope="session")
+def tiny_backbone_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle with a pretrained classifier whose index holds frozen backbone features (the
+    bundle carries the frozen backbone; read-only)."""
+    return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="backbone")
 
 
 @pytest.fixture(scope="session")

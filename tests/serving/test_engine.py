@@ -145,6 +145,11 @@ def photo_autoencoder_engine(tiny_photo_autoencoder_bundle) -> RecommendationEng
 
 
 @pytest.fixture(scope="module")
+def backbone_engine(tiny_backbone_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_backbone_bundle), "tiny-backbone")
+
+
+@pytest.fixture(scope="module")
 def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_combined_bundle), "tiny-combined")
 
@@ -162,17 +167,17 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(
     )
 
 
-@pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder"])
+@pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder", "backbone"])
 def test_query_vectors_are_built_as_the_index_was(source, request):
     """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder
-    reading photos)."""
+    reading photos; frozen backbone of a pretrained bundle)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
     vector = engine.features(PHOTOS[12:13]).vector(0, CLASSES.index("necklace"))
     np.testing.assert_allclose(vector, bundle.index["vectors"][12], atol=1e-4)
 
 
-@pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor"])
+@pytest.mark.parametrize("source", ["autoencoder", "combined", "descriptor", "backbone"])
 def test_scoped_search_stays_in_one_category(source, request):
     engine = request.getfixturevalue(f"{source}_engine")
     features = engine.features(PHOTOS[12:13])

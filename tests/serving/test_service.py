@@ -18,6 +18,23 @@ from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
 from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
 
 
+def _serve_bundle(bundle: Path, log: Path):
+    """`bentoml serve` of the service on one bundle folder, on a free port of 127.0.0.1."""
+    from jewelry_testing.servers import free_port, start
+
+    port = str(free_port())
+    command = [
+        str(Path(sys.executable).with_name("bentoml")),
+        "serve",
+        "jewelry_pipeline.serving.service:JewelryService",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        port,
+    ]
+    return start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", log)
+
+
 def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
     statuses = live_server.readiness
     assert 503 in statuses and statuses[-1] == 200
@@ -291,7 +308,6 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
     import json
     import time
 
-    from jewelry_testing.servers import free_port, start
     from tests.serving.conftest import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")
@@ -301,19 +317,7 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
         (bundle / "classifier.keras").read_bytes()
     ).hexdigest()
     (bundle / "files.json").write_text(json.dumps(files))
-    port = str(free_port())
-    command = [
-        str(Path(sys.executable).with_name("bentoml")),
-        "serve",
-        "jewelry_pipeline.serving.service:JewelryService",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        port,
-    ]
-    server = start(
-        command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", tmp_path / "serve.log"
-    )
+    server = _serve_bundle(bundle, tmp_path / "serve.log")
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
             deadline = time.monotonic() + 60
@@ -501,3 +505,37 @@ def test_no_redirect_is_built_from_the_host_header(live_server, path):
         answer = client.get(path, headers={"host": "evil.example"})
     assert not 300 <= answer.status_code < 400 and "location" not in answer.headers
     assert answer.status_code == 404
+
+
+@pytest.mark.slow
+def test_a_pretrained_bundle_is_served_end_to_end(tmp_path):
+    """A bundle with a pretrained classifier and an index of frozen backbone features: the live
+    service loads the backbone it carries, and a catalog photo finds itself first."""
+    import time
+
+    from tests.serving.conftest import catalog_photos, make_bundle
+
+    bundle = make_bundle(tmp_path / "bundle", source="backbone")
+    assert (bundle / "backbone.keras").is_file()
+    server = _serve_bundle(bundle, tmp_path / "serve.log")
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            deadline = time.monotonic() + 120
+            while client.get("/readyz").status_code != 200 and time.monotonic() < deadline:
+                time.sleep(0.5)
+            assert client.get("/readyz").status_code == 200, client.get("/status").json()
+            photo = catalog_photos()[12]  # item012, a necklace
+            body = client.post(
+                "/recommend",
+                files={"image": ("n.png", image_bytes(photo, "PNG"), "image/png")},
+                data={"k": "3", "category": "necklace"},
+            ).json()
+            assert body["items"][0]["item_id"] == "item012", body
+            assert body["items"][0]["score"] == pytest.approx(1.0, abs=1e-3)
+            assert all(item["category"] == "necklace" for item in body["items"])
+            classified = client.post(
+                "/classify", files={"image": ("n.png", image_bytes(photo, "PNG"), "image/png")}
+            ).json()
+            assert set(classified["probabilities"]) == set(CLASSES)
+    finally:
+        server.stop()

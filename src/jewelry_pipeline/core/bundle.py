@@ -1,7 +1,8 @@
 """The serving bundle: one folder with everything the service needs.
 Written atomically, read and verified.
 
-Contents: `classifier.keras`, `encoders/<category>.keras`, `index.npz` (for a memory-mapped index
+Contents: `classifier.keras`, `encoders/<category>.keras`, `backbone.keras` (the frozen pretrained
+backbone, only when the index serves its features), `index.npz` (for a memory-mapped index
 backend, IVF-PQ, its vectors are `index_vectors.npy` beside it, memory-mapped), `catalog.csv`,
 `thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `drift_reference.npz` (held-out
 photos for drift reports, see `core.drift`), `config.json` (class names, preprocessing, answer
@@ -39,6 +40,7 @@ INDEX_VECTORS = vectors_file("index.npz").name  # a memory-mapped backend's vect
 BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )
+BACKBONE_FILE = "backbone.keras"
 CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
 OPTIONAL_CATALOG_COLUMNS = ["title"]  # kept when the catalog has them
 
@@ -64,6 +66,7 @@ class BundleContents:
     answers: AnswerPolicy = AnswerPolicy()
     title: str = "Catalog"
     drift_reference: dict[str, np.ndarray] | None = None  # see core.drift.reference_sample
+    backbone: Any = None  # the frozen backbone, for an index of `backbone` vectors
 
     @property
     def promoted(self) -> bool:
@@ -85,6 +88,7 @@ class ServingBundle:
     catalog: pd.DataFrame
     thumbnails: Thumbnails
     drift_reference: dict[str, np.ndarray] | None = None  # None: a bundle made without one
+    backbone: Any = None  # None: the index does not serve frozen backbone features
 
     @property
     def class_names(self) -> list[str]:
@@ -158,6 +162,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         (staging / "encoders").mkdir()
         for category, encoder in encoders.items():
             save_keras_atomic(encoder, staging / "encoders" / f"{category}.keras")
+        if contents.backbone is not None:
+            save_keras_atomic(contents.backbone, staging / BACKBONE_FILE)
         if str(index.get("backend")) in MEMORY_MAPPED_BACKENDS:
             np.save(staging / INDEX_VECTORS, index["vectors"])
             index = {key: value for key, value in index.items() if key != "vectors"}
@@ -278,6 +284,9 @@ def read_bundle(path: str | Path) -> ServingBundle:
         with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
         catalog = read_table(path / "catalog.csv")
+        backbone = (
+            load_keras_safe(path / BACKBONE_FILE) if (path / BACKBONE_FILE).is_file() else None
+        )
         drift_reference = None
         if (path / "drift_reference.npz").is_file():
             with np.load(path / "drift_reference.npz", allow_pickle=False) as data:
@@ -285,5 +294,5 @@ def read_bundle(path: str | Path) -> ServingBundle:
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None
     return ServingBundle(
-        path, config, classifier, encoders, index, catalog, thumbnails, drift_reference
+        path, config, classifier, encoders, index, catalog, thumbnails, drift_reference, backbone
     )

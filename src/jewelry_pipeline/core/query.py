@@ -16,8 +16,9 @@ from jewelry_pipeline.core.search import l2_normalise
 # Every source the retrieval evaluation compares; the first three are baselines (pixels, PCA and the
 # frozen pretrained backbone's features: ten lines of scikit-learn each).
 SOURCES = ("pixels", "pca", "backbone", "autoencoder", "classifier", "descriptor", "combined")
-# Sources a bundle's models compute from a photo: the ones an index can serve.
-MODEL_SOURCES = ("classifier", "descriptor", "autoencoder", "combined")
+# Sources a bundle's models compute from a photo: the ones an index can serve (`backbone`: the
+# frozen pretrained backbone, which the bundle then carries).
+MODEL_SOURCES = ("classifier", "descriptor", "autoencoder", "combined", "backbone")
 # Sources whose vectors live in per-category autoencoder spaces: built from every category's
 # encoder.
 ENCODED_SOURCES = ("autoencoder", "combined")
@@ -115,8 +116,8 @@ class QueryBatch:
 class QueryEncoder:
     """Model inputs (letterboxed uint8 photos) -> class probabilities and unit query vectors.
 
-    Built from the classifier and, for encoded sources, every category's encoder; TensorFlow loads
-    here.
+    Built from the classifier and, for encoded sources, every category's encoder (for `backbone`,
+    the frozen backbone taking store-size photos); TensorFlow loads here.
     """
 
     def __init__(
@@ -126,6 +127,7 @@ class QueryEncoder:
         encoders: dict[str, Any],
         class_names: list[str],
         preprocessing: Preprocessing,
+        backbone: Any = None,
     ):
         import tensorflow as tf
 
@@ -145,6 +147,15 @@ class QueryEncoder:
             input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
             reduce_retracing=True,
         )
+        self._backbone = None
+        if spec.source == "backbone":
+            if backbone is None:
+                raise ValueError("'backbone' vectors need the frozen backbone model")
+            self._backbone = tf.function(
+                lambda images: backbone(tf.cast(images, tf.float32), training=False),
+                input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
+                reduce_retracing=True,
+            )
         self._encoders = None
         if spec.encoded:
             missing = [name for name in self.class_names if name not in encoders]
@@ -174,6 +185,7 @@ class QueryEncoder:
             bundle.encoders,
             bundle.class_names,
             bundle.preprocessing,
+            bundle.backbone,
         )
 
     def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
@@ -190,6 +202,10 @@ class QueryEncoder:
         if self.spec.source == "descriptor":
             return QueryBatch(
                 probabilities, l2_normalise(descriptor_vectors(outputs[2].numpy()))[:, None, :]
+            )
+        if self.spec.source == "backbone":
+            return QueryBatch(
+                probabilities, l2_normalise(self._backbone(images).numpy())[:, None, :]
             )
         inputs = autoencoder_inputs(
             images,

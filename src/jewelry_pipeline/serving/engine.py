@@ -89,7 +89,12 @@ class RecommendationEngine:
         self._centroids = ClusterCentroids.of(self.index.vectors, self._categories, self._clusters)
         try:
             self.encoder = QueryEncoder(
-                self.spec, bundle.classifier, bundle.encoders, self.class_names, self.preprocessing
+                self.spec,
+                bundle.classifier,
+                bundle.encoders,
+                self.class_names,
+                self.preprocessing,
+                bundle.backbone,
             )
         except ValueError as exc:
             raise BundleError(

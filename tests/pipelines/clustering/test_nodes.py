@@ -64,6 +64,27 @@ NO_FEATURES = {"item_id": np.array([], str), "features": np.zeros((0, 0), np.flo
 BASELINES = [method for method in METHODS if method != "backbone_kmeans"]
 
 
+def _cluster(images, manifest, latents, embeddings, frozen, labels, served="classifier"):
+    """`cluster_category` with the served embedding standing in as the classifier's (reversed
+    item order, as the recommender's sources need not follow the category manifest)."""
+    sources = {
+        "item_id": embeddings["item_id"][::-1],
+        "classifier": embeddings["embeddings"][::-1],
+        "noise": np.random.default_rng(2).normal(size=(len(embeddings["item_id"]), 6)),
+    }
+    return cluster_category(
+        images,
+        manifest,
+        latents,
+        embeddings,
+        frozen,
+        sources,
+        {"source": served, "reason": "test"},
+        labels,
+        PARAMS,
+    )
+
+
 def _frozen(manifest, labels, informative: bool) -> dict[str, np.ndarray]:
     """Stand-in frozen features: the sub-style one-hot (informative) or noise, in reversed order."""
     ids = manifest["item_id"].to_numpy()[::-1]
@@ -82,19 +103,20 @@ def _frozen(manifest, labels, informative: bool) -> dict[str, np.ndarray]:
 def test_every_method_with_labels(toy):
     images, manifest, latents, embeddings, labels = toy
     frozen = _frozen(manifest, labels, informative=True)
-    assignments, rows = cluster_category(
-        images, manifest, latents, embeddings, frozen, labels, PARAMS
-    )
+    assignments, rows = _cluster(images, manifest, latents, embeddings, frozen, labels)
     assert list(rows["method"]) == list(METHODS)
-    assert set(assignments["method"]) == set(METHODS) and len(assignments) == 4 * len(manifest)
+    assert set(assignments["method"]) == set(METHODS)
+    assert len(assignments) == len(METHODS) * len(manifest)
+    served = rows.set_index("method").loc["served_kmeans"]
+    assert served["space"] == "classifier" and served["ari"] == pytest.approx(1.0)
+    _, on_noise = _cluster(images, manifest, latents, embeddings, frozen, labels, served="noise")
+    assert on_noise.set_index("method").loc["served_kmeans", "ari"] < 0.5
     assert rows.set_index("method").loc["backbone_kmeans", "ari"] == pytest.approx(1.0)
-    _, noisy = cluster_category(
-        images, manifest, latents, embeddings, _frozen(manifest, labels, False), labels, PARAMS
+    _, noisy = _cluster(
+        images, manifest, latents, embeddings, _frozen(manifest, labels, False), labels
     )
     assert noisy.set_index("method").loc["backbone_kmeans", "ari"] < 0.5
-    _, without = cluster_category(
-        images, manifest, latents, embeddings, NO_FEATURES, labels, PARAMS
-    )
+    _, without = _cluster(images, manifest, latents, embeddings, NO_FEATURES, labels)
     assert list(without["method"]) == BASELINES
     ae = rows.set_index("method").loc["ae_kmeans"]
     assert ae["k"] == 2 and ae["ari"] == pytest.approx(1.0) and ae["nmi"] == pytest.approx(1.0)
@@ -110,9 +132,7 @@ def test_every_method_with_labels(toy):
 def test_label_metrics_are_absent_without_labels(toy):
     images, manifest, latents, embeddings, _ = toy
     no_labels = pd.DataFrame(columns=["path", "category", "substyle"])
-    _, rows = cluster_category(
-        images, manifest, latents, embeddings, NO_FEATURES, no_labels, PARAMS
-    )
+    _, rows = _cluster(images, manifest, latents, embeddings, NO_FEATURES, no_labels)
     assert "ari" not in rows.columns and "nmi" not in rows.columns
     names = set(clustering_mlflow_metrics(rows))
     assert not any(name.endswith((".ari", ".nmi")) for name in names)
@@ -121,11 +141,11 @@ def test_label_metrics_are_absent_without_labels(toy):
 
 def test_combine_builds_the_methods_by_categories_table(toy):
     images, manifest, latents, embeddings, labels = toy
-    a1, r1 = cluster_category(images, manifest, latents, embeddings, NO_FEATURES, labels, PARAMS)
+    a1, r1 = _cluster(images, manifest, latents, embeddings, NO_FEATURES, labels)
     other = manifest.assign(category="earring")
-    a2, r2 = cluster_category(
-        images, other, latents, embeddings, NO_FEATURES, labels.assign(category="earring"), PARAMS
+    a2, r2 = _cluster(
+        images, other, latents, embeddings, NO_FEATURES, labels.assign(category="earring")
     )
     assignments, metrics, table = combine_clustering(a1, a2, r1, r2)
-    assert len(assignments) == len(a1) + len(a2) and len(metrics) == 6
+    assert len(assignments) == len(a1) + len(a2) and len(metrics) == 2 * len(BASELINES)
     assert list(table["method"]) == BASELINES and {"ring", "earring"} <= set(table.columns)

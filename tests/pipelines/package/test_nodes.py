@@ -123,6 +123,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
         embedded,
         catalog,
         {"image_size": 16},
+        {"backbone": "efficientnet_lite0", "input_size": 32},
         {"title": None},
         {"reference_size": 10, "seed": 0},
         encoder,
@@ -141,6 +142,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
     assert [contents.thumbnails.jpeg(r) for r in range(3)] == [b"z-jpeg", b"x-jpeg", b"y-jpeg"]
     assert list(contents.catalog["thumbnail_row"]) == [0, 1, 2]
     assert contents.encoders == {"a": encoder, "b": other} and contents.promoted is True
+    assert contents.backbone is None  # a classifier index: no frozen backbone to carry
     assert (contents.preprocessing.image_size, contents.preprocessing.autoencoder_input) == (
         16,
         "photo",
@@ -156,6 +158,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
             thumbnails,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
             {},
             {},
             {},

@@ -8,6 +8,7 @@ import pytest
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.query import SOURCES, IndexSpec
 from jewelry_pipeline.core.search import EmbeddingIndex
+from jewelry_pipeline.pipelines.classifier.nodes import embed_backbone
 from jewelry_pipeline.pipelines.recommender.nodes import (
     build_catalog,
     build_index,
@@ -73,6 +74,7 @@ def toy():
 
 
 NO_FEATURES = {"item_id": np.array([], str), "features": np.zeros((0, 0), np.float32)}
+PRETRAINED = {"backbone": "efficientnet_lite0", "input_size": 32}
 
 
 def test_sources_and_retrieval_metrics(toy):
@@ -90,20 +92,39 @@ def test_sources_and_retrieval_metrics(toy):
     )
 
 
+def test_a_category_smaller_than_k_counts_its_missing_answers_as_misses(toy):
+    images, manifest, classifier, latents, labels = toy
+    wide = {**PARAMS, "k": 20}  # each category has 16 gallery items: scoped searches return 16
+    sources = embedding_sources(images, manifest, classifier, NO_FEATURES, wide, *latents)
+    table, _ = evaluate_retrieval(manifest, sources, ["a", "b"], labels, wide)
+    rows = table.set_index("source")
+    # Searched within the predicted category: its 16 items are found, 4 answers are missing.
+    assert rows.loc["descriptor", "precision_at_20.category"] == pytest.approx(16 / 20)
+    assert rows.loc["descriptor", "precision_at_20.substyle"] == pytest.approx(8 / 20)
+    # Searched over the whole gallery: all 8 items of the sub-style are among the 20 answers.
+    assert rows.loc["classifier", "precision_at_20.substyle"] == pytest.approx(8 / 20)
+
+
 @pytest.mark.parametrize(
     "autoencoder_input, served", [("foreground", "combined"), ("photo", "descriptor")]
 )
 def test_auto_serves_the_source_built_on_the_better_input(autoencoder_input, served):
-    choice = choose_served_source(
-        {"input": autoencoder_input}, {**PARAMS, "embedding_source": "auto"}
-    )
+    cnn = {"chosen": "cnn", "reason": "validation accuracy 0.9 against 0.8"}
+    auto = {**PARAMS, "embedding_source": "auto"}
+    choice = choose_served_source({"input": autoencoder_input}, cnn, auto)
     assert choice["source"] == served and choice["reason"]
-    assert choose_served_source({"input": autoencoder_input}, PARAMS) == {
+    # When validation favours the pretrained classifier, the frozen backbone features are served.
+    pretrained = {"chosen": "pretrained", "reason": "validation accuracy 0.95 against 0.9"}
+    choice = choose_served_source({"input": autoencoder_input}, pretrained, auto)
+    assert choice["source"] == "backbone" and pretrained["reason"] in choice["reason"]
+    assert choose_served_source({"input": autoencoder_input}, pretrained, PARAMS) == {
         "source": "classifier",
         "reason": "set by recommender.embedding_source: classifier",
     }
     with pytest.raises(ValueError, match="embedding_source"):
-        choose_served_source({"input": autoencoder_input}, {**PARAMS, "embedding_source": "nope"})
+        choose_served_source(
+            {"input": autoencoder_input}, cnn, {**PARAMS, "embedding_source": "nope"}
+        )
 
 
 def test_frozen_backbone_features_are_a_scoped_source(toy):
@@ -200,10 +221,18 @@ def modelled():
     return images, manifest, model, embeddings, encoders, latents, preprocessing
 
 
+def _frozen(modelled) -> dict:
+    """The frozen backbone's features of the modelled catalog, as the classifier pipeline makes
+    them."""
+    images, manifest = modelled[:2]
+    return embed_backbone(images, manifest, PRETRAINED)
+
+
 def _index(modelled, source: str, recommender: dict = PARAMS) -> dict:
     """`build_index` arrays of the modelled catalog for one source and recommender parameters."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, recommender, *latents)
+    frozen = _frozen(modelled) if source == "backbone" else NO_FEATURES
+    sources = embedding_sources(images, manifest, embeddings, frozen, recommender, *latents)
     return build_index(
         images,
         manifest,
@@ -213,18 +242,22 @@ def _index(modelled, source: str, recommender: dict = PARAMS) -> dict:
         {"source": source},
         {"input": "foreground"},
         preprocessing,
+        PRETRAINED,
         recommender,
         *encoders,
         built=["a", "b"],
     )
 
 
-@pytest.mark.parametrize("source", ["classifier", "descriptor", "autoencoder", "combined"])
+@pytest.mark.parametrize(
+    "source", ["classifier", "descriptor", "autoencoder", "combined", "backbone"]
+)
 def test_the_index_is_made_by_the_query_code_and_equals_the_pipelines_vectors(modelled, source):
     """The index comes from QueryEncoder (what the service queries with); it must equal the vectors
     the classifier and autoencoder pipelines made for the same photos (embedding_sources)."""
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, PARAMS, *latents)
+    frozen = _frozen(modelled) if source == "backbone" else NO_FEATURES
+    sources = embedding_sources(images, manifest, embeddings, frozen, PARAMS, *latents)
     arrays = _index(modelled, source)
     expected = sources[source] / np.linalg.norm(sources[source], axis=1, keepdims=True)
     np.testing.assert_allclose(arrays["vectors"], expected, atol=1e-4)
@@ -240,7 +273,7 @@ def test_index_backend_and_evaluation_only_sources(modelled):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, PARAMS, *latents)
     arguments = (images, manifest, ["a", "b"], model, sources)
-    rest = ({"input": "foreground"}, preprocessing)
+    rest = ({"input": "foreground"}, preprocessing, PRETRAINED)
     arrays = build_index(
         *arguments, {"source": "classifier"}, *rest, PARAMS, *encoders, built=["a", "b"]
     )
@@ -268,12 +301,13 @@ def test_index_backend_and_evaluation_only_sources(modelled):
 ANSWERS = {"min_confidence": "auto", "min_similarity": "auto", "no_match_quantile": 0.25}
 
 
-@pytest.mark.parametrize("source", ["classifier", "combined"])
+@pytest.mark.parametrize("source", ["classifier", "combined", "backbone"])
 def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelled, source):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     params = {**PARAMS, "answers": ANSWERS}
-    sources = embedding_sources(images, manifest, embeddings, NO_FEATURES, params, *latents)
-    rest = ({"input": "foreground"}, preprocessing, params, *encoders)
+    frozen = _frozen(modelled) if source == "backbone" else NO_FEATURES
+    sources = embedding_sources(images, manifest, embeddings, frozen, params, *latents)
+    rest = ({"input": "foreground"}, preprocessing, PRETRAINED, params, *encoders)
     index = build_index(
         images, manifest, ["a", "b"], model, sources, {"source": source}, *rest, built=["a", "b"]
     )
@@ -298,7 +332,7 @@ def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelle
 def test_configured_answer_thresholds_are_kept(modelled):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
     params = {**PARAMS, "answers": {**ANSWERS, "min_confidence": 0.7, "min_similarity": 0.2}}
-    rest = ({"input": "foreground"}, preprocessing, params, *encoders)
+    rest = ({"input": "foreground"}, preprocessing, PRETRAINED, params, *encoders)
     index = _index(modelled, "classifier", params)
     policy, _ = choose_answer_policy(
         images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]

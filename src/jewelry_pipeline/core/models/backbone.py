@@ -43,6 +43,7 @@ BLOCKS = sum(stage[0] for stage in STAGES)
 # The original TensorFlow EfficientNet-Lite input scaling: (pixel - 127) / 128.
 INPUT_MEAN, INPUT_STD = 127.0, 128.0
 BN_EPSILON = 1e-3
+RESIZE_LAYER = "backbone_size"  # photos of the store's side resized to the backbone's
 
 
 def _block_specs() -> list[tuple[int, int, int, int, int]]:
@@ -252,6 +253,24 @@ def load_backbone(settings: BackboneSettings) -> keras.Model:
         )
     check_sha256(path, settings.sha256, "pretrained.sha256")
     return _user_backbone(path, settings.input_size, keras)
+
+
+def at_store_size(backbone: keras.Model, store_side: int) -> keras.Model:
+    """The backbone taking store-size photos (resized inside to its own side): what the pipeline
+    embeds with and what a bundle carries, so catalog and queries are made alike."""
+    import keras
+
+    side = backbone.input_shape[1]
+    inputs = keras.Input((store_side, store_side, 3), name="image")
+    x = inputs
+    if side != store_side:
+        x = keras.layers.Resizing(side, side, interpolation="bilinear", name=RESIZE_LAYER)(x)
+    return keras.Model(inputs, backbone(x), name="frozen_backbone")
+
+
+def frozen_backbone(config: dict[str, Any], store_side: int) -> keras.Model:
+    """The configured (`pretrained:` parameters) backbone, frozen, taking store-size photos."""
+    return at_store_size(load_backbone(BackboneSettings.from_config(config)), store_side)
 
 
 def _user_backbone(path: Path, side: int, keras) -> keras.Model:

@@ -15,6 +15,7 @@ import numpy as np
 
 from jewelry_pipeline.core.models.backbone import (
     BLOCKS,
+    RESIZE_LAYER,
     STAGES,
     block_output_layer,
     build_efficientnet_lite0,
@@ -29,7 +30,6 @@ logger = logging.getLogger(__name__)
 STAGED_BACKBONE = (
     "backbone_stages"  # the nested backbone with its stage outputs beside its features
 )
-RESIZE_LAYER = "backbone_size"
 
 
 @dataclass(frozen=True)

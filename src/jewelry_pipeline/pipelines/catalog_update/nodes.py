@@ -208,6 +208,7 @@ def grow_bundle(
         answers=bundle.answers,
         title=bundle.title,
         drift_reference=bundle.drift_reference,  # still the training run's photos
+        backbone=bundle.backbone,
     )
     logger.info(
         "catalog update: %d added (%s), %d refused; the catalog now holds %d items",

@@ -199,27 +199,17 @@ def embed_backbone(
 ) -> dict[str, np.ndarray]:
     """Frozen pretrained features (pooled) of every catalog item; no rows when the backbone is
     off."""
-    from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
+    from jewelry_pipeline.core.models.backbone import BackboneSettings, frozen_backbone
     from jewelry_pipeline.core.models.data import predict_batches
 
     settings = BackboneSettings.from_config(pretrained)
     item_ids = manifest["item_id"].to_numpy().astype(str)
     if not settings.enabled:
         return {"item_id": item_ids[:0], "features": np.zeros((0, 0), np.float32)}
-    frozen = _at_store_size(load_backbone(settings), images.shape[1])
+    frozen = frozen_backbone(pretrained, images.shape[1])
     features = predict_batches(frozen, images, manifest["store_index"].to_numpy())
     logger.info("Frozen %s features of %d items", settings.backbone, len(item_ids))
     return {"item_id": item_ids, "features": features.astype(np.float32)}
-
-
-def _at_store_size(backbone: keras.Model, store_side: int) -> keras.Model:
-    """The backbone taking store-size photos (resized inside to its own side)."""
-    import keras
-
-    side = backbone.input_shape[1]
-    inputs = keras.Input((store_side, store_side, 3))
-    x = inputs if side == store_side else keras.layers.Resizing(side, side)(inputs)
-    return keras.Model(inputs, backbone(x))
 
 
 def _val_figures(model: keras.Model, images: np.ndarray, rows: np.ndarray, labels: np.ndarray):

@@ -1,11 +1,12 @@
 """Sub-style clustering per category: KMeans on pixels, PCA+KMeans, KMeans on frozen pretrained
-features, KMeans on autoencoder latents.
+features, KMeans on autoencoder latents and KMeans on the embedding the index serves.
 
 The baselines run on the plain photos, scaled as anyone would in a few lines of scikit-learn (and
 on the frozen pretrained backbone's features, when it is on); `ae_kmeans` runs on the latents of
-the autoencoders. Each partition is scored in its own space, in
-one common space (the classifier embedding, shared by all methods so the figures compare), and
-against sub-style labels when a ground truth exists.
+the autoencoders; `served_kmeans` on the served embedding, so a catalog cluster holds the items
+"similar items" returns and a new photo's cluster (nearest centroid in index space) agrees. Each
+partition is scored in its own space, in one common space (the classifier embedding, shared by all
+methods so the figures compare), and against sub-style labels when a ground truth exists.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ if (
 
 logger = logging.getLogger(__name__)
 
-METHODS = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans", "ae_kmeans")
+METHODS = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans", "ae_kmeans", "served_kmeans")
 
 
 def _best_kmeans(
@@ -55,6 +56,8 @@ def cluster_category(
     latents: dict[str, np.ndarray],
     classifier_embeddings: dict[str, np.ndarray],
     backbone_features: dict[str, np.ndarray],
+    embedding_sources: dict[str, np.ndarray],
+    served_source: dict[str, str],
     substyle_labels: pd.DataFrame,
     clustering: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
@@ -77,6 +80,9 @@ def cluster_category(
         ),
         # Unit-length codes: the cosine geometry the contrastive loss trains and retrieval searches.
         "ae_kmeans": l2_normalise(aligned(item_ids, latents, "latents")),
+        "served_kmeans": l2_normalise(
+            aligned(item_ids, embedding_sources, served_source["source"]).astype(np.float32)
+        ),
     }
     if len(backbone_features["features"]):
         spaces["backbone_kmeans"] = l2_normalise(aligned(item_ids, backbone_features, "features"))
@@ -87,6 +93,8 @@ def cluster_category(
     for method, features in spaces.items():
         labels, k, own = _best_kmeans(features, k_values, seed)
         row = {"category": category, "method": method, "k": k, "silhouette": own}
+        if method == "served_kmeans":
+            row["space"] = served_source["source"]
         row["silhouette_common"] = (
             float(silhouette_score(common, labels)) if k > 1 else float("nan")
         )

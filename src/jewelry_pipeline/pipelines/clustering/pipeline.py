@@ -15,7 +15,14 @@ from .nodes import (
     plot_cluster_montage,
 )
 
-SHARED_INPUTS = {"image_store", "classifier_embeddings", "backbone_features", "substyle_labels"}
+SHARED_INPUTS = {
+    "image_store",
+    "classifier_embeddings",
+    "backbone_features",
+    "embedding_sources",
+    "served_source",
+    "substyle_labels",
+}
 
 
 def category_pipeline() -> Pipeline:
@@ -30,6 +37,8 @@ def category_pipeline() -> Pipeline:
                     "latents",
                     "classifier_embeddings",
                     "backbone_features",
+                    "embedding_sources",
+                    "served_source",
                     "substyle_labels",
                     "params:clustering",
                 ],

@@ -325,6 +325,7 @@ def assemble_bundle(
     classifier_embeddings: dict[str, np.ndarray],
     manifest: pd.DataFrame,
     preprocessing: dict[str, Any],
+    pretrained: dict[str, Any],
     package: dict[str, Any],
     drift: dict[str, Any],
     *encoders: keras.Model,
@@ -334,8 +335,11 @@ def assemble_bundle(
 
     `promotion` is the registry's record (the decision and the registered versions). `encoders`
     come from the namespaces `built` (sorted); they must be the categories ingestion found, so
-    each encoder is named by the category it was trained on.
+    each encoder is named by the category it was trained on. An index of frozen `backbone`
+    features brings the frozen backbone along (rebuilt from its pinned weights).
     """
+    from jewelry_pipeline.core.models.backbone import frozen_backbone
+
     if sorted(built) != sorted(categories) or len(encoders) != len(built):
         raise ValueError(
             f"The bundle would pair {len(encoders)} encoders of {sorted(built)} with the "
@@ -358,6 +362,9 @@ def assemble_bundle(
         title=catalog_title(package.get("title"), ingestion_identity.get("raw_dir", "")),
         version={"promotion": promotion},
         drift_reference=held_out_reference(classifier_embeddings, manifest, categories, drift),
+        backbone=frozen_backbone(pretrained, int(preprocessing["image_size"]))
+        if str(index.get("source", "")) == "backbone"
+        else None,
     )
 
 

@@ -54,6 +54,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "classifier_embeddings",
                     "model_input_manifest",
                     "params:preprocessing",
+                    "params:pretrained",
                     "params:package",
                     "params:catalog_update.drift",
                     *per_category("encoder", built),

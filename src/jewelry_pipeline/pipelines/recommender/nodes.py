@@ -115,17 +115,19 @@ def evaluate_retrieval(
     for source in (name for name in SOURCES if name in sources):
         index = EmbeddingIndex(sources["item_id"][gallery], sources[source][gallery])
         query_vectors = sources[source][queries]
-        positions = np.zeros((len(query_rows), k), int)
+        # -1: no answer (a category with fewer than k gallery items); a miss for every level.
+        positions = np.full((len(query_rows), k), -1)
         if source in CATEGORY_SCOPED_SOURCES:
             for name in np.unique(predicted[query_rows]):
                 chosen = predicted[query_rows] == name
                 found, _ = index.search(query_vectors[chosen], k, allowed=category[gallery] == name)
-                positions[chosen] = found
+                positions[np.flatnonzero(chosen)[:, None], np.arange(found.shape[1])] = found
         else:
-            positions, _ = index.search(query_vectors, k)
+            found, _ = index.search(query_vectors, k)
+            positions[:, : found.shape[1]] = found
         row = {"source": source}
         for level, labels in levels.items():
-            hits = labels[gallery][positions] == labels[query_rows][:, None]
+            hits = (labels[gallery][positions] == labels[query_rows][:, None]) & (positions >= 0)
             precision, average_precision = precision_and_ap_at_k(hits, relevant_totals[level], k)
             row[f"precision_at_{k}.{level}"] = precision
             row[f"map_at_{k}.{level}"] = average_precision
@@ -172,15 +174,20 @@ def build_catalog(
 
 
 def choose_served_source(
-    autoencoder_input: dict[str, Any], recommender: dict[str, Any]
+    autoencoder_input: dict[str, Any],
+    classifier_choice: dict[str, Any],
+    recommender: dict[str, Any],
 ) -> dict[str, str]:
-    """The source the index serves: `recommender.embedding_source`, or with `auto` the one built on
-    the better input.
+    """The source the index serves: `recommender.embedding_source`, or with `auto` the one this
+    run's validation split favours.
 
-    The autoencoders' input was chosen on this run's photos (a linear probe of the known
-    categories). When the foreground map wins, the photos' own pixels are mostly backdrop, and the
-    autoencoder latent (beside the classifier embedding: `combined`) carries the item; when the
-    plain photo wins, the classifier's mid-level `descriptor` of the photo is served.
+    When validation favours the pretrained classifier, ImageNet features carry these photos better
+    than anything trained here on a few hundred per category, and the frozen `backbone` features
+    are served: they keep the within-category differences that tuning on categories erases.
+    Otherwise the autoencoders' input, chosen on this run's photos (a linear probe of the known
+    categories), decides: with foreground maps the photos' own pixels are mostly backdrop, and the
+    autoencoder latent (beside the classifier embedding: `combined`) carries the item; with plain
+    photos the classifier's mid-level `descriptor` of the photo is served.
     """
     configured = str(recommender["embedding_source"])
     if configured != "auto" and configured not in SOURCES:
@@ -191,6 +198,14 @@ def choose_served_source(
         choice = {
             "source": configured,
             "reason": f"set by recommender.embedding_source: {configured}",
+        }
+    elif classifier_choice["chosen"] == "pretrained":
+        choice = {
+            "source": "backbone",
+            "reason": (
+                "validation favours the pretrained classifier "
+                f"({classifier_choice['reason']}), so the frozen backbone features are served"
+            ),
         }
     elif autoencoder_input["input"] == "foreground":
         choice = {
@@ -221,6 +236,7 @@ def build_index(
     served_source: dict[str, str],
     autoencoder_input: dict[str, Any],
     preprocessing: dict[str, Any],
+    pretrained: dict[str, Any],
     recommender: dict[str, Any],
     *encoders: Any,
     built: list[str],
@@ -244,14 +260,21 @@ def build_index(
     item_ids = manifest["item_id"].to_numpy().astype(str)
     if source in MODEL_SOURCES:
         encoder = _query_encoder(
-            spec, classifier, encoders, built, categories, preprocessing, autoencoder_input
+            spec,
+            classifier,
+            encoders,
+            built,
+            categories,
+            preprocessing,
+            autoencoder_input,
+            pretrained,
         )
         vectors = encoder.catalog_vectors(
             images, manifest["store_index"].to_numpy(), manifest["category"].to_numpy()
         )
     else:
-        # an evaluation-only source (pixels, pca, backbone; rows follow the manifest): the
-        # service refuses to serve it
+        # an evaluation-only source (pixels, pca; rows follow the manifest): the service
+        # refuses to serve it
         vectors = sources[source]
     hnsw = recommender["hnsw"]
     backend = recommender["index_backend"]
@@ -284,10 +307,19 @@ def _query_encoder(
     categories: list[str],
     preprocessing: dict[str, Any],
     autoencoder_input: dict[str, Any],
+    pretrained: dict[str, Any],
 ) -> QueryEncoder:
-    """The service's query code over this run's models (encoders in the order of `built`)."""
+    """The service's query code over this run's models (encoders in the order of `built`; the
+    frozen backbone for `backbone` vectors)."""
+    from jewelry_pipeline.core.models.backbone import frozen_backbone
+
     settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
-    return QueryEncoder(spec, classifier, dict(zip(built, encoders)), categories, settings)
+    backbone = (
+        frozen_backbone(pretrained, settings.image_size) if spec.source == "backbone" else None
+    )
+    return QueryEncoder(
+        spec, classifier, dict(zip(built, encoders)), categories, settings, backbone
+    )
 
 
 RATES = ("top_result_category_rate", "uncertain_rate", "no_close_match_rate")
@@ -335,6 +367,7 @@ def choose_answer_policy(
     index_arrays: dict[str, np.ndarray],
     autoencoder_input: dict[str, Any],
     preprocessing: dict[str, Any],
+    pretrained: dict[str, Any],
     recommender: dict[str, Any],
     *encoders: Any,
     built: list[str],
@@ -361,7 +394,7 @@ def choose_answer_policy(
     item_categories = in_index["category"].to_numpy().astype(str)
     splits = in_index["split"].to_numpy()
     encoder = _query_encoder(
-        spec, classifier, encoders, built, categories, preprocessing, autoencoder_input
+        spec, classifier, encoders, built, categories, preprocessing, autoencoder_input, pretrained
     )
     val, test = np.flatnonzero(splits == "val"), np.flatnonzero(splits == "test")
     if len(val) == 0:
