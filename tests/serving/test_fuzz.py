@@ -42,10 +42,19 @@ ROUTES = [
     ("GET", "/schema.json"),
 ]
 text = st.text(st.characters(codec="utf-8", exclude_categories=("Cs",)), max_size=40)
+# JSON carries what UTF-8 cannot: lone surrogates (as \ud800 escapes), NULs, very long values.
+json_text = (
+    st.text(st.characters(), max_size=40)
+    | st.sampled_from(["\ud800", "\udfff", "a\x00b"])
+    | st.integers(1_000, 60_000).map(lambda n: "9" * n)
+)
 header_text = st.text(st.characters(min_codepoint=32, max_codepoint=126), max_size=60)
 json_values = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | text,
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(text, inner, max_size=4),
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | json_text,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(st.sampled_from(["item_id", "k"]) | json_text, inner, max_size=4)
+    ),
     max_leaves=30,
 )
 
@@ -99,6 +108,25 @@ def client(live_server):
     assert (
         httpx.get(f"{live_server.url}/livez", timeout=10).status_code == 200
     )  # alive after everything
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"item_id": "\ud800"},
+        {"item_id": "item000", "k": "\ud800"},
+        {"item_id": "item000", "k": "9" * 60_000},
+        {"item_id": "x\x00" * 20_000},
+    ],
+    ids=["surrogate id", "surrogate k", "long k", "long id with NULs"],
+)
+def test_hostile_json_fields_get_a_short_json_4xx(client, body):
+    """Found by the red team (#31): a lone surrogate answered a plain-text 500, a 60,000-character
+    `k` was echoed whole."""
+    answer = client.post("/recommend_by_id", content=json.dumps(body).encode())
+    assert 400 <= answer.status_code < 500, answer.text[:200]
+    assert answer.content.isascii() and len(answer.content) < 400, answer.content[:200]
+    assert answer.json()["reason"] and answer.headers["x-content-type-options"] == "nosniff"
 
 
 @pytest.mark.parametrize(("method", "route"), ROUTES, ids=[f"{m} {r}" for m, r in ROUTES])

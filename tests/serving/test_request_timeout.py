@@ -15,6 +15,7 @@ import uvloop
 from bentoml._internal.server.http import traffic
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
+from jewelry_pipeline.serving.headers import SECURITY_HEADERS
 from jewelry_pipeline.serving.request_timeout import (
     _call_with_cancelled_timer,
     cancel_request_timers,
@@ -106,4 +107,9 @@ def test_timeout_still_answers_504_json(patched_middleware):
     sent: list[dict] = []
     _run(_one_request(TimeoutMiddleware(_slow_app, timeout=0.05), sent))
     assert sent[0]["status"] == 504
-    assert "0.05 seconds" in json.loads(sent[1]["body"])["error"]
+    body = json.loads(sent[1]["body"])
+    assert "0.05 seconds" in body["error"] and body["reason"] == "timeout"
+    # The timeout middleware sits outside the app's security headers: its answer carries them.
+    headers = dict(sent[0]["headers"])
+    assert all(headers.get(name) == value for name, value in SECURITY_HEADERS.items()), headers
+    assert headers[b"cache-control"] == b"no-store"

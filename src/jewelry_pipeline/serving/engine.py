@@ -18,6 +18,7 @@ from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
+from jewelry_pipeline.serving.json_answers import quoted
 
 logger = logging.getLogger(__name__)
 
@@ -139,7 +140,7 @@ class RecommendationEngine:
         """The category filter itself, or NotFound naming the valid ones."""
         if category and category not in self.class_names:
             raise UnknownCategory(
-                f"unknown category '{category}'; choose one of {self.class_names}"
+                f"unknown category {quoted(category)}; choose one of {self.class_names}"
             )
         return category or None
 
@@ -176,7 +177,7 @@ class RecommendationEngine:
         excluding itself."""
         position = self.position_of.get(str(item_id))
         if position is None:
-            raise UnknownItem(f"unknown item_id '{item_id}'")
+            raise UnknownItem(f"unknown item_id {quoted(item_id)}")
         vector = self.index.rows([position])[0]
         category = self._categories[position] if self.spec.category_scoped else None
         positions, scores = self.index.search(
@@ -246,5 +247,5 @@ class RecommendationEngine:
         """The item's stored thumbnail (JPEG bytes)."""
         position = self.position_of.get(str(item_id))
         if position is None:
-            raise UnknownItem(f"unknown item_id '{item_id}'")
+            raise UnknownItem(f"unknown item_id {quoted(item_id)}")
         return self.thumbnails.jpeg(int(self.catalog.at[position, "thumbnail_row"]))

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from urllib.parse import urlsplit
 
-from starlette.responses import JSONResponse
+from jewelry_pipeline.serving.json_answers import SafeJSONResponse
 
 # The page loads its script and style from this server only (no inline code), thumbnails from here,
 # and the query photo's preview from a blob: URL. No framing, no base-tag tricks, forms post only
@@ -88,7 +88,7 @@ class SameSiteOnly:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"] in self.paths:
             if is_cross_site(dict(scope.get("headers") or [])):
-                response = JSONResponse(
+                response = SafeJSONResponse(
                     {"error": "requests from another site are refused", "reason": "cross_site"},
                     status_code=403,
                 )
@@ -114,7 +114,7 @@ class JsonNotFound:
         if scope["type"] == "http":
             path = scope["path"]
             if (path != "/" and path.endswith("/")) or not self.is_known(path):
-                response = JSONResponse(
+                response = SafeJSONResponse(
                     {"error": "not found", "reason": "not_found"}, status_code=404
                 )
                 return await response(scope, receive, send)
@@ -133,5 +133,5 @@ class PublicSchema:
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["method"] in ("GET", "HEAD"):
             if scope["path"] == "/docs.json":
-                return await JSONResponse(self.openapi())(scope, receive, send)
+                return await SafeJSONResponse(self.openapi())(scope, receive, send)
         return await self.app(scope, receive, send)

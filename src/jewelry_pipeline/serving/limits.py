@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from starlette.responses import JSONResponse
+from jewelry_pipeline.serving.json_answers import SafeJSONResponse
 
 
 class ConcurrencyLimit:
@@ -21,7 +21,7 @@ class ConcurrencyLimit:
         if scope["type"] != "http" or scope["path"] not in self.paths:
             return await self.app(scope, receive, send)
         if self.in_flight >= self.max_concurrency:
-            response = JSONResponse(
+            response = SafeJSONResponse(
                 {
                     "error": f"over {self.max_concurrency} requests in flight; retry shortly",
                     "reason": "too_many_requests",
@@ -51,7 +51,7 @@ class LoadFailure:
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http" and scope["path"] == "/readyz" and (cause := self.failure()):
-            response = JSONResponse(
+            response = SafeJSONResponse(
                 {"error": f"the model bundle failed to load: {cause}", "reason": "load_failed"},
                 status_code=503,
             )

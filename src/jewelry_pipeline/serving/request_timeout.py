@@ -6,7 +6,8 @@ for each request and never cancels it. The timer holds a copy of the request's c
 tracing span, closures) until it fires. At 30 s and ~400 ASGI calls/s that is ~600,000 objects in
 the collector's oldest generation, and each full collection stalled the event loop for 300-500 ms
 (slow /readyz probes). `cancel_request_timers` makes the middleware cancel its timer when the
-request ends; the timeout itself behaves as before (504 JSON when no response has started).
+request ends; the timeout itself behaves as before (504 JSON when no response has started), now
+with a `reason` and the security headers.
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ import asyncio
 from typing import Any
 
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
-from starlette.responses import JSONResponse
+
+from jewelry_pipeline.serving.headers import DEFAULT_CACHE_CONTROL, SECURITY_HEADERS
+from jewelry_pipeline.serving.json_answers import error_answer
 
 
 async def _call_with_cancelled_timer(
@@ -38,9 +41,15 @@ async def _call_with_cancelled_timer(
         await response_started
     except TimeoutError:
         if request.cancel():
-            await JSONResponse(
-                {"error": f"Not able to process the request in {self.timeout} seconds"},
-                status_code=504,
+            # This middleware sits outside the app's own: the answer carries their headers itself.
+            await error_answer(
+                504,
+                f"not able to process the request in {self.timeout} seconds",
+                "timeout",
+                headers={
+                    **{name.decode(): value.decode() for name, value in SECURITY_HEADERS.items()},
+                    "cache-control": DEFAULT_CACHE_CONTROL.decode(),
+                },
             )(scope, receive, send)
     else:
         await request

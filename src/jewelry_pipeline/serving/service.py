@@ -27,7 +27,7 @@ import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 from bentoml._internal.marshal.dispatcher import CorkDispatcher  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
-from fastapi.responses import FileResponse, JSONResponse, Response  # noqa: E402
+from fastapi.responses import FileResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
@@ -40,6 +40,11 @@ from jewelry_pipeline.serving.headers import (
     SameSiteOnly,
     SecurityHeaders,
 )  # noqa: E402
+from jewelry_pipeline.serving.json_answers import (  # noqa: E402
+    SafeJSONResponse,
+    error_answer,
+    short_cause,
+)
 from jewelry_pipeline.serving.limits import ConcurrencyLimit, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
 from jewelry_pipeline.serving.route_labels import (
@@ -158,28 +163,33 @@ label_metrics_by_route(_template)
 
 
 def _public_cause(exc: Exception, path: Path) -> str:
-    """A load failure as the public may read it: no file path of this server (the log has them)."""
-    public = str(exc)
+    """A load failure as the public may read it: its kind and one short line, with no file path of
+    this server (the log has the full text)."""
+    message = str(exc)
     for location in sorted({str(path.resolve()), str(path)}, key=len, reverse=True):
-        public = public.replace(location, "the bundle")
-    return f"{type(exc).__name__}: {public}"
+        message = message.replace(location, "the bundle")
+    return short_cause(type(exc).__name__, message)
 
 
 @web.exception_handler(ApiError)
-async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+async def _api_error(_: Request, exc: ApiError) -> SafeJSONResponse:
     return exc.response()
 
 
 @web.exception_handler(StarletteHTTPException)
-async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(_: Request, exc: StarletteHTTPException) -> SafeJSONResponse:
     """Unknown paths and wrong methods answer JSON like every other error, not Starlette's plain
     text."""
     reason = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-    return JSONResponse(
-        {"error": str(exc.detail).lower(), "reason": reason},
-        status_code=exc.status_code,
-        headers=exc.headers,
-    )
+    return error_answer(exc.status_code, str(exc.detail).lower(), reason, exc.headers)
+
+
+@web.exception_handler(Exception)
+async def _internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
+    """A bug is still a clean answer: JSON with a reason (the security headers are added outside),
+    the details in the log only."""
+    logger.error("Unexpected %s on %s: %s", type(exc).__name__, request.url.path, exc, exc_info=exc)
+    return error_answer(500, "internal error: the server's log has the details", "internal_error")
 
 
 @bentoml.service(name="jewelry", workers=WORKERS, traffic={"timeout": 30})
@@ -374,7 +384,7 @@ class JewelryService:
         )
 
     @web.get("/status")
-    async def status(self) -> JSONResponse:
+    async def status(self) -> SafeJSONResponse:
         """`loading`, `ready` or `failed` (with the cause): what the page shows instead of
         guessing."""
         state = (
@@ -384,7 +394,7 @@ class JewelryService:
             if self.engine is not None
             else "loading"
         )
-        return JSONResponse(
+        return SafeJSONResponse(
             {
                 "state": state,
                 "error": self.load_error,
@@ -394,15 +404,15 @@ class JewelryService:
         )
 
     @web.post("/classify")
-    async def classify(self, request: Request) -> JSONResponse:
+    async def classify(self, request: Request) -> SafeJSONResponse:
         """Multipart `image` -> category, probabilities and model version."""
         engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
         features = await self._features(engine, await image_field(form))
-        return JSONResponse(engine.classify(features))
+        return SafeJSONResponse(engine.classify(features))
 
     @web.post("/recommend")
-    async def recommend(self, request: Request) -> JSONResponse:
+    async def recommend(self, request: Request) -> SafeJSONResponse:
         """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar
         items."""
         engine = await self._ready_engine()
@@ -410,10 +420,10 @@ class JewelryService:
         k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
         category = _check(engine.check_category, text_field(form.get("category"), "category"))
         features = await self._features(engine, await image_field(form))
-        return JSONResponse(await _in_thread(engine.recommend, features, k, category))
+        return SafeJSONResponse(await _in_thread(engine.recommend, features, k, category))
 
     @web.post("/recommend_by_id")
-    async def recommend_by_id(self, request: Request) -> JSONResponse:
+    async def recommend_by_id(self, request: Request) -> SafeJSONResponse:
         """JSON `{"item_id": ..., "k": 10}` -> the item and its most similar catalog items."""
         engine = await self._ready_engine()
         body = await json_object(request)
@@ -425,7 +435,7 @@ class JewelryService:
                 "missing_field" if item_id is None else "wrong_field_type",
             )
         k = int_field(body.get("k"), "k", DEFAULT_K, 1, MAX_K)
-        return JSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
+        return SafeJSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
 
     @web.get("/items/{item_id}/thumbnail")
     async def thumbnail(self, item_id: str) -> Response:
@@ -436,12 +446,12 @@ class JewelryService:
         )
 
     @web.get("/catalog")
-    async def catalog(self) -> JSONResponse:
+    async def catalog(self) -> SafeJSONResponse:
         """Categories, item counts and clusters."""
-        return JSONResponse((await self._ready_engine()).catalog_summary())
+        return SafeJSONResponse((await self._ready_engine()).catalog_summary())
 
     @web.get("/catalog/items")
-    async def catalog_items(self, request: Request) -> JSONResponse:
+    async def catalog_items(self, request: Request) -> SafeJSONResponse:
         """A page of items: query `category`, `cluster`, `offset`, `limit` (at most 200)."""
         engine = await self._ready_engine()
         query = request.query_params
@@ -453,7 +463,7 @@ class JewelryService:
             int_field(query.get("offset"), "offset", 0, 0, 10**9),
             int_field(query.get("limit"), "limit", 48, 1, 200),
         )
-        return JSONResponse(page)
+        return SafeJSONResponse(page)
 
 
 def _check(function, *args):

@@ -10,9 +10,9 @@ from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import JSONResponse
 
 from jewelry_pipeline.core.images import ImageRejected
+from jewelry_pipeline.serving.json_answers import SafeJSONResponse, error_answer, quoted
 
 # How each decoder refusal is answered: too big is 413, not an image we take is 415, broken is 400.
 STATUS_BY_REASON = {"too_large": 413, "unsupported_format": 415, "not_an_image": 415}
@@ -34,9 +34,9 @@ class ApiError(Exception):
         self.message = message
         self.reason = reason
 
-    def response(self) -> JSONResponse:
+    def response(self) -> SafeJSONResponse:
         """The JSON body every refusal gets."""
-        return JSONResponse({"error": self.message, "reason": self.reason}, status_code=self.status)
+        return error_answer(self.status, self.message, self.reason)
 
 
 def rejected_upload(exc: ImageRejected) -> ApiError:
@@ -64,13 +64,15 @@ async def read_form(request: Request, max_bytes: int) -> FormData:
         raise ApiError(
             415,
             "send multipart/form-data with a file field 'image' "
-            f"(got '{content_type or 'no content type'}')",
+            f"(got {quoted(content_type) if content_type else 'no content type'})",
             "unsupported_media_type",
         )
     try:
         return await request.form(max_files=1, max_fields=8, max_part_size=max_bytes)
     except Exception as exc:  # noqa: BLE001 - every parser failure is the client's malformed form
-        raise ApiError(400, f"malformed multipart form: {exc}", "malformed_form") from None
+        raise ApiError(
+            400, f"malformed multipart form: {quoted(exc, 200)}", "malformed_form"
+        ) from None
 
 
 async def image_field(form: FormData, name: str = "image") -> bytes:
@@ -101,7 +103,7 @@ def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
         value = int(str(raw).strip()) if not isinstance(raw, int) else raw
     except ValueError:
         raise ApiError(
-            400, f"field '{name}' must be an integer, got '{raw}'", "wrong_field_type"
+            400, f"field '{name}' must be an integer, got {quoted(raw)}", "wrong_field_type"
         ) from None
     if not low <= value <= high:
         raise ApiError(
@@ -196,5 +198,5 @@ class BodySizeLimit:
             await _too_large(cap)(scope, receive, send)
 
 
-def _too_large(cap: int) -> JSONResponse:
+def _too_large(cap: int) -> SafeJSONResponse:
     return ApiError(413, f"request body over the {cap}-byte cap", "too_large").response()
