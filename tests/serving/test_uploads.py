@@ -18,6 +18,8 @@ from jewelry_pipeline.serving.uploads import (
     BodySizeLimit,
     image_field,
     int_field,
+    json_object,
+    one_value,
     read_form,
     rejected_upload,
     text_field,
@@ -28,15 +30,28 @@ async def _echo(request: Request) -> JSONResponse:
     try:
         form = await read_form(request, max_bytes=10_000)
         data = await image_field(form)
-        k = int_field(form.get("k"), "k", 10, 1, 50)
+        k = int_field(one_value(form, "k"), "k", 10, 1, 50)
     except ApiError as exc:
         return exc.response()
     return JSONResponse({"bytes": len(data), "k": k})
 
 
+async def _json_echo(request: Request) -> JSONResponse:
+    try:
+        body = await json_object(request, max_bytes=1_000)
+    except ApiError as exc:
+        return exc.response()
+    return JSONResponse(body)
+
+
 @pytest.fixture
 def client() -> TestClient:
-    app = Starlette(routes=[Route("/upload", _echo, methods=["POST"])])
+    app = Starlette(
+        routes=[
+            Route("/upload", _echo, methods=["POST"]),
+            Route("/json", _json_echo, methods=["POST"]),
+        ]
+    )
     return TestClient(BodySizeLimit(app, limit=lambda: 20_000))
 
 
@@ -105,6 +120,34 @@ def test_a_streamed_oversized_body_is_cut_off_at_the_cap(client):
     assert response.status_code == 413
 
 
+def test_a_repeated_field_is_refused_not_one_of_them_chosen(client):
+    response = client.post(
+        "/upload",
+        files=[("image", ("a.jpg", b"x", "image/jpeg")), ("k", (None, "3")), ("k", (None, "40"))],
+    )
+    assert response.status_code == 400 and response.json()["reason"] == "repeated_field"
+    repeated_key = client.post(
+        "/json", content=b'{"k": 3, "k": 40}', headers={"content-type": "application/json"}
+    )
+    assert repeated_key.status_code == 400 and repeated_key.json()["reason"] == "repeated_field"
+
+
+def test_a_json_body_is_refused_at_its_cap_without_being_read_whole(client):
+    assert client.post("/json", json={"item_id": "a"}).json() == {"item_id": "a"}
+    declared = client.post("/json", content=b"{}" + b" " * 2_000)
+    assert declared.status_code == 413 and declared.json()["reason"] == "too_large"
+    received = []
+
+    async def receive():  # 15,000 bytes offered in 1,000-byte messages, no Content-Length
+        received.append(1)
+        return {"type": "http.request", "body": b" " * 1000, "more_body": len(received) < 15}
+
+    scope = {"type": "http", "method": "POST", "headers": [(b"content-type", b"application/json")]}
+    with pytest.raises(ApiError) as refused:
+        asyncio.run(json_object(Request(scope, receive), max_bytes=1_000))
+    assert refused.value.status == 413 and len(received) == 2
+
+
 def test_decoder_reasons_map_to_statuses():
     assert rejected_upload(ImageRejected("too_large", "x")).status == 413
     assert rejected_upload(ImageRejected("unsupported_format")).status == 415
@@ -115,9 +158,13 @@ def test_decoder_reasons_map_to_statuses():
 
 def test_field_helpers():
     assert int_field(None, "k", 10, 1, 50) == 10
-    assert int_field(" 12 ", "k", 10, 1, 50) == 12
-    with pytest.raises(ApiError):
-        int_field(True, "k", 10, 1, 50)
+    assert int_field("12", "k", 10, 1, 50) == int_field(12, "k", 10, 1, 50) == 12
+    assert int_field("-1", "cluster", 0, -1, 9) == -1
+    # Plain ASCII digits only: what int() would also take is refused.
+    for loose in (" 12 ", "1_0", "\u0665", "+5", "5.0", True, 5.0, ["5"]):
+        with pytest.raises(ApiError) as refused:
+            int_field(loose, "k", 10, 1, 50)
+        assert refused.value.reason == "wrong_field_type", loose
     assert text_field("", "category") is None
     assert text_field("ring", "category") == "ring"
 

@@ -61,6 +61,7 @@ from jewelry_pipeline.serving.uploads import (  # noqa: E402
     image_field,
     int_field,
     json_object,
+    one_value,
     read_form,
     rejected_upload,
     text_field,
@@ -417,8 +418,10 @@ class JewelryService:
         items."""
         engine = await self._ready_engine()
         form = await read_form(request, engine.limits.max_bytes)
-        k = int_field(form.get("k"), "k", DEFAULT_K, 1, MAX_K)
-        category = _check(engine.check_category, text_field(form.get("category"), "category"))
+        k = int_field(one_value(form, "k"), "k", DEFAULT_K, 1, MAX_K)
+        category = _check(
+            engine.check_category, text_field(one_value(form, "category"), "category")
+        )
         features = await self._features(engine, await image_field(form))
         return SafeJSONResponse(await _in_thread(engine.recommend, features, k, category))
 
@@ -455,13 +458,13 @@ class JewelryService:
         """A page of items: query `category`, `cluster`, `offset`, `limit` (at most 200)."""
         engine = await self._ready_engine()
         query = request.query_params
-        cluster = query.get("cluster")
+        cluster = one_value(query, "cluster")
         page = await _in_thread(
             engine.catalog_items,
-            text_field(query.get("category"), "category"),
+            text_field(one_value(query, "category"), "category"),
             None if cluster in (None, "") else int_field(cluster, "cluster", 0, -1, 10_000),
-            int_field(query.get("offset"), "offset", 0, 0, 10**9),
-            int_field(query.get("limit"), "limit", 48, 1, 200),
+            int_field(one_value(query, "offset"), "offset", 0, 0, 10**9),
+            int_field(one_value(query, "limit"), "limit", 48, 1, 200),
         )
         return SafeJSONResponse(page)
 

@@ -6,6 +6,7 @@ Pure Starlette/ASGI pieces, so they are tested without starting a server.
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 from starlette.datastructures import FormData, UploadFile
@@ -16,6 +17,8 @@ from jewelry_pipeline.serving.json_answers import SafeJSONResponse, error_answer
 
 # How each decoder refusal is answered: too big is 413, not an image we take is 415, broken is 400.
 STATUS_BY_REASON = {"too_large": 413, "unsupported_format": 415, "not_an_image": 415}
+MAX_JSON_BYTES = 64 * 1024  # JSON routes take small objects only
+PLAIN_INTEGER = re.compile(r"-?[0-9]{1,12}\Z")  # ASCII digits: not "1_0", "\u0665" or " 5 "
 MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and the small text fields next to the image
 PICKLE_TYPES = (
     "application/vnd.bentoml+pickle",
@@ -93,18 +96,31 @@ async def image_field(form: FormData, name: str = "image") -> bytes:
     return await value.read()
 
 
+def one_value(fields: Any, name: str) -> Any:
+    """The one value of `name` in a form or query (None when absent); a repeated field is a 400,
+    never silently one of them."""
+    values = fields.getlist(name)
+    if len(values) > 1:
+        raise ApiError(
+            400, f"field '{name}' given {len(values)} times: give it once", "repeated_field"
+        )
+    return values[0] if values else None
+
+
 def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
-    """An integer parameter in [low, high], or a 400 naming the field."""
+    """An integer parameter in [low, high] (plain ASCII digits, or a JSON integer), or a 400 naming
+    the field."""
     if raw is None or raw == "":
         return default
-    if isinstance(raw, (UploadFile, bool)):
+    if isinstance(raw, bool) or not isinstance(raw, (int, str)):
         raise ApiError(400, f"field '{name}' must be an integer", "wrong_field_type")
-    try:
-        value = int(str(raw).strip()) if not isinstance(raw, int) else raw
-    except ValueError:
+    if isinstance(raw, str) and not PLAIN_INTEGER.match(raw):
         raise ApiError(
-            400, f"field '{name}' must be an integer, got {quoted(raw)}", "wrong_field_type"
-        ) from None
+            400,
+            f"field '{name}' must be an integer in plain digits, got {quoted(raw)}",
+            "wrong_field_type",
+        )
+    value = int(raw)
     if not low <= value <= high:
         raise ApiError(
             400, f"field '{name}' must be between {low} and {high}, got {value}", "out_of_range"
@@ -121,14 +137,31 @@ def text_field(raw: Any, name: str) -> str | None:
     return str(raw)[:200]
 
 
-async def json_object(request: Request, max_bytes: int = 64 * 1024) -> dict[str, Any]:
-    """A small JSON object body."""
+def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose keys are all different: a repeated key is refused, not last-one-wins."""
+    data = dict(pairs)
+    if len(data) != len(pairs):
+        repeated = next(key for key, _ in pairs if sum(k == key for k, _ in pairs) > 1)
+        raise ApiError(
+            400, f"field {quoted(repeated)} given more than once: give it once", "repeated_field"
+        )
+    return data
+
+
+async def json_object(request: Request, max_bytes: int = MAX_JSON_BYTES) -> dict[str, Any]:
+    """A small JSON object body, refused with 413 as soon as it is over `max_bytes` (declared or
+    read so far), never read whole first."""
     _media_type(request)
-    body = await request.body()
-    if len(body) > max_bytes:
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > max_bytes:
         raise ApiError(413, f"body over {max_bytes} bytes", "too_large")
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > max_bytes:
+            raise ApiError(413, f"body over {max_bytes} bytes", "too_large")
     try:
-        data = json.loads(body or b"null")
+        data = json.loads(bytes(body) or b"null", object_pairs_hook=_unique_keys)
     except (ValueError, UnicodeDecodeError):
         raise ApiError(400, "body must be a JSON object", "malformed_json") from None
     except RecursionError:  # found by tests/serving/test_fuzz.py: ~1,000 nested brackets gave a 500
