@@ -107,6 +107,21 @@ def test_recommend_with_k_and_category_and_thumbnails(live_server):
         thumbnail = client.get(body["items"][0]["thumbnail"])
         assert thumbnail.status_code == 200 and thumbnail.headers["content-type"] == "image/jpeg"
         assert Image.open(__import__("io").BytesIO(thumbnail.content)).size == (32, 32)
+        # A browser's revalidation: the same bundle's thumbnail is a bodiless 304.
+        etag = thumbnail.headers["etag"]
+        again = client.get(body["items"][0]["thumbnail"], headers={"If-None-Match": etag})
+        assert again.status_code == 304 and again.content == b"" and again.headers["etag"] == etag
+        assert again.headers["x-content-type-options"] == "nosniff"
+        for path in (
+            "/",
+            "/app.js",
+            "/catalog",
+            "/status",
+            "/livez",
+            body["items"][0]["thumbnail"],
+        ):
+            head = client.head(path)
+            assert head.status_code == 200 and head.content == b"", path
         default_k = client.post(
             "/recommend", files={"image": ("x.jpg", jpeg(2), "image/jpeg")}
         ).json()

@@ -135,3 +135,39 @@ class PublicSchema:
             if scope["path"] == "/docs.json":
                 return await SafeJSONResponse(self.openapi())(scope, receive, send)
         return await self.app(scope, receive, send)
+
+
+def _names_etag(if_none_match: bytes, etag: bytes) -> bool:
+    """Whether an If-None-Match header names `etag` (weak comparison, `*` matches any)."""
+    wanted = [tag.strip().removeprefix(b"W/") for tag in if_none_match.split(b",")]
+    return b"*" in wanted or etag.strip().removeprefix(b"W/") in wanted
+
+
+class HeadAndConditionalGet:
+    """ASGI middleware: HEAD is answered on every GET route (the GET's headers, no body), and a GET
+    whose 200 carries an ETag the request's If-None-Match names is a bodiless 304."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return await self.app(scope, receive, send)
+        bodiless = scope["method"] == "HEAD"
+        if_none_match = dict(scope.get("headers") or []).get(b"if-none-match")
+
+        async def send_conditionally(message):
+            nonlocal bodiless
+            if message["type"] == "http.response.start":
+                headers = message.get("headers", [])
+                etag = dict(headers).get(b"etag")
+                if message["status"] == 200 and etag and if_none_match:
+                    if _names_etag(if_none_match, etag):
+                        bodiless = True
+                        kept = [(n, v) for n, v in headers if n.lower() != b"content-length"]
+                        message = {**message, "status": 304, "headers": kept}
+            elif message["type"] == "http.response.body" and bodiless:
+                message = {**message, "body": b""}
+            await send(message)
+
+        return await self.app({**scope, "method": "GET"}, receive, send_conditionally)

@@ -17,6 +17,7 @@ os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
 import asyncio  # noqa: E402
 import functools  # noqa: E402
 import gc  # noqa: E402
+import hashlib  # noqa: E402
 import logging  # noqa: E402
 import threading  # noqa: E402
 import time  # noqa: E402
@@ -35,6 +36,7 @@ from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E4
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.headers import (
+    HeadAndConditionalGet,
     JsonNotFound,
     PublicSchema,
     SameSiteOnly,
@@ -443,9 +445,15 @@ class JewelryService:
     @web.get("/items/{item_id}/thumbnail")
     async def thumbnail(self, item_id: str) -> Response:
         """The catalog item's thumbnail (JPEG)."""
-        jpeg = _check((await self._ready_engine()).thumbnail_jpeg, item_id)  # a slice: no thread
+        engine = await self._ready_engine()
+        jpeg = _check(engine.thumbnail_jpeg, item_id)  # a slice: no thread
+        # One bundle's thumbnail never changes: its digest and the item name it.
+        item_digest = hashlib.sha256(item_id.encode()).hexdigest()[:16]
+        etag = f'"{engine.version["bundle_digest"]}-{item_digest}"'
         return Response(
-            jpeg, media_type="image/jpeg", headers={"Cache-Control": "public, max-age=3600"}
+            jpeg,
+            media_type="image/jpeg",
+            headers={"Cache-Control": "public, max-age=3600", "ETag": etag},
         )
 
     @web.get("/catalog")
@@ -497,6 +505,7 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
 # carries them, the edge guards' own answers (404, 413, 429, 403, 503) included.
 JewelryService.add_asgi_middleware(RestoreRequestPath)
 JewelryService.add_asgi_middleware(SecurityHeaders)
+JewelryService.add_asgi_middleware(HeadAndConditionalGet)
 JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(

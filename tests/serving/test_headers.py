@@ -1,0 +1,44 @@
+"""HEAD on GET routes and conditional GETs, without a server."""
+
+from __future__ import annotations
+
+from starlette.applications import Starlette
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.testclient import TestClient
+
+from jewelry_pipeline.serving.headers import HeadAndConditionalGet
+
+
+async def _tagged(_) -> Response:
+    return Response(b"thumbnail bytes", media_type="image/jpeg", headers={"ETag": '"v1-a"'})
+
+
+async def _untagged(_) -> Response:
+    return Response(b"page", media_type="text/html")
+
+
+def _client() -> TestClient:
+    app = Starlette(routes=[Route("/tagged", _tagged), Route("/untagged", _untagged)])
+    return TestClient(HeadAndConditionalGet(app))
+
+
+def test_head_answers_a_get_route_with_its_headers_and_no_body():
+    client = _client()
+    get, head = client.get("/untagged"), client.head("/untagged")
+    assert head.status_code == 200 and head.content == b""
+    assert head.headers["content-type"] == get.headers["content-type"]
+    assert head.headers["content-length"] == str(len(get.content))
+
+
+def test_a_matching_if_none_match_is_a_bodiless_304():
+    client = _client()
+    assert client.get("/tagged").headers["etag"] == '"v1-a"'
+    for wanted in ('"v1-a"', 'W/"v1-a"', '"old", "v1-a"', "*"):
+        answer = client.get("/tagged", headers={"If-None-Match": wanted})
+        assert answer.status_code == 304 and answer.content == b"", wanted
+        assert answer.headers["etag"] == '"v1-a"'
+    stale = client.get("/tagged", headers={"If-None-Match": '"v0-a"'})
+    assert stale.status_code == 200 and stale.content == b"thumbnail bytes"
+    untagged = client.get("/untagged", headers={"If-None-Match": "*"})
+    assert untagged.status_code == 200 and untagged.content == b"page"
