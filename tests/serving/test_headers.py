@@ -1,13 +1,14 @@
-"""HEAD on GET routes and conditional GETs, without a server."""
+"""HEAD on GET routes, conditional GETs and the cross-site rule, without a server."""
 
 from __future__ import annotations
 
+import pytest
 from starlette.applications import Starlette
 from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from jewelry_pipeline.serving.headers import HeadAndConditionalGet
+from jewelry_pipeline.serving.headers import HeadAndConditionalGet, is_cross_site
 
 
 async def _tagged(_) -> Response:
@@ -42,3 +43,20 @@ def test_a_matching_if_none_match_is_a_bodiless_304():
     assert stale.status_code == 200 and stale.content == b"thumbnail bytes"
     untagged = client.get("/untagged", headers={"If-None-Match": "*"})
     assert untagged.status_code == 200 and untagged.content == b"page"
+
+
+@pytest.mark.parametrize(
+    ("origin", "cross"),
+    [
+        ("http://127.0.0.1:3000", False),
+        ("https://127.0.0.1:3000", False),  # behind a TLS proxy the page is https
+        ("http://127.0.0.1:3001", True),
+        ("https://evil.example", True),
+        ("chrome-extension://127.0.0.1:3000", True),  # the host matches, the scheme is foreign
+        ("file://127.0.0.1:3000", True),
+        ("null", True),
+    ],
+)
+def test_an_origin_is_same_site_only_as_an_http_page_of_the_host(origin, cross):
+    headers = {b"host": b"127.0.0.1:3000", b"origin": origin.encode()}
+    assert is_cross_site(headers) is cross

@@ -54,8 +54,8 @@ class SecurityHeaders:
 
 
 def is_cross_site(headers: dict[bytes, bytes]) -> bool:
-    """A browser request from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` whose host
-    is not `Host`.
+    """A browser request from another site: `Sec-Fetch-Site: cross-site`, or an `Origin` that is not
+    an http(s) page of `Host`.
 
     Requests without these headers (curl, scripts, server-to-server) are not browser requests and
     pass.
@@ -67,10 +67,10 @@ def is_cross_site(headers: dict[bytes, bytes]) -> bool:
         return False
     if origin == "null":  # sandboxed frames, file: pages
         return True
-    return (
-        urlsplit(origin).netloc.lower()
-        != headers.get(b"host", b"").decode("latin-1").strip().lower()
-    )
+    parts = urlsplit(origin)
+    if parts.scheme.lower() not in ("http", "https"):  # extensions, file: and other schemes
+        return True
+    return parts.netloc.lower() != headers.get(b"host", b"").decode("latin-1").strip().lower()
 
 
 class SameSiteOnly:
