@@ -8,6 +8,7 @@ import json
 import struct
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from benchmarks import emojione, fmnist, quality
@@ -177,3 +178,54 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
     text = (docs / "QUALITY.md").read_text()
     assert "## fmnist10" in text and "## emojione" in text and "## builtin" in text
     assert "frozen pretrained features" in text
+
+
+def _result(dataset: str, accuracy: float, served_p10: float, served_ari: float) -> dict:
+    """A run's figures as `quality.run_dataset` reports them, with chosen served figures."""
+    retrieval = [
+        {"source": "pixels", "precision_at_10.substyle": 0.50},
+        {"source": "pca", "precision_at_10.substyle": 0.55},
+        {"source": "backbone", "precision_at_10.substyle": 0.70},
+        {"source": "descriptor", "precision_at_10.substyle": served_p10},
+    ]
+    clustering = [
+        {"category": "tops", "method": method, "ari": ari}
+        for method, ari in (
+            ("kmeans_pixels", 0.20),
+            ("pca_kmeans", 0.25),
+            ("backbone_kmeans", 0.40),
+            ("ae_kmeans", 0.10),
+            ("served_kmeans", served_ari),
+        )
+    ]
+    return {
+        "dataset": dataset,
+        "classifier": {"test_accuracy": accuracy, "baseline_test_accuracy": 0.90},
+        "retrieval": retrieval,
+        "served_source": "descriptor",
+        "clustering": clustering,
+        "reconstruction": {"tops": {"heldout_mse": 0.02, "mean_image_mse": 0.05}},
+    }
+
+
+@pytest.mark.parametrize(
+    ("accuracy", "p10", "ari", "met"),
+    [
+        (0.91, 0.72, 0.40, [True, True, True, True]),  # each exactly at its bar
+        (0.909, 0.719, 0.399, [False, False, False, True]),  # each just under it
+    ],
+)
+def test_each_target_is_met_at_its_bar_and_not_below(accuracy, p10, ari, met):
+    found = quality.targets(_result("fmnist-groups", accuracy, p10, ari))
+    assert [t["met"] for t in found] == met
+    classifier, retrieval, clustering, reconstruction = found
+    assert classifier["needed"] == pytest.approx(0.91)  # best baseline + 0.01
+    assert retrieval["needed"] == pytest.approx(0.72)  # max(pixels, pca, backbone) + 0.02
+    assert clustering["needed"] == pytest.approx(0.40)  # the strongest clustering baseline
+    assert "served_kmeans" in clustering["target"] and "(tops)" in clustering["target"]
+    assert reconstruction["needed"] == 0.05
+
+
+def test_the_builtin_data_has_absolute_bars():
+    found = quality.targets(_result("builtin", 0.96, 0.95, 0.5))
+    assert [(t["needed"], t["met"]) for t in found[:2]] == [(0.97, False), (0.90, True)]
