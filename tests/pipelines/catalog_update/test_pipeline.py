@@ -84,6 +84,16 @@ def test_new_photos_are_vetted_embedded_and_added(tmp_path, bundle_path):
     assert len(contents.catalog) == len(contents.thumbnails) == len(contents.index["item_ids"])
     assert len(contents.catalog) == len(bundle.catalog) + 6
     assert contents.classifier is bundle.classifier and contents.version["catalog_update"]
+    # Every item keeps its own vector, found by its id: the new ones as embedded, the old ones as
+    # they were; the catalog follows the index order.
+    grown = dict(zip(contents.index["item_ids"], contents.index["vectors"]))
+    assert list(contents.catalog["item_id"]) == list(contents.index["item_ids"])
+    for i, item_id in enumerate(manifest["item_id"]):
+        np.testing.assert_allclose(grown[item_id], embedded["vectors"][i], atol=1e-6)
+    for item_id, vector in zip(bundle.index["item_ids"], bundle.index["vectors"]):
+        np.testing.assert_allclose(grown[item_id], vector, atol=1e-6)
+    categories = contents.catalog.set_index("item_id")["category"]
+    assert list(categories[manifest["item_id"]]) == list(manifest["category"])
 
 
 def test_nothing_to_add_changes_nothing(tmp_path, bundle_path):
