@@ -45,9 +45,16 @@ def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refused(tm
         {"JEWELRY_RELOAD_SECONDS": "1", "JEWELRY_WORKERS": "2"},
     )
     answers: list[tuple[int, str | None, list[str], str]] = []
+    load_errors: list[str] = []  # the load thread's own failures: a silent stop would hide them
     stop = threading.Event()
 
     def steady_load() -> None:
+        try:
+            _steady_load()
+        except Exception as exc:  # noqa: BLE001 - reported by the test below
+            load_errors.append(repr(exc))
+
+    def _steady_load() -> None:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             deadline = time.monotonic() + 240
             while not stop.is_set() and len(answers) < 5000 and time.monotonic() < deadline:
@@ -106,7 +113,9 @@ def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refused(tm
         stop.set()
         load.join(60)
         server.stop()
+    assert not load_errors, load_errors
     assert all(status == 200 for status, _, _, _ in answers), {s for s, _, _, _ in answers}
+    assert len(answers) - served_after >= 3, "no answers after the corrupt version was refused"
     expected = {bundle_digest(first)[:16]: _expected(first), new: _expected(second)}
     assert {digest for _, digest, _, _ in answers} == set(expected)  # both, and nothing else
     for _, digest, items, kind in answers:  # each answer wholly from the version it names
