@@ -70,6 +70,30 @@ def test_the_promoted_bundle_is_served_and_the_kept_one_is_not(live_server):
     )
 
 
+def test_no_answer_names_a_path_a_store_or_a_run(live_server):
+    """Every field of every answer, not only `model_version` and the load error: no file path of
+    this server, no BentoML store tag location, no tracking run id."""
+    secrets = [*live_server.runs.values(), str(live_server.bentoml_home), "mlruns", "/tmp/"]
+    with live_server.client() as client:
+        photo = {"image": ("a.jpg", jpeg(), "image/jpeg")}
+        answers = {
+            "status": client.get("/status"),
+            "readyz": client.get("/readyz"),
+            "catalog": client.get("/catalog"),
+            "items": client.get("/catalog/items", params={"limit": 200}),
+            "classify": client.post("/classify", files=photo),
+            "recommend": client.post("/recommend", files=photo, data={"k": "50"}),
+            "by_id": client.post("/recommend_by_id", json={"item_id": "item003", "k": 50}),
+            "unknown_id": client.post("/recommend_by_id", json={"item_id": "nope"}),
+            "docs": client.get("/docs.json"),
+        }
+    for name, answer in answers.items():
+        assert answer.status_code < 500, name
+        leaked = [secret for secret in secrets if secret in answer.text]
+        assert not leaked, (name, leaked, answer.text[:300])
+    assert len(answers["items"].json()["items"]) > 0
+
+
 def test_classify(live_server):
     with live_server.client() as client:
         response = client.post("/classify", files={"image": ("ring.jpg", jpeg(5), "image/jpeg")})
