@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from dataclasses import replace
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -26,8 +28,8 @@ from jewelry_pipeline.core.thumbnails import Thumbnails
 PHOTOS = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
 
 
-@pytest.fixture
-def bundle_parts(tmp_path):
+def small_bundle_contents() -> BundleContents:
+    """A complete two-class bundle's contents, small enough to write in a second."""
     classifier = build_classifier(16, 2, filters=(4,), embedding_dim=4)
     _, encoder, _ = build_autoencoder(16, (4,), 3)
     rng = np.random.default_rng(0)
@@ -50,7 +52,13 @@ def bundle_parts(tmp_path):
         class_names=["a", "b"],
         preprocessing=Preprocessing(image_size=16),
         version={"run_id": "abc"},
-    ), classifier
+    )
+
+
+@pytest.fixture
+def bundle_parts(tmp_path):
+    contents = small_bundle_contents()
+    return contents, contents.classifier
 
 
 def test_round_trip(tmp_path, bundle_parts):
@@ -159,6 +167,73 @@ def test_readers_see_the_old_bundle_or_the_new_one_never_none(tmp_path, bundle_p
     )
     assert read_bundle(path).config["version"] == {"run_id": "run4"}
     assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the current version and the one before it
+
+
+def test_a_reader_between_the_two_steps_of_the_swap_sees_the_old_bundle(
+    tmp_path, bundle_parts, monkeypatch
+):
+    """The race forced: a reader runs just before and just after the rename that swaps versions.
+    Broken on purpose (the link removed before the rename): the reader before it found no bundle."""
+    import jewelry_pipeline.core.bundle as bundle_module
+
+    parts = bundle_parts[0]
+    path = write_bundle(tmp_path / "bundle", parts)
+    seen = []
+    real_replace = os.replace
+
+    def replace_with_readers(source, destination):
+        if Path(destination) == path:
+            seen.append(verify_bundle(path)["version"]["run_id"])
+        real_replace(source, destination)
+        if Path(destination) == path:
+            seen.append(verify_bundle(path)["version"]["run_id"])
+
+    monkeypatch.setattr(bundle_module.os, "replace", replace_with_readers)
+    write_bundle(path, replace(parts, version={"run_id": "new"}))
+    assert seen == ["abc", "new"]
+
+
+def test_a_write_killed_midway_leaves_the_served_bundle_whole(tmp_path, bundle_parts):
+    """A real `write_bundle` in another process, killed (SIGKILL) while it writes the index: the
+    bundle still verifies as the old version, and the next write clears the half-written folder."""
+    import signal
+    import subprocess
+    import sys
+
+    parts = bundle_parts[0]
+    path = write_bundle(tmp_path / "bundle", parts)
+    script = f"""
+import sys, time
+import numpy as np
+import jewelry_pipeline.core.bundle as bundle
+from dataclasses import replace
+from tests.core.test_bundle import small_bundle_contents
+
+real_savez = np.savez
+def slow_savez(*args, **kwargs):
+    real_savez(*args, **kwargs)
+    print("writing", flush=True)
+    time.sleep(120)
+bundle.np.savez = slow_savez
+bundle.write_bundle({str(path)!r}, replace(small_bundle_contents(), version={{"run_id": "killed"}}))
+"""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "writing"  # mid-write: the index is saved
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(30)
+    finally:
+        writer.kill()
+    assert verify_bundle(path)["version"] == {"run_id": "abc"}
+    assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the served version and the half-written one
+    write_bundle(path, replace(parts, version={"run_id": "next"}))
+    assert read_bundle(path).config["version"] == {"run_id": "next"}
+    assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the new version and the one before it
 
 
 def test_a_bundle_folder_from_before_versions_is_replaced_in_place(tmp_path, bundle_parts):
