@@ -3,6 +3,8 @@ chunk, and never reusing chunks made for other models or rows."""
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pytest
 
@@ -12,14 +14,23 @@ from jewelry_pipeline.core.query import QueryEncoder
 from tests.serving.conftest import CLASSES, PER_CLASS, catalog_photos, make_bundle
 
 
-@pytest.fixture(scope="module")
-def job(tmp_path_factory):
-    bundle = read_bundle(make_bundle(tmp_path_factory.mktemp("bulk") / "bundle", source="combined"))
-    encoder = QueryEncoder.of_bundle(bundle)
+def _job_of(bundle_path):
+    """The encoder of the bundle, the catalog photos, their rows in reverse and their categories."""
+    encoder = QueryEncoder.of_bundle(read_bundle(bundle_path))
     images = catalog_photos(0)
     rows = np.arange(len(images))[::-1]  # any order of store rows
     categories = np.repeat(CLASSES, PER_CLASS)[rows]
     return encoder, images, rows, categories
+
+
+@pytest.fixture(scope="module")
+def bundle_path(tmp_path_factory):
+    return make_bundle(tmp_path_factory.mktemp("bulk") / "bundle", source="combined")
+
+
+@pytest.fixture(scope="module")
+def job(bundle_path):
+    return _job_of(bundle_path)
 
 
 class Killed(Exception):
@@ -95,3 +106,64 @@ def test_chunks_of_other_models_or_rows_are_not_reused(tmp_path, job):
     np.testing.assert_allclose(other_rows, first[::-1], atol=1e-6)
     with pytest.raises(ValueError, match="same length"):
         embed_in_chunks(encoder, images, rows[:3], categories, folder, "m2")
+
+
+def test_a_run_killed_while_writing_a_chunk_resumes_to_the_same_vectors(tmp_path, job, bundle_path):
+    """A real process killed (SIGKILL) in the middle of writing its third chunk: the resumed run
+    equals one uninterrupted pass. Broken on purpose (chunks written in place, no staging file and
+    rename): the half-written chunk was taken as finished."""
+    import signal
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    encoder, images, rows, categories = job
+    folder = tmp_path / "killed"
+    script = f"""
+import time
+import numpy as np
+import jewelry_pipeline.core.bulk as bulk
+from jewelry_pipeline.core.bulk import embed_in_chunks
+from tests.core.test_bulk import _job_of
+
+real_save = np.save
+calls = []
+def save_then_die_midway(file, array, **kwargs):
+    calls.append(file)
+    if len(calls) < 3:
+        return real_save(file, array, **kwargs)
+    with open(file, "wb") as out:  # half the chunk's bytes, then the process is killed
+        out.write(np.ascontiguousarray(array).tobytes()[: array.nbytes // 2])
+        out.flush()
+    print("writing", flush=True)
+    time.sleep(120)
+bulk.np.save = save_then_die_midway
+embed_in_chunks(*_job_of({str(bundle_path)!r}), {str(folder)!r}, "m1", chunk_rows=7)
+"""
+    writer = subprocess.Popen(
+        [sys.executable, "-c", script],
+        cwd=Path(__file__).resolve().parents[2],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert writer.stdout.readline().strip() == "writing"
+        os.kill(writer.pid, signal.SIGKILL)
+        writer.wait(30)
+    finally:
+        writer.kill()
+    assert len(list(folder.glob("chunk-*[0-9].npy"))) == 2  # two chunks finished before the kill
+    seen = []
+    resumed = embed_in_chunks(
+        encoder,
+        images,
+        rows,
+        categories,
+        folder,
+        "m1",
+        chunk_rows=7,
+        progress=lambda done, total, started, reused: seen.append(reused),
+    )
+    whole = encoder.catalog_vectors(images, rows, categories)
+    np.testing.assert_allclose(resumed, whole, atol=1e-6)
+    assert seen[-1] == 14  # the two finished chunks were reused, the half-written one was not
