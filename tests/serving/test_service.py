@@ -18,7 +18,7 @@ from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
 from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
 
 
-def _serve_bundle(bundle: Path, log: Path):
+def _serve_bundle(bundle: Path, log: Path, env: dict[str, str] | None = None):
     """`bentoml serve` of the service on one bundle folder, on a free port of 127.0.0.1."""
     from jewelry_testing.servers import free_port, start
 
@@ -32,7 +32,9 @@ def _serve_bundle(bundle: Path, log: Path):
         "--port",
         port,
     ]
-    return start(command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle)}, "/livez", log)
+    return start(
+        command, {"PORT": port, "JEWELRY_BUNDLE": str(bundle), **(env or {})}, "/livez", log
+    )
 
 
 def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
@@ -578,3 +580,64 @@ def test_a_pretrained_bundle_is_served_end_to_end(tmp_path):
             assert set(classified["probabilities"]) == set(CLASSES)
     finally:
         server.stop()
+
+
+@pytest.mark.slow
+def test_slow_uploads_cannot_starve_the_model_routes(tmp_path):
+    """Twice as many uploads at ~5 bytes/s as model slots: normal requests keep getting 200 while
+    they trickle, and each slow one gets a 408 (found: 7 such uploads made 17 of 38 normal
+    requests get 429 for 30 s)."""
+    import time
+
+    from tests.serving.conftest import make_bundle
+
+    slots = 2
+    server = _serve_bundle(
+        make_bundle(tmp_path / "bundle"),
+        tmp_path / "serve.log",
+        {
+            "JEWELRY_MAX_CONCURRENCY": str(slots),
+            "JEWELRY_WORKERS": "1",  # the slots are per worker
+            "JEWELRY_BODY_GRACE_SECONDS": "2",
+            "JEWELRY_BODY_MIN_BYTES_PER_SECOND": "1000",
+        },
+    )
+    host, port = server.url.removeprefix("http://").split(":")
+    slow_answers: list[bytes] = []
+
+    def slow_upload() -> None:
+        with socket.create_connection((host, int(port)), timeout=20) as conn:
+            conn.sendall(
+                b"POST /recommend HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: multipart/form-data; boundary=zz\r\n"
+                b"Content-Length: 100000\r\n\r\n"
+            )
+            try:
+                for _ in range(60):  # at most 12 s of trickling
+                    conn.sendall(b"x")
+                    time.sleep(0.2)
+            except OSError:  # the server answered and closed: expected
+                pass
+            slow_answers.append(conn.recv(4096))
+
+    try:
+        threads = [threading.Thread(target=slow_upload) for _ in range(2 * slots)]
+        for thread in threads:
+            thread.start()
+        time.sleep(0.5)
+        statuses = []
+        with httpx.Client(base_url=server.url, timeout=20) as client:
+            deadline = time.monotonic() + 3
+            while time.monotonic() < deadline and len(statuses) < 50:
+                statuses.append(
+                    client.post(
+                        "/recommend", files={"image": ("a.jpg", jpeg(), "image/jpeg")}
+                    ).status_code
+                )
+        for thread in threads:
+            thread.join(30)
+    finally:
+        server.stop()
+    assert statuses and set(statuses) == {200}, statuses
+    assert len(slow_answers) == 2 * slots
+    assert all(answer.startswith(b"HTTP/1.1 408") for answer in slow_answers), slow_answers

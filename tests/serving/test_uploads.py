@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import json
+import time
 
 import pytest
 from starlette.applications import Starlette
@@ -12,7 +14,7 @@ from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from jewelry_pipeline.core.images import ImageRejected
-from jewelry_pipeline.serving.limits import ConcurrencyLimit
+from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit
 from jewelry_pipeline.serving.uploads import (
     ApiError,
     BodySizeLimit,
@@ -206,3 +208,70 @@ def test_concurrency_limit_sheds_load_with_429_and_spares_other_paths():
 
     asyncio.run(scenario())
     assert answers == [429, 200, 200, 200, 200]
+
+
+async def _body_echo(scope, receive, send):
+    """An app that reads the whole body and answers its length."""
+    body = b""
+    while True:
+        message = await receive()
+        body += message.get("body", b"")
+        if not message.get("more_body"):
+            break
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": str(len(body)).encode()})
+
+
+def _trickle(pieces: int, size: int, pause_s: float):
+    """An ASGI `receive` that sends `pieces` messages of `size` bytes, `pause_s` apart."""
+    sent = 0
+
+    async def receive():
+        nonlocal sent
+        await asyncio.sleep(pause_s)
+        sent += 1
+        return {"type": "http.request", "body": b"x" * size, "more_body": sent < pieces}
+
+    return receive
+
+
+async def _post(app, path: str, receive) -> tuple[int, bytes]:
+    sent = []
+
+    async def send(message):
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": path, "headers": []}
+    await app(scope, receive, send)
+    return sent[0]["status"], b"".join(m.get("body", b"") for m in sent[1:])
+
+
+def test_a_body_is_read_whole_first_and_a_slow_one_is_a_408():
+    app = BodyFirst(_body_echo, paths=("/recommend",), grace_s=0.2, min_bytes_per_s=10_000)
+    assert asyncio.run(_post(app, "/recommend", _trickle(5, 1000, 0.01))) == (200, b"5000")
+    # 10 bytes every 0.1 s: under 10,000 bytes/s, refused once the grace is spent.
+    started = time.monotonic()
+    status, body = asyncio.run(_post(app, "/recommend", _trickle(1000, 10, 0.1)))
+    assert status == 408 and json.loads(body)["reason"] == "body_too_slow"
+    assert time.monotonic() - started < 2
+    # Other paths stream through untouched, however slowly.
+    assert asyncio.run(_post(app, "/catalog", _trickle(3, 10, 0.15))) == (200, b"30")
+
+
+def test_slow_uploads_hold_no_model_slot():
+    """Twice as many slow uploads as slots, while normal requests keep getting 200: the slots are
+    taken only once a body has arrived."""
+    limited = ConcurrencyLimit(_body_echo, max_concurrency=2, paths=("/recommend",))
+    app = BodyFirst(limited, paths=("/recommend",), grace_s=0.5, min_bytes_per_s=1_000)
+
+    async def scenario():
+        slow = [
+            asyncio.create_task(_post(app, "/recommend", _trickle(100, 1, 0.05))) for _ in range(4)
+        ]
+        await asyncio.sleep(0.1)
+        normal = [await _post(app, "/recommend", _trickle(1, 100, 0)) for _ in range(5)]
+        return normal, await asyncio.gather(*slow)
+
+    normal, slow = asyncio.run(scenario())
+    assert normal == [(200, b"100")] * 5
+    assert [status for status, _ in slow] == [408] * 4

@@ -47,7 +47,7 @@ from jewelry_pipeline.serving.json_answers import (  # noqa: E402
     error_answer,
     short_cause,
 )
-from jewelry_pipeline.serving.limits import ConcurrencyLimit, LoadFailure  # noqa: E402
+from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
 from jewelry_pipeline.serving.route_labels import (
     UNMATCHED,
@@ -82,6 +82,10 @@ LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
 )  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
+# A model route's body is read whole before it takes a slot, at this rate on average after the
+# grace: slower uploads get 408 and hold no model slot.
+BODY_GRACE_SECONDS = float(os.environ.get("JEWELRY_BODY_GRACE_SECONDS", "5"))
+BODY_MIN_BYTES_PER_SECOND = float(os.environ.get("JEWELRY_BODY_MIN_BYTES_PER_SECOND", "65536"))
 MAX_BATCH_SIZE = 32  # photos per batched model call
 MAX_BATCH_LATENCY_MS = (
     20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
@@ -508,6 +512,12 @@ JewelryService.add_asgi_middleware(SecurityHeaders)
 JewelryService.add_asgi_middleware(HeadAndConditionalGet)
 JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
+JewelryService.add_asgi_middleware(
+    BodyFirst,
+    paths=LIMITED_PATHS,
+    grace_s=BODY_GRACE_SECONDS,
+    min_bytes_per_s=BODY_MIN_BYTES_PER_SECOND,
+)
 JewelryService.add_asgi_middleware(
     ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
 )
