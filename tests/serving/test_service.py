@@ -583,10 +583,11 @@ def test_a_pretrained_bundle_is_served_end_to_end(tmp_path):
 
 
 @pytest.mark.slow
-def test_slow_uploads_cannot_starve_the_model_routes(tmp_path):
-    """Twice as many uploads at ~5 bytes/s as model slots: normal requests keep getting 200 while
-    they trickle, and each slow one gets a 408 (found: 7 such uploads made 17 of 38 normal
-    requests get 429 for 30 s)."""
+def test_slow_clients_cannot_starve_the_service(tmp_path):
+    """An idle socket and headers sent a line at a time are closed at the header timeout; twice as
+    many uploads at ~5 bytes/s as model slots: normal requests keep getting 200 while they trickle,
+    and each slow one gets a 408 (found: 7 such uploads made 17 of 38 normal requests get 429 for
+    30 s; idle sockets and slow headers were held over 60 s)."""
     import time
 
     from tests.serving.conftest import make_bundle
@@ -600,6 +601,7 @@ def test_slow_uploads_cannot_starve_the_model_routes(tmp_path):
             "JEWELRY_WORKERS": "1",  # the slots are per worker
             "JEWELRY_BODY_GRACE_SECONDS": "2",
             "JEWELRY_BODY_MIN_BYTES_PER_SECOND": "1000",
+            "JEWELRY_HEADER_TIMEOUT_SECONDS": "2",
         },
     )
     host, port = server.url.removeprefix("http://").split(":")
@@ -620,7 +622,28 @@ def test_slow_uploads_cannot_starve_the_model_routes(tmp_path):
                 pass
             slow_answers.append(conn.recv(4096))
 
+    def closed_after(send_slowly: bool) -> float:
+        """Seconds until the server closes a connection that sends nothing, or its headers a
+        line every 0.5 s."""
+        started = time.monotonic()
+        with socket.create_connection((host, int(port)), timeout=15) as conn:
+            try:
+                lines = [b"GET /livez HTTP/1.1\r\n"] + [b"X-Slow: 1\r\n"] * 30
+                for line in lines if send_slowly else []:
+                    conn.sendall(line)
+                    time.sleep(0.5)
+                conn.recv(1)  # b"" once closed; a timeout here fails the test
+            except (ConnectionResetError, BrokenPipeError):
+                pass
+        return time.monotonic() - started
+
     try:
+        assert closed_after(send_slowly=False) < 5  # idle: closed at the header timeout (2 s)
+        assert closed_after(send_slowly=True) < 5  # slow headers: the same
+        with httpx.Client(base_url=server.url, timeout=10) as client:  # a kept-alive client is fine
+            assert client.get("/livez").status_code == 200
+            time.sleep(1)
+            assert client.get("/livez").status_code == 200
         threads = [threading.Thread(target=slow_upload) for _ in range(2 * slots)]
         for thread in threads:
             thread.start()

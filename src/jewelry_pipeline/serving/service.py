@@ -35,6 +35,7 @@ from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bu
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
+from jewelry_pipeline.serving.header_timeout import install_header_timeout  # noqa: E402
 from jewelry_pipeline.serving.headers import (
     HeadAndConditionalGet,
     JsonNotFound,
@@ -86,6 +87,8 @@ LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
 # grace: slower uploads get 408 and hold no model slot.
 BODY_GRACE_SECONDS = float(os.environ.get("JEWELRY_BODY_GRACE_SECONDS", "5"))
 BODY_MIN_BYTES_PER_SECOND = float(os.environ.get("JEWELRY_BODY_MIN_BYTES_PER_SECOND", "65536"))
+# A connection sends its request line and headers within this many seconds, or is closed.
+HEADER_TIMEOUT_SECONDS = float(os.environ.get("JEWELRY_HEADER_TIMEOUT_SECONDS", "10"))
 MAX_BATCH_SIZE = 32  # photos per batched model call
 MAX_BATCH_LATENCY_MS = (
     20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
@@ -144,6 +147,7 @@ def upload_cap() -> int:
 
 
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
+install_header_timeout(HEADER_TIMEOUT_SECONDS)  # before the worker's Uvicorn takes connections
 web = FastAPI(title="jewelry-pipeline", docs_url=None, redoc_url=None, openapi_url=None)
 BENTOML_PATHS = (
     "/metrics",
