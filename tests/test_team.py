@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from jewelry_pipeline import tracking_server
-from jewelry_pipeline.core.bundle import bundle_digest, verify_bundle
+from jewelry_pipeline.core.bundle import FILES_MANIFEST, bundle_digest, verify_bundle
 from jewelry_pipeline.synth import generate_dataset
 from jewelry_testing.servers import free_port
 from tests.conftest import make_kedro_project, tiny_run_params
@@ -163,7 +163,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
         timeout=300,
     )
     assert pulled.returncode == 0, pulled.stderr[-3000:]
-    imported = [p.parent for p in (second / "models" / "jewelry-bundle").rglob("files.json")]
+    imported = [p.parent for p in (second / "models" / "jewelry-bundle").rglob(FILES_MANIFEST)]
     assert len(imported) == 1
     config = verify_bundle(imported[0])
     assert config["version"]["mlflow_run_id"] == run_ids["good"]

@@ -16,6 +16,7 @@ import httpx
 from benchmarks._report import ROOT
 from benchmarks.load_generator import run_load, sample_payloads
 from benchmarks.reliability.checks import Check, Settings, wide_output_env
+from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, INDEX_FILE
 from jewelry_testing.servers import bentoml_serve_command, free_port, start_bentoml, worker_pids
 
 RECOVERY_LIMIT_S = 10.0
@@ -139,12 +140,12 @@ def _broken_bundles(bundle: Path, workdir: Path) -> dict[str, tuple[Path, str]]:
     missing = workdir / "no-such-bundle"
     corrupt = workdir / "corrupt-bundle"
     shutil.copytree(bundle, corrupt)
-    data = bytearray((corrupt / "classifier.keras").read_bytes())
+    data = bytearray((corrupt / CLASSIFIER_FILE).read_bytes())
     data[len(data) // 2] ^= 0xFF
-    (corrupt / "classifier.keras").write_bytes(bytes(data))
+    (corrupt / CLASSIFIER_FILE).write_bytes(bytes(data))
     truncated = workdir / "truncated-bundle"
     shutil.copytree(bundle, truncated)
-    index = truncated / "index.npz"
+    index = truncated / INDEX_FILE
     index.write_bytes(index.read_bytes()[: index.stat().st_size // 2])
     return {
         "missing": (missing, "no-such-bundle"),

@@ -13,6 +13,9 @@ import pandas as pd
 import pytest
 
 from jewelry_pipeline.core.bundle import (
+    CLASSIFIER_FILE,
+    FILES_MANIFEST,
+    INDEX_FILE,
     BundleContents,
     BundleError,
     read_bundle,
@@ -88,9 +91,9 @@ def test_encoders_that_do_not_match_the_classes_are_refused(tmp_path, bundle_par
     path = write_bundle(tmp_path / "bundle", parts)
     config = json.loads((path / "config.json").read_text())
     (path / "config.json").write_text(json.dumps({**config, "class_names": ["footwear", "tops"]}))
-    files = json.loads((path / "files.json").read_text())
+    files = json.loads((path / FILES_MANIFEST).read_text())
     files["config.json"] = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()
-    (path / "files.json").write_text(json.dumps(files))
+    (path / FILES_MANIFEST).write_text(json.dumps(files))
     with pytest.raises(BundleError, match="each class needs its own encoder"):
         verify_bundle(path)
 
@@ -99,22 +102,22 @@ def test_missing_bundle_and_missing_file(tmp_path, bundle_parts):
     with pytest.raises(BundleError, match="does not exist"):
         verify_bundle(tmp_path / "nowhere")
     path = write_bundle(tmp_path / "bundle", bundle_parts[0])
-    (path / "index.npz").unlink()
+    (path / INDEX_FILE).unlink()
     with pytest.raises(BundleError, match="index.npz is missing"):
         read_bundle(path)
 
 
 def test_truncated_model_is_refused(tmp_path, bundle_parts):
     path = write_bundle(tmp_path / "bundle", bundle_parts[0])
-    data = (path / "classifier.keras").read_bytes()
-    (path / "classifier.keras").write_bytes(data[: len(data) // 2])
+    data = (path / CLASSIFIER_FILE).read_bytes()
+    (path / CLASSIFIER_FILE).write_bytes(data[: len(data) // 2])
     with pytest.raises(BundleError, match="classifier.keras does not match its checksum"):
         read_bundle(path)
 
 
 def test_corrupt_manifest_is_refused(tmp_path, bundle_parts):
     path = write_bundle(tmp_path / "bundle", bundle_parts[0])
-    (path / "files.json").write_text("{not json")
+    (path / FILES_MANIFEST).write_text("{not json")
     with pytest.raises(BundleError, match="corrupt manifest"):
         verify_bundle(path)
 
@@ -240,7 +243,7 @@ def test_a_bundle_folder_from_before_versions_is_replaced_in_place(tmp_path, bun
     parts = bundle_parts[0]
     legacy = tmp_path / "bundle"
     legacy.mkdir()
-    (legacy / "files.json").write_text("{}")
+    (legacy / FILES_MANIFEST).write_text("{}")
     write_bundle(legacy, parts)
     assert legacy.is_symlink() and read_bundle(legacy).class_names == ["a", "b"]
 
@@ -252,8 +255,8 @@ def test_an_ivfpq_index_keeps_its_vectors_beside_the_npz_memory_mapped(tmp_path,
         ["i0", "i1", "i2"], vectors, "ivfpq", partitions=parts.catalog["category"]
     )
     path = write_bundle(tmp_path / "bundle", replace(parts, index=index.to_arrays()))
-    assert "index_vectors.npy" in json.loads((path / "files.json").read_text())
-    with np.load(path / "index.npz") as data:
+    assert "index_vectors.npy" in json.loads((path / FILES_MANIFEST).read_text())
+    with np.load(path / INDEX_FILE) as data:
         assert "vectors" not in data.files
     bundle = read_bundle(path)
     assert isinstance(bundle.index["vectors"], np.memmap)

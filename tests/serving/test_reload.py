@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 
-from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
+from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, FILES_MANIFEST, bundle_digest, read_bundle
 from jewelry_pipeline.serving.engine import RecommendationEngine
 from jewelry_testing.servers import bentoml_serve_command, free_port, start, start_bentoml
 from tests.serving.conftest import jpeg, make_bundle
@@ -92,7 +92,7 @@ def test_a_new_version_is_served_without_restart_and_a_corrupt_one_is_refused(tm
 
             # A corrupt version: checksums no longer match. Refused; the second keeps serving.
             third = make_bundle(tmp_path / "staged", seed=2).resolve()
-            model = third / "classifier.keras"
+            model = third / CLASSIFIER_FILE
             model.write_bytes(model.read_bytes()[:-100])
             moved = tmp_path / ".bundle.next-link"
             moved.symlink_to(third)
@@ -132,12 +132,10 @@ def test_a_service_whose_first_load_failed_serves_a_good_version_once_written(tm
 
     link = make_bundle(tmp_path / "bundle", seed=0)
     version = link.resolve()
-    (version / "classifier.keras").write_bytes(b"PK\x03\x04 written by some other tool")
-    files = json.loads((version / "files.json").read_text())
-    files["classifier.keras"] = hashlib.sha256(
-        (version / "classifier.keras").read_bytes()
-    ).hexdigest()
-    (version / "files.json").write_text(json.dumps(files))
+    (version / CLASSIFIER_FILE).write_bytes(b"PK\x03\x04 written by some other tool")
+    files = json.loads((version / FILES_MANIFEST).read_text())
+    files[CLASSIFIER_FILE] = hashlib.sha256((version / CLASSIFIER_FILE).read_bytes()).hexdigest()
+    (version / FILES_MANIFEST).write_text(json.dumps(files))
     port = str(free_port())
     environment = {
         "PORT": port,

@@ -13,6 +13,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, FILES_MANIFEST
 from jewelry_testing.hostile import hostile_uploads
 from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
 from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
@@ -352,12 +353,10 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
     from tests.serving.conftest import make_bundle
 
     bundle = make_bundle(tmp_path / "bundle")
-    (bundle / "classifier.keras").write_bytes(b"PK\x03\x04 written by some other tool")
-    files = json.loads((bundle / "files.json").read_text())
-    files["classifier.keras"] = hashlib.sha256(
-        (bundle / "classifier.keras").read_bytes()
-    ).hexdigest()
-    (bundle / "files.json").write_text(json.dumps(files))
+    (bundle / CLASSIFIER_FILE).write_bytes(b"PK\x03\x04 written by some other tool")
+    files = json.loads((bundle / FILES_MANIFEST).read_text())
+    files[CLASSIFIER_FILE] = hashlib.sha256((bundle / CLASSIFIER_FILE).read_bytes()).hexdigest()
+    (bundle / FILES_MANIFEST).write_text(json.dumps(files))
     server = _serve_bundle(bundle, tmp_path / "serve.log")
     try:
         with httpx.Client(base_url=server.url, timeout=10) as client:
@@ -367,7 +366,7 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
             ):
                 time.sleep(0.2)
             status = client.get("/status").json()
-            assert status["state"] == "failed" and "classifier.keras" in status["error"], status
+            assert status["state"] == "failed" and CLASSIFIER_FILE in status["error"], status
             # The cause names the file, never where this server keeps it (the log does).
             assert str(tmp_path) not in status["error"] and "the bundle" in status["error"], status
             ready = client.get("/readyz")

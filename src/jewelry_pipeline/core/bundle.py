@@ -36,7 +36,16 @@ from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS, vectors_file
 from jewelry_pipeline.core.thumbnails import Thumbnails
 
 BUNDLE_FORMAT = 2  # 2: JPEG thumbnails made from the original photos
-INDEX_VECTORS = vectors_file("index.npz").name  # a memory-mapped backend's vectors
+# The bundle's files: written and read here, named from here by datasets, benchmarks and tests.
+CLASSIFIER_FILE = "classifier.keras"
+ENCODERS_DIR = "encoders"  # one <category>.keras each
+INDEX_FILE = "index.npz"
+INDEX_VECTORS = vectors_file(INDEX_FILE).name  # a memory-mapped backend's vectors
+CATALOG_FILE = "catalog.csv"
+THUMBNAILS_FILE = "thumbnails.npz"
+DRIFT_REFERENCE_FILE = "drift_reference.npz"
+CONFIG_FILE = "config.json"
+FILES_MANIFEST = "files.json"  # every other file with its sha256
 BUNDLE_MODEL_NAME = (
     "jewelry-bundle"  # the name in the BentoML model store; the service serves its latest
 )
@@ -124,7 +133,7 @@ class ServingBundle:
 
 def bundle_digest(path: str | Path) -> str:
     """sha256 of a bundle's `files.json`: equal digests, identical contents."""
-    return hashlib.sha256((Path(path).resolve() / "files.json").read_bytes()).hexdigest()
+    return hashlib.sha256((Path(path).resolve() / FILES_MANIFEST).read_bytes()).hexdigest()
 
 
 def _sha256(path: Path) -> str:
@@ -158,21 +167,21 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
     destination.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
     try:
-        save_keras_atomic(classifier, staging / "classifier.keras")
-        (staging / "encoders").mkdir()
+        save_keras_atomic(classifier, staging / CLASSIFIER_FILE)
+        (staging / ENCODERS_DIR).mkdir()
         for category, encoder in encoders.items():
-            save_keras_atomic(encoder, staging / "encoders" / f"{category}.keras")
+            save_keras_atomic(encoder, staging / ENCODERS_DIR / f"{category}.keras")
         if contents.backbone is not None:
             save_keras_atomic(contents.backbone, staging / BACKBONE_FILE)
         if str(index.get("backend")) in MEMORY_MAPPED_BACKENDS:
             np.save(staging / INDEX_VECTORS, index["vectors"])
             index = {key: value for key, value in index.items() if key != "vectors"}
-        np.savez(staging / "index.npz", **index)
+        np.savez(staging / INDEX_FILE, **index)
         optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
-        catalog[CATALOG_COLUMNS + optional].to_csv(staging / "catalog.csv", index=False)
-        np.savez(staging / "thumbnails.npz", **thumbnails.to_arrays())
+        catalog[CATALOG_COLUMNS + optional].to_csv(staging / CATALOG_FILE, index=False)
+        np.savez(staging / THUMBNAILS_FILE, **thumbnails.to_arrays())
         if contents.drift_reference is not None:
-            np.savez(staging / "drift_reference.npz", **contents.drift_reference)
+            np.savez(staging / DRIFT_REFERENCE_FILE, **contents.drift_reference)
         config = {
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
@@ -182,13 +191,13 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
             "title": contents.title,
             "version": dict(contents.version),
         }
-        (staging / "config.json").write_text(json.dumps(config, indent=2, sort_keys=True))
+        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
         files = {
             p.relative_to(staging).as_posix(): _sha256(p)
             for p in sorted(staging.rglob("*"))
             if p.is_file()
         }
-        (staging / "files.json").write_text(json.dumps(files, indent=2, sort_keys=True))
+        (staging / FILES_MANIFEST).write_text(json.dumps(files, indent=2, sort_keys=True))
         os.chmod(staging, 0o755)  # mkdtemp makes it private
         _point(destination, staging)
     except BaseException:
@@ -234,8 +243,8 @@ def verify_bundle(path: str | Path) -> dict[str, Any]:
     if not path.is_dir():
         raise BundleError(f"serving bundle '{path}' does not exist")
     try:
-        files = json.loads((path / "files.json").read_text())
-        config = json.loads((path / "config.json").read_text())
+        files = json.loads((path / FILES_MANIFEST).read_text())
+        config = json.loads((path / CONFIG_FILE).read_text())
     except FileNotFoundError as exc:
         raise BundleError(
             f"serving bundle '{path}' is incomplete: {Path(exc.filename).name} is missing"
@@ -271,25 +280,25 @@ def read_bundle(path: str | Path) -> ServingBundle:
 
     path = Path(path).resolve()  # one version, even if the link moves meanwhile
     config = verify_bundle(path)
-    mapped = INDEX_VECTORS in json.loads((path / "files.json").read_text())
+    mapped = INDEX_VECTORS in json.loads((path / FILES_MANIFEST).read_text())
     try:
-        classifier = load_keras_safe(path / "classifier.keras")
+        classifier = load_keras_safe(path / CLASSIFIER_FILE)
         encoders = {
-            c: load_keras_safe(path / "encoders" / f"{c}.keras") for c in config["encoders"]
+            c: load_keras_safe(path / ENCODERS_DIR / f"{c}.keras") for c in config["encoders"]
         }
-        with np.load(path / "index.npz", allow_pickle=False) as data:
+        with np.load(path / INDEX_FILE, allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
         if mapped:  # verified above; pages are read as searches touch them
             index["vectors"] = np.load(path / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
-        with np.load(path / "thumbnails.npz", allow_pickle=False) as data:
+        with np.load(path / THUMBNAILS_FILE, allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
-        catalog = read_table(path / "catalog.csv")
+        catalog = read_table(path / CATALOG_FILE)
         backbone = (
             load_keras_safe(path / BACKBONE_FILE) if (path / BACKBONE_FILE).is_file() else None
         )
         drift_reference = None
-        if (path / "drift_reference.npz").is_file():
-            with np.load(path / "drift_reference.npz", allow_pickle=False) as data:
+        if (path / DRIFT_REFERENCE_FILE).is_file():
+            with np.load(path / DRIFT_REFERENCE_FILE, allow_pickle=False) as data:
                 drift_reference = {key: data[key] for key in data.files}
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None

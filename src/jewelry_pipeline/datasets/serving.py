@@ -13,6 +13,7 @@ from kedro.io import AbstractDataset, DatasetError
 
 from jewelry_pipeline.core.bundle import (
     BUNDLE_MODEL_NAME,
+    FILES_MANIFEST,
     BundleContents,
     ServingBundle,
     read_bundle,
@@ -116,7 +117,7 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
         logger.info("Champion bundle saved to the BentoML model store as %s", tag)
 
     def _exists(self) -> bool:
-        return (self._path / "files.json").is_file()
+        return (self._path / FILES_MANIFEST).is_file()
 
     def _describe(self) -> dict[str, Any]:
         return {"path": str(self._path), "bentoml_name": self._bentoml_name}

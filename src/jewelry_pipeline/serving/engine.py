@@ -15,7 +15,6 @@ import pandas as pd
 
 from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
-from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
 from jewelry_pipeline.serving.json_answers import quoted
@@ -42,7 +41,7 @@ class RecommendationEngine:
     def __init__(self, bundle: ServingBundle, label: str = ""):
         self.class_names = bundle.class_names
         try:
-            self.preprocessing = Preprocessing.from_config(bundle.config["preprocessing"])
+            self.preprocessing = bundle.preprocessing
             self.spec = IndexSpec.from_arrays(bundle.index)
             self.answers = bundle.answers
         except (KeyError, ValueError) as exc:
