@@ -11,6 +11,14 @@ import numpy as np
 JPEG_QUALITY = 85
 
 
+THUMBNAIL_ROUTE = "/items/{item_id}/thumbnail"  # where the service serves an item's thumbnail
+
+
+def thumbnail_url(item_id: str) -> str:
+    """The service's URL of an item's thumbnail (the catalog and every answer link to it)."""
+    return THUMBNAIL_ROUTE.format(item_id=item_id)
+
+
 def thumbnail_jpeg(image: np.ndarray, side: int, quality: int = JPEG_QUALITY) -> bytes:
     """JPEG of an RGB uint8 photo whose longer side is at most `side` (never enlarged)."""
     if side < 16:

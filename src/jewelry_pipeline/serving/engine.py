@@ -17,6 +17,7 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
+from jewelry_pipeline.core.thumbnails import thumbnail_url
 from jewelry_pipeline.serving.json_answers import quoted
 
 logger = logging.getLogger(__name__)
@@ -200,7 +201,7 @@ class RecommendationEngine:
                 "score": round(float(s), 6),
                 "category": str(r.category),
                 "cluster": int(r.cluster),
-                "thumbnail": f"/items/{r.item_id}/thumbnail",
+                "thumbnail": thumbnail_url(str(r.item_id)),
             }
             for position, r, s in zip(positions, rows.itertuples(index=False), scores)
         ]

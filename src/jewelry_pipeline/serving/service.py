@@ -34,6 +34,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
+from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.header_timeout import install_header_timeout  # noqa: E402
 from jewelry_pipeline.serving.headers import (
@@ -450,7 +451,7 @@ class JewelryService:
         k = int_field(body.get("k"), "k", DEFAULT_K, 1, MAX_K)
         return SafeJSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
 
-    @web.get("/items/{item_id}/thumbnail")
+    @web.get(THUMBNAIL_ROUTE)
     async def thumbnail(self, item_id: str) -> Response:
         """The catalog item's thumbnail (JPEG)."""
         engine = await self._ready_engine()

@@ -24,6 +24,7 @@ from jewelry_pipeline.core.query import (
     combined_vectors,
 )
 from jewelry_pipeline.core.search import EmbeddingIndex, l2_normalise
+from jewelry_pipeline.core.thumbnails import thumbnail_url
 
 logger = logging.getLogger(__name__)
 
@@ -168,7 +169,7 @@ def build_catalog(
         item_details.drop_duplicates("path").set_index("path")["title"] if len(item_details) else {}
     )
     catalog["title"] = catalog["path"].map(titles).fillna("").astype(str)
-    catalog["thumbnail"] = "/items/" + catalog["item_id"] + "/thumbnail"
+    catalog["thumbnail"] = catalog["item_id"].map(thumbnail_url)
     columns = ["item_id", "path", "title", "category", "cluster", "split", "store_index"]
     return catalog[[*columns, "thumbnail"]]
 
