@@ -34,3 +34,20 @@ def test_kedro_viz_build_exports_the_static_view(kedro_project):
     main_json = kedro_project / "build" / "api" / "main"
     assert main_json.is_file()
     assert "decode_images" in main_json.read_text()
+
+
+def test_kedro_reads_every_nodes_type_hints_without_a_warning(caplog):
+    """Kedro reads every node's hints when a run starts; a hint it cannot resolve (a partial, a
+    name imported only for type checkers) was a warning per node and run: 128 in one run."""
+    import logging
+    import typing
+
+    from kedro.validation import TypeExtractor
+
+    configure_project("jewelry_pipeline")
+    every = {name: pipelines[name] for name in pipelines}
+    for node in every["__default__"].nodes:
+        typing.get_type_hints(node.func)  # raises on a hint that does not resolve
+    with caplog.at_level(logging.WARNING, logger="kedro.validation"):
+        TypeExtractor(every).extract_types_from_pipelines()
+    assert not [r for r in caplog.records if "type hints" in r.getMessage()], caplog.text

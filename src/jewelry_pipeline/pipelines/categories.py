@@ -11,8 +11,10 @@ namespaced copies of a dataset that a combining node reads.
 
 from __future__ import annotations
 
+import inspect
 import logging
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from functools import partial, wraps
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,19 @@ def per_category_pipelines(
         for category in categories
     )
     return sum(namespaced, Pipeline([]))
+
+
+def with_built(func: Callable[..., Any], built: list[str]) -> Callable[..., Any]:
+    """`func` with its keyword `built` (the categories the pipelines were built for) fixed, as a
+    plain function: Kedro reads its name, signature and type hints as those of `func`."""
+    bound = partial(func, built=built)
+
+    @wraps(func)
+    def node_function(*args: Any) -> Any:
+        return bound(*args)
+
+    node_function.__signature__ = inspect.signature(bound)
+    return node_function
 
 
 class RunCategories:

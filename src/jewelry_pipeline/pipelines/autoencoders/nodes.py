@@ -10,6 +10,10 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.hints import (  # both load inside the nodes that use them
+    Figure,
+    KerasModel,
+)
 from jewelry_pipeline.core.images import (
     AUTOENCODER_INPUTS,
     Foreground,
@@ -18,12 +22,8 @@ from jewelry_pipeline.core.images import (
 )
 from jewelry_pipeline.core.metrics import single_step
 
-if (
-    TYPE_CHECKING
-):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
-    import keras
+if TYPE_CHECKING:  # TensorFlow loads inside the helpers that use it
     import tensorflow as tf
-    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -166,7 +166,7 @@ def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None)
 
 def train_autoencoder(
     inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
-) -> tuple[keras.Model, keras.Model, dict[str, list[float]]]:
+) -> tuple[KerasModel, KerasModel, dict[str, list[float]]]:
     """Train one category's autoencoder on reconstruction plus contrastive loss (Adam, early
     stopping, LR reduction).
 
@@ -239,7 +239,7 @@ def train_autoencoder(
 
 
 def reconstruction_check(
-    autoencoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame
+    autoencoder: KerasModel, inputs: np.ndarray, category_manifest: pd.DataFrame
 ) -> dict[str, dict[str, float]]:
     """Held-out reconstruction error against the error of predicting the mean training input; warns
     when it is not lower."""
@@ -280,7 +280,7 @@ def reconstruction_check(
 
 
 def encode_category(
-    encoder: keras.Model, inputs: np.ndarray, category_manifest: pd.DataFrame
+    encoder: KerasModel, inputs: np.ndarray, category_manifest: pd.DataFrame
 ) -> dict[str, np.ndarray]:
     """Latent codes of every item in the category."""
     latents = encoder.predict(inputs, batch_size=256, verbose=0)
@@ -291,7 +291,7 @@ def encode_category(
 
 
 def plot_reconstructions(
-    autoencoder: keras.Model,
+    autoencoder: KerasModel,
     images: np.ndarray,
     inputs: np.ndarray,
     category_manifest: pd.DataFrame,

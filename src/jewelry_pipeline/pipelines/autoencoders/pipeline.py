@@ -1,12 +1,14 @@
 """Autoencoders: choose their input once, then one base pipeline instantiated per category.
 The per-category instances use Kedro namespaces."""
 
-from functools import partial
-
 from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.core.metrics import history_metrics
-from jewelry_pipeline.pipelines.categories import configured_categories, per_category_pipelines
+from jewelry_pipeline.pipelines.categories import (
+    configured_categories,
+    per_category_pipelines,
+    with_built,
+)
 
 from .nodes import (
     category_inputs,
@@ -92,7 +94,7 @@ def create_pipeline(**kwargs) -> Pipeline:
     shared = Pipeline(
         [
             Node(
-                func=partial(check_category_pipelines, built=categories),
+                func=with_built(check_category_pipelines, categories),
                 inputs="categories",
                 outputs="checked_categories",
                 name="check_category_pipelines",

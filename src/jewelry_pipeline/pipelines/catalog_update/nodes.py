@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -22,11 +22,9 @@ from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
 from jewelry_pipeline.core.thumbnails import Thumbnails
+from jewelry_pipeline.datasets.image_folder import RawImageFolder
 from jewelry_pipeline.pipelines.ingestion.nodes import REJECT_COLUMNS, decode_images
 from jewelry_pipeline.pipelines.package.nodes import make_thumbnails
-
-if TYPE_CHECKING:
-    from jewelry_pipeline.datasets.image_folder import RawImageFolder
 
 logger = logging.getLogger(__name__)
 

@@ -4,19 +4,17 @@ Then compare it with linear baselines, and plot."""
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.hints import (  # both load inside the nodes that use them
+    Figure,
+    KerasModel,
+)
 from jewelry_pipeline.core.lookup import aligned
 from jewelry_pipeline.core.metrics import single_step
-
-if (
-    TYPE_CHECKING
-):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
-    import keras
-    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 
@@ -99,7 +97,7 @@ def train_classifier(
     categories: list[str],
     working_size: dict[str, Any],
     classifier: dict[str, Any],
-) -> tuple[keras.Model, dict[str, list[float]]]:
+) -> tuple[KerasModel, dict[str, list[float]]]:
     """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its
     history."""
     import keras
@@ -212,7 +210,7 @@ def embed_backbone(
     return {"item_id": item_ids, "features": features.astype(np.float32)}
 
 
-def _val_figures(model: keras.Model, images: np.ndarray, rows: np.ndarray, labels: np.ndarray):
+def _val_figures(model: KerasModel, images: np.ndarray, rows: np.ndarray, labels: np.ndarray):
     """Validation accuracy and log loss of a classifier."""
     from sklearn.metrics import log_loss
 
@@ -228,11 +226,11 @@ def choose_classifier(
     images: np.ndarray,
     manifest: pd.DataFrame,
     categories: list[str],
-    cnn_model: keras.Model,
+    cnn_model: KerasModel,
     cnn_history: dict[str, list[float]],
     pretrained: dict[str, Any],
     classifier: dict[str, Any],
-) -> tuple[keras.Model, dict[str, list[float]], dict[str, Any]]:
+) -> tuple[KerasModel, dict[str, list[float]], dict[str, Any]]:
     """Train the pretrained variant and keep whichever classifier the validation split favours
     (accuracy, then log loss); return it, its history and the choice with its reason."""
     from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
@@ -284,7 +282,7 @@ def choose_classifier(
 
 
 def evaluate_classifier(
-    model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
+    model: KerasModel, images: np.ndarray, manifest: pd.DataFrame, categories: list[str]
 ) -> tuple[dict[str, float], pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Accuracy, macro-F1, per-class figures, confusion matrix and per-item predictions on the test
     split."""
@@ -480,7 +478,7 @@ def plot_misclassified(
 
 
 def embed_catalog(
-    model: keras.Model, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]
+    model: KerasModel, images: np.ndarray, manifest: pd.DataFrame, classifier: dict[str, Any]
 ) -> dict[str, np.ndarray]:
     """Classifier embeddings (penultimate layer), class probabilities and mid-level descriptors of
     every catalog item."""

@@ -12,20 +12,16 @@ methods so the figures compare), and against sub-style labels when a ground trut
 from __future__ import annotations
 
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from jewelry_pipeline.core.hints import Figure  # matplotlib loads inside the node that draws
 from jewelry_pipeline.core.images import downsized_pixels
 from jewelry_pipeline.core.lookup import aligned, substyles_of
 from jewelry_pipeline.core.metrics import single_step
 from jewelry_pipeline.core.search import l2_normalise
-
-if (
-    TYPE_CHECKING
-):  # heavy libraries load inside the nodes that use them, so commands that do not train start fast
-    from matplotlib.figure import Figure
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import logging
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,13 +16,10 @@ import pandas as pd
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents
 from jewelry_pipeline.core.drift import reference_sample
+from jewelry_pipeline.core.hints import KerasModel  # Keras loads inside the nodes that use it
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected, Preprocessing, decode_image
 from jewelry_pipeline.core.thumbnails import Thumbnails, thumbnail_jpeg
-
-if TYPE_CHECKING:  # heavy libraries load inside the nodes that use them
-    import keras
-
-    from jewelry_pipeline.datasets.image_folder import RawImageFolder
+from jewelry_pipeline.datasets.image_folder import RawImageFolder
 
 logger = logging.getLogger(__name__)
 
@@ -314,7 +311,7 @@ def make_thumbnails(
 
 def assemble_bundle(
     promotion: dict[str, Any],
-    classifier: keras.Model,
+    classifier: KerasModel,
     index: dict[str, np.ndarray],
     catalog: pd.DataFrame,
     thumbnails: Thumbnails,
@@ -328,7 +325,7 @@ def assemble_bundle(
     pretrained: dict[str, Any],
     package: dict[str, Any],
     drift: dict[str, Any],
-    *encoders: keras.Model,
+    *encoders: KerasModel,
     built: list[str],
 ) -> BundleContents:
     """Everything the service needs, in index order, for the serving-bundle dataset.

@@ -1,10 +1,8 @@
 """Package pipeline: promotion decision, registry (alias moved when promoted), then the bundle."""
 
-from functools import partial
-
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.pipelines.categories import configured_categories, per_category
+from jewelry_pipeline.pipelines.categories import configured_categories, per_category, with_built
 
 from .nodes import assemble_bundle, decide_promotion, make_thumbnails, register_run_models
 
@@ -40,7 +38,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="make_thumbnails",
             ),
             Node(
-                func=partial(assemble_bundle, built=built),
+                func=with_built(assemble_bundle, built),
                 inputs=[
                     "promotion_record",
                     "classifier_model",

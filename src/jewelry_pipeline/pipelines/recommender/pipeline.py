@@ -1,10 +1,8 @@
 """Recommender pipeline: embedding sources, retrieval evaluation, catalog and index."""
 
-from functools import partial
-
 from kedro.pipeline import Node, Pipeline
 
-from jewelry_pipeline.pipelines.categories import configured_categories, per_category
+from jewelry_pipeline.pipelines.categories import configured_categories, per_category, with_built
 
 from .nodes import (
     build_catalog,
@@ -64,7 +62,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="choose_served_source",
             ),
             Node(
-                func=partial(build_index, built=built),
+                func=with_built(build_index, built),
                 inputs=[
                     "image_store",
                     "model_input_manifest",
@@ -82,7 +80,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                 name="build_index",
             ),
             Node(
-                func=partial(choose_answer_policy, built=built),
+                func=with_built(choose_answer_policy, built),
                 inputs=[
                     "image_store",
                     "model_input_manifest",
