@@ -97,6 +97,8 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
 
     client = MlflowClient(tracking_uri=f"sqlite:///{kedro_project}/mlruns/mlflow.db")
     experiment = client.get_experiment_by_name("jewelry-pipeline")
+    # The MLflow UI opens it on its training runs, not on the GenAI overview.
+    assert experiment.tags["mlflow.experimentKind"] == "custom_model_development"
     runs = client.search_runs([experiment.experiment_id])
     assert len(runs) == 1
     run = runs[0]

@@ -254,6 +254,9 @@ class DataLineageCheck:
         )
 
 
+EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
+
+
 def _active_mlflow():
     """MLflow's active run, without importing MLflow for a run that never started one (an untracked
     run)."""
@@ -286,6 +289,9 @@ class RunIdentity:
         ]
         ran = "all pipelines" if list(names) == ["__default__"] else "+".join(names)
         mlflow.set_tag("mlflow.runName", f"{ran} on {raw_dir.name}")
+        # MLflow 3 opens an experiment of unknown kind on its GenAI overview: say it trains models.
+        experiment = mlflow.active_run().info.experiment_id
+        mlflow.MlflowClient().set_experiment_tag(experiment, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
         mlflow.set_tag("raw_dir", str(raw_dir))
         if set(pipeline.inputs()) & {*INGESTED} and catalog.exists("ingestion_identity"):
             self._log_photos(catalog.load("ingestion_identity"), catalog.load("ingestion_manifest"))
