@@ -65,23 +65,17 @@ BASELINES = [method for method in METHODS if method != "backbone_kmeans"]
 
 
 def _cluster(images, manifest, latents, embeddings, frozen, labels, served="classifier"):
-    """`cluster_category` with the served embedding standing in as the classifier's (reversed
-    item order, as the recommender's sources need not follow the category manifest)."""
-    sources = {
-        "item_id": embeddings["item_id"][::-1],
-        "classifier": embeddings["embeddings"][::-1],
-        "noise": np.random.default_rng(2).normal(size=(len(embeddings["item_id"]), 6)),
-    }
+    """`cluster_category` with the index serving `served` (classifier embeddings by default)."""
     return cluster_category(
         images,
         manifest,
         latents,
         embeddings,
         frozen,
-        sources,
         {"source": served, "reason": "test"},
         labels,
         PARAMS,
+        {"combined_autoencoder_weight": 0.5},
     )
 
 
@@ -109,8 +103,12 @@ def test_every_method_with_labels(toy):
     assert len(assignments) == len(METHODS) * len(manifest)
     served = rows.set_index("method").loc["served_kmeans"]
     assert served["space"] == "classifier" and served["ari"] == pytest.approx(1.0)
-    _, on_noise = _cluster(images, manifest, latents, embeddings, frozen, labels, served="noise")
-    assert on_noise.set_index("method").loc["served_kmeans", "ari"] < 0.5
+    # Served pixels: the clusters follow the backdrop colour, as kmeans_pixels does.
+    _, on_pixels = _cluster(images, manifest, latents, embeddings, frozen, labels, served="pixels")
+    assert on_pixels.set_index("method").loc["served_kmeans", "ari"] < 0.5
+    for source in ("combined", "autoencoder", "backbone"):
+        _, rows_of = _cluster(images, manifest, latents, embeddings, frozen, labels, served=source)
+        assert rows_of.set_index("method").loc["served_kmeans", "ari"] == pytest.approx(1.0)
     assert rows.set_index("method").loc["backbone_kmeans", "ari"] == pytest.approx(1.0)
     _, noisy = _cluster(
         images, manifest, latents, embeddings, _frozen(manifest, labels, False), labels

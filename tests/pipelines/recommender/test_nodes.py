@@ -109,22 +109,18 @@ def test_a_category_smaller_than_k_counts_its_missing_answers_as_misses(toy):
     "autoencoder_input, served", [("foreground", "combined"), ("photo", "descriptor")]
 )
 def test_auto_serves_the_source_built_on_the_better_input(autoencoder_input, served):
-    cnn = {"chosen": "cnn", "reason": "validation accuracy 0.9 against 0.8"}
     auto = {**PARAMS, "embedding_source": "auto"}
-    choice = choose_served_source({"input": autoencoder_input}, cnn, auto)
-    assert choice["source"] == served and choice["reason"]
-    # When validation favours the pretrained classifier, the frozen backbone features are served.
-    pretrained = {"chosen": "pretrained", "reason": "validation accuracy 0.95 against 0.9"}
-    choice = choose_served_source({"input": autoencoder_input}, pretrained, auto)
-    assert choice["source"] == "backbone" and pretrained["reason"] in choice["reason"]
-    assert choose_served_source({"input": autoencoder_input}, pretrained, PARAMS) == {
+    for kept in ("cnn", "pretrained"):  # the kept classifier's own embedding or descriptor
+        choice = choose_served_source({"input": autoencoder_input}, {"chosen": kept}, auto)
+        assert choice["source"] == served and f"the kept {kept} classifier" in choice["reason"]
+    assert choose_served_source({"input": autoencoder_input}, {"chosen": "cnn"}, PARAMS) == {
         "source": "classifier",
         "reason": "set by recommender.embedding_source: classifier",
     }
+    backbone = {**PARAMS, "embedding_source": "backbone"}
+    assert choose_served_source({"input": autoencoder_input}, {}, backbone)["source"] == "backbone"
     with pytest.raises(ValueError, match="embedding_source"):
-        choose_served_source(
-            {"input": autoencoder_input}, cnn, {**PARAMS, "embedding_source": "nope"}
-        )
+        choose_served_source({"input": autoencoder_input}, {}, {**PARAMS, "embedding_source": "x"})
 
 
 def test_frozen_backbone_features_are_a_scoped_source(toy):

@@ -21,6 +21,7 @@ from jewelry_pipeline.core.hints import Figure  # matplotlib loads inside the no
 from jewelry_pipeline.core.images import downsized_pixels
 from jewelry_pipeline.core.lookup import aligned, substyles_of
 from jewelry_pipeline.core.metrics import single_step
+from jewelry_pipeline.core.query import combined_vectors
 from jewelry_pipeline.core.search import l2_normalise
 
 logger = logging.getLogger(__name__)
@@ -46,16 +47,45 @@ def _best_kmeans(
     return best
 
 
+def _served_space(
+    source: str,
+    item_ids: np.ndarray,
+    spaces: dict[str, np.ndarray],
+    classifier_embeddings: dict[str, np.ndarray],
+    combined_weight: float,
+) -> np.ndarray:
+    """This category's items in the served embedding, unit length, made from this category's own
+    inputs as the recommender makes them (`pixels` and `pca`: the baselines' own spaces).
+
+    Built here rather than read from the recommender's sources, which hold every category's latents:
+    the per-category namespace stays uninterrupted."""
+    if source == "combined":
+        classifier = aligned(item_ids, classifier_embeddings, "embeddings")
+        return l2_normalise(combined_vectors(classifier, spaces["ae_kmeans"], combined_weight))
+    if source in ("classifier", "descriptor"):
+        key = "embeddings" if source == "classifier" else "descriptors"
+        return l2_normalise(aligned(item_ids, classifier_embeddings, key).astype(np.float32))
+    by_source = {
+        "autoencoder": "ae_kmeans",
+        "backbone": "backbone_kmeans",
+        "pixels": "kmeans_pixels",
+        "pca": "pca_kmeans",
+    }
+    if by_source.get(source) not in spaces:
+        raise ValueError(f"no '{source}' vectors to cluster on (served source)")
+    return spaces[by_source[source]]
+
+
 def cluster_category(
     images: np.ndarray,
     category_manifest: pd.DataFrame,
     latents: dict[str, np.ndarray],
     classifier_embeddings: dict[str, np.ndarray],
     backbone_features: dict[str, np.ndarray],
-    embedding_sources: dict[str, np.ndarray],
     served_source: dict[str, str],
     substyle_labels: pd.DataFrame,
     clustering: dict[str, Any],
+    recommender: dict[str, Any],
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Cluster one category every way; return assignments and one metrics row per method."""
     from sklearn.decomposition import PCA
@@ -76,12 +106,16 @@ def cluster_category(
         ),
         # Unit-length codes: the cosine geometry the contrastive loss trains and retrieval searches.
         "ae_kmeans": l2_normalise(aligned(item_ids, latents, "latents")),
-        "served_kmeans": l2_normalise(
-            aligned(item_ids, embedding_sources, served_source["source"]).astype(np.float32)
-        ),
     }
     if len(backbone_features["features"]):
         spaces["backbone_kmeans"] = l2_normalise(aligned(item_ids, backbone_features, "features"))
+    spaces["served_kmeans"] = _served_space(
+        served_source["source"],
+        item_ids,
+        spaces,
+        classifier_embeddings,
+        float(recommender["combined_autoencoder_weight"]),
+    )
     spaces = {method: spaces[method] for method in METHODS if method in spaces}
     common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     truth = substyles_of(category_manifest, substyle_labels)

@@ -19,7 +19,6 @@ SHARED_INPUTS = {
     "image_store",
     "classifier_embeddings",
     "backbone_features",
-    "embedding_sources",
     "served_source",
     "substyle_labels",
 }
@@ -37,10 +36,10 @@ def category_pipeline() -> Pipeline:
                     "latents",
                     "classifier_embeddings",
                     "backbone_features",
-                    "embedding_sources",
                     "served_source",
                     "substyle_labels",
                     "params:clustering",
+                    "params:recommender",
                 ],
                 outputs=["cluster_assignments", "clustering_rows"],
                 name="cluster_category",
@@ -70,7 +69,10 @@ def create_pipeline(**kwargs) -> Pipeline:
     """Instantiate the base pipeline per category, then combine their outputs."""
     categories = configured_categories()
     per_category_clustering = per_category_pipelines(
-        category_pipeline(), categories, inputs=SHARED_INPUTS, parameters={"params:clustering"}
+        category_pipeline(),
+        categories,
+        inputs=SHARED_INPUTS,
+        parameters={"params:clustering", "params:recommender"},
     )
     combine = Pipeline(
         [
