@@ -119,9 +119,12 @@ def cluster_category(
     spaces = {method: spaces[method] for method in METHODS if method in spaces}
     common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     truth = substyles_of(category_manifest, substyle_labels)
-    assignments, metric_rows = [], []
+    assignments, metric_rows, fitted = [], [], {}
     for method, features in spaces.items():
-        labels, k, own = _best_kmeans(features, k_values, seed)
+        # served_kmeans on another method's own space (autoencoder, backbone, ...) reuses its fit
+        if id(features) not in fitted:
+            fitted[id(features)] = _best_kmeans(features, k_values, seed)
+        labels, k, own = fitted[id(features)]
         row = {"category": category, "method": method, "k": k, "silhouette": own}
         if method == "served_kmeans":
             row["space"] = served_source["source"]
