@@ -36,6 +36,24 @@ FOREGROUND = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").
 ]["foreground"]
 
 
+def kill_when_it_says(script: str, marker: str = "writing") -> None:
+    """Run `script` in a Python process from the project root and SIGKILL it as soon as it prints
+    `marker`: a real crash at a chosen moment, not an exception the code could catch."""
+    import signal
+    import subprocess
+    import sys
+
+    process = subprocess.Popen(
+        [sys.executable, "-c", script], cwd=PROJECT_ROOT, stdout=subprocess.PIPE, text=True
+    )
+    try:
+        assert process.stdout.readline().strip() == marker
+        os.kill(process.pid, signal.SIGKILL)
+        process.wait(30)
+    finally:
+        process.kill()
+
+
 def image_bytes(array: np.ndarray | Image.Image, fmt: str, **save_args) -> bytes:
     """Encode an array or Pillow image to bytes in the given Pillow format."""
     img = array if isinstance(array, Image.Image) else Image.fromarray(array)

@@ -3,14 +3,13 @@ chunk, and never reusing chunks made for other models or rows."""
 
 from __future__ import annotations
 
-import os
-
 import numpy as np
 import pytest
 
 from jewelry_pipeline.core.bulk import embed_in_chunks
 from jewelry_pipeline.core.bundle import read_bundle
 from jewelry_pipeline.core.query import QueryEncoder
+from tests.conftest import kill_when_it_says
 from tests.serving.conftest import CLASSES, PER_CLASS, catalog_photos, make_bundle
 
 
@@ -37,6 +36,24 @@ class Killed(Exception):
     pass
 
 
+def _resume(job, folder) -> tuple[np.ndarray, list[int]]:
+    """`embed_in_chunks` again in `folder` (chunks of 7): the vectors and the rows reused so far
+    after each chunk."""
+    encoder, images, rows, categories = job
+    reused_after = []
+    vectors = embed_in_chunks(
+        encoder,
+        images,
+        rows,
+        categories,
+        folder,
+        "m1",
+        chunk_rows=7,
+        progress=lambda done, total, started, reused: reused_after.append(reused),
+    )
+    return vectors, reused_after
+
+
 def test_chunks_equal_one_pass_and_resume_after_a_failure(tmp_path, job):
     encoder, images, rows, categories = job
     whole = encoder.catalog_vectors(images, rows, categories)
@@ -58,17 +75,7 @@ def test_chunks_equal_one_pass_and_resume_after_a_failure(tmp_path, job):
             chunk_rows=7,
             progress=die_after_two_chunks,
         )
-    seen = []
-    resumed = embed_in_chunks(
-        encoder,
-        images,
-        rows,
-        categories,
-        tmp_path / "resumed",
-        "m1",
-        chunk_rows=7,
-        progress=lambda done, total, started, reused: seen.append(reused),
-    )
+    resumed, seen = _resume(job, tmp_path / "resumed")
     assert seen[0] == 7 and seen[-1] == 14  # the two finished chunks were not embedded again
     np.testing.assert_array_equal(resumed, once)
 
@@ -112,10 +119,6 @@ def test_a_run_killed_while_writing_a_chunk_resumes_to_the_same_vectors(tmp_path
     """A real process killed (SIGKILL) in the middle of writing its third chunk: the resumed run
     equals one uninterrupted pass. Broken on purpose (chunks written in place, no staging file and
     rename): the half-written chunk was taken as finished."""
-    import signal
-    import subprocess
-    import sys
-    from pathlib import Path
 
     encoder, images, rows, categories = job
     folder = tmp_path / "killed"
@@ -140,30 +143,9 @@ def save_then_die_midway(file, array, **kwargs):
 bulk.np.save = save_then_die_midway
 embed_in_chunks(*_job_of({str(bundle_path)!r}), {str(folder)!r}, "m1", chunk_rows=7)
 """
-    writer = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "writing"
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(30)
-    finally:
-        writer.kill()
+    kill_when_it_says(script)
     assert len(list(folder.glob("chunk-*[0-9].npy"))) == 2  # two chunks finished before the kill
-    seen = []
-    resumed = embed_in_chunks(
-        encoder,
-        images,
-        rows,
-        categories,
-        folder,
-        "m1",
-        chunk_rows=7,
-        progress=lambda done, total, started, reused: seen.append(reused),
-    )
+    resumed, seen = _resume(job, folder)
     whole = encoder.catalog_vectors(images, rows, categories)
     np.testing.assert_allclose(resumed, whole, atol=1e-6)
     assert seen[-1] == 14  # the two finished chunks were reused, the half-written one was not

@@ -27,6 +27,7 @@ from jewelry_pipeline.core.models.autoencoder import build_autoencoder
 from jewelry_pipeline.core.models.classifier import build_classifier
 from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.core.thumbnails import Thumbnails
+from tests.conftest import kill_when_it_says
 
 PHOTOS = np.random.default_rng(1).integers(0, 256, (3, 16, 16, 3), dtype=np.uint8)
 
@@ -199,9 +200,6 @@ def test_a_reader_between_the_two_steps_of_the_swap_sees_the_old_bundle(
 def test_a_write_killed_midway_leaves_the_served_bundle_whole(tmp_path, bundle_parts):
     """A real `write_bundle` in another process, killed (SIGKILL) while it writes the index: the
     bundle still verifies as the old version, and the next write clears the half-written folder."""
-    import signal
-    import subprocess
-    import sys
 
     parts = bundle_parts[0]
     path = write_bundle(tmp_path / "bundle", parts)
@@ -220,18 +218,7 @@ def slow_savez(*args, **kwargs):
 bundle.np.savez = slow_savez
 bundle.write_bundle({str(path)!r}, replace(small_bundle_contents(), version={{"run_id": "killed"}}))
 """
-    writer = subprocess.Popen(
-        [sys.executable, "-c", script],
-        cwd=Path(__file__).resolve().parents[2],
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert writer.stdout.readline().strip() == "writing"  # mid-write: the index is saved
-        os.kill(writer.pid, signal.SIGKILL)
-        writer.wait(30)
-    finally:
-        writer.kill()
+    kill_when_it_says(script)  # mid-write: the index is saved
     assert verify_bundle(path)["version"] == {"run_id": "abc"}
     assert len(list(tmp_path.glob(".bundle.*"))) == 2  # the served version and the half-written one
     write_bundle(path, replace(parts, version={"run_id": "next"}))
