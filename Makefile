@@ -7,7 +7,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 AIRFLOW_VENV := .venv-airflow
 AIRFLOW_STAMP := $(AIRFLOW_VENV)/.installed
-RAW_DIR := data/01_raw/jewelry
+# The default photo folder, from its one home (conf/base/globals.yml).
+RAW_DIR := $(shell sed -n 's/^raw_dir: *\([^ #]*\).*/\1/p' conf/base/globals.yml)
 SYNTH_ARGS ?= --per-category 500 --seed 42 --size 128
 KEDRO_ARGS ?=
 PORT ?= 3000

@@ -11,6 +11,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_outputs() -> tuple[Path, Path]:
+    """The photo folder and the bundle of a default `make run` (conf/base/globals.yml)."""
+    from jewelry_pipeline.project_config import project_globals
+
+    names = project_globals(ROOT)
+    return ROOT / names["raw_dir"], ROOT / names["bundle_dir"]
+
+
 RESULTS = ROOT / "benchmarks" / "results"
 PERFORMANCE = ROOT / "docs" / "PERFORMANCE.md"
 HEADER = (

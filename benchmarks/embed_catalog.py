@@ -27,7 +27,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import ROOT, AnonymousMemoryPeak, markdown_table, publish
+from benchmarks._report import ROOT, AnonymousMemoryPeak, markdown_table, publish, run_outputs
 
 TARGET_RATIO = 0.8  # embedding throughput at least 80 % of the bare models'
 
@@ -176,7 +176,7 @@ def killed_then_resumed(
 def main(argv: list[str] | None = None) -> None:
     """Build the store, measure each mode in a fresh process, publish."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
+    parser.add_argument("--bundle", type=Path, default=run_outputs()[1])
     parser.add_argument("--store", type=Path, default=ROOT / "data/03_primary/image_store.npy")
     parser.add_argument("--manifest", type=Path, default=ROOT / "data/03_primary/manifest.csv")
     parser.add_argument("--photos", type=int, default=20000)

@@ -14,7 +14,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from benchmarks._report import ROOT
+from benchmarks._report import ROOT, run_outputs
 from jewelry_testing.servers import start_bentoml
 
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
@@ -28,11 +28,11 @@ def main(argv: list[str] | None = None) -> None:
     from selenium.webdriver.support.ui import WebDriverWait
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
+    parser.add_argument("--bundle", type=Path, default=run_outputs()[1])
     parser.add_argument("--photo", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=ROOT / "docs/screenshots")
     args = parser.parse_args(argv)
-    photo = args.photo or sorted((ROOT / "data/01_raw/jewelry").glob("*/*.*"))[0]
+    photo = args.photo or sorted(run_outputs()[0].glob("*/*.*"))[0]
     args.out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix="screenshots-"))
     server = start_bentoml(args.bundle.resolve(), work / "serve.log", {"JEWELRY_WORKERS": "1"})

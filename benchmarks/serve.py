@@ -12,7 +12,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks._report import ROOT, markdown_table, publish
+from benchmarks._report import markdown_table, publish, run_outputs
 from benchmarks.load_generator import run_load, sample_payloads
 from jewelry_testing.servers import free_port, start, start_bentoml, worker_memory_mb
 
@@ -41,7 +41,7 @@ def measure(url: str, duration: float, max_requests: int) -> list[dict]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
+    parser.add_argument("--bundle", type=Path, default=run_outputs()[1])
     parser.add_argument(
         "--duration", type=float, default=20.0, help="seconds per concurrency level"
     )

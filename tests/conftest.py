@@ -30,6 +30,8 @@ for _name, _value in {
 from jewelry_pipeline.synth import generate_dataset  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+# The MLflow registry's model names and champion alias, as conf/base/globals.yml names them.
+REGISTRY = yaml.safe_load((PROJECT_ROOT / "conf/base/globals.yml").read_text())["registry"]
 # The project's own foreground settings, so tests exercise what the pipelines and the service use.
 FOREGROUND = yaml.safe_load((PROJECT_ROOT / "conf" / "base" / "parameters.yml").read_text())[
     "preprocessing"

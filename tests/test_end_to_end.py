@@ -21,7 +21,7 @@ from mlflow.tracking import MlflowClient
 from jewelry_pipeline.core.bundle import bundle_digest, read_bundle
 from jewelry_pipeline.core.models.files import load_keras_safe
 from jewelry_pipeline.synth import generate_dataset
-from tests.conftest import tiny_run_params
+from tests.conftest import REGISTRY, tiny_run_params
 
 # enough for the small dataset below to be learned well above chance (early stopping ends it sooner)
 GOOD_EPOCHS = 40
@@ -172,9 +172,16 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
     info = mlflow.models.get_model_info(by_name["classifier"].model_uri)
     assert info.signature is not None and info.saved_input_example_info is not None
 
-    champion = client.get_model_version_by_alias("jewelry-classifier", "champion")
+    champion = client.get_model_version_by_alias(REGISTRY["classifier"], REGISTRY["alias"])
     assert champion.run_id == run.info.run_id
-    assert int(client.get_model_version_by_alias("jewelry-encoder-bands", "champion").version) == 1
+    assert (
+        int(
+            client.get_model_version_by_alias(
+                REGISTRY["encoder_prefix"] + "bands", REGISTRY["alias"]
+            ).version
+        )
+        == 1
+    )
     assert run.data.tags["promotion.decision"] == "promoted"
     assert "promotion.json" in artifacts
 
@@ -216,8 +223,13 @@ def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser
         "the deliberately worse run must score lower for this test to mean anything"
     )
     assert second.data.tags["promotion.decision"] == "kept_champion"
-    assert client.get_model_version_by_alias("jewelry-classifier", "champion").run_id == first_run
-    assert {v.run_id for v in client.search_model_versions("name='jewelry-classifier'")} == {
+    assert (
+        client.get_model_version_by_alias(REGISTRY["classifier"], REGISTRY["alias"]).run_id
+        == first_run
+    )
+    assert {
+        v.run_id for v in client.search_model_versions(f"name = '{REGISTRY['classifier']}'")
+    } == {
         first_run,
         second.info.run_id,
     }

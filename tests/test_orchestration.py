@@ -12,7 +12,7 @@ from kedro.framework.project import configure_project, pipelines
 
 from jewelry_pipeline.orchestration import environment_catalog, memory_handoffs, slices
 from jewelry_pipeline.synth import generate_dataset
-from tests.conftest import PROJECT_ROOT, make_kedro_project, tiny_run_settings
+from tests.conftest import PROJECT_ROOT, REGISTRY, make_kedro_project, tiny_run_settings
 
 AIRFLOW_BIN = PROJECT_ROOT / ".venv-airflow" / "bin"
 CATEGORIES = ("bracelet", "earring", "necklace", "ring")
@@ -118,6 +118,6 @@ def test_the_airflow_dag_runs_end_to_end_into_the_team_server(tmp_path, team_ser
     assert "test_accuracy" in shared.data.metrics
     assert "bundle" in {a.path for a in client.list_artifacts(shared.info.run_id)}
     registered = client.search_model_versions(f"run_id = '{shared.info.run_id}'")
-    assert {v.name for v in registered} == {"jewelry-classifier"} | {
-        f"jewelry-encoder-{c}" for c in CATEGORIES
+    assert {v.name for v in registered} == {REGISTRY["classifier"]} | {
+        f"{REGISTRY['encoder_prefix']}{c}" for c in CATEGORIES
     }

@@ -15,10 +15,10 @@ from jewelry_pipeline import tracking_server
 from jewelry_pipeline.core.bundle import FILES_MANIFEST, bundle_digest, verify_bundle
 from jewelry_pipeline.synth import generate_dataset
 from jewelry_testing.servers import free_port
-from tests.conftest import make_kedro_project, tiny_run_params
+from tests.conftest import REGISTRY, make_kedro_project, tiny_run_params
 
 pytestmark = pytest.mark.slow
-CLASSIFIER, ALIAS = "jewelry-classifier", "champion"  # conf/base/parameters_package.yml
+CLASSIFIER, ALIAS = REGISTRY["classifier"], REGISTRY["alias"]
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,24 @@ def _client(uri: str):
     from mlflow.tracking import MlflowClient
 
     return MlflowClient(tracking_uri=uri, registry_uri=uri)
+
+
+TWO_RUNS_CLASSIFIER, TWO_RUNS_ENCODER = "two-runs-classifier", "two-runs-encoder-"
+
+
+def _own_registry(project: Path) -> Path:
+    """`project` registering under names of its own, so that no other test's run on the shared
+    session server (test_orchestration's, say) can hold the champion alias it checks."""
+    names = project / "conf" / "base" / "globals.yml"
+    text = names.read_text()
+    for configured, own in (
+        (f"classifier: {CLASSIFIER}", f"classifier: {TWO_RUNS_CLASSIFIER}"),
+        (f"encoder_prefix: {REGISTRY['encoder_prefix']}", f"encoder_prefix: {TWO_RUNS_ENCODER}"),
+    ):
+        assert configured in text, configured
+        text = text.replace(configured, own)
+    names.write_text(text)
+    return project
 
 
 def _run_id(log: str) -> str:
@@ -122,8 +140,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     finish, each registers its own models, the alias ends on the better run. (The worse one usually
     finishes first here; the interleaving where it registers last is pinned down by
     tests/pipelines/package/test_nodes.py::test_runs_that_decided_at_once_...)"""
-    good = make_kedro_project(tmp_path / "good")
-    poor = make_kedro_project(tmp_path / "poor")
+    good, poor = (_own_registry(make_kedro_project(tmp_path / name)) for name in ("good", "poor"))
     runs = {
         "poor": (_team_run(poor, photos, team_server.url, 1, 1e-7), poor),
         "good": (_team_run(good, photos, team_server.url, 40), good),
@@ -140,13 +157,13 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     assert accuracy["good"] > accuracy["poor"], accuracy  # the premise of the test
     for name, run_id in run_ids.items():  # each registered the models of its own run
         own = client.search_model_versions(f"run_id = '{run_id}'")
-        assert {v.name for v in own} == {CLASSIFIER} | {
-            f"jewelry-encoder-{c}" for c in ("bracelet", "earring", "necklace", "ring")
+        assert {v.name for v in own} == {TWO_RUNS_CLASSIFIER} | {
+            f"{TWO_RUNS_ENCODER}{c}" for c in ("bracelet", "earring", "necklace", "ring")
         }, name
-    champion = client.get_model_version_by_alias(CLASSIFIER, ALIAS)
+    champion = client.get_model_version_by_alias(TWO_RUNS_CLASSIFIER, ALIAS)
     assert champion.run_id == run_ids["good"]
     for category in ("bracelet", "earring", "necklace", "ring"):
-        encoder = client.get_model_version_by_alias(f"jewelry-encoder-{category}", ALIAS)
+        encoder = client.get_model_version_by_alias(f"{TWO_RUNS_ENCODER}{category}", ALIAS)
         assert encoder.run_id == run_ids["good"]
     for project in (good, poor):  # the team environment wrote nothing to a local store
         assert not (project / "mlruns" / "mlflow.db").exists()
@@ -156,7 +173,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     second = tmp_path / "second-machine"
     pulled = subprocess.run(
         [str(Path(sys.executable).parent / "jewelry-pipeline"), "pull-champion"],
-        cwd=Path(__file__).resolve().parents[1],
+        cwd=good,  # its conf names this test's registry
         env={**os.environ, "MLFLOW_TRACKING_URI": team_server.url, "BENTOML_HOME": str(second)},
         capture_output=True,
         text=True,

@@ -13,7 +13,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from benchmarks._report import ROOT
+from benchmarks._report import run_outputs
 from benchmarks.reliability.checks import FULL, LIGHT, Check, Settings
 from benchmarks.reliability.faults import check_bad_bundles, check_worker_kill
 from benchmarks.reliability.hostile import check_hostile_files
@@ -69,7 +69,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.reliability", description=__doc__.splitlines()[0]
     )
-    parser.add_argument("--bundle", type=Path, default=ROOT / "data/07_model_output/bundle")
+    parser.add_argument("--bundle", type=Path, default=run_outputs()[1])
     names = ",".join([*SERVICE_CHECKS, *PROJECT_CHECKS])
     parser.add_argument("--only", help=f"comma-separated: {names}")
     parser.add_argument("--light", action="store_true", help="the test-suite settings (quick)")

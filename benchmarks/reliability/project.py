@@ -25,6 +25,7 @@ DATA_FOLDERS = (
 
 def make_project(workdir: Path, settings: Settings) -> Path:
     """A throw-away copy of the project's config with a tiny built-in dataset."""
+    from jewelry_pipeline.project_config import project_globals
     from jewelry_pipeline.synth import generate_dataset
 
     project = workdir / "project"
@@ -37,7 +38,7 @@ def make_project(workdir: Path, settings: Settings) -> Path:
     (project / "mlruns").mkdir()
     (project / "src").mkdir()
     generate_dataset(
-        project / "data/01_raw/jewelry",
+        project / project_globals(project)["raw_dir"],
         per_category=settings.per_category,
         seed=7,
         size=48,

@@ -113,21 +113,18 @@ def pull_champion_command(env: str) -> None:
     """Import the registry's champion bundle into this machine's BentoML store (`make serve`).
 
     The tracking server comes from MLFLOW_TRACKING_URI; the model name and alias from
-    parameters_package.yml (`package.registry`)."""
+    conf/base/globals.yml (`registry`)."""
     import os
-
-    from kedro.config import OmegaConfigLoader
 
     from jewelry_pipeline.champion import pull_champion
     from jewelry_pipeline.core.errors import UserInputError
+    from jewelry_pipeline.project_config import project_globals
 
     if not os.environ.get("MLFLOW_TRACKING_URI"):
         raise click.ClickException(
             "Set MLFLOW_TRACKING_URI to the team's tracking server (http://HOST:PORT)."
         )
-    registry = OmegaConfigLoader("conf", base_env="base", default_run_env=env)["parameters"][
-        "package"
-    ]["registry"]
+    registry = project_globals(env=env)["registry"]
     try:
         tag = pull_champion(registry["classifier"], registry["alias"])
     except UserInputError as exc:

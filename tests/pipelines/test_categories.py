@@ -11,6 +11,7 @@ from kedro.framework.project import configure_project, pipelines
 from kedro.pipeline import Node, Pipeline
 
 from jewelry_pipeline.pipelines import categories
+from jewelry_pipeline.project_config import project_globals
 
 
 @pytest.fixture
@@ -55,6 +56,24 @@ def test_an_explicit_categories_parameter_wins(kedro_project, tmp_path, fresh_re
     )
     assert categories.configured_categories() == ["belts", "socks"]
     assert _namespaces("autoencoders") == {"belts", "socks"}
+
+
+def test_without_raw_dir_the_folder_named_in_globals_decides(
+    kedro_project, tmp_path, fresh_registry, monkeypatch
+):
+    """The default photo folder has one home, conf/base/globals.yml: the catalog, the category
+    discovery (with or without a Kedro context) and the CLI all read it there."""
+    (kedro_project / "shop" / "hats").mkdir(parents=True)
+    names = kedro_project / "conf" / "base" / "globals.yml"
+    names.write_text(names.read_text().replace("raw_dir: data/01_raw/jewelry", "raw_dir: shop"))
+    context = _context(kedro_project, {})
+    assert context.config_loader["catalog"]["raw_images"]["path"] == "shop"
+    categories.RunCategories().after_context_created(context)
+    assert categories.configured_categories() == ["hats"]
+    categories._run.update({"raw_dir": None, "categories": None, "known": False})
+    monkeypatch.chdir(kedro_project)  # no context: the project's conf is read directly
+    assert categories.configured_categories() == ["hats"]
+    assert project_globals(kedro_project)["raw_dir"] == "shop"
 
 
 def _pair(shared: int, own: int, parameter: int) -> tuple[int, int, int]:

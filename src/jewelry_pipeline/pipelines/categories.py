@@ -25,7 +25,6 @@ from jewelry_pipeline.core.folders import category_folders
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_RAW_DIR = "data/01_raw/jewelry"
 DEFAULT_CATEGORIES = [
     "bracelet",
     "earring",
@@ -43,20 +42,19 @@ def _raw_dir_path(raw_dir: str, project_path: Path) -> Path:
 
 
 def _from_project_config() -> None:
-    """Read `categories` from the project's conf (local over base) when no Kedro context told us."""
+    """Read `categories` and the default `raw_dir` from the project's conf (local over base) when
+    no Kedro context told us."""
     from kedro.config import OmegaConfigLoader
     from kedro.framework.project import settings
 
     conf_source = Path.cwd() / settings.CONF_SOURCE
     if conf_source.is_dir():
         try:
-            parameters = OmegaConfigLoader(
-                str(conf_source), base_env="base", default_run_env="local"
-            )["parameters"]
-            _run["categories"] = parameters.get("categories") or None
-        except Exception:  # noqa: BLE001 - unreadable conf: the folder decides, and the run itself reports the conf error
+            loader = OmegaConfigLoader(str(conf_source), base_env="base", default_run_env="local")
+            _run["categories"] = loader["parameters"].get("categories") or None
+            _run["raw_dir"] = str(_raw_dir_path(loader["globals"]["raw_dir"], Path.cwd()))
+        except Exception:  # noqa: BLE001 - unreadable conf: the built-in categories, and the run itself reports the conf error
             logger.debug("No readable parameters under %s", conf_source)
-    _run["raw_dir"] = str(_raw_dir_path(DEFAULT_RAW_DIR, Path.cwd()))
 
 
 def configured_categories() -> list[str]:
@@ -66,8 +64,8 @@ def configured_categories() -> list[str]:
         _from_project_config()
     if _run["categories"]:
         return sorted(str(c) for c in _run["categories"])
-    raw_dir = Path(_run["raw_dir"] or DEFAULT_RAW_DIR)
-    found = category_folders(raw_dir) if raw_dir.is_dir() else []
+    raw_dir = Path(_run["raw_dir"]) if _run["raw_dir"] else None
+    found = category_folders(raw_dir) if raw_dir and raw_dir.is_dir() else []
     return found or list(DEFAULT_CATEGORIES)
 
 
@@ -112,7 +110,8 @@ class RunCategories:
         runtime = getattr(loader, "runtime_params", None) or {}
         _run["raw_dir"] = str(
             _raw_dir_path(
-                str(runtime.get("raw_dir") or DEFAULT_RAW_DIR), Path(context.project_path)
+                str(runtime.get("raw_dir") or loader["globals"]["raw_dir"]),
+                Path(context.project_path),
             )
         )
         _run["categories"] = loader["parameters"].get("categories") or None
