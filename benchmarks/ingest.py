@@ -19,7 +19,7 @@ TARGET_RATE, TARGET_RSS_MB = 300, 1500
 
 CHILD = """
 import json, resource, sys, time
-from jewelry_pipeline.datasets.image_folder import list_image_folder
+from jewelry_pipeline.core.folders import list_image_folder
 from jewelry_pipeline.pipelines.ingestion.nodes import decode_images
 from jewelry_pipeline.core.store import write_store
 import yaml

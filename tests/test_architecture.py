@@ -73,3 +73,57 @@ def test_the_core_imports_no_framework_and_nothing_outside_itself():
         if bad := forbidden_imports(module.read_text(), package):
             offenders[str(module.relative_to(CORE))] = bad
     assert offenders == {}
+
+
+PIPELINES = CORE.parent / "pipelines"
+
+
+def imported_modules(source: str, package: str) -> list[str]:
+    """Every module `source` imports (relative imports resolved from `package`)."""
+    names = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names += [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
+            names.append(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            parts = package.split(".")
+            base = parts[: len(parts) - node.level + 1]
+            names.append(".".join(base + ([node.module] if node.module else [])))
+    return names
+
+
+def other_pipelines_imported(source: str, pipeline: str) -> list[str]:
+    """The modules of pipelines other than `pipeline` that a module of `pipeline` imports."""
+    package = f"jewelry_pipeline.pipelines.{pipeline}"
+    pipeline_names = {p.name for p in PIPELINES.iterdir() if (p / "pipeline.py").exists()}
+    return [
+        name
+        for name in imported_modules(source, package)
+        if name.startswith("jewelry_pipeline.pipelines.")
+        and name.split(".")[2] in pipeline_names
+        and name.split(".")[2] != pipeline
+    ]
+
+
+def test_the_pipeline_checker_finds_a_neighbours_nodes():
+    source = (
+        "from jewelry_pipeline.pipelines.package.nodes import make_thumbnails\nfrom .nodes import x"
+    )
+    assert other_pipelines_imported(source, "catalog_update") == [
+        "jewelry_pipeline.pipelines.package.nodes"
+    ]
+    assert other_pipelines_imported("from ..package import nodes", "ingestion") == [
+        "jewelry_pipeline.pipelines.package"
+    ]
+    assert other_pipelines_imported(source, "package") == []
+
+
+def test_no_pipeline_imports_another_pipeline():
+    """Shared domain code lives in core; a pipeline is a thin shell that no other pipeline reads."""
+    offenders = {}
+    for module in sorted(PIPELINES.glob("*/*.py")):
+        if bad := other_pipelines_imported(module.read_text(), module.parent.name):
+            offenders[str(module.relative_to(PIPELINES))] = bad
+    assert len(list(PIPELINES.glob("*/pipeline.py"))) >= 8, "the pipelines moved; update PIPELINES"
+    assert offenders == {}

@@ -3,10 +3,20 @@ packed into two plain arrays (bytes and offsets) so a bundle holds no pickle."""
 
 from __future__ import annotations
 
+import hashlib
+import logging
+import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import pandas as pd
+
+from jewelry_pipeline.core.folders import RawImageFolder
+from jewelry_pipeline.core.images import DecodeLimits, ImageRejected, decode_image
+
+logger = logging.getLogger(__name__)
 
 JPEG_QUALITY = 85
 
@@ -83,3 +93,59 @@ class Thumbnails:
     def select(self, rows: np.ndarray) -> Thumbnails:
         """The thumbnails of `rows`, in that order."""
         return Thumbnails.from_jpegs([self.jpeg(int(r)) for r in rows])
+
+
+def _original_thumbnail(
+    raw_images: RawImageFolder, relpath: str, item_id: str, side: int, limits: DecodeLimits
+) -> bytes | None:
+    """The thumbnail of the original photo, or None when the file is gone or no longer the photo
+    ingestion read (its sha256 no longer starts with the item id)."""
+    try:
+        data = raw_images.read(relpath)
+        if not hashlib.sha256(data).hexdigest().startswith(item_id):
+            return None
+        return thumbnail_jpeg(decode_image(data, limits, draft_size=side), side)
+    except (OSError, ImageRejected):
+        return None
+
+
+def catalog_thumbnails(
+    catalog: pd.DataFrame,
+    raw_images: RawImageFolder,
+    images: np.ndarray,
+    side: int,
+    limits: DecodeLimits,
+    workers: int = 4,
+) -> Thumbnails:
+    """One JPEG per catalog row (`path`, `item_id`, `store_index`) from its original photo, `side`
+    px on the longer side; a photo changed or gone since ingestion falls back to its store row."""
+    rows = list(catalog[["path", "item_id", "store_index"]].itertuples(index=False))
+    jpegs: list[bytes] = []
+    fallbacks, started, last_log = 0, time.perf_counter(), time.perf_counter()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        made = pool.map(
+            lambda r: _original_thumbnail(raw_images, str(r.path), str(r.item_id), side, limits),
+            rows,
+        )
+        for row, jpeg in zip(rows, made):
+            if jpeg is None:
+                fallbacks += 1
+                jpeg = thumbnail_jpeg(np.asarray(images[int(row.store_index)]), side)
+            jpegs.append(jpeg)
+            now = time.perf_counter()
+            if now - last_log > 10:
+                last_log = now
+                done = len(jpegs)
+                logger.info("thumbnails: %d/%d (%.0f/s)", done, len(rows), done / (now - started))
+    if fallbacks:
+        logger.warning(
+            "%d of %d photos changed or disappeared since ingestion; their thumbnails are made "
+            "from the model-size copy (run the whole pipeline again for sharp ones)",
+            fallbacks,
+            len(rows),
+        )
+    thumbnails = Thumbnails.from_jpegs(jpegs)
+    logger.info(
+        "thumbnails: %d at %d px, %.1f MB", len(thumbnails), side, len(thumbnails.data) / 1e6
+    )
+    return thumbnails

@@ -11,7 +11,6 @@ from typing import Any
 
 _MODULE_OF = {
     "ImageFolderDataset": "image_folder",
-    "RawImageFolder": "image_folder",
     "ImageStoreDataset": "image_store",
     "KerasModelDataset": "keras_model",
     "NpzDataset": "npz",

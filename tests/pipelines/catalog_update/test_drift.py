@@ -13,8 +13,8 @@ import pytest
 
 from jewelry_pipeline.core.bundle import read_bundle
 from jewelry_pipeline.core.drift import reference_sample
+from jewelry_pipeline.core.folders import list_image_folder
 from jewelry_pipeline.core.query import QueryEncoder
-from jewelry_pipeline.datasets.image_folder import list_image_folder
 from jewelry_pipeline.pipelines.catalog_update.nodes import check_drift, decode_new_photos
 from jewelry_pipeline.synth.generator import generate_dataset
 from tests.serving.conftest import CLASSES, make_bundle

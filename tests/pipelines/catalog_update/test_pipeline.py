@@ -13,7 +13,7 @@ import pytest
 
 from jewelry_pipeline.core.bundle import read_bundle
 from jewelry_pipeline.core.errors import UserInputError
-from jewelry_pipeline.datasets.image_folder import list_image_folder
+from jewelry_pipeline.core.folders import list_image_folder
 from jewelry_pipeline.pipelines.catalog_update.nodes import (
     decode_new_photos,
     embed_new_photos,

@@ -9,8 +9,8 @@ import shutil
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.datasets.image_folder import list_image_folder
-from jewelry_pipeline.pipelines.ingestion import nodes
+from jewelry_pipeline.core import ingest
+from jewelry_pipeline.core.folders import list_image_folder
 from jewelry_pipeline.pipelines.ingestion.nodes import decode_images
 
 from ...conftest import image_bytes, random_photo
@@ -19,13 +19,13 @@ from .test_nodes import INGESTION, PREPROCESSING
 
 def _counting_decoder(monkeypatch) -> list[str]:
     decoded: list[str] = []
-    real = nodes._decode_one
+    real = ingest.decode_file
 
     def counting(raw, file, *args):
         decoded.append(file.relpath)
         return real(raw, file, *args)
 
-    monkeypatch.setattr(nodes, "_decode_one", counting)
+    monkeypatch.setattr(ingest, "decode_file", counting)
     return decoded
 
 

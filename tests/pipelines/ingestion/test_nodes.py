@@ -15,7 +15,7 @@ from kedro.runner import SequentialRunner
 from kedro_datasets.pandas import CSVDataset
 from PIL import Image
 
-from jewelry_pipeline.datasets.image_folder import list_image_folder
+from jewelry_pipeline.core.folders import list_image_folder
 from jewelry_pipeline.pipelines.ingestion import create_pipeline
 from jewelry_pipeline.pipelines.ingestion.nodes import check_categories, decode_images
 

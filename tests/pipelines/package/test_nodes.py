@@ -290,7 +290,7 @@ def test_the_catalog_title_is_the_setting_else_the_folder_name():
 def test_thumbnails_come_from_the_original_photos_else_the_store(tmp_path):
     import hashlib
 
-    from jewelry_pipeline.datasets.image_folder import list_image_folder
+    from jewelry_pipeline.core.folders import list_image_folder
     from tests.conftest import image_bytes, random_photo
 
     (tmp_path / "rings").mkdir()

@@ -74,7 +74,7 @@ def test_bad_fractions_are_refused():
 
 
 def test_ingestion_and_split_are_reproducible(tiny_dataset):
-    from jewelry_pipeline.datasets.image_folder import list_image_folder
+    from jewelry_pipeline.core.folders import list_image_folder
     from jewelry_pipeline.pipelines.ingestion.nodes import decode_images
 
     preprocessing = {"image_size": 32}

@@ -19,12 +19,12 @@ from jewelry_pipeline.core.drift import (
     sample_rows,
 )
 from jewelry_pipeline.core.errors import UserInputError
+from jewelry_pipeline.core.folders import RawImageFolder
+from jewelry_pipeline.core.images import DecodeLimits
+from jewelry_pipeline.core.ingest import REJECT_COLUMNS, IngestSettings, ingest_folder
 from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
-from jewelry_pipeline.core.thumbnails import Thumbnails
-from jewelry_pipeline.datasets.image_folder import RawImageFolder
-from jewelry_pipeline.pipelines.ingestion.nodes import REJECT_COLUMNS, decode_images
-from jewelry_pipeline.pipelines.package.nodes import make_thumbnails
+from jewelry_pipeline.core.thumbnails import Thumbnails, catalog_thumbnails
 
 logger = logging.getLogger(__name__)
 
@@ -34,9 +34,8 @@ def decode_new_photos(
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
     """Decode the new photos with the safe decoder at the bundle's own preprocessing; refuse photos
     of a category the models do not know and photos already in the catalog (reported, not added)."""
-    store, manifest, rejects, _ = decode_images(
-        new_images, {}, bundle.preprocessing.to_config(), ingestion
-    )
+    settings = IngestSettings.from_config(bundle.preprocessing.to_config(), ingestion)
+    store, manifest, rejects, _ = ingest_folder(new_images, {}, settings)
     known = set(bundle.class_names)
     in_catalog = dict(zip(bundle.catalog["item_id"].astype(str), bundle.catalog["path"]))
     refused = []
@@ -178,8 +177,13 @@ def grow_bundle(
     )
     grown_arrays = grown.to_arrays()  # IVF-PQ: trains its lists once
     spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown_arrays}
-    new_thumbnails = make_thumbnails(
-        manifest, new_images, store, bundle.preprocessing.to_config(), package, ingestion
+    new_thumbnails = catalog_thumbnails(
+        manifest,
+        new_images,
+        store,
+        side=int(package["thumbnail_size"]),
+        limits=DecodeLimits.from_config(bundle.preprocessing.to_config()),
+        workers=int(ingestion.get("workers", 4)),
     )
     thumbnails = Thumbnails.from_jpegs(
         [bundle.thumbnails.jpeg(i) for i in range(len(bundle.thumbnails))]

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -16,10 +14,10 @@ import pandas as pd
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents
 from jewelry_pipeline.core.drift import reference_sample
+from jewelry_pipeline.core.folders import RawImageFolder
 from jewelry_pipeline.core.hints import KerasModel  # Keras loads inside the nodes that use it
-from jewelry_pipeline.core.images import DecodeLimits, ImageRejected, Preprocessing, decode_image
-from jewelry_pipeline.core.thumbnails import Thumbnails, thumbnail_jpeg
-from jewelry_pipeline.datasets.image_folder import RawImageFolder
+from jewelry_pipeline.core.images import DecodeLimits, Preprocessing
+from jewelry_pipeline.core.thumbnails import Thumbnails, catalog_thumbnails
 
 logger = logging.getLogger(__name__)
 
@@ -252,20 +250,6 @@ def catalog_title(configured: str | None, raw_dir: str) -> str:
     return name[:1].upper() + name[1:] if name else "Catalog"
 
 
-def _original_thumbnail(
-    raw_images: RawImageFolder, relpath: str, item_id: str, side: int, limits: DecodeLimits
-) -> bytes | None:
-    """The thumbnail of the original photo, or None when the file is gone or no longer the photo
-    ingestion read (its sha256 no longer starts with the item id)."""
-    try:
-        data = raw_images.read(relpath)
-        if not hashlib.sha256(data).hexdigest().startswith(item_id):
-            return None
-        return thumbnail_jpeg(decode_image(data, limits, draft_size=side), side)
-    except (OSError, ImageRejected):
-        return None
-
-
 def make_thumbnails(
     catalog: pd.DataFrame,
     raw_images: RawImageFolder,
@@ -276,37 +260,14 @@ def make_thumbnails(
 ) -> Thumbnails:
     """One JPEG per catalog item from its original photo, `package.thumbnail_size` px on the longer
     side; a photo changed or gone since ingestion falls back to its model-size store row."""
-    side, limits = int(package["thumbnail_size"]), DecodeLimits.from_config(preprocessing)
-    rows = list(catalog[["path", "item_id", "store_index"]].itertuples(index=False))
-    jpegs: list[bytes] = []
-    fallbacks, started, last_log = 0, time.perf_counter(), time.perf_counter()
-    with ThreadPoolExecutor(max_workers=int(ingestion.get("workers", 4))) as pool:
-        made = pool.map(
-            lambda r: _original_thumbnail(raw_images, str(r.path), str(r.item_id), side, limits),
-            rows,
-        )
-        for row, jpeg in zip(rows, made):
-            if jpeg is None:
-                fallbacks += 1
-                jpeg = thumbnail_jpeg(np.asarray(images[int(row.store_index)]), side)
-            jpegs.append(jpeg)
-            now = time.perf_counter()
-            if now - last_log > 10:
-                last_log = now
-                done = len(jpegs)
-                logger.info("thumbnails: %d/%d (%.0f/s)", done, len(rows), done / (now - started))
-    if fallbacks:
-        logger.warning(
-            "%d of %d photos changed or disappeared since ingestion; their thumbnails are made "
-            "from the model-size copy (run the whole pipeline again for sharp ones)",
-            fallbacks,
-            len(rows),
-        )
-    thumbnails = Thumbnails.from_jpegs(jpegs)
-    logger.info(
-        "thumbnails: %d at %d px, %.1f MB", len(thumbnails), side, len(thumbnails.data) / 1e6
+    return catalog_thumbnails(
+        catalog,
+        raw_images,
+        images,
+        side=int(package["thumbnail_size"]),
+        limits=DecodeLimits.from_config(preprocessing),
+        workers=int(ingestion.get("workers", 4)),
     )
-    return thumbnails
 
 
 def assemble_bundle(
