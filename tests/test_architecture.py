@@ -127,3 +127,35 @@ def test_no_pipeline_imports_another_pipeline():
             offenders[str(module.relative_to(PIPELINES))] = bad
     assert len(list(PIPELINES.glob("*/pipeline.py"))) >= 8, "the pipelines moved; update PIPELINES"
     assert offenders == {}
+
+
+MAX_FUNCTION_LINES = 80
+
+
+def long_functions(source: str, limit: int = MAX_FUNCTION_LINES) -> dict[str, int]:
+    """Every function (methods and nested ones too) of `source` over `limit` lines, by name."""
+    return {
+        node.name: node.end_lineno - node.lineno + 1
+        for node in ast.walk(ast.parse(source))
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        and node.end_lineno - node.lineno + 1 > limit
+    }
+
+
+def test_the_length_checker_counts_docstrings_and_finds_methods():
+    body = "\n".join(f"    x{i} = {i}" for i in range(3))
+    assert long_functions(f'def f():\n    """Doc."""\n{body}\n', limit=4) == {"f": 5}
+    assert long_functions(f'def f():\n    """Doc."""\n{body}\n', limit=5) == {}
+    method = "\n".join(f"        x{i} = {i}" for i in range(5))
+    assert long_functions(f"class A:\n    def g(self):\n{method}\n", limit=4) == {"g": 6}
+
+
+def test_no_function_in_src_is_longer_than_80_lines():
+    """A function a reader cannot see whole gets split into named steps."""
+    src = CORE.parents[1]
+    offenders = {
+        f"{module.relative_to(src)}:{name}": length
+        for module in sorted(src.rglob("*.py"))
+        for name, length in long_functions(module.read_text()).items()
+    }
+    assert offenders == {}

@@ -115,6 +115,72 @@ def _value(result: dict[str, Any]) -> float | None:
     return None if np.isnan(value) else value
 
 
+def _run_report(
+    current_frame: pd.DataFrame,
+    matched_frame: pd.DataFrame,
+    thresholds: DriftThresholds,
+    with_embeddings: bool,
+) -> tuple[Any, tuple[float | None, float | None, float | None]]:
+    """Evidently's snapshot, and its p-values of agreement and confidence and the embeddings'
+    ROC AUC (None without embeddings)."""
+    from evidently import DataDefinition, Dataset, Report
+    from evidently.metrics import EmbeddingsDrift, ValueDrift
+    from evidently.metrics.embeddings import ModelDriftMethod
+
+    definition = DataDefinition(
+        categorical_columns=["agrees"],
+        numerical_columns=["confidence"],
+        embeddings={"classifier": [c for c in matched_frame.columns if c.startswith("e")]},
+    )
+    metrics = [
+        ValueDrift(column="agrees", method="z", threshold=thresholds.agreement_p_value),
+        ValueDrift(column="confidence", method="ks", threshold=thresholds.confidence_p_value),
+    ]
+    if with_embeddings:
+        metrics.append(
+            EmbeddingsDrift(
+                embeddings_name="classifier",
+                drift_method=ModelDriftMethod(threshold=thresholds.embedding_auc),
+            )
+        )
+    snapshot = Report(metrics).run(
+        Dataset.from_pandas(current_frame, data_definition=definition),
+        Dataset.from_pandas(matched_frame, data_definition=definition),
+    )
+    agreement_p, confidence_p, *rest = [_value(result) for result in snapshot.dict()["metrics"]]
+    return snapshot, (agreement_p, confidence_p, rest[0] if rest else None)
+
+
+def _crossed(figures: dict[str, Any], thresholds: DriftThresholds) -> list[str]:
+    """A sentence for each threshold the figures cross."""
+    crossed = []
+    agreement_p = figures["agreement"]["p_value"]
+    if agreement_p is not None and agreement_p < thresholds.agreement_p_value:
+        crossed.append(
+            "the classifier puts the new photos in their folder's category "
+            f"{figures['agreement']['new']:.1%} of the time, held-out photos of the same "
+            f"categories {figures['agreement']['reference']:.1%} (z-test p={agreement_p:.2g} < "
+            f"{thresholds.agreement_p_value})"
+        )
+    confidence = figures["confidence"]
+    confidence_p = confidence["p_value"]
+    lower = confidence["new_median"] < confidence["reference_median"]
+    if confidence_p is not None and confidence_p < thresholds.confidence_p_value and lower:
+        crossed.append(
+            "the classifier is less sure of the new photos (median confidence "
+            f"{confidence['new_median']:.3f} vs "
+            f"{confidence['reference_median']:.3f}; Kolmogorov-Smirnov "
+            f"p={confidence_p:.2g} < {thresholds.confidence_p_value})"
+        )
+    embedding_auc = figures["embeddings"]["roc_auc"]
+    if embedding_auc is not None and embedding_auc > thresholds.embedding_auc:
+        crossed.append(
+            "the photos' embeddings are told apart from the training photos' (ROC AUC "
+            f"{embedding_auc:.3f} > {thresholds.embedding_auc})"
+        )
+    return crossed
+
+
 def drift_report(
     reference: dict[str, np.ndarray],
     current: dict[str, np.ndarray],
@@ -135,10 +201,6 @@ def drift_report(
     on purpose. `new_photos` is the update's size when `current`
     is a sample.
     """
-    from evidently import DataDefinition, Dataset, Report
-    from evidently.metrics import EmbeddingsDrift, ValueDrift
-    from evidently.metrics.embeddings import ModelDriftMethod
-
     missing = [key for key in REFERENCE_KEYS if key not in reference or key not in current]
     if missing:
         raise ValueError(f"drift samples lack {missing}")
@@ -151,29 +213,10 @@ def drift_report(
     spread = np.maximum(reference_embeddings.std(axis=0), 1e-6 * (1 + np.abs(centre)))
     matched_frame = _frame(matched, centre, spread)
     current_frame = _frame(current, centre, spread)
-    definition = DataDefinition(
-        categorical_columns=["agrees"],
-        numerical_columns=["confidence"],
-        embeddings={"classifier": [c for c in matched_frame.columns if c.startswith("e")]},
-    )
     enough = len(current_frame) >= thresholds.min_new_photos
-    metrics = [
-        ValueDrift(column="agrees", method="z", threshold=thresholds.agreement_p_value),
-        ValueDrift(column="confidence", method="ks", threshold=thresholds.confidence_p_value),
-    ]
-    if enough:
-        metrics.append(
-            EmbeddingsDrift(
-                embeddings_name="classifier",
-                drift_method=ModelDriftMethod(threshold=thresholds.embedding_auc),
-            )
-        )
-    snapshot = Report(metrics).run(
-        Dataset.from_pandas(current_frame, data_definition=definition),
-        Dataset.from_pandas(matched_frame, data_definition=definition),
+    snapshot, (agreement_p, confidence_p, embedding_auc) = _run_report(
+        current_frame, matched_frame, thresholds, with_embeddings=enough
     )
-    agreement_p, confidence_p, *rest = [_value(result) for result in snapshot.dict()["metrics"]]
-    embedding_auc = rest[0] if rest else None
     figures: dict[str, Any] = {
         "new_photos": total,
         "compared_new_photos": int(len(current_frame)),
@@ -199,28 +242,7 @@ def drift_report(
         },
         "embeddings": {"roc_auc": embedding_auc},
     }
-    crossed = []
-    if agreement_p is not None and agreement_p < thresholds.agreement_p_value:
-        crossed.append(
-            "the classifier puts the new photos in their folder's category "
-            f"{figures['agreement']['new']:.1%} of the time, held-out photos of the same "
-            f"categories {figures['agreement']['reference']:.1%} (z-test p={agreement_p:.2g} < "
-            f"{thresholds.agreement_p_value})"
-        )
-    confidence = figures["confidence"]
-    lower = confidence["new_median"] < confidence["reference_median"]
-    if confidence_p is not None and confidence_p < thresholds.confidence_p_value and lower:
-        crossed.append(
-            "the classifier is less sure of the new photos (median confidence "
-            f"{figures['confidence']['new_median']:.3f} vs "
-            f"{figures['confidence']['reference_median']:.3f}; Kolmogorov-Smirnov "
-            f"p={confidence_p:.2g} < {thresholds.confidence_p_value})"
-        )
-    if embedding_auc is not None and embedding_auc > thresholds.embedding_auc:
-        crossed.append(
-            "the photos' embeddings are told apart from the training photos' (ROC AUC "
-            f"{embedding_auc:.3f} > {thresholds.embedding_auc})"
-        )
+    crossed = _crossed(figures, thresholds)
     figures["too_few_new_photos"] = not enough
     figures["warnings"] = crossed if enough else []
     figures["crossed"] = crossed

@@ -203,6 +203,21 @@ def _set_fine_tunable(upper: keras.Model, trainable: bool) -> None:
             layer.trainable = False
 
 
+def _cached_training_views(
+    lower: keras.Model,
+    images: np.ndarray,
+    rows: np.ndarray,
+    labels: np.ndarray,
+    settings: FineTuneSettings,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The frozen lower blocks' features of the training photos (and of their mirror images when
+    `settings.flip`), with their labels."""
+    cached = [lower_features(lower, images, rows, flip=False)]
+    if settings.flip:
+        cached.append(lower_features(lower, images, rows, flip=True))
+    return np.concatenate(cached), np.concatenate([labels] * len(cached))
+
+
 def fine_tune(
     backbone: keras.Model,
     images: np.ndarray,
@@ -222,11 +237,7 @@ def fine_tune(
         logger.info("A user's backbone is used frozen: only the new head is trained")
     lower, upper = _split_backbone(backbone, blocks, images.shape[1])
     (train_rows, train_labels), (val_rows, val_labels) = train, val
-    cached = [lower_features(lower, images, train_rows, flip=False)]
-    if settings.flip:
-        cached.append(lower_features(lower, images, train_rows, flip=True))
-    x_train = np.concatenate(cached)
-    y_train = np.concatenate([train_labels] * len(cached))
+    x_train, y_train = _cached_training_views(lower, images, train_rows, train_labels, settings)
     x_val = lower_features(lower, images, val_rows, flip=False)
     logger.info(
         "Pretrained classifier: %d cached training views of shape %s, %d fine-tuned blocks",

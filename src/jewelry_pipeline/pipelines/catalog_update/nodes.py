@@ -139,6 +139,26 @@ def check_drift(
     return html, figures
 
 
+def _grown_index(
+    index: dict[str, np.ndarray], added: pd.DataFrame, vectors: np.ndarray
+) -> dict[str, np.ndarray]:
+    """The bundle's index arrays with the `added` rows' vectors appended."""
+    old = EmbeddingIndex.from_arrays(index)
+    # The grown index is built anew (an IVF-PQ index retrains its lists; its vectors are read into
+    # memory to be joined); partitioned indexes label the new rows with their categories.
+    grown = replace(
+        old,
+        item_ids=np.concatenate([old.item_ids, added["item_id"].to_numpy()]),
+        vectors=np.concatenate([np.asarray(old.vectors), vectors]),
+        partitions=None
+        if old.partitions is None
+        else np.concatenate([old.partitions.labels(), added["category"].to_numpy()]),
+    )
+    grown_arrays = grown.to_arrays()  # IVF-PQ: trains its lists once
+    spec_arrays = {k: v for k, v in index.items() if k not in grown_arrays}
+    return {**grown_arrays, **spec_arrays}
+
+
 def grow_bundle(
     bundle: ServingBundle,
     manifest: pd.DataFrame,
@@ -164,19 +184,6 @@ def grow_bundle(
     catalog = pd.concat([bundle.catalog, added], ignore_index=True)
     if "title" in catalog:
         catalog["title"] = catalog["title"].fillna("")
-    old = EmbeddingIndex.from_arrays(bundle.index)
-    # The grown index is built anew (an IVF-PQ index retrains its lists; its vectors are read into
-    # memory to be joined); partitioned indexes label the new rows with their categories.
-    grown = replace(
-        old,
-        item_ids=np.concatenate([old.item_ids, added["item_id"].to_numpy()]),
-        vectors=np.concatenate([np.asarray(old.vectors), embedded["vectors"]]),
-        partitions=None
-        if old.partitions is None
-        else np.concatenate([old.partitions.labels(), added["category"].to_numpy()]),
-    )
-    grown_arrays = grown.to_arrays()  # IVF-PQ: trains its lists once
-    spec_arrays = {k: v for k, v in bundle.index.items() if k not in grown_arrays}
     new_thumbnails = catalog_thumbnails(
         manifest,
         new_images,
@@ -201,7 +208,7 @@ def grow_bundle(
     contents = BundleContents(
         classifier=bundle.classifier,
         encoders=bundle.encoders,
-        index={**grown_arrays, **spec_arrays},
+        index=_grown_index(bundle.index, added, embedded["vectors"]),
         catalog=catalog,
         thumbnails=thumbnails,
         class_names=bundle.class_names,

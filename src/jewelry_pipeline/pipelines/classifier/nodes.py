@@ -91,6 +91,35 @@ def choose_working_size(
     }
 
 
+def _training_callbacks(training: dict[str, Any]) -> list[Any]:
+    """Early stopping (best weights restored) and learning-rate reduction on the validation loss,
+    both from the end of the warm-up epochs."""
+    import keras
+
+    from jewelry_pipeline.core.models.data import ReduceLROnPlateauAfterWarmup
+
+    warmup = int(training.get("warmup_epochs", 0))
+    # Neither stop nor slow down during warm-up: on small sets the validation loss first rises
+    # while batch-norm statistics settle; stopping there restored the untrained first epoch, and
+    # the learning rate had been halved to nothing before the model started to learn.
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=int(training["early_stopping_patience"]),
+            min_delta=float(training["early_stopping_min_delta"]),
+            restore_best_weights=True,
+            start_from_epoch=warmup,
+        ),
+        ReduceLROnPlateauAfterWarmup(
+            start_from_epoch=warmup,
+            monitor="val_loss",
+            factor=float(training["reduce_lr_factor"]),
+            patience=int(training["reduce_lr_patience"]),
+            min_lr=float(training["min_learning_rate"]),
+        ),
+    ]
+
+
 def train_classifier(
     images: np.ndarray,
     manifest: pd.DataFrame,
@@ -105,7 +134,6 @@ def train_classifier(
     from jewelry_pipeline.core.models.classifier import build_classifier
     from jewelry_pipeline.core.models.data import (
         LearningRateLog,
-        ReduceLROnPlateauAfterWarmup,
         augmenter,
         batches,
         rotator,
@@ -145,27 +173,7 @@ def train_classifier(
     )
     val_data = batches(images, val_rows, val_labels, batch_size)
     learning_rates = LearningRateLog()
-    warmup = int(training.get("warmup_epochs", 0))
-    callbacks = [
-        # Neither stop nor slow down during warm-up: on small sets the validation loss first rises
-        # while batch-norm statistics settle; stopping there restored the untrained first epoch, and
-        # the learning rate had been halved to nothing before the model started to learn.
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=int(training["early_stopping_patience"]),
-            min_delta=float(training["early_stopping_min_delta"]),
-            restore_best_weights=True,
-            start_from_epoch=warmup,
-        ),
-        ReduceLROnPlateauAfterWarmup(
-            start_from_epoch=warmup,
-            monitor="val_loss",
-            factor=float(training["reduce_lr_factor"]),
-            patience=int(training["reduce_lr_patience"]),
-            min_lr=float(training["min_learning_rate"]),
-        ),
-        learning_rates,
-    ]
+    callbacks = [*_training_callbacks(training), learning_rates]
     logger.info(
         "Training classifier on %d images (val %d), %d classes, up to %d epochs",
         len(train_rows),

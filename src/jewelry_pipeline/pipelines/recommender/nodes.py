@@ -354,6 +354,37 @@ def _answer_rate(
     }
 
 
+def _thresholds(
+    confidences: np.ndarray,
+    in_category: dict[str, Any],
+    across: dict[str, Any],
+    settings: dict[str, Any],
+) -> AnswerPolicy:
+    """The answer thresholds from the validation photos' confidences and their answers in their
+    predicted category and across all (or as `settings` sets them)."""
+    configured = settings["min_confidence"]
+    if configured == "auto":
+        candidates = np.unique(
+            np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
+        )
+        rates = [
+            np.mean(np.where(confidences < c, across["hits"], in_category["hits"]))
+            for c in candidates
+        ]
+        # The first of the best rates: the least doubting threshold.
+        min_confidence = float(candidates[int(np.argmax(rates))])
+    else:
+        min_confidence = float(configured)
+    configured = settings["min_similarity"]
+    if configured == "auto":
+        unsure = confidences < min_confidence
+        best = np.where(unsure, across["best_similarity"], in_category["best_similarity"])
+        min_similarity = float(np.quantile(best, float(settings["no_match_quantile"])))
+    else:
+        min_similarity = float(configured)
+    return AnswerPolicy(min_confidence, min_similarity)
+
+
 def choose_answer_policy(
     images: np.ndarray,
     manifest: pd.DataFrame,
@@ -412,29 +443,7 @@ def choose_answer_policy(
     truth = item_categories[val]
     in_category = measure(val_queries, truth, policy=AnswerPolicy(0.0), gallery=train_gallery)
     across = measure(val_queries, truth, policy=AnswerPolicy(1.0), gallery=train_gallery)
-    confidences = val_queries.probabilities.max(axis=1)
-    configured = settings["min_confidence"]
-    if configured == "auto":
-        candidates = np.unique(
-            np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
-        )
-        rates = [
-            np.mean(np.where(confidences < c, across["hits"], in_category["hits"]))
-            for c in candidates
-        ]
-        # The first of the best rates: the least doubting threshold.
-        min_confidence = float(candidates[int(np.argmax(rates))])
-    else:
-        min_confidence = float(configured)
-    configured = settings["min_similarity"]
-    if configured == "auto":
-        unsure = confidences < min_confidence
-        best = np.where(unsure, across["best_similarity"], in_category["best_similarity"])
-        min_similarity = float(np.quantile(best, float(settings["no_match_quantile"])))
-    else:
-        min_similarity = float(configured)
-    policy = AnswerPolicy(min_confidence, min_similarity)
-
+    policy = _thresholds(val_queries.probabilities.max(axis=1), in_category, across, settings)
     report: dict[str, dict[str, float]] = {}
     if len(test):
         test_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[test])
