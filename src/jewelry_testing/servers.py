@@ -39,11 +39,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def bentoml_serve_command(port: str) -> list[str]:
-    """`bentoml serve` of the project's service on 127.0.0.1:`port`, with this interpreter's
-    bentoml."""
+def bentoml_serve_command(port: str, service: str = BENTOML_SERVICE) -> list[str]:
+    """`bentoml serve` of `service` (default: the project's) on 127.0.0.1:`port`, with this
+    interpreter's bentoml."""
     bentoml = str(Path(sys.executable).with_name("bentoml"))
-    return [bentoml, "serve", BENTOML_SERVICE, "--host", "127.0.0.1", "--port", port]
+    return [bentoml, "serve", service, "--host", "127.0.0.1", "--port", port]
 
 
 @dataclass
@@ -110,12 +110,13 @@ def start_bentoml(
     log: Path,
     extra_env: dict[str, str] | None = None,
     statuses: list[int] | None = None,
+    service: str = BENTOML_SERVICE,
 ) -> Server:
-    """The project's BentoML service on a free loopback port, serving `bundle` (None: the
-    store's champion)."""
+    """`service` (default: the project's BentoML service) on a free loopback port, serving
+    `bundle` (None: the store's champion)."""
     port = str(free_port())
     env = {"PORT": port, **({"JEWELRY_BUNDLE": str(bundle)} if bundle is not None else {})}
-    command = bentoml_serve_command(port)
+    command = bentoml_serve_command(port, service)
     return start(command, {**env, **(extra_env or {})}, "/readyz", log, statuses=statuses)
 
 

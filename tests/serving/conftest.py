@@ -22,7 +22,7 @@ from jewelry_pipeline.core.models.classifier import build_classifier, features_m
 from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
 from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.core.thumbnails import Thumbnails
-from jewelry_testing.servers import Server, clean_env, start_bentoml
+from jewelry_testing.servers import BENTOML_SERVICE, Server, clean_env, start_bentoml
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
@@ -220,10 +220,13 @@ class LiveServer(Server):
         return httpx.Client(base_url=self.url, timeout=30, **kwargs)
 
 
-def start_server(tmp_path: Path, env: dict[str, str]) -> LiveServer:
-    """Start the service from the BentoML store, recording each /readyz answer until it is ready."""
+SLOW_LOADING_SERVICE = "tests.serving.slow_loading_service:JewelryService"
+
+
+def start_server(tmp_path: Path, env: dict[str, str], service: str = BENTOML_SERVICE) -> LiveServer:
+    """Start `service` from the BentoML store, recording each /readyz answer until it is ready."""
     readiness: list[int] = []
-    server = start_bentoml(None, tmp_path / "serve.log", env, statuses=readiness)
+    server = start_bentoml(None, tmp_path / "serve.log", env, readiness, service)
     return LiveServer(server.process, server.url, server.log, readiness)
 
 
@@ -274,9 +277,9 @@ def live_server(tmp_path_factory):
         tmp_path,
         {
             "BENTOML_HOME": env["BENTOML_HOME"],
-            "JEWELRY_LOAD_DELAY_SECONDS": "2",
             "JEWELRY_MAX_REQUEST_BYTES": str(MAX_REQUEST_BYTES),
         },
+        SLOW_LOADING_SERVICE,  # readiness is seen at 503 before 200
     )
     server.runs = runs
     server.bentoml_home = tmp_path / "bentoml"

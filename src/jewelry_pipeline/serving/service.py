@@ -77,9 +77,6 @@ STATIC = Path(__file__).parent / "static"
 MAX_K = 50
 DEFAULT_K = 10
 MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more in flight get 429
-LOAD_DELAY_SECONDS = float(
-    os.environ.get("JEWELRY_LOAD_DELAY_SECONDS", "0")
-)  # holds readiness back (probe tests)
 LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
 )  # requests wait this long for a loading bundle
@@ -281,7 +278,6 @@ class JewelryService:
         version = path.resolve()  # the version loaded, even if the link moves meanwhile
         try:
             engine = RecommendationEngine(read_bundle(version), label)
-            time.sleep(LOAD_DELAY_SECONDS)
         except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
             logger.error(
                 "Serving bundle %s failed to load, nothing will be served until a new version is "
