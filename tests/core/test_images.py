@@ -14,6 +14,7 @@ from jewelry_pipeline.core.images import (
     DecodeLimits,
     Foreground,
     ImageRejected,
+    Preprocessing,
     decode_image,
     foreground_kernel,
     foreground_map,
@@ -174,7 +175,7 @@ def test_foreground_kernel_is_odd_and_scales_with_the_image():
 )
 def test_foreground_settings_refuse_bad_config(block, message):
     with pytest.raises(ValueError, match=message):
-        Foreground.from_config({"foreground": block})
+        Preprocessing.from_config({"image_size": 64, "foreground": block})
 
 
 def _ring(

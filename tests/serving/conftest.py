@@ -52,14 +52,14 @@ def _encoders_and_latents(
     photos: np.ndarray, categories: np.ndarray, autoencoder_input: str
 ) -> tuple[dict, np.ndarray]:
     """Untrained per-category encoders (standardised on their category) and every item's latent."""
-    from jewelry_pipeline.core.images import Foreground, autoencoder_inputs
+    from jewelry_pipeline.core.images import autoencoder_inputs
     from jewelry_pipeline.core.models.autoencoder import build_autoencoder, standardised_encoder
 
     maps = autoencoder_inputs(
         photos,
         np.arange(len(photos)),
         autoencoder_input,
-        Foreground.from_config(PREPROCESSING),
+        Preprocessing.from_config(PREPROCESSING).foreground,
     )
     encoders, latents = {}, np.zeros((len(photos), 6), np.float32)
     for name in CLASSES:

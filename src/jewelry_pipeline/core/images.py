@@ -51,15 +51,6 @@ class DecodeLimits:
     max_pixels: int = 40_000_000
     min_side: int = 16
 
-    @classmethod
-    def from_config(cls, config: dict[str, Any]) -> DecodeLimits:
-        """Build limits from the `preprocessing` parameters."""
-        return cls(
-            max_bytes=int(config.get("max_bytes", cls.max_bytes)),
-            max_pixels=int(config.get("max_pixels", cls.max_pixels)),
-            min_side=int(config.get("min_side", cls.min_side)),
-        )
-
 
 def sniff_format(data: bytes) -> str | None:
     """Return the accepted format named by the file's leading bytes, or None."""
@@ -275,10 +266,9 @@ class Foreground:
             )
 
     @classmethod
-    def from_config(cls, preprocessing: dict[str, Any]) -> Foreground:
-        """Read the `foreground` block of the `preprocessing` parameters; a missing key is an
-        error."""
-        block = preprocessing.get("foreground")
+    def from_block(cls, block: Any) -> Foreground:
+        """Read the `foreground` block of the `preprocessing` parameters (through
+        `Preprocessing.from_config`); a missing key is an error."""
         if not isinstance(block, dict) or set(block) != {
             "window",
             "shade_weight",
@@ -381,7 +371,7 @@ AUTOENCODER_INPUTS = ("photo", "foreground")
 
 
 def autoencoder_inputs(
-    images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground
+    images: np.ndarray, rows: np.ndarray, kind: str, foreground: Foreground | None
 ) -> np.ndarray:
     """What the autoencoders see for the given store rows: the RGB photos, or their foreground maps
     (n, h, w, 1).
@@ -392,14 +382,17 @@ def autoencoder_inputs(
     if kind == "photo":
         return np.asarray(images[np.asarray(rows)], dtype=np.uint8)
     if kind == "foreground":
+        if foreground is None:
+            raise ValueError("the foreground input needs the preprocessing.foreground settings")
         return foreground_maps(images, rows, foreground)
     raise ValueError(f"autoencoder input must be one of {AUTOENCODER_INPUTS}; got '{kind}'")
 
 
 @dataclass(frozen=True)
 class Preprocessing:
-    """The `preprocessing` parameters, read once: model input side, letterbox fill, decode caps, the
-    foreground map, and (in a bundle) which input the autoencoders were trained on."""
+    """The `preprocessing` parameters, read once and only here: model input side, letterbox fill,
+    decode caps, the foreground map, and (in a bundle) which input the autoencoders were trained
+    on."""
 
     image_size: int
     pad_value: int = 255
@@ -429,8 +422,14 @@ class Preprocessing:
         return cls(
             image_size=int(config["image_size"]),
             pad_value=int(config.get("pad_value", 255)),
-            limits=DecodeLimits.from_config(config),
-            foreground=Foreground.from_config(config) if "foreground" in config else None,
+            limits=DecodeLimits(
+                max_bytes=int(config.get("max_bytes", DecodeLimits.max_bytes)),
+                max_pixels=int(config.get("max_pixels", DecodeLimits.max_pixels)),
+                min_side=int(config.get("min_side", DecodeLimits.min_side)),
+            ),
+            foreground=Foreground.from_block(config["foreground"])
+            if "foreground" in config
+            else None,
             autoencoder_input=str(
                 autoencoder_input or config.get("autoencoder_input", "foreground")
             ),

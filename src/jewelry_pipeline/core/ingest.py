@@ -19,6 +19,7 @@ from jewelry_pipeline.core.folders import RawFile, RawImageFolder, SkippedEntry
 from jewelry_pipeline.core.images import (
     DecodeLimits,
     ImageRejected,
+    Preprocessing,
     hamming_pairs,
     perceptual_hash,
     preprocess,
@@ -56,14 +57,12 @@ class IngestSettings:
     near_duplicate_max_pixel_diff: float = 6.0
 
     @classmethod
-    def from_config(
-        cls, preprocessing: dict[str, Any], ingestion: dict[str, Any]
-    ) -> IngestSettings:
-        """The settings of the `preprocessing` and `ingestion` parameters."""
+    def from_config(cls, preprocessing: Preprocessing, ingestion: dict[str, Any]) -> IngestSettings:
+        """The settings of the preprocessing and the `ingestion` parameters."""
         return cls(
-            size=int(preprocessing["image_size"]),
-            pad=int(preprocessing.get("pad_value", 255)),
-            limits=DecodeLimits.from_config(preprocessing),
+            size=preprocessing.image_size,
+            pad=preprocessing.pad_value,
+            limits=preprocessing.limits,
             workers=int(ingestion.get("workers", 4)),
             chunk_size=int(ingestion.get("chunk_size", 256)),
             near_duplicate_max_hamming=int(ingestion.get("near_duplicate_max_hamming", 2)),

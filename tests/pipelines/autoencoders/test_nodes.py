@@ -39,7 +39,7 @@ PARAMS = {
     "views": {"crop_min_area": 0.5, "rotation": 0.1, "gain": 0.3, "texture": 20},
     "montage_size": 3,
 }
-PREPROCESSING = {"foreground": FOREGROUND}
+PREPROCESSING = {"image_size": 32, "foreground": FOREGROUND}  # as the parameters have it
 FOREGROUND_INPUT = {"input": "foreground"}
 
 

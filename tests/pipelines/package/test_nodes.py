@@ -3,7 +3,6 @@ bundle assembly."""
 
 from __future__ import annotations
 
-import cv2
 import mlflow
 import numpy as np
 import pandas as pd
@@ -19,7 +18,6 @@ from jewelry_pipeline.pipelines.package.nodes import (
     assemble_bundle,
     catalog_title,
     decide_promotion,
-    make_thumbnails,
     reconcile_champion,
     register_run_models,
 )
@@ -285,35 +283,6 @@ def test_the_catalog_title_is_the_setting_else_the_folder_name():
     assert catalog_title("Maison Dupont", "/data/x") == "Maison Dupont"
     assert catalog_title(None, "/data/01_raw/jewelry") == "Jewelry"
     assert catalog_title(None, "") == "Catalog"
-
-
-def test_thumbnails_come_from_the_original_photos_else_the_store(tmp_path):
-    import hashlib
-
-    from jewelry_pipeline.core.folders import list_image_folder
-    from tests.conftest import image_bytes, random_photo
-
-    (tmp_path / "rings").mkdir()
-    photos = {name: random_photo(seed, (600, 400)) for seed, name in enumerate("abc")}
-    rows = []
-    for store_index, (name, photo) in enumerate(photos.items()):
-        data = image_bytes(photo, "PNG")
-        (tmp_path / "rings" / f"{name}.png").write_bytes(data)
-        item_id = hashlib.sha256(data).hexdigest()[:16]
-        rows.append({"item_id": item_id, "path": f"rings/{name}.png", "store_index": store_index})
-    folder = list_image_folder(tmp_path)
-    (tmp_path / "rings" / "b.png").write_bytes(image_bytes(random_photo(9, (600, 400)), "PNG"))
-    (tmp_path / "rings" / "c.png").unlink()  # b changed and c gone since ingestion
-    store = np.stack([np.full((32, 32, 3), v, np.uint8) for v in (10, 120, 230)])
-    thumbnails = make_thumbnails(
-        pd.DataFrame(rows), folder, store, {}, {"thumbnail_size": 128}, {"workers": 2}
-    )
-    decoded = [cv2.imdecode(np.frombuffer(thumbnails.jpeg(i), np.uint8), 1) for i in range(3)]
-    assert decoded[0].shape == (85, 128, 3)  # the original at 128 px on its longer side
-    expected = cv2.resize(photos["a"], (128, 85), interpolation=cv2.INTER_AREA)[:, :, ::-1]
-    assert np.abs(decoded[0].astype(int) - expected).mean() < 4
-    assert decoded[1].shape == decoded[2].shape == (32, 32, 3)  # the store rows instead
-    assert abs(decoded[1].mean() - 120) < 3 and abs(decoded[2].mean() - 230) < 3
 
 
 def test_a_registration_cut_short_is_cleaned_without_breaking_a_listed_set(tmp_path):

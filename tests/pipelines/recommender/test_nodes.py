@@ -204,9 +204,7 @@ def modelled():
     images = np.stack([random_photo(k, (size, size)) for k in range(n)])
     model = build_classifier(size, 2, filters=(4, 8), embedding_dim=8)
     embeddings = embed_catalog(model, images, manifest, {"descriptor": {"block": -1, "grid": 2}})
-    maps = autoencoder_inputs(
-        images, np.arange(n), "foreground", Foreground.from_config({"foreground": FOREGROUND})
-    )
+    maps = autoencoder_inputs(images, np.arange(n), "foreground", Foreground.from_block(FOREGROUND))
     encoders, latents = [], []
     for name in ("a", "b"):
         rows = category == name

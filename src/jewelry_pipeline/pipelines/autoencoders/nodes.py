@@ -16,7 +16,7 @@ from jewelry_pipeline.core.hints import (  # both load inside the nodes that use
 )
 from jewelry_pipeline.core.images import (
     AUTOENCODER_INPUTS,
-    Foreground,
+    Preprocessing,
     autoencoder_inputs,
     downsized_pixels,
 )
@@ -99,7 +99,7 @@ def choose_autoencoder_input(
     train, val = split == "train", split == "val"
     rows, foreground, size = (
         manifest["store_index"].to_numpy(),
-        Foreground.from_config(preprocessing),
+        Preprocessing.from_config(preprocessing).foreground,
         int(probe["image_size"]),
     )
     scores = {}
@@ -150,7 +150,7 @@ def category_inputs(
     order."""
     rows = category_manifest["store_index"].to_numpy()
     return autoencoder_inputs(
-        images, rows, input_choice["input"], Foreground.from_config(preprocessing)
+        images, rows, input_choice["input"], Preprocessing.from_config(preprocessing).foreground
     )
 
 

@@ -20,7 +20,6 @@ from jewelry_pipeline.core.drift import (
 )
 from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.folders import RawImageFolder
-from jewelry_pipeline.core.images import DecodeLimits
 from jewelry_pipeline.core.ingest import REJECT_COLUMNS, IngestSettings, ingest_folder
 from jewelry_pipeline.core.query import QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
@@ -34,7 +33,7 @@ def decode_new_photos(
 ) -> tuple[np.ndarray, pd.DataFrame, pd.DataFrame]:
     """Decode the new photos with the safe decoder at the bundle's own preprocessing; refuse photos
     of a category the models do not know and photos already in the catalog (reported, not added)."""
-    settings = IngestSettings.from_config(bundle.preprocessing.to_config(), ingestion)
+    settings = IngestSettings.from_config(bundle.preprocessing, ingestion)
     store, manifest, rejects, _ = ingest_folder(new_images, {}, settings)
     known = set(bundle.class_names)
     in_catalog = dict(zip(bundle.catalog["item_id"].astype(str), bundle.catalog["path"]))
@@ -189,7 +188,7 @@ def grow_bundle(
         new_images,
         store,
         side=int(package["thumbnail_size"]),
-        limits=DecodeLimits.from_config(bundle.preprocessing.to_config()),
+        limits=bundle.preprocessing.limits,
         workers=int(ingestion.get("workers", 4)),
     )
     thumbnails = Thumbnails.from_jpegs(

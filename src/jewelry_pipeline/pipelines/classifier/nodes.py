@@ -13,6 +13,7 @@ from jewelry_pipeline.core.hints import (  # both load inside the nodes that use
     Figure,
     KerasModel,
 )
+from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.lookup import aligned
 from jewelry_pipeline.core.metrics import single_step
 
@@ -58,7 +59,7 @@ def choose_working_size(
     little of the item.
     """
     store_size, configured = (
-        int(preprocessing["image_size"]),
+        Preprocessing.from_config(preprocessing).image_size,
         classifier["architecture"].get("input_size", "auto"),
     )
     train = manifest[manifest["split"] == "train"]

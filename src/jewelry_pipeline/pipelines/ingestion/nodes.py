@@ -11,6 +11,7 @@ import pandas as pd
 
 from jewelry_pipeline.core.errors import UserInputError
 from jewelry_pipeline.core.folders import RawImageFolder
+from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.ingest import IngestSettings, ingest_folder
 from jewelry_pipeline.core.lineage import ingestion_identity
 
@@ -30,7 +31,9 @@ def decode_images(
     """Decode every listed file (unchanged files come from the previous run's cache); collapse
     duplicates; report refusals."""
     return ingest_folder(
-        raw_images, decode_cache, IngestSettings.from_config(preprocessing, ingestion)
+        raw_images,
+        decode_cache,
+        IngestSettings.from_config(Preprocessing.from_config(preprocessing), ingestion),
     )
 
 

@@ -16,7 +16,7 @@ from jewelry_pipeline.core.bundle import BundleContents
 from jewelry_pipeline.core.drift import reference_sample
 from jewelry_pipeline.core.folders import RawImageFolder
 from jewelry_pipeline.core.hints import KerasModel  # Keras loads inside the nodes that use it
-from jewelry_pipeline.core.images import DecodeLimits, Preprocessing
+from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.thumbnails import Thumbnails, catalog_thumbnails
 
 logger = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def make_thumbnails(
         raw_images,
         images,
         side=int(package["thumbnail_size"]),
-        limits=DecodeLimits.from_config(preprocessing),
+        limits=Preprocessing.from_config(preprocessing).limits,
         workers=int(ingestion.get("workers", 4)),
     )
 
@@ -304,6 +304,7 @@ def assemble_bundle(
             f"categories {sorted(categories)} found by ingestion; run the whole pipeline on one "
             "folder (`kedro run --params raw_dir=...`)."
         )
+    settings = Preprocessing.from_config(preprocessing, autoencoder_input["input"])
     order = pd.Series(range(len(catalog)), index=catalog["item_id"].astype(str))
     rows = order.loc[index["item_ids"].astype(str)].to_numpy()
     served = catalog.iloc[rows].reset_index(drop=True)
@@ -315,12 +316,12 @@ def assemble_bundle(
         catalog=served,
         thumbnails=thumbnails.select(rows),
         class_names=list(categories),
-        preprocessing=Preprocessing.from_config(preprocessing, autoencoder_input["input"]),
+        preprocessing=settings,
         answers=AnswerPolicy.from_config(answer_policy),
         title=catalog_title(package.get("title"), ingestion_identity.get("raw_dir", "")),
         version={"promotion": promotion},
         drift_reference=held_out_reference(classifier_embeddings, manifest, categories, drift),
-        backbone=frozen_backbone(pretrained, int(preprocessing["image_size"]))
+        backbone=frozen_backbone(pretrained, settings.image_size)
         if str(index.get("source", "")) == "backbone"
         else None,
     )
