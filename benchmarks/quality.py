@@ -34,16 +34,10 @@ import pandas as pd
 
 from benchmarks import emojione, fmnist
 from benchmarks._report import machine
+from jewelry_pipeline import QUIET_ENV
 
 ROOT = Path(__file__).resolve().parents[1]
 KEDRO = Path(sys.executable).with_name("kedro")
-TELEMETRY_OFF = {
-    "KEDRO_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
 # Targets of the pretrained-encoder issue (#30): over the best baseline, pretrained ones included.
 # The benchmark reports them, it never relaxes them.
 CLASSIFIER_MARGIN = {"fmnist10": 0.01, "fmnist-groups": 0.01, "emojione": 0.01}
@@ -152,7 +146,7 @@ def run_kedro(project: Path, photos: Path, mini: bool) -> float:
     """`kedro run --params raw_dir=...` in `project`; returns wall seconds. The log goes to
     `project/kedro.log`."""
     params = f"raw_dir={photos}" + (f",{MINI_PARAMS}" if mini else "")
-    env = {**os.environ, **TELEMETRY_OFF, "BENTOML_HOME": str(project / "bentoml")}
+    env = {**os.environ, **QUIET_ENV, "BENTOML_HOME": str(project / "bentoml")}
     started = time.perf_counter()
     with open(project / "kedro.log", "w") as log:
         done = subprocess.run(

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from benchmarks._report import ROOT, markdown_table, publish
 from benchmarks._scratch import generate_photos, reference_worktree
+from jewelry_pipeline import QUIET_ENV
 
 REFERENCE = "e3e49a2"  # main before the fast-start and incremental-ingestion work (#16)
 
@@ -39,12 +40,7 @@ def scratch_project(path: Path, source: Path) -> Path:
 
 def timed(project: Path, args: list[str], pythonpath: Path | None) -> float:
     """Wall seconds of one `kedro` command in `project` (which must succeed)."""
-    env = {
-        **os.environ,
-        "KEDRO_DISABLE_TELEMETRY": "true",
-        "DO_NOT_TRACK": "1",
-        "MLFLOW_DISABLE_TELEMETRY": "true",
-    }
+    env = {**os.environ, **QUIET_ENV}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     started = time.perf_counter()

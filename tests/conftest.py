@@ -17,16 +17,9 @@ _SESSION_HOME = Path(
         "JEWELRY_TEST_HOME", __import__("tempfile").mkdtemp(prefix="jewelry-tests-")
     )
 )
-for _name, _value in {
-    "BENTOML_HOME": str(_SESSION_HOME / "bentoml"),  # never the developer's ~/bentoml
-    "KEDRO_DISABLE_TELEMETRY": "true",
-    "DO_NOT_TRACK": "1",
-    "BENTOML_DO_NOT_TRACK": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}.items():
-    os.environ.setdefault(_name, _value)
+os.environ.setdefault("BENTOML_HOME", str(_SESSION_HOME / "bentoml"))  # never ~/bentoml
 
+import jewelry_pipeline  # noqa: E402, F401 - turns telemetry off, here and in every process tests start
 from jewelry_pipeline.synth import generate_dataset  # noqa: E402
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]

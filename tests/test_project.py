@@ -51,3 +51,29 @@ def test_kedro_reads_every_nodes_type_hints_without_a_warning(caplog):
     with caplog.at_level(logging.WARNING, logger="kedro.validation"):
         TypeExtractor(every).extract_types_from_pipelines()
     assert not [r for r in caplog.records if "type hints" in r.getMessage()], caplog.text
+
+
+def test_the_tools_that_start_before_the_package_turn_the_same_telemetry_off():
+    """The package's QUIET_ENV is the list; the Makefile, the Bento and CI repeat its telemetry
+    switches (their tools start before the package is imported) and may not drift from it."""
+    import re
+
+    import yaml
+
+    from jewelry_pipeline import QUIET_ENV
+    from tests.conftest import PROJECT_ROOT
+
+    telemetry = {k: v for k, v in QUIET_ENV.items() if "TRACK" in k or "TELEMETRY" in k}
+    assert len(telemetry) == 4
+    makefile = dict(
+        re.findall(r"^export (\w+) := (\S+)$", (PROJECT_ROOT / "Makefile").read_text(), re.M)
+    )
+    bento = yaml.safe_load((PROJECT_ROOT / "bentofile.yaml").read_text())
+    bento_envs = {env["name"]: str(env["value"]) for env in bento["envs"]}
+    ci = dict(re.findall(r"(\w+)=(\S+)", (PROJECT_ROOT / ".ci" / "run").read_text()))
+    for where, settings in (
+        ("Makefile", makefile),
+        ("bentofile.yaml", bento_envs),
+        (".ci/run", ci),
+    ):
+        assert {k: settings.get(k) for k in telemetry} == telemetry, where

@@ -6,15 +6,17 @@ import warnings
 
 __version__ = "0.1.0"
 
-# Telemetry is off everywhere this package is imported: Kedro, BentoML, MLflow and Evidently
-# (DO_NOT_TRACK).
-for _name, _value in {
+# Telemetry is off everywhere this package is imported (and in the processes it starts): Kedro,
+# BentoML, MLflow and Evidently (DO_NOT_TRACK); TensorFlow's start-up chatter too. The one list:
+# the Makefile, bentofile.yaml and .ci/run repeat it only for tools that start before this import.
+QUIET_ENV = {
     "KEDRO_DISABLE_TELEMETRY": "true",
     "DO_NOT_TRACK": "1",
     "BENTOML_DO_NOT_TRACK": "true",
     "MLFLOW_DISABLE_TELEMETRY": "true",
     "TF_CPP_MIN_LOG_LEVEL": "2",
-}.items():
+}
+for _name, _value in QUIET_ENV.items():
     os.environ.setdefault(_name, _value)
 
 

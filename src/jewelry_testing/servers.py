@@ -13,15 +13,10 @@ from pathlib import Path
 
 import httpx
 
+from jewelry_pipeline import QUIET_ENV
+
 # The repository (this package is installed editable from its src/): servers start there.
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
-QUIET_ENV = {
-    "BENTOML_DO_NOT_TRACK": "true",
-    "DO_NOT_TRACK": "1",
-    "KEDRO_DISABLE_TELEMETRY": "true",
-    "MLFLOW_DISABLE_TELEMETRY": "true",
-    "TF_CPP_MIN_LOG_LEVEL": "2",
-}
 BENTOML_SERVICE = "jewelry_pipeline.serving.service:JewelryService"
 
 

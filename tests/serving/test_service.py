@@ -294,11 +294,7 @@ def test_concurrent_uploads_share_model_batches_and_each_gets_its_own_answer(liv
 
 
 def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server):
-    env = {
-        **os.environ,
-        "BENTOML_HOME": str(live_server.bentoml_home),
-        "BENTOML_DO_NOT_TRACK": "true",
-    }
+    env = {**os.environ, "BENTOML_HOME": str(live_server.bentoml_home)}  # telemetry: conftest
     bentoml_cli = Path(sys.executable).with_name("bentoml")
     built = subprocess.run(
         [str(bentoml_cli), "build", str(PROJECT_ROOT), "--output", "tag"],
