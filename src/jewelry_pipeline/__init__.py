@@ -4,6 +4,8 @@ import logging
 import os
 import warnings
 
+from jewelry_pipeline.native_logs import quiet_tensorflow_import
+
 __version__ = "0.1.0"
 
 # Telemetry is off everywhere this package is imported (and in the processes it starts): Kedro,
@@ -69,3 +71,5 @@ def on_kedro_cli_start() -> None:
 
 
 silence_known_warnings()
+
+quiet_tensorflow_import()

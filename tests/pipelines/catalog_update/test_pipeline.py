@@ -140,6 +140,9 @@ def test_catalog_update_through_kedro_then_served_without_restart(tmp_path, kedr
                 timeout=600,
             )
             assert result.returncode == 0, result.stderr[-4000:]
+            output = result.stdout + result.stderr  # nothing that is not the user's business
+            for noise in ("absl::InitializeLog", "oneDNN", "autologging", "WARNING", "Warning:"):
+                assert noise not in output, output[-6000:]
             grown = read_bundle(target)
             assert len(grown.catalog) == 30 + 6
             # the drift check ran against the bundle's reference, which the grown bundle keeps
