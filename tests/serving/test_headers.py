@@ -8,7 +8,12 @@ from starlette.responses import Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
-from jewelry_pipeline.serving.headers import HeadAndConditionalGet, is_cross_site
+from jewelry_pipeline.serving.headers import (
+    AllowedHosts,
+    HeadAndConditionalGet,
+    HostAllowList,
+    is_cross_site,
+)
 
 
 async def _tagged(_) -> Response:
@@ -60,3 +65,36 @@ def test_a_matching_if_none_match_is_a_bodiless_304():
 def test_an_origin_is_same_site_only_as_an_http_page_of_the_host(origin, cross):
     headers = {b"host": b"127.0.0.1:3000", b"origin": origin.encode()}
     assert is_cross_site(headers) is cross
+
+
+@pytest.mark.parametrize(
+    ("setting", "host", "local", "allowed"),
+    [
+        (None, "127.0.0.1:3000", "127.0.0.1", True),
+        (None, "localhost:3000", "127.0.0.1", True),
+        (None, "[::1]:3000", "::1", True),
+        (None, "192.168.1.5:3000", "192.168.1.5", True),  # the address the client connected to
+        (None, "evil.example:3000", "192.168.1.5", False),  # DNS rebinding: its own name
+        (None, "evil.example", "127.0.0.1", False),
+        ("shop.example.com, 10.0.0.2", "SHOP.example.com", "10.0.0.2", True),
+        ("shop.example.com", "127.0.0.1:3000", "127.0.0.1", False),  # a set list is the list
+        ("*", "anything.example", "10.0.0.2", True),
+    ],
+)
+def test_the_host_allow_list(setting, host, local, allowed):
+    assert HostAllowList.from_setting(setting).allows(host, local) is allowed
+
+
+def test_a_host_outside_the_allow_list_gets_a_json_400_and_the_app_is_not_called():
+    reached = []
+
+    async def page(_) -> Response:
+        reached.append(1)
+        return Response(b"page")
+
+    app = AllowedHosts(Starlette(routes=[Route("/", page)]), HostAllowList.from_setting(None))
+    client = TestClient(app, base_url="http://127.0.0.1:3000")  # TestClient's server: testserver
+    refused = client.get("/", headers={"Host": "evil.example:3000"})
+    assert refused.status_code == 400 and refused.json()["reason"] == "host_not_allowed"
+    assert "'evil.example:3000'" in refused.json()["error"] and not reached
+    assert client.get("/", headers={"Host": "localhost:3000"}).status_code == 200 and reached

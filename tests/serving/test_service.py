@@ -316,6 +316,7 @@ def test_bentoml_build_packages_the_service_with_the_champion_bundle(live_server
     assert sorted(p.name for p in package.iterdir()) == [
         "__init__.py",
         "core",
+        "native_logs.py",
         "serving",
     ]  # only what serving needs
     # The service imports from the bento's own copy alone (its folder first on the path, nothing
@@ -476,6 +477,20 @@ def test_model_posts_from_another_site_are_refused(live_server, headers, status)
         assert answer.json()["reason"] == "cross_site"
 
 
+def test_a_host_name_the_server_does_not_answer_to_is_refused_on_every_route(live_server):
+    """DNS rebinding: a page on evil.example whose name now resolves to this server sends
+    `Host: evil.example`; every route refuses it with a JSON 400 (security headers on), while the
+    loopback names are served."""
+    with live_server.client() as client:
+        port = client.base_url.port
+        for method, path in (("GET", "/"), ("GET", "/status"), ("POST", "/recommend_by_id")):
+            answer = client.request(method, path, headers={"Host": f"evil.example:{port}"})
+            assert answer.status_code == 400, (path, answer.text)
+            assert answer.json()["reason"] == "host_not_allowed"
+            assert answer.headers["x-frame-options"] == "DENY"
+        assert client.get("/status", headers={"Host": f"localhost:{port}"}).status_code == 200
+
+
 def _series(metrics: str) -> set[str]:
     """The label sets of BentoML's request series in a /metrics answer."""
     return {
@@ -536,11 +551,13 @@ def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
 )
 def test_no_redirect_is_built_from_the_host_header(live_server, path):
     """Broken on purpose once: with Starlette's default slash redirects, /catalog/ answered 307 to
-    http://evil.example/catalog."""
+    http://evil.example/catalog. A foreign host is now refused first; an allowed one gets a 404."""
     with live_server.client() as client:
-        answer = client.get(path, headers={"host": "evil.example"})
-    assert not 300 <= answer.status_code < 400 and "location" not in answer.headers
-    assert answer.status_code == 404
+        foreign = client.get(path, headers={"host": "evil.example"})
+        allowed = client.get(path, headers={"host": "localhost"})
+    for answer in (foreign, allowed):
+        assert not 300 <= answer.status_code < 400 and "location" not in answer.headers
+    assert foreign.status_code == 400 and allowed.status_code == 404
 
 
 @pytest.mark.slow

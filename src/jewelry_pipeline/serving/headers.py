@@ -1,12 +1,13 @@
-"""Browser-facing guards: security headers on every answer, model POSTs refused when a browser sends
-them from another site, and schemas that show only the public routes."""
+"""Browser-facing guards: security headers on every answer, a `Host` allow-list, model POSTs refused
+when a browser sends them from another site, and schemas that show only the public routes."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from jewelry_pipeline.serving.json_answers import SafeJSONResponse
+from jewelry_pipeline.serving.json_answers import SafeJSONResponse, quoted
 
 # The page loads its script and style from this server only (no inline code), thumbnails from here,
 # and the query photo's preview from a blob: URL. No framing, no base-tag tricks, forms post only
@@ -51,6 +52,69 @@ class SecurityHeaders:
             await send(message)
 
         return await self.app(scope, receive, send_with_headers)
+
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+
+
+def host_name(value: str) -> str:
+    """The host of a `Host` header or an origin's netloc: lower case, without the port or the
+    brackets of an IPv6 address."""
+    value = value.strip().lower()
+    if value.startswith("["):
+        return value[1 : value.find("]")] if "]" in value else value
+    return value.rsplit(":", 1)[0] if value.count(":") == 1 else value
+
+
+@dataclass(frozen=True)
+class HostAllowList:
+    """Which `Host` names the service answers to (a browser on a rebound DNS name sends its own).
+
+    `names` None: localhost and the address the client connected to (what the server listens on);
+    else exactly those names, `*` any. From `JEWELRY_ALLOWED_HOSTS` (comma-separated).
+    """
+
+    names: frozenset[str] | None = None
+
+    @classmethod
+    def from_setting(cls, value: str | None) -> HostAllowList:
+        """`JEWELRY_ALLOWED_HOSTS` read: unset or blank is the default."""
+        names = {host_name(name) for name in (value or "").split(",") if name.strip()}
+        return cls(frozenset(names) if names else None)
+
+    def allows(self, host: str, local_address: str | None) -> bool:
+        """Whether a request for `host` (a Host header) that arrived on `local_address` is
+        answered."""
+        name = host_name(host)
+        if self.names is None:
+            local = {host_name(local_address)} if local_address else set()
+            return name in LOOPBACK_NAMES | local
+        return "*" in self.names or name in self.names
+
+
+class AllowedHosts:
+    """ASGI middleware: a request whose `Host` the allow-list refuses gets a JSON 400 (a request
+    without one, not from a browser, passes)."""
+
+    def __init__(self, app, allow_list: HostAllowList):
+        self.app = app
+        self.allow_list = allow_list
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            host = dict(scope.get("headers") or []).get(b"host", b"").decode("latin-1")
+            local = (scope.get("server") or (None, None))[0]
+            if host and not self.allow_list.allows(host, local):
+                response = SafeJSONResponse(
+                    {
+                        "error": f"the host {quoted(host)} is not served here; the server's "
+                        "operator can allow it in JEWELRY_ALLOWED_HOSTS",
+                        "reason": "host_not_allowed",
+                    },
+                    status_code=400,
+                )
+                return await response(scope, receive, send)
+        return await self.app(scope, receive, send)
 
 
 def is_cross_site(headers: dict[bytes, bytes]) -> bool:

@@ -38,7 +38,9 @@ from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.header_timeout import install_header_timeout  # noqa: E402
 from jewelry_pipeline.serving.headers import (
+    AllowedHosts,
     HeadAndConditionalGet,
+    HostAllowList,
     JsonNotFound,
     PublicSchema,
     SameSiteOnly,
@@ -87,6 +89,8 @@ BODY_GRACE_SECONDS = float(os.environ.get("JEWELRY_BODY_GRACE_SECONDS", "5"))
 BODY_MIN_BYTES_PER_SECOND = float(os.environ.get("JEWELRY_BODY_MIN_BYTES_PER_SECOND", "65536"))
 # A connection sends its request line and headers within this many seconds, or is closed.
 HEADER_TIMEOUT_SECONDS = float(os.environ.get("JEWELRY_HEADER_TIMEOUT_SECONDS", "10"))
+# The Host names answered (comma-separated, `*` any); unset: localhost and the address connected to.
+ALLOWED_HOSTS = HostAllowList.from_setting(os.environ.get("JEWELRY_ALLOWED_HOSTS"))
 MAX_BATCH_SIZE = 32  # photos per batched model call
 MAX_BATCH_LATENCY_MS = (
     20_000  # the batcher's own bound on a photo's wait (requests time out at 30 s)
@@ -511,6 +515,7 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
 JewelryService.add_asgi_middleware(RestoreRequestPath)
 JewelryService.add_asgi_middleware(SecurityHeaders)
 JewelryService.add_asgi_middleware(HeadAndConditionalGet)
+JewelryService.add_asgi_middleware(AllowedHosts, allow_list=ALLOWED_HOSTS)
 JewelryService.add_asgi_middleware(JsonNotFound, is_known=lambda path: _template(path) != UNMATCHED)
 JewelryService.add_asgi_middleware(BodySizeLimit, limit=upload_cap)
 JewelryService.add_asgi_middleware(
