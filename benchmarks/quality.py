@@ -48,6 +48,15 @@ CLUSTERING_BASELINES = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans")
 SERVED_CLUSTERS = "served_kmeans"  # recommender.cluster_method's default
 BUILTIN_MIN_RETRIEVAL = 0.90
 DATASETS = "fmnist10,fmnist-groups,emojione,builtin"
+# "Not in our catalog" (#31): photos of another dataset, which neither the run nor its threshold
+# saw, should be refused; the test split should not.
+FOREIGN_SET = {
+    "fmnist10": "builtin",
+    "fmnist-groups": "builtin",
+    "emojione": "fmnist10",
+    "builtin": "fmnist10",
+}
+MIN_FOREIGN_REFUSED, MAX_TEST_REFUSED = 0.90, 0.05
 MINI_PARAMS = (
     "classifier.training.epochs=1,autoencoders.training.epochs=1,"
     "ingestion.min_images_per_category=5,pretrained.training.warmup_epochs=1,"
@@ -173,6 +182,40 @@ def _last_run_metrics(project: Path) -> dict[str, float]:
             "SELECT key, value FROM latest_metrics WHERE run_uuid = ?", (run_id,)
         ).fetchall()
     return dict(rows)
+
+
+def foreign_photos(name: str, work: Path, count: int, args: argparse.Namespace) -> list[Path]:
+    """`count` photos of `name`'s foreign set (`FOREIGN_SET`), written once under `work`."""
+    kind = FOREIGN_SET[name]
+    out = work / f"foreign-{kind}"
+    if not out.exists():
+        if kind == "fmnist10":
+            per_class = max(2, count // 10)  # ten classes
+            fmnist.write_tree(
+                out, grouped=False, per_class=per_class, seed=7, data_dir=args.fmnist_dir
+            )
+        else:
+            from jewelry_pipeline.synth import generate_dataset
+
+            generate_dataset(out, per_category=max(2, count // 4), seed=9, size=128, workers=1)
+    files = sorted(p for p in out.rglob("*") if p.suffix.lower() in (".png", ".jpg"))
+    return files[:: max(1, len(files) // count)][:count]
+
+
+def not_in_catalog(project: Path, files: list[Path]) -> float:
+    """The share of `files` the run's bundle answers "not in our catalog" (no close match), each
+    uploaded as the service takes a photo."""
+    from jewelry_pipeline.core.bundle import read_bundle
+    from jewelry_pipeline.serving.engine import RecommendationEngine
+
+    engine = RecommendationEngine(read_bundle(project / "data/07_model_output/bundle"), "quality")
+    refused = [
+        not engine.recommend(
+            engine.features(engine.preprocessing.prepare(f.read_bytes())[None]), k=1
+        )["close_match"]
+        for f in files
+    ]
+    return float(np.mean(refused))
 
 
 def collect(name: str, project: Path, seconds: float) -> dict:
@@ -331,6 +374,25 @@ def targets(result: dict) -> list[dict]:
                     "met": ari[SERVED_CLUSTERS] >= need,
                 }
             )
+    after = result.get("answers", {}).get("test", {}).get("after")
+    if "foreign_refused" in result and after is not None:
+        found.append(
+            {
+                "target": f"not in our catalog: unseen {FOREIGN_SET[name]} photos refused",
+                "value": result["foreign_refused"],
+                "needed": MIN_FOREIGN_REFUSED,
+                "met": result["foreign_refused"] >= MIN_FOREIGN_REFUSED,
+            }
+        )
+        refused = after["no_close_match_rate"]
+        found.append(
+            {
+                "target": "not in our catalog: test photos refused at most",
+                "value": refused,
+                "needed": MAX_TEST_REFUSED,
+                "met": refused <= MAX_TEST_REFUSED,
+            }
+        )
     for category, figures in result["reconstruction"].items():
         if figures["heldout_mse"] is not None:
             found.append(
@@ -496,9 +558,9 @@ def report(results: list[dict], total_seconds: float) -> str:
             "",
             "Answers to test photos (searching train+val photos) without and with the thresholds "
             f"chosen on validation: not sure below confidence {answers['min_confidence']:.3f}, "
-            f"no close match below similarity {answers['min_similarity']:.3f}.",
+            f"not in our catalog below similarity {answers['min_similarity']:.3f}.",
             "",
-            "| answers | top result of the true category | marked not sure | no close match |",
+            "| answers | top result of the true category | marked not sure | not in our catalog |",
             "|---|---|---|---|",
         ]
         lines += [
@@ -546,8 +608,7 @@ def main(argv: list[str] | None = None) -> dict:
     )
     parser.add_argument("--datasets", default=DATASETS)
     args = parser.parse_args(argv)
-    if any(name.startswith("fmnist") for name in args.datasets.split(",")):
-        ensure_fashion_mnist(args.fmnist_dir)
+    ensure_fashion_mnist(args.fmnist_dir)  # the datasets' own, or the foreign photos of others
     if "emojione" in args.datasets.split(","):
         ensure_emojione(args.emojione_dir, args.emoji_test)
     started, results = time.perf_counter(), []
@@ -558,6 +619,8 @@ def main(argv: list[str] | None = None) -> dict:
         print(f"[quality] {name}: kedro run", flush=True)
         seconds = run_kedro(project, photos, args.mini)
         result = collect(name, project, seconds)
+        foreign = foreign_photos(name, args.work, 20 if args.mini else 200, args)
+        result["foreign_refused"] = not_in_catalog(project, foreign)
         result["targets"] = targets(result)
         pictures = args.docs / "quality"
         pictures.mkdir(parents=True, exist_ok=True)

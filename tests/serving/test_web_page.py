@@ -62,7 +62,8 @@ def test_a_bad_file_shows_the_services_error(live_server, browser, tmp_path):
 def test_an_unsure_answer_and_no_close_match_are_said_on_the_page_and_in_the_api(browser, tmp_path):
     """A live service whose bundle's policy doubts every answer (confidence below 1.0) and finds
     nothing close (similarity below 1.0): the API says both and forces no items on the photo; the
-    page shows both notices. The default policy (the other live service) says neither."""
+    page says "Not in our catalog" and claims no category. The default policy (the other live
+    service) says neither."""
     import httpx
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support import expected_conditions as ec
@@ -72,25 +73,39 @@ def test_an_unsure_answer_and_no_close_match_are_said_on_the_page_and_in_the_api
     from jewelry_testing.servers import start_bentoml
     from tests.serving.conftest import make_bundle
 
-    bundle = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(1.0, 1.0))
-    server = start_bentoml(bundle, tmp_path / "serve.log", {"JEWELRY_WORKERS": "1"})
-    try:
-        answer = httpx.post(
-            server.url + "/recommend", files={"image": ("p.jpg", jpeg(4), "image/jpeg")}, timeout=30
-        ).json()
-        assert answer["category_uncertain"] is True and answer["close_match"] is False
-        assert answer["items"] == [] and answer["category"] in CLASSES
-        photo = tmp_path / "odd.jpg"
-        photo.write_bytes(jpeg(4))
-        browser.get(server.url + "/")
-        browser.find_element(By.ID, "file").send_keys(str(photo))
-        wait = WebDriverWait(browser, 30)
-        heading = wait.until(ec.visibility_of_element_located((By.ID, "predicted-category")))
-        assert heading.text.startswith("Not sure of the category")
-        assert "No close match" in browser.find_element(By.ID, "no-close-match").text
-        assert browser.find_elements(By.CSS_SELECTOR, "#results .card") == []
-    finally:
-        server.stop()
+    photo = tmp_path / "odd.jpg"
+    photo.write_bytes(jpeg(4))
+    for name, policy in (("far", AnswerPolicy(1.0, 1.0)), ("unsure", AnswerPolicy(1.0, -1.0))):
+        bundle = make_bundle(tmp_path / name / "bundle", answers=policy)
+        server = start_bentoml(bundle, tmp_path / f"{name}.log", {"JEWELRY_WORKERS": "1"})
+        try:
+            answer = httpx.post(
+                server.url + "/recommend",
+                files={"image": ("p.jpg", jpeg(4), "image/jpeg")},
+                timeout=30,
+            ).json()
+            assert answer["category_uncertain"] is True and answer["category"] in CLASSES
+            assert answer["close_match"] is (name == "unsure")
+            assert (answer["items"] == []) is (name == "far")  # no items forced on a far photo
+            browser.get(server.url + "/")
+            browser.find_element(By.ID, "file").send_keys(str(photo))
+            wait = WebDriverWait(browser, 30)
+            heading = wait.until(ec.visibility_of_element_located((By.ID, "predicted-category")))
+            cards = browser.find_elements(By.CSS_SELECTOR, "#results .card")
+            if name == "far":
+                assert heading.text == "Not in our catalog"  # no category claimed for it
+                notice = browser.find_element(By.ID, "no-close-match").text
+                assert "Nothing in the catalog looks like this photo" in notice
+                assert (
+                    cards == []
+                    and browser.find_elements(By.CSS_SELECTOR, "#prediction .prob") == []
+                )
+            else:
+                assert heading.text.startswith("Not sure of the category")
+                assert browser.find_elements(By.ID, "no-close-match") == []
+                wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#results .card"))
+        finally:
+            server.stop()
 
 
 @pytest.mark.parametrize(("width", "height", "name"), [(1280, 900, "desktop"), (390, 844, "phone")])

@@ -292,7 +292,13 @@ def test_index_backend_and_evaluation_only_sources(modelled):
         build_index(*arguments, {"source": "nope"}, *rest, PARAMS, *encoders, built=["a", "b"])
 
 
-ANSWERS = {"min_confidence": "auto", "min_similarity": "auto", "no_match_quantile": 0.25}
+ANSWERS = {
+    "min_confidence": "auto",
+    "min_similarity": "auto",
+    "max_refused_share": 0.25,
+    "foreign_refused_target": 0.95,
+    "foreign_images": 20,
+}
 
 
 @pytest.mark.parametrize("source", ["classifier", "combined", "backbone"])
@@ -318,6 +324,10 @@ def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelle
     assert before["uncertain_rate"] == 0.0 and before["no_close_match_rate"] == 0.0
     assert 0.0 <= after["top_result_category_rate"] <= 1.0
     assert {"after.top_result_category_rate", "min_confidence", "min_similarity"} <= set(metrics)
+    refused = policy["not_in_catalog"]
+    assert refused["validation_share"] <= 0.25 + 1 / (manifest["split"] == "val").sum()
+    assert 0.0 <= refused["foreign_share"] <= 1.0
+    assert metrics["not_in_catalog.foreign_share"]["value"] == refused["foreign_share"]
     assert AnswerPolicy.from_config(policy) == AnswerPolicy(
         policy["min_confidence"], policy["min_similarity"]
     )
@@ -352,3 +362,16 @@ def test_an_ivfpq_index_is_built_per_category(modelled):
     assert found[:, 0].tolist() == [0, 1, 2, 3]
     with pytest.raises(ValueError, match="unknown ivfpq parameters"):
         _index(modelled, "classifier", {**params, "ivfpq": {"nlist": 4}})
+
+
+def test_not_in_catalog_takes_the_least_refusing_threshold_that_refuses_the_foreign_images():
+    from jewelry_pipeline.pipelines.recommender.nodes import _min_similarity
+
+    validation = np.linspace(0.5, 1.0, 1001)  # quantile q of these is 0.5 + q / 2
+    settings = {"max_refused_share": 0.06, "foreign_refused_target": 0.9}
+    foreign = np.array([0.3] * 9 + [0.51])  # nine far below; one near the validation photos
+    assert _min_similarity(validation, foreign, settings) == pytest.approx(0.5)  # q = 0 is enough
+    foreign = np.array([0.3] * 8 + [0.51, 0.512])  # the ninth refused from q = 0.025 on
+    assert _min_similarity(validation, foreign, settings) == pytest.approx(0.5 + 0.025 / 2)
+    close = np.full(10, 0.9)  # no threshold within the budget refuses them: the budget's end
+    assert _min_similarity(validation, close, settings) == pytest.approx(0.5 + 0.06 / 2)

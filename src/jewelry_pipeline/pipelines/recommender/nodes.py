@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy, answer_query
+from jewelry_pipeline.core.foreign import foreign_images
 from jewelry_pipeline.core.images import Preprocessing, downsized_pixels
 from jewelry_pipeline.core.ivfpq import IvfPqSettings
 from jewelry_pipeline.core.lookup import aligned, substyles_of
@@ -354,35 +355,45 @@ def _answer_rate(
     }
 
 
-def _thresholds(
-    confidences: np.ndarray,
-    in_category: dict[str, Any],
-    across: dict[str, Any],
-    settings: dict[str, Any],
-) -> AnswerPolicy:
-    """The answer thresholds from the validation photos' confidences and their answers in their
-    predicted category and across all (or as `settings` sets them)."""
-    configured = settings["min_confidence"]
-    if configured == "auto":
-        candidates = np.unique(
-            np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
-        )
-        rates = [
-            np.mean(np.where(confidences < c, across["hits"], in_category["hits"]))
-            for c in candidates
-        ]
-        # The first of the best rates: the least doubting threshold.
-        min_confidence = float(candidates[int(np.argmax(rates))])
-    else:
-        min_confidence = float(configured)
-    configured = settings["min_similarity"]
-    if configured == "auto":
-        unsure = confidences < min_confidence
-        best = np.where(unsure, across["best_similarity"], in_category["best_similarity"])
-        min_similarity = float(np.quantile(best, float(settings["no_match_quantile"])))
-    else:
-        min_similarity = float(configured)
-    return AnswerPolicy(min_confidence, min_similarity)
+def _min_confidence(
+    confidences: np.ndarray, in_category: dict[str, Any], across: dict[str, Any], configured: Any
+) -> float:
+    """The confidence under which every category is searched: the candidate (validation
+    confidences' quantiles up to the median, and 0) under which the most validation answers have
+    a top result of the right category, or the configured value."""
+    if configured != "auto":
+        return float(configured)
+    candidates = np.unique(
+        np.concatenate([[0.0], np.quantile(confidences, np.linspace(0, 0.5, 11))])
+    )
+    rates = [
+        np.mean(np.where(confidences < c, across["hits"], in_category["hits"])) for c in candidates
+    ]
+    return float(candidates[int(np.argmax(rates))])  # the first best: the least doubting
+
+
+def _min_similarity(
+    validation_best: np.ndarray, foreign_best: np.ndarray, settings: dict[str, Any]
+) -> float:
+    """The best-match similarity under which a photo is "not in our catalog": the lowest
+    validation quantile, up to `max_refused_share`, that refuses `foreign_refused_target` of the
+    made-up foreign images (else the quantile at `max_refused_share`)."""
+    shares = np.linspace(0.0, float(settings["max_refused_share"]), 13)
+    thresholds = np.quantile(validation_best, shares)
+    target = float(settings["foreign_refused_target"])
+    for threshold in thresholds:
+        if len(foreign_best) and np.mean(foreign_best < threshold) >= target:
+            return float(threshold)
+    return float(thresholds[-1])
+
+
+def _best_similarity(
+    confidences: np.ndarray, min_confidence: float, in_category: dict[str, Any], across: dict
+) -> np.ndarray:
+    """Each photo's best-match similarity as it is answered under `min_confidence`: across every
+    category when unsure, else in its predicted one."""
+    unsure = confidences < min_confidence
+    return np.where(unsure, across["best_similarity"], in_category["best_similarity"])
 
 
 def choose_answer_policy(
@@ -398,13 +409,14 @@ def choose_answer_policy(
     *encoders: Any,
     built: list[str],
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The answer thresholds, chosen on validation photos, and test answers without and with them.
+    """The answer thresholds, chosen on validation photos and made-up foreign images, and test
+    answers without and with them.
 
     Validation photos search the train photos; test photos search train and validation photos.
-    `min_confidence` is the candidate (validation confidences' quantiles up to the median, and 0)
-    under which the most validation answers have a top result of the right category;
-    `min_similarity` is the `no_match_quantile` quantile of the validation photos' best-match
-    similarity. Either may be set in the parameters instead.
+    `min_confidence` follows `_min_confidence`; `min_similarity` (below it: "not in our catalog")
+    follows `_min_similarity`, on the validation photos' best-match similarity and that of
+    `answers.foreign_images` made-up images (`core.foreign`). Either may be set in the parameters
+    instead. The shares of both refused are reported (`not_in_catalog`).
     """
     settings = recommender["answers"]
     spec = IndexSpec.from_arrays(index_arrays)
@@ -443,7 +455,30 @@ def choose_answer_policy(
     truth = item_categories[val]
     in_category = measure(val_queries, truth, policy=AnswerPolicy(0.0), gallery=train_gallery)
     across = measure(val_queries, truth, policy=AnswerPolicy(1.0), gallery=train_gallery)
-    policy = _thresholds(val_queries.probabilities.max(axis=1), in_category, across, settings)
+    confidences = val_queries.probabilities.max(axis=1)
+    min_confidence = _min_confidence(confidences, in_category, across, settings["min_confidence"])
+    val_best = _best_similarity(confidences, min_confidence, in_category, across)
+    foreign = encoder.encode(foreign_images(int(settings["foreign_images"]), images.shape[1]))
+    foreign_guess = np.asarray(categories)[foreign.probabilities.argmax(axis=1)]
+    foreign_best = _best_similarity(
+        foreign.probabilities.max(axis=1),
+        min_confidence,
+        *(
+            measure(foreign, foreign_guess, policy=AnswerPolicy(c), gallery=splits != "test")
+            for c in (0.0, 1.0)
+        ),
+    )
+    configured = settings["min_similarity"]
+    policy = AnswerPolicy(
+        min_confidence,
+        _min_similarity(val_best, foreign_best, settings)
+        if configured == "auto"
+        else float(configured),
+    )
+    refused = {
+        "validation_share": float(np.mean(val_best < policy.min_similarity)),
+        "foreign_share": float(np.mean(foreign_best < policy.min_similarity)),
+    }
     report: dict[str, dict[str, float]] = {}
     if len(test):
         test_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[test])
@@ -458,4 +493,13 @@ def choose_answer_policy(
         f"{when}.{key}": value for when, rates in report.items() for key, value in rates.items()
     }
     metrics.update(policy.to_config())
-    return {**policy.to_config(), "test": report}, single_step(metrics)
+    metrics.update({f"not_in_catalog.{key}": value for key, value in refused.items()})
+    logger.info(
+        "Not in our catalog below similarity %.3f: %.1f%% of validation photos, %.1f%% of %d "
+        "made-up foreign images",
+        policy.min_similarity,
+        100 * refused["validation_share"],
+        100 * refused["foreign_share"],
+        len(foreign_best),
+    )
+    return {**policy.to_config(), "test": report, "not_in_catalog": refused}, single_step(metrics)

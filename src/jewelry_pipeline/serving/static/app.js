@@ -92,17 +92,23 @@ async function search(file) {
   const heading = document.createElement("h3");
   heading.id = "predicted-category";
   const share = `${(100 * body.confidence).toFixed(0)}%`;
+  if (!body.close_match) {
+    // The third answer: no category is claimed and no item is shown for a photo unlike the catalog.
+    heading.textContent = "Not in our catalog";
+    $("prediction").appendChild(heading);
+    const note = document.createElement("p");
+    note.id = "no-close-match";
+    note.className = "notice";
+    note.textContent =
+      "Nothing in the catalog looks like this photo, so no similar items are shown. " +
+      "Try a photo of one item on a plain background.";
+    $("prediction").appendChild(note);
+    return;
+  }
   heading.textContent = body.category_uncertain
     ? `Not sure of the category: perhaps ${body.category} (${share}), so every category was searched`
     : `Category: ${body.category}` + (body.cluster === null ? "" : ` (sub-style ${body.cluster})`);
   $("prediction").appendChild(heading);
-  if (!body.close_match) {
-    const note = document.createElement("p");
-    note.id = "no-close-match";
-    note.className = "notice";
-    note.textContent = "No close match: nothing in the catalog looks like this photo.";
-    $("prediction").appendChild(note);
-  }
   for (const [name, p] of Object.entries(body.probabilities)) {
     const span = document.createElement("span");
     span.className = "prob";
