@@ -159,3 +159,17 @@ def test_no_function_in_src_is_longer_than_80_lines():
         for name, length in long_functions(module.read_text()).items()
     }
     assert offenders == {}
+
+
+def test_only_bentoml_compat_reaches_into_bentoml_internals():
+    """BentoML's private modules change without notice: one file holds every use of them."""
+    src = CORE.parents[1]
+    users = {
+        str(module.relative_to(src))
+        for module in sorted(src.rglob("*.py"))
+        if any(
+            name.startswith("bentoml._internal")
+            for name in imported_modules(module.read_text(), "jewelry_pipeline")
+        )
+    }
+    assert users == {"jewelry_pipeline/serving/bentoml_compat.py"}

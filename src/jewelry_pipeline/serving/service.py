@@ -26,7 +26,6 @@ from pathlib import Path  # noqa: E402
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
-from bentoml._internal.marshal.dispatcher import CorkDispatcher  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
@@ -35,8 +34,17 @@ from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bu
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
+from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
+    UNMATCHED,
+    CorkDispatcher,
+    RestoreRequestPath,
+    cancel_request_timers,
+    install_header_timeout,
+    label_metrics_by_route,
+    leaf_routes,
+    route_template,
+)
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
-from jewelry_pipeline.serving.header_timeout import install_header_timeout  # noqa: E402
 from jewelry_pipeline.serving.headers import (
     AllowedHosts,
     HeadAndConditionalGet,
@@ -52,14 +60,6 @@ from jewelry_pipeline.serving.json_answers import (  # noqa: E402
     short_cause,
 )
 from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit, LoadFailure  # noqa: E402
-from jewelry_pipeline.serving.request_timeout import cancel_request_timers  # noqa: E402
-from jewelry_pipeline.serving.route_labels import (
-    UNMATCHED,
-    RestoreRequestPath,
-    label_metrics_by_route,
-    leaf_routes,
-    route_template,
-)  # noqa: E402
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,

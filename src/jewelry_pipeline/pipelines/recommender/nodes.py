@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -459,15 +460,7 @@ def choose_answer_policy(
     min_confidence = _min_confidence(confidences, in_category, across, settings["min_confidence"])
     val_best = _best_similarity(confidences, min_confidence, in_category, across)
     foreign = encoder.encode(foreign_images(int(settings["foreign_images"]), images.shape[1]))
-    foreign_guess = np.asarray(categories)[foreign.probabilities.argmax(axis=1)]
-    foreign_best = _best_similarity(
-        foreign.probabilities.max(axis=1),
-        min_confidence,
-        *(
-            measure(foreign, foreign_guess, policy=AnswerPolicy(c), gallery=splits != "test")
-            for c in (0.0, 1.0)
-        ),
-    )
+    foreign_best = _foreign_best(foreign, categories, min_confidence, measure, splits != "test")
     configured = settings["min_similarity"]
     policy = AnswerPolicy(
         min_confidence,
@@ -475,10 +468,6 @@ def choose_answer_policy(
         if configured == "auto"
         else float(configured),
     )
-    refused = {
-        "validation_share": float(np.mean(val_best < policy.min_similarity)),
-        "foreign_share": float(np.mean(foreign_best < policy.min_similarity)),
-    }
     report: dict[str, dict[str, float]] = {}
     if len(test):
         test_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[test])
@@ -486,14 +475,37 @@ def choose_answer_policy(
         for name, chosen in (("before", AnswerPolicy()), ("after", policy)):
             rates = measure(test_queries, item_categories[test], policy=chosen, gallery=gallery)
             report[name] = {key: rates[key] for key in RATES}
+    return _answer_outputs(policy, report, val_best, foreign_best)
+
+
+def _foreign_best(
+    foreign: QueryBatch,
+    categories: list[str],
+    min_confidence: float,
+    measure: Callable[..., dict[str, Any]],
+    gallery: np.ndarray,
+) -> np.ndarray:
+    """The made-up foreign images' best-match similarities, answered as the service would."""
+    guess = np.asarray(categories)[foreign.probabilities.argmax(axis=1)]
+    answers = [measure(foreign, guess, policy=AnswerPolicy(c), gallery=gallery) for c in (0, 1)]
+    return _best_similarity(foreign.probabilities.max(axis=1), min_confidence, *answers)
+
+
+def _answer_outputs(
+    policy: AnswerPolicy,
+    report: dict[str, dict[str, float]],
+    validation_best: np.ndarray,
+    foreign_best: np.ndarray,
+) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """The answer policy as stored (with its test report and the shares of validation photos and
+    foreign images it refuses), and its metrics."""
+    refused = {
+        "validation_share": float(np.mean(validation_best < policy.min_similarity)),
+        "foreign_share": float(np.mean(foreign_best < policy.min_similarity)),
+    }
     logger.info(
         "Answer thresholds: %s; test answers without and with them: %s", policy.to_config(), report
     )
-    metrics = {
-        f"{when}.{key}": value for when, rates in report.items() for key, value in rates.items()
-    }
-    metrics.update(policy.to_config())
-    metrics.update({f"not_in_catalog.{key}": value for key, value in refused.items()})
     logger.info(
         "Not in our catalog below similarity %.3f: %.1f%% of validation photos, %.1f%% of %d "
         "made-up foreign images",
@@ -502,4 +514,9 @@ def choose_answer_policy(
         100 * refused["foreign_share"],
         len(foreign_best),
     )
+    metrics = {
+        f"{when}.{key}": value for when, rates in report.items() for key, value in rates.items()
+    }
+    metrics.update(policy.to_config())
+    metrics.update({f"not_in_catalog.{key}": value for key, value in refused.items()})
     return {**policy.to_config(), "test": report, "not_in_catalog": refused}, single_step(metrics)

@@ -15,11 +15,11 @@ import uvloop
 from bentoml._internal.server.http import traffic
 from bentoml._internal.server.http.traffic import TimeoutMiddleware
 
-from jewelry_pipeline.serving.headers import SECURITY_HEADERS
-from jewelry_pipeline.serving.request_timeout import (
+from jewelry_pipeline.serving.bentoml_compat import (
     _call_with_cancelled_timer,
     cancel_request_timers,
 )
+from jewelry_pipeline.serving.headers import SECURITY_HEADERS
 
 REQUEST_STATE: contextvars.ContextVar = contextvars.ContextVar("request_state")
 
@@ -113,3 +113,42 @@ def test_timeout_still_answers_504_json(patched_middleware):
     headers = dict(sent[0]["headers"])
     assert all(headers.get(name) == value for name, value in SECURITY_HEADERS.items()), headers
     assert headers[b"cache-control"] == b"no-store"
+
+
+def test_the_bentoml_these_patches_were_written_for_is_installed():
+    """Fails on a BentoML upgrade on purpose: check each patch of bentoml_compat.py against the
+    new version's code, then move WRITTEN_FOR (and the pin) together."""
+    import bentoml
+
+    from jewelry_pipeline.serving.bentoml_compat import WRITTEN_FOR
+
+    assert bentoml.__version__ == WRITTEN_FOR
+
+
+def test_what_the_patches_replace_is_where_they_expect_it():
+    """Each internal the patches read or replace still exists with the shape they use."""
+    import inspect
+
+    from bentoml._internal.server.http.instruments import (
+        HTTPTrafficMetricsMiddleware,
+        RunnerTrafficMetricsMiddleware,
+    )
+    from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+    from jewelry_pipeline.serving.bentoml_compat import CorkDispatcher
+
+    assert "timeout" in inspect.signature(TimeoutMiddleware.__init__).parameters
+    assert callable(TimeoutMiddleware._set_timer_out)
+    for middleware in (HTTPTrafficMetricsMiddleware, RunnerTrafficMetricsMiddleware):
+        assert inspect.iscoroutinefunction(middleware.__call__)
+    for name in (
+        "connection_made",
+        "connection_lost",
+        "on_message_begin",
+        "on_headers_complete",
+        "timeout_keep_alive_handler",
+    ):
+        assert callable(getattr(HttpToolsProtocol, name)), name
+    cork = inspect.signature(CorkDispatcher.__init__).parameters
+    assert list(cork)[1:3] == ["max_latency_in_ms", "max_batch_size"]
+    assert {"fallback", "get_batch_size"} <= set(cork)
