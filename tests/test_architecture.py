@@ -12,28 +12,31 @@ CORE = Path(__file__).resolve().parents[1] / "src" / "jewelry_pipeline" / "core"
 FRAMEWORKS = ("kedro", "kedro_mlflow", "kedro_datasets", "mlflow", "bentoml")
 
 
-def forbidden_imports(source: str, package: str = "jewelry_pipeline.core") -> list[str]:
-    """Every import in `source` (module level or inside a function; relative ones resolved from
-    `package`, the module's own package) of a framework or of the project outside its core."""
-    found = []
+def imported_modules(source: str, package: str) -> list[str]:
+    """Every module `source` imports, at module level or inside a function (relative imports
+    resolved from `package`, the module's own package)."""
+    names = []
     for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            names = [alias.name for alias in node.names]
+            names += [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names = [node.module]
+            names.append(node.module)
         elif isinstance(node, ast.ImportFrom):
             parts = package.split(".")
             base = parts[: len(parts) - node.level + 1]
-            names = [".".join(base + ([node.module] if node.module else []))]
-        else:
-            continue
-        for name in names:
-            top = name.split(".")[0]
-            outside_core = top == "jewelry_pipeline" and not name.startswith(
-                "jewelry_pipeline.core"
-            )
-            if top in FRAMEWORKS or outside_core:
-                found.append(name)
+            names.append(".".join(base + ([node.module] if node.module else [])))
+    return names
+
+
+def forbidden_imports(source: str, package: str = "jewelry_pipeline.core") -> list[str]:
+    """Every import in `source` (`imported_modules`) of a framework or of the project outside its
+    core."""
+    found = []
+    for name in imported_modules(source, package):
+        top = name.split(".")[0]
+        outside_core = top == "jewelry_pipeline" and not name.startswith("jewelry_pipeline.core")
+        if top in FRAMEWORKS or outside_core:
+            found.append(name)
     return found
 
 
@@ -76,21 +79,6 @@ def test_the_core_imports_no_framework_and_nothing_outside_itself():
 
 
 PIPELINES = CORE.parent / "pipelines"
-
-
-def imported_modules(source: str, package: str) -> list[str]:
-    """Every module `source` imports (relative imports resolved from `package`)."""
-    names = []
-    for node in ast.walk(ast.parse(source)):
-        if isinstance(node, ast.Import):
-            names += [alias.name for alias in node.names]
-        elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
-            names.append(node.module)
-        elif isinstance(node, ast.ImportFrom):
-            parts = package.split(".")
-            base = parts[: len(parts) - node.level + 1]
-            names.append(".".join(base + ([node.module] if node.module else [])))
-    return names
 
 
 def other_pipelines_imported(source: str, pipeline: str) -> list[str]:
