@@ -185,9 +185,10 @@ def _last_run_metrics(project: Path) -> dict[str, float]:
 
 
 def foreign_photos(name: str, work: Path, count: int, args: argparse.Namespace) -> list[Path]:
-    """`count` photos of `name`'s foreign set (`FOREIGN_SET`), written once under `work`."""
+    """`count` photos of `name`'s foreign set (`FOREIGN_SET`), written once under `work` (a folder
+    per size, so a mini run's few photos never stand in for a full run's)."""
     kind = FOREIGN_SET[name]
-    out = work / f"foreign-{kind}"
+    out = work / f"foreign-{kind}-{count}"
     if not out.exists():
         if kind == "fmnist10":
             per_class = max(2, count // 10)  # ten classes
@@ -210,9 +211,9 @@ def not_in_catalog(project: Path, files: list[Path]) -> float:
 
     engine = RecommendationEngine(read_bundle(project / "data/07_model_output/bundle"), "quality")
     refused = [
-        not engine.recommend(
-            engine.features(engine.preprocessing.prepare(f.read_bytes())[None]), k=1
-        )["close_match"]
+        not engine.recommend(engine.features(engine.prepare(f.read_bytes())[None]), k=1)[
+            "close_match"
+        ]
         for f in files
     ]
     return float(np.mean(refused))
