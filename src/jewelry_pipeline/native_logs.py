@@ -3,12 +3,9 @@ its logging is initialised (a TensorFlow 2.19+ bug), so they are dropped while T
 
 from __future__ import annotations
 
-import importlib.abc
-import importlib.util
 import os
 import re
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
@@ -23,6 +20,8 @@ TENSORFLOW_IMPORT_NOISE = (
 def native_stderr_without(patterns: Sequence[re.Pattern[bytes]]) -> Iterator[None]:
     """Hold what native code writes to file descriptor 2 meanwhile, then write it back without the
     lines that match `patterns` (all of it if the body raises)."""
+    import tempfile
+
     sys.stderr.flush()
     saved = os.dup(2)
     with tempfile.TemporaryFile() as held:
@@ -42,13 +41,16 @@ def native_stderr_without(patterns: Sequence[re.Pattern[bytes]]) -> Iterator[Non
                 os.write(2, b"".join(kept))
 
 
-class QuietTensorFlowImport(importlib.abc.MetaPathFinder):
-    """Finds `tensorflow` as the other finders do, and loads it inside `native_stderr_without`."""
+class QuietTensorFlowImport:
+    """A `sys.meta_path` finder: finds `tensorflow` as the other finders do, and loads it inside
+    `native_stderr_without` (importlib is imported only then, off every start-up's path)."""
 
     def find_spec(self, name, path=None, target=None):  # noqa: ANN001, ANN201 - importlib's protocol
         """The real spec of `tensorflow`, its loader wrapped; None for any other module."""
         if name != "tensorflow":
             return None
+        import importlib.util
+
         sys.meta_path.remove(self)  # once: later imports find the loaded module
         spec = importlib.util.find_spec(name)
         if spec is None or spec.loader is None:
