@@ -559,7 +559,8 @@ def report(results: list[dict], total_seconds: float) -> str:
             "",
             "Answers to test photos (searching train+val photos) without and with the thresholds "
             f"chosen on validation: not sure below confidence {answers['min_confidence']:.3f}, "
-            f"not in our catalog below similarity {answers['min_similarity']:.3f}.",
+            f"not in our catalog below familiarity {answers['min_familiarity']:.3f} (mean cosine "
+            "to the nearest training photos in the classifier's pooled features).",
             "",
             "| answers | top result of the true category | marked not sure | not in our catalog |",
             "|---|---|---|---|",

@@ -1,4 +1,4 @@
-"""How a query is answered: its category scope, an honest "not sure", and "no close match"."""
+"""How a query is answered: its category scope, an honest "not sure", and "not in our catalog"."""
 
 from __future__ import annotations
 
@@ -18,11 +18,17 @@ INDEX = EmbeddingIndex(
 ENCODED = IndexSpec("autoencoder")
 
 
-def query(probability_a: float, space_a=(1.0, 0.0), space_b=(1.0, 0.0)) -> QueryBatch:
-    """One photo: class probabilities and its unit vector in each category's space."""
+def query(
+    probability_a: float, space_a=(1.0, 0.0), space_b=(1.0, 0.0), familiarity=None
+) -> QueryBatch:
+    """One photo: class probabilities, its unit vector in each category's space and optionally
+    its familiarity."""
     vectors = np.array([[space_a, space_b]], np.float32)
     vectors /= np.linalg.norm(vectors, axis=2, keepdims=True)
-    return QueryBatch(np.array([[probability_a, 1 - probability_a]], np.float32), vectors)
+    probabilities = np.array([[probability_a, 1 - probability_a]], np.float32)
+    return QueryBatch(
+        probabilities, vectors, None if familiarity is None else np.array([familiarity])
+    )
 
 
 def test_a_confident_answer_searches_only_the_predicted_category():
@@ -46,12 +52,18 @@ def test_a_given_category_is_never_doubted():
     assert not answer.uncertain and set(ITEMS[answer.positions]) == {"b"}
 
 
-def test_a_far_best_match_is_no_close_match():
-    far = query(0.9, space_a=(-1.0, -1.0))
-    answer = answer_query(far, 0, INDEX, ITEMS, CLASSES, ENCODED, AnswerPolicy(0.0, 0.5), k=2)
-    assert not answer.close_match and answer.scores[0] < 0.5
-    near = answer_query(query(0.9), 0, INDEX, ITEMS, CLASSES, ENCODED, AnswerPolicy(0.0, 0.5), k=2)
-    assert near.close_match
+def test_a_photo_less_familiar_than_the_threshold_is_not_in_the_catalog():
+    policy = AnswerPolicy(0.0, 0.5)
+    strange = query(0.9, familiarity=0.49)
+    answer = answer_query(strange, 0, INDEX, ITEMS, CLASSES, ENCODED, policy, 2)
+    assert not answer.close_match and len(answer.scores) == 2  # items found, then withheld
+    usual = query(0.9, familiarity=0.5)
+    assert answer_query(usual, 0, INDEX, ITEMS, CLASSES, ENCODED, policy, 2).close_match
+    # The best match's own similarity does not decide: a far match of a familiar photo is kept.
+    far = query(0.9, space_a=(-1.0, -1.0), familiarity=0.9)
+    assert answer_query(far, 0, INDEX, ITEMS, CLASSES, ENCODED, policy, 2).close_match
+    # No familiarity (a bundle made without a reference): never refused.
+    assert answer_query(query(0.9), 0, INDEX, ITEMS, CLASSES, ENCODED, policy, 2).close_match
 
 
 def test_an_unscoped_source_searches_everything_and_within_limits_the_items():

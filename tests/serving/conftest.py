@@ -17,6 +17,7 @@ import pytest
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleContents, write_bundle
 from jewelry_pipeline.core.drift import reference_sample
+from jewelry_pipeline.core.familiarity import FamiliarityReference
 from jewelry_pipeline.core.images import Preprocessing
 from jewelry_pipeline.core.models.classifier import build_classifier, features_model
 from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
@@ -31,6 +32,7 @@ PER_CLASS = 10
 COMBINED_WEIGHT = 0.5
 PRETRAINED = {"backbone": "efficientnet_lite0", "input_size": 32}  # the packaged ImageNet weights
 DESCRIPTOR_LAYOUT = (-1, 2)  # the classifier's last block, on a 2 x 2 grid
+FAMILIARITY_NEIGHBOURS = 3
 MAX_REQUEST_BYTES = 3_000_000  # the live server's request-body cap
 PREPROCESSING = {
     "image_size": IMAGE_SIZE,
@@ -101,9 +103,9 @@ def make_bundle(
         backbone = frozen_backbone(PRETRAINED, IMAGE_SIZE)
     else:
         classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
-    embeddings, probabilities, pooled = features_model(classifier, DESCRIPTOR_LAYOUT).predict(
-        photos.astype(np.float32), verbose=0
-    )
+    embeddings, probabilities, pooled, features = features_model(
+        classifier, DESCRIPTOR_LAYOUT, pooled=True
+    ).predict(photos.astype(np.float32), verbose=0)
     item_ids = np.array([f"item{i:03d}" for i in range(n)])
     categories = np.repeat(CLASSES, PER_CLASS)
     encoders, latents = (
@@ -156,6 +158,9 @@ def make_bundle(
                 categories, probabilities, embeddings, CLASSES, 1000, seed
             ),
             backbone=backbone,
+            familiarity=FamiliarityReference.sample(
+                features, categories, 1000, FAMILIARITY_NEIGHBOURS, seed
+            ).to_arrays(),
             version={
                 "mlflow_run_id": run_id,
                 "created_at": "2026-11-22T00:00:00+00:00",

@@ -280,11 +280,35 @@ def test_an_unsure_answer_says_so_and_searches_every_category(
     } == {"ring"}
 
 
-def test_a_photo_far_from_every_item_gets_no_close_match(tmp_path):
-    path = make_bundle(tmp_path / "bundle", answers=AnswerPolicy(0.0, 1.0))
-    strict = RecommendationEngine(read_bundle(path), "strict")
-    answer = strict.recommend(strict.features(strict.prepare(jpeg(5))[None]), k=5)
-    assert answer["close_match"] is False and answer["items"] == []
+def test_familiarity_is_scored_against_the_bundles_reference_as_the_run_scores_it(engine, bundle):
+    """The service's familiarity of a photo equals the score of `core.familiarity` on the
+    classifier's pooled features, computed apart; a catalog photo counts itself among its
+    nearest."""
+    from jewelry_pipeline.core.familiarity import FamiliarityReference
+    from jewelry_pipeline.core.models.classifier import features_model
+
+    photos = np.concatenate([engine.prepare(jpeg(5))[None], PHOTOS[:3]])
+    served = engine.features(photos).familiarity
+    pooled = features_model(bundle.classifier, pooled=True).predict(
+        photos.astype(np.float32), verbose=0
+    )[-1]
+    reference = FamiliarityReference.from_arrays(bundle.familiarity)
+    np.testing.assert_allclose(served, reference.score(pooled), atol=1e-5)
+    nearest = np.sort(reference.vectors @ reference.vectors[:3].T, axis=0)[-reference.neighbours :]
+    np.testing.assert_allclose(served[1:], nearest.mean(axis=0), atol=1e-3)
+
+
+@pytest.mark.parametrize("margin, refused", [(1e-3, True), (-1e-3, False)])
+def test_a_photo_less_familiar_than_the_stored_threshold_is_not_in_our_catalog(
+    tiny_bundle, margin, refused
+):
+    bundle = read_bundle(tiny_bundle)
+    upload = RecommendationEngine(bundle, "any").prepare(jpeg(5))[None]
+    familiarity = float(RecommendationEngine(bundle, "any").features(upload).familiarity[0])
+    bundle.config["answers"] = AnswerPolicy(0.0, familiarity + margin).to_config()
+    strict = RecommendationEngine(bundle, "strict")
+    answer = strict.recommend(strict.features(upload), k=5)
+    assert answer["close_match"] is not refused and (answer["items"] == []) is refused
     assert answer["category"] in CLASSES  # the category is still answered
 
 

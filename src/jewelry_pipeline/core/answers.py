@@ -1,5 +1,6 @@
 """How a photo query is answered: the category searched (or an honest "not sure" that searches every
-category), the nearest items, and "no close match" when even the nearest item is far from the photo.
+category), the nearest items, and "not in our catalog" when the photo looks like none of the
+catalog's photos (`core.familiarity`).
 """
 
 from __future__ import annotations
@@ -21,19 +22,19 @@ class AnswerPolicy:
     """
 
     min_confidence: float = 0.0  # predicted-class probability below which the category is uncertain
-    min_similarity: float = -1.0  # cosine similarity of the best match below which nothing is close
+    min_familiarity: float = -1.0  # familiarity below which a photo is "not in our catalog"
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.min_confidence <= 1.0:
             raise ValueError(f"answers.min_confidence must be in [0, 1]; got {self.min_confidence}")
-        if not -1.0 <= self.min_similarity <= 1.0:
+        if not -1.0 <= self.min_familiarity <= 1.0:
             raise ValueError(
-                f"answers.min_similarity must be in [-1, 1]; got {self.min_similarity}"
+                f"answers.min_familiarity must be in [-1, 1]; got {self.min_familiarity}"
             )
 
     def to_config(self) -> dict[str, float]:
         """The policy as plain JSON values."""
-        return {"min_confidence": self.min_confidence, "min_similarity": self.min_similarity}
+        return {"min_confidence": self.min_confidence, "min_familiarity": self.min_familiarity}
 
     @classmethod
     def from_config(cls, config: dict[str, Any] | None) -> AnswerPolicy:
@@ -41,13 +42,14 @@ class AnswerPolicy:
         config = config or {}
         return cls(
             min_confidence=float(config.get("min_confidence", cls.min_confidence)),
-            min_similarity=float(config.get("min_similarity", cls.min_similarity)),
+            min_familiarity=float(config.get("min_familiarity", cls.min_familiarity)),
         )
 
 
 @dataclass(frozen=True)
 class Answer:
-    """One query's answer: the predicted class, whether it is trusted, and the items found."""
+    """One query's answer: the predicted class, whether it is trusted, whether the photo is like the
+    catalog's (`close_match`; false: "not in our catalog") and the items found."""
 
     predicted: int
     confidence: float
@@ -103,5 +105,6 @@ def answer_query(
     positions, scores = np.concatenate(found_positions), np.concatenate(found_scores)
     order = np.argsort(-scores, kind="stable")[:k]
     positions, scores = positions[order], scores[order]
-    close_match = bool(len(scores)) and float(scores[0]) >= policy.min_similarity
+    familiar = query.familiarity is None or float(query.familiarity[row]) >= policy.min_familiarity
+    close_match = bool(len(scores)) and familiar
     return Answer(predicted, confidence, uncertain, close_match, positions, scores)

@@ -5,7 +5,8 @@ Contents: `classifier.keras`, `encoders/<category>.keras`, `backbone.keras` (the
 backbone, only when the index serves its features), `index.npz` (for a memory-mapped index
 backend, IVF-PQ, its vectors are `index_vectors.npy` beside it, memory-mapped), `catalog.csv`,
 `thumbnails.npz` (one JPEG per item, see `core.thumbnails`), `drift_reference.npz` (held-out
-photos for drift reports, see `core.drift`), `config.json` (class names, preprocessing, answer
+photos for drift reports, see `core.drift`), `familiarity.npz` (training photos' pooled features,
+for "not in our catalog", see `core.familiarity`), `config.json` (class names, preprocessing, answer
 policy, version info) and `files.json` (sha256 of every file). No pickles:
 arrays load with `allow_pickle=False` and models with Keras `safe_mode=True`.
 
@@ -44,6 +45,7 @@ INDEX_VECTORS = vectors_file(INDEX_FILE).name  # a memory-mapped backend's vecto
 CATALOG_FILE = "catalog.csv"
 THUMBNAILS_FILE = "thumbnails.npz"
 DRIFT_REFERENCE_FILE = "drift_reference.npz"
+FAMILIARITY_FILE = "familiarity.npz"
 CONFIG_FILE = "config.json"
 FILES_MANIFEST = "files.json"  # every other file with its sha256
 BUNDLE_MODEL_NAME = (
@@ -76,6 +78,7 @@ class BundleContents:
     title: str = "Catalog"
     drift_reference: dict[str, np.ndarray] | None = None  # see core.drift.reference_sample
     backbone: Any = None  # the frozen backbone, for an index of `backbone` vectors
+    familiarity: dict[str, np.ndarray] | None = None  # see core.familiarity.FamiliarityReference
 
     @property
     def promoted(self) -> bool:
@@ -98,6 +101,7 @@ class ServingBundle:
     thumbnails: Thumbnails
     drift_reference: dict[str, np.ndarray] | None = None  # None: a bundle made without one
     backbone: Any = None  # None: the index does not serve frozen backbone features
+    familiarity: dict[str, np.ndarray] | None = None  # None: a bundle made without one
 
     @property
     def class_names(self) -> list[str]:
@@ -182,6 +186,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         np.savez(staging / THUMBNAILS_FILE, **thumbnails.to_arrays())
         if contents.drift_reference is not None:
             np.savez(staging / DRIFT_REFERENCE_FILE, **contents.drift_reference)
+        if contents.familiarity is not None:
+            np.savez(staging / FAMILIARITY_FILE, **contents.familiarity)
         config = {
             "bundle_format": BUNDLE_FORMAT,
             "class_names": list(class_names),
@@ -296,12 +302,27 @@ def read_bundle(path: str | Path) -> ServingBundle:
         backbone = (
             load_keras_safe(path / BACKBONE_FILE) if (path / BACKBONE_FILE).is_file() else None
         )
-        drift_reference = None
-        if (path / DRIFT_REFERENCE_FILE).is_file():
-            with np.load(path / DRIFT_REFERENCE_FILE, allow_pickle=False) as data:
-                drift_reference = {key: data[key] for key in data.files}
+        drift_reference = _optional_arrays(path / DRIFT_REFERENCE_FILE)
+        familiarity = _optional_arrays(path / FAMILIARITY_FILE)
     except (ValueError, OSError, KeyError) as exc:
         raise BundleError(f"serving bundle '{path}' could not be loaded: {exc}") from None
     return ServingBundle(
-        path, config, classifier, encoders, index, catalog, thumbnails, drift_reference, backbone
+        path,
+        config,
+        classifier,
+        encoders,
+        index,
+        catalog,
+        thumbnails,
+        drift_reference,
+        backbone,
+        familiarity,
     )
+
+
+def _optional_arrays(path: Path) -> dict[str, np.ndarray] | None:
+    """An optional `.npz` file's arrays (no pickles), or None when the bundle has no such file."""
+    if not path.is_file():
+        return None
+    with np.load(path, allow_pickle=False) as data:
+        return {key: data[key] for key in data.files}

@@ -10,6 +10,7 @@ from typing import Any
 
 import numpy as np
 
+from jewelry_pipeline.core.familiarity import FamiliarityReference
 from jewelry_pipeline.core.images import Preprocessing, autoencoder_inputs
 from jewelry_pipeline.core.search import l2_normalise
 
@@ -95,11 +96,13 @@ class QueryBatch:
     """Class probabilities and unit query vectors of a batch of photos.
 
     `vectors` is (n, spaces, d): one space per category for encoded sources (in class-name order),
-    else one.
+    else one. `familiarity` (n,) is each photo's `core.familiarity` score, None without a
+    reference.
     """
 
     probabilities: np.ndarray
     vectors: np.ndarray
+    familiarity: np.ndarray | None = None
 
     def vector(self, row: int, space: int) -> np.ndarray:
         """Row `row`'s unit query vector in space `space` (0 for sources with one space)."""
@@ -108,7 +111,11 @@ class QueryBatch:
     def photos(self) -> list[QueryBatch]:
         """The batch cut into one batch per photo."""
         return [
-            QueryBatch(self.probabilities[i : i + 1], self.vectors[i : i + 1])
+            QueryBatch(
+                self.probabilities[i : i + 1],
+                self.vectors[i : i + 1],
+                None if self.familiarity is None else self.familiarity[i : i + 1],
+            )
             for i in range(len(self.probabilities))
         ]
 
@@ -117,7 +124,8 @@ class QueryEncoder:
     """Model inputs (letterboxed uint8 photos) -> class probabilities and unit query vectors.
 
     Built from the classifier and, for encoded sources, every category's encoder (for `backbone`,
-    the frozen backbone taking store-size photos); TensorFlow loads here.
+    the frozen backbone taking store-size photos); with a familiarity reference, each photo's
+    familiarity too. TensorFlow loads here.
     """
 
     def __init__(
@@ -128,6 +136,7 @@ class QueryEncoder:
         class_names: list[str],
         preprocessing: Preprocessing,
         backbone: Any = None,
+        familiarity: FamiliarityReference | None = None,
     ):
         import tensorflow as tf
 
@@ -138,9 +147,10 @@ class QueryEncoder:
                 f"'{spec.source}' vectors are not made by the models; choose one of {MODEL_SOURCES}"
             )
         self.spec, self.class_names, self.preprocessing = spec, list(class_names), preprocessing
+        self.familiarity = familiarity
         side = preprocessing.image_size
         both = features_model(
-            classifier, spec.descriptor_layout if spec.source == "descriptor" else None
+            classifier, spec.descriptor_layout if spec.source == "descriptor" else None, pooled=True
         )
         self._forward = tf.function(
             lambda images: both(tf.cast(images, tf.float32), training=False),
@@ -186,6 +196,9 @@ class QueryEncoder:
             bundle.class_names,
             bundle.preprocessing,
             bundle.backbone,
+            None
+            if bundle.familiarity is None
+            else FamiliarityReference.from_arrays(bundle.familiarity),
         )
 
     def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
@@ -197,16 +210,17 @@ class QueryEncoder:
             raise ValueError(f"images must have shape (n, {side}, {side}, 3); got {images.shape}")
         outputs = self._forward(images)
         embeddings, probabilities = outputs[0].numpy(), outputs[1].numpy()
+        familiarity = (
+            None if self.familiarity is None else self.familiarity.score(outputs[-1].numpy())
+        )
         if self.spec.source == "classifier":
-            return QueryBatch(probabilities, l2_normalise(embeddings)[:, None, :])
+            return QueryBatch(probabilities, l2_normalise(embeddings)[:, None, :], familiarity)
         if self.spec.source == "descriptor":
-            return QueryBatch(
-                probabilities, l2_normalise(descriptor_vectors(outputs[2].numpy()))[:, None, :]
-            )
+            vectors = l2_normalise(descriptor_vectors(outputs[2].numpy()))
+            return QueryBatch(probabilities, vectors[:, None, :], familiarity)
         if self.spec.source == "backbone":
-            return QueryBatch(
-                probabilities, l2_normalise(self._backbone(images).numpy())[:, None, :]
-            )
+            vectors = l2_normalise(self._backbone(images).numpy())
+            return QueryBatch(probabilities, vectors[:, None, :], familiarity)
         inputs = autoencoder_inputs(
             images,
             np.arange(len(images)),
@@ -220,7 +234,7 @@ class QueryEncoder:
             if self.spec.source == "combined":
                 codes = combined_vectors(embeddings, codes, self.spec.combined_autoencoder_weight)
             spaces.append(l2_normalise(codes))
-        return QueryBatch(probabilities, np.stack(spaces, axis=1))
+        return QueryBatch(probabilities, np.stack(spaces, axis=1), familiarity)
 
     def encode_rows(
         self, images: np.ndarray, rows: np.ndarray, only: str | None = None, batch_size: int = 256
@@ -236,23 +250,28 @@ class QueryEncoder:
         return QueryBatch(
             np.concatenate([batch.probabilities for batch in batches]),
             np.concatenate([batch.vectors for batch in batches]),
+            None
+            if self.familiarity is None
+            else np.concatenate([batch.familiarity for batch in batches]),
         )
 
     def classifier_outputs(
         self, images: np.ndarray, rows: np.ndarray, batch_size: int = 256
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """The classifier's embeddings (penultimate layer) and class probabilities of store `rows`,
-        in chunks of `batch_size` (the drift report's view of photos)."""
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The classifier's embeddings (penultimate layer), class probabilities and pooled features
+        (what its embedding layer reads: the familiarity space) of store `rows`, in chunks of
+        `batch_size`."""
         rows = np.asarray(rows)
-        embeddings, probabilities = [], []
+        embeddings, probabilities, pooled = [], [], []
         for start in range(0, len(rows), batch_size):
             batch = np.asarray(images[rows[start : start + batch_size]], dtype=np.uint8)
             outputs = self._forward(batch)
             embeddings.append(outputs[0].numpy())
             probabilities.append(outputs[1].numpy())
+            pooled.append(outputs[-1].numpy())
         if not embeddings:
             raise ValueError("no photos to encode")
-        return np.concatenate(embeddings), np.concatenate(probabilities)
+        return np.concatenate(embeddings), np.concatenate(probabilities), np.concatenate(pooled)
 
     def catalog_vectors(
         self, images: np.ndarray, rows: np.ndarray, categories: np.ndarray, batch_size: int = 256

@@ -89,15 +89,8 @@ class RecommendationEngine:
         self._clusters = self.catalog["cluster"].to_numpy().astype(int)
         self._centroids = ClusterCentroids.of(self.index.vectors, self._categories, self._clusters)
         try:
-            self.encoder = QueryEncoder(
-                self.spec,
-                bundle.classifier,
-                bundle.encoders,
-                self.class_names,
-                self.preprocessing,
-                bundle.backbone,
-            )
-        except ValueError as exc:
+            self.encoder = QueryEncoder.of_bundle(bundle)
+        except (ValueError, KeyError) as exc:
             raise BundleError(
                 f"serving bundle '{bundle.path}' cannot embed queries: {exc}"
             ) from None

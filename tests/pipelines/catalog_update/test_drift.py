@@ -52,7 +52,7 @@ def setting(tmp_path_factory):
     bundle = read_bundle(make_bundle(root / "bundle", source="classifier"))
     training = list_image_folder(_generated(root / "training", seed=1, per_category=80))
     store, manifest, _ = decode_new_photos(training, bundle, INGESTION)
-    embeddings, probabilities = QueryEncoder.of_bundle(bundle).classifier_outputs(
+    embeddings, probabilities, _ = QueryEncoder.of_bundle(bundle).classifier_outputs(
         store, manifest["store_index"].to_numpy()
     )
     bundle.drift_reference = reference_sample(

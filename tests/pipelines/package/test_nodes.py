@@ -116,7 +116,8 @@ def test_assemble_bundle_orders_everything_by_the_index():
         thumbnails,
         ["b", "a"],
         {"input": "photo"},
-        {"min_confidence": 0.4, "min_similarity": 0.2, "test": {}},
+        {"min_confidence": 0.4, "min_familiarity": 0.2, "test": {}},
+        {"vectors": np.eye(2, dtype=np.float16), "neighbours": np.array(1)},
         {"raw_dir": "/shop/photos/summer_rings"},
         embedded,
         catalog,
@@ -129,7 +130,8 @@ def test_assemble_bundle_orders_everything_by_the_index():
         built=["a", "b"],
     )
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
-    assert (contents.answers.min_confidence, contents.answers.min_similarity) == (0.4, 0.2)
+    assert (contents.answers.min_confidence, contents.answers.min_familiarity) == (0.4, 0.2)
+    assert contents.familiarity["vectors"].shape == (2, 2)  # the run's reference, carried along
     assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
     # the drift reference: the held-out photos y (test) and z (val), each with its own figures
     reference = contents.drift_reference
@@ -156,6 +158,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
             thumbnails,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
             {},
             {},
             {},

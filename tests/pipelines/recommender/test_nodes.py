@@ -294,10 +294,11 @@ def test_index_backend_and_evaluation_only_sources(modelled):
 
 ANSWERS = {
     "min_confidence": "auto",
-    "min_similarity": "auto",
+    "min_familiarity": "auto",
     "max_refused_share": 0.25,
     "foreign_refused_target": 0.95,
     "foreign_images": 20,
+    "familiarity": {"neighbours": 3, "reference_size": 1000},
 }
 
 
@@ -311,37 +312,43 @@ def test_answer_thresholds_are_chosen_on_validation_and_measured_on_test(modelle
     index = build_index(
         images, manifest, ["a", "b"], model, sources, {"source": source}, *rest, built=["a", "b"]
     )
-    policy, metrics = choose_answer_policy(
+    policy, metrics, familiarity = choose_answer_policy(
         images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]
     )
     confidences = np.asarray(embeddings["probabilities"]).max(axis=1)[manifest["split"] == "val"]
     assert policy["min_confidence"] == 0.0 or confidences.min() <= policy[
         "min_confidence"
     ] <= np.median(confidences)
-    assert -1.0 <= policy["min_similarity"] <= 1.0
+    assert -1.0 <= policy["min_familiarity"] <= 1.0
     assert set(policy["test"]) == {"before", "after"}
     before, after = policy["test"]["before"], policy["test"]["after"]
     assert before["uncertain_rate"] == 0.0 and before["no_close_match_rate"] == 0.0
     assert 0.0 <= after["top_result_category_rate"] <= 1.0
-    assert {"after.top_result_category_rate", "min_confidence", "min_similarity"} <= set(metrics)
+    assert {"after.top_result_category_rate", "min_confidence", "min_familiarity"} <= set(metrics)
     refused = policy["not_in_catalog"]
     assert refused["validation_share"] <= 0.25 + 1 / (manifest["split"] == "val").sum()
     assert 0.0 <= refused["foreign_share"] <= 1.0
     assert metrics["not_in_catalog.foreign_share"]["value"] == refused["foreign_share"]
     assert AnswerPolicy.from_config(policy) == AnswerPolicy(
-        policy["min_confidence"], policy["min_similarity"]
+        policy["min_confidence"], policy["min_familiarity"]
     )
+    # The reference: every train photo's pooled features (fewer than reference_size), unit rows.
+    assert len(familiarity["vectors"]) == (manifest["split"] == "train").sum()
+    np.testing.assert_allclose(
+        np.linalg.norm(familiarity["vectors"].astype(np.float32), axis=1), 1.0, atol=1e-3
+    )
+    assert int(familiarity["neighbours"]) == 3
 
 
 def test_configured_answer_thresholds_are_kept(modelled):
     images, manifest, model, embeddings, encoders, latents, preprocessing = modelled
-    params = {**PARAMS, "answers": {**ANSWERS, "min_confidence": 0.7, "min_similarity": 0.2}}
+    params = {**PARAMS, "answers": {**ANSWERS, "min_confidence": 0.7, "min_familiarity": 0.2}}
     rest = ({"input": "foreground"}, preprocessing, PRETRAINED, params, *encoders)
     index = _index(modelled, "classifier", params)
-    policy, _ = choose_answer_policy(
+    policy, _, _ = choose_answer_policy(
         images, manifest, ["a", "b"], model, index, *rest, built=["a", "b"]
     )
-    assert (policy["min_confidence"], policy["min_similarity"]) == (0.7, 0.2)
+    assert (policy["min_confidence"], policy["min_familiarity"]) == (0.7, 0.2)
     test_confidence = np.asarray(embeddings["probabilities"]).max(axis=1)[
         manifest["split"] == "test"
     ]
@@ -365,13 +372,13 @@ def test_an_ivfpq_index_is_built_per_category(modelled):
 
 
 def test_not_in_catalog_takes_the_least_refusing_threshold_that_refuses_the_foreign_images():
-    from jewelry_pipeline.pipelines.recommender.nodes import _min_similarity
+    from jewelry_pipeline.pipelines.recommender.nodes import _min_familiarity
 
     validation = np.linspace(0.5, 1.0, 1001)  # quantile q of these is 0.5 + q / 2
     settings = {"max_refused_share": 0.06, "foreign_refused_target": 0.9}
     foreign = np.array([0.3] * 9 + [0.51])  # nine far below; one near the validation photos
-    assert _min_similarity(validation, foreign, settings) == pytest.approx(0.5)  # q = 0 is enough
+    assert _min_familiarity(validation, foreign, settings) == pytest.approx(0.5)  # q = 0 is enough
     foreign = np.array([0.3] * 8 + [0.51, 0.512])  # the ninth refused from q = 0.025 on
-    assert _min_similarity(validation, foreign, settings) == pytest.approx(0.5 + 0.025 / 2)
+    assert _min_familiarity(validation, foreign, settings) == pytest.approx(0.5 + 0.025 / 2)
     close = np.full(10, 0.9)  # no threshold within the budget refuses them: the budget's end
-    assert _min_similarity(validation, close, settings) == pytest.approx(0.5 + 0.06 / 2)
+    assert _min_familiarity(validation, close, settings) == pytest.approx(0.5 + 0.06 / 2)

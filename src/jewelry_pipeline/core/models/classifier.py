@@ -102,15 +102,18 @@ def is_pretrained(classifier: keras.Model) -> bool:
 
 
 def features_model(
-    classifier: keras.Model, descriptor: tuple[int, int] | None = None
+    classifier: keras.Model, descriptor: tuple[int, int] | None = None, pooled: bool = False
 ) -> keras.Model:
     """The classifier with its embedding and class probabilities as outputs, plus the pooled
-    descriptor when asked (for a pretrained classifier, of its backbone's stages)."""
+    descriptor when asked (for a pretrained classifier, of its backbone's stages), plus last with
+    `pooled` the features its embedding layer reads (for a pretrained one, its backbone's)."""
     if is_pretrained(classifier):
         from jewelry_pipeline.core.models.pretrained import pretrained_features_model
 
-        return pretrained_features_model(classifier, descriptor)
+        return pretrained_features_model(classifier, descriptor, pooled)
     outputs = [classifier.get_layer(EMBEDDING_LAYER).output, classifier.output]
     if descriptor is not None:
         outputs.append(_descriptor_output(classifier, *descriptor))
+    if pooled:
+        outputs.append(classifier.get_layer(EMBEDDING_LAYER).input)
     return keras.Model(classifier.inputs, outputs, name="classifier_features")

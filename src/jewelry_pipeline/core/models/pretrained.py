@@ -103,11 +103,11 @@ def build_pretrained_classifier(
 
 
 def pretrained_features_model(
-    classifier: keras.Model, descriptor: tuple[int, int] | None = None
+    classifier: keras.Model, descriptor: tuple[int, int] | None = None, pooled: bool = False
 ) -> keras.Model:
     """The pretrained classifier's embedding and probabilities, plus with `descriptor` (stage,
-    grid) that backbone stage's activations averaged on a grid (a user's backbone: its features).
-    """
+    grid) that backbone stage's activations averaged on a grid (a user's backbone: its features),
+    plus last with `pooled` the backbone's pooled features."""
     import keras
     from keras import layers
 
@@ -130,8 +130,10 @@ def pretrained_features_model(
                 raise ValueError(f"the backbone has no stage {stage} (it has {len(stages)})")
             chosen = stages[stage]
             pool = max(1, int(chosen.shape[1]) // int(grid))
-            pooled = layers.AveragePooling2D(pool, name="descriptor_pool")(chosen)
-            outputs.append(layers.Flatten(name="descriptor")(pooled))
+            stage_pooled = layers.AveragePooling2D(pool, name="descriptor_pool")(chosen)
+            outputs.append(layers.Flatten(name="descriptor")(stage_pooled))
+    if pooled:
+        outputs.append(features)
     return keras.Model(inputs, outputs, name="pretrained_features")
 
 

@@ -109,7 +109,7 @@ def check_drift(
         return f"<html><body><p>No drift report: {reason}.</p></body></html>", {"skipped": reason}
     thresholds, seed = DriftThresholds.from_config(drift), int(drift.get("seed", 0))
     chosen = sample_rows(len(manifest), thresholds.max_new_photos, seed)  # before the model runs
-    embeddings, probabilities = QueryEncoder.of_bundle(bundle).classifier_outputs(
+    embeddings, probabilities, _ = QueryEncoder.of_bundle(bundle).classifier_outputs(
         store, manifest["store_index"].to_numpy()[chosen], int(update.get("batch_size", 256))
     )
     current = classifier_view(
@@ -217,6 +217,7 @@ def grow_bundle(
         title=bundle.title,
         drift_reference=bundle.drift_reference,  # still the training run's photos
         backbone=bundle.backbone,
+        familiarity=bundle.familiarity,  # still the training run's photos
     )
     logger.info(
         "catalog update: %d added (%s), %d refused; the catalog now holds %d items",

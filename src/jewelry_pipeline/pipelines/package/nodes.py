@@ -279,6 +279,7 @@ def assemble_bundle(
     categories: list[str],
     autoencoder_input: dict[str, Any],
     answer_policy: dict[str, Any],
+    familiarity_reference: dict[str, np.ndarray],
     ingestion_identity: dict[str, Any],
     classifier_embeddings: dict[str, np.ndarray],
     manifest: pd.DataFrame,
@@ -324,6 +325,7 @@ def assemble_bundle(
         backbone=frozen_backbone(pretrained, settings.image_size)
         if str(index.get("source", "")) == "backbone"
         else None,
+        familiarity=familiarity_reference or None,  # none for an evaluation-only index source
     )
 
 

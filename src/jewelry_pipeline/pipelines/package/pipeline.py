@@ -48,6 +48,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "categories",
                     "autoencoder_input",
                     "answer_policy",
+                    "familiarity_reference",
                     "ingestion_identity",
                     "classifier_embeddings",
                     "model_input_manifest",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from functools import partial
 from typing import Any
 
@@ -11,6 +10,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.core.answers import AnswerPolicy, answer_query
+from jewelry_pipeline.core.familiarity import FamiliarityReference
 from jewelry_pipeline.core.foreign import foreign_images
 from jewelry_pipeline.core.images import Preprocessing, downsized_pixels
 from jewelry_pipeline.core.ivfpq import IvfPqSettings
@@ -334,9 +334,9 @@ def _answer_rate(
 ) -> dict[str, Any]:
     """How the answers of `queries` (searching only `gallery`) turn out.
 
-    The share whose top result is of the query's true category (a "no close match" answer shows
-    none), the share marked uncertain and the share with no close match (the `RATES`); per photo,
-    whether its top result is of its category and its best similarity.
+    The share whose top result is of the query's true category (a "not in our catalog" answer
+    shows none), the share marked uncertain and the share not in the catalog (the `RATES`); per
+    photo, whether its top result is of its category.
     """
     answers = [
         answer_query(
@@ -352,7 +352,6 @@ def _answer_rate(
         "top_result_category_rate": float(np.mean(hits)),
         "uncertain_rate": float(np.mean([a.uncertain for a in answers])),
         "no_close_match_rate": float(np.mean([not a.close_match for a in answers])),
-        "best_similarity": np.array([a.scores[0] if len(a.scores) else -1.0 for a in answers]),
     }
 
 
@@ -373,28 +372,38 @@ def _min_confidence(
     return float(candidates[int(np.argmax(rates))])  # the first best: the least doubting
 
 
-def _min_similarity(
-    validation_best: np.ndarray, foreign_best: np.ndarray, settings: dict[str, Any]
+def _min_familiarity(
+    validation: np.ndarray, foreign: np.ndarray, settings: dict[str, Any]
 ) -> float:
-    """The best-match similarity under which a photo is "not in our catalog": the lowest
-    validation quantile, up to `max_refused_share`, that refuses `foreign_refused_target` of the
-    made-up foreign images (else the quantile at `max_refused_share`)."""
+    """The familiarity under which a photo is "not in our catalog": the lowest validation
+    quantile, up to `max_refused_share`, that refuses `foreign_refused_target` of the made-up
+    foreign images (else the quantile at `max_refused_share`)."""
     shares = np.linspace(0.0, float(settings["max_refused_share"]), 13)
-    thresholds = np.quantile(validation_best, shares)
+    thresholds = np.quantile(validation, shares)
     target = float(settings["foreign_refused_target"])
     for threshold in thresholds:
-        if len(foreign_best) and np.mean(foreign_best < threshold) >= target:
+        if len(foreign) and np.mean(foreign < threshold) >= target:
             return float(threshold)
     return float(thresholds[-1])
 
 
-def _best_similarity(
-    confidences: np.ndarray, min_confidence: float, in_category: dict[str, Any], across: dict
-) -> np.ndarray:
-    """Each photo's best-match similarity as it is answered under `min_confidence`: across every
-    category when unsure, else in its predicted one."""
-    unsure = confidences < min_confidence
-    return np.where(unsure, across["best_similarity"], in_category["best_similarity"])
+def _familiarity_reference(
+    encoder: QueryEncoder,
+    images: np.ndarray,
+    rows: np.ndarray,
+    categories: np.ndarray,
+    settings: dict[str, Any],
+    seed: int,
+) -> FamiliarityReference:
+    """The familiarity reference: a sample of the given (train) photos' pooled features."""
+    familiarity = settings["familiarity"]
+    return FamiliarityReference.sample(
+        encoder.classifier_outputs(images, rows)[2],
+        categories,
+        size=int(familiarity["reference_size"]),
+        neighbours=int(familiarity["neighbours"]),
+        seed=seed,
+    )
 
 
 def choose_answer_policy(
@@ -409,15 +418,15 @@ def choose_answer_policy(
     recommender: dict[str, Any],
     *encoders: Any,
     built: list[str],
-) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
-    """The answer thresholds, chosen on validation photos and made-up foreign images, and test
-    answers without and with them.
+) -> tuple[dict[str, Any], dict[str, dict[str, float]], dict[str, np.ndarray]]:
+    """The answer thresholds, chosen on validation photos and made-up foreign images, test
+    answers without and with them, and the familiarity reference (for the bundle).
 
     Validation photos search the train photos; test photos search train and validation photos.
-    `min_confidence` follows `_min_confidence`; `min_similarity` (below it: "not in our catalog")
-    follows `_min_similarity`, on the validation photos' best-match similarity and that of
-    `answers.foreign_images` made-up images (`core.foreign`). Either may be set in the parameters
-    instead. The shares of both refused are reported (`not_in_catalog`).
+    `min_confidence` follows `_min_confidence`, `min_familiarity` ("not in our catalog") follows
+    `_min_familiarity` on the familiarity (`core.familiarity`, against train photos) of validation
+    photos and made-up images (`core.foreign`), whose refused shares are reported. Either
+    threshold may be set in the parameters instead.
     """
     settings = recommender["answers"]
     spec = IndexSpec.from_arrays(index_arrays)
@@ -427,21 +436,22 @@ def choose_answer_policy(
             "no answer thresholds",
             spec.source,
         )
-        return {**AnswerPolicy().to_config(), "test": {}}, single_step({})
+        return {**AnswerPolicy().to_config(), "test": {}}, single_step({}), {}
     index = EmbeddingIndex.from_arrays(index_arrays).build()
     in_index = manifest.set_index(manifest["item_id"].astype(str)).loc[index.item_ids]
     item_categories = in_index["category"].to_numpy().astype(str)
-    splits = in_index["split"].to_numpy()
+    splits, rows = in_index["split"].to_numpy(), in_index["store_index"].to_numpy()
     encoder = _query_encoder(
         spec, classifier, encoders, built, categories, preprocessing, autoencoder_input, pretrained
     )
     val, test = np.flatnonzero(splits == "val"), np.flatnonzero(splits == "test")
     if len(val) == 0:
-        raise ValueError(
-            "choosing the answer thresholds needs validation photos; the split made none"
-        )
-    val_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[val])
-    train_gallery = splits == "train"
+        raise ValueError("choosing the answer thresholds needs validation photos; none were made")
+    train = np.flatnonzero(splits == "train")
+    encoder.familiarity = _familiarity_reference(
+        encoder, images, rows[train], item_categories[train], settings, int(recommender["seed"])
+    )
+    val_queries = encoder.encode_rows(images, rows[val])
     measure = partial(
         _answer_rate,
         index=index,
@@ -453,66 +463,52 @@ def choose_answer_policy(
     # Each validation photo answered both ways once: in its predicted category, and (as when not
     # sure) across every category. Under threshold c a photo is answered the second way exactly
     # when its confidence is below c, so every candidate is scored from these two answers.
-    truth = item_categories[val]
+    truth, train_gallery = item_categories[val], splits == "train"
     in_category = measure(val_queries, truth, policy=AnswerPolicy(0.0), gallery=train_gallery)
     across = measure(val_queries, truth, policy=AnswerPolicy(1.0), gallery=train_gallery)
     confidences = val_queries.probabilities.max(axis=1)
     min_confidence = _min_confidence(confidences, in_category, across, settings["min_confidence"])
-    val_best = _best_similarity(confidences, min_confidence, in_category, across)
     foreign = encoder.encode(foreign_images(int(settings["foreign_images"]), images.shape[1]))
-    foreign_best = _foreign_best(foreign, categories, min_confidence, measure, splits != "test")
-    configured = settings["min_similarity"]
+    configured = settings["min_familiarity"]
     policy = AnswerPolicy(
         min_confidence,
-        _min_similarity(val_best, foreign_best, settings)
+        _min_familiarity(val_queries.familiarity, foreign.familiarity, settings)
         if configured == "auto"
         else float(configured),
     )
     report: dict[str, dict[str, float]] = {}
     if len(test):
-        test_queries = encoder.encode_rows(images, in_index["store_index"].to_numpy()[test])
+        test_queries = encoder.encode_rows(images, rows[test])
         gallery = splits != "test"
         for name, chosen in (("before", AnswerPolicy()), ("after", policy)):
             rates = measure(test_queries, item_categories[test], policy=chosen, gallery=gallery)
             report[name] = {key: rates[key] for key in RATES}
-    return _answer_outputs(policy, report, val_best, foreign_best)
-
-
-def _foreign_best(
-    foreign: QueryBatch,
-    categories: list[str],
-    min_confidence: float,
-    measure: Callable[..., dict[str, Any]],
-    gallery: np.ndarray,
-) -> np.ndarray:
-    """The made-up foreign images' best-match similarities, answered as the service would."""
-    guess = np.asarray(categories)[foreign.probabilities.argmax(axis=1)]
-    answers = [measure(foreign, guess, policy=AnswerPolicy(c), gallery=gallery) for c in (0, 1)]
-    return _best_similarity(foreign.probabilities.max(axis=1), min_confidence, *answers)
+    stored, metrics = _answer_outputs(policy, report, val_queries.familiarity, foreign.familiarity)
+    return stored, metrics, encoder.familiarity.to_arrays()
 
 
 def _answer_outputs(
     policy: AnswerPolicy,
     report: dict[str, dict[str, float]],
-    validation_best: np.ndarray,
-    foreign_best: np.ndarray,
+    validation: np.ndarray,
+    foreign: np.ndarray,
 ) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
     """The answer policy as stored (with its test report and the shares of validation photos and
-    foreign images it refuses), and its metrics."""
+    foreign images it refuses, by their familiarity), and its metrics."""
     refused = {
-        "validation_share": float(np.mean(validation_best < policy.min_similarity)),
-        "foreign_share": float(np.mean(foreign_best < policy.min_similarity)),
+        "validation_share": float(np.mean(validation < policy.min_familiarity)),
+        "foreign_share": float(np.mean(foreign < policy.min_familiarity)),
     }
     logger.info(
         "Answer thresholds: %s; test answers without and with them: %s", policy.to_config(), report
     )
     logger.info(
-        "Not in our catalog below similarity %.3f: %.1f%% of validation photos, %.1f%% of %d "
+        "Not in our catalog below familiarity %.3f: %.1f%% of validation photos, %.1f%% of %d "
         "made-up foreign images",
-        policy.min_similarity,
+        policy.min_familiarity,
         100 * refused["validation_share"],
         100 * refused["foreign_share"],
-        len(foreign_best),
+        len(foreign),
     )
     metrics = {
         f"{when}.{key}": value for when, rates in report.items() for key, value in rates.items()

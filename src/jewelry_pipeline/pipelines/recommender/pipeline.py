@@ -97,7 +97,7 @@ def _serving(built: list[str]) -> list[Node]:
                 "params:recommender",
                 *per_category("encoder", built),
             ],
-            outputs=["answer_policy", "answer_metrics"],
+            outputs=["answer_policy", "answer_metrics", "familiarity_reference"],
             name="choose_answer_policy",
         ),
     ]
