@@ -217,3 +217,72 @@ def test_a_server_killed_mid_run_fails_the_run_and_a_restarted_database_serves_t
     log = _finish(process, again)
     assert process.returncode == 0, log[-4000:]
     assert client.get_run(_run_id(log)).info.status == "FINISHED"
+
+
+def test_the_worse_run_moving_the_alias_last_on_postgresql_leaves_it_on_the_better(
+    tmp_path, team_server, monkeypatch
+):
+    """Forced interleaving on the team server: both runs decided to promote before either
+    registered. The worse run registers, reads the registry (best: itself) and is held before it
+    moves the alias; the better run registers and moves the alias; then the worse run writes its
+    stale alias. Its re-read must put the alias back on the better run. Broken on purpose once:
+    with `return` in place of the re-read in `reconcile_champion`, the alias ended on the worse."""
+    import threading
+
+    import mlflow
+
+    from jewelry_pipeline.pipelines.package import nodes
+    from tests.pipelines.package.test_nodes import _log_classifier
+
+    name = f"race-{os.getpid()}-{time.monotonic_ns()}"  # the session's server is shared
+    package = {
+        "promotion_metric": "test_accuracy",
+        "registry": {"classifier": name, "encoder_prefix": f"{name}-enc-", "alias": "champion"},
+    }
+    mlflow.set_tracking_uri(team_server.url)
+    mlflow.set_experiment(name)
+    worse_read, better_done = threading.Event(), threading.Event()
+    reads = {"worse": 0}
+    original = nodes._best_promoted
+
+    def held_best_promoted(client, classifier):
+        best = original(client, classifier)
+        if threading.current_thread().name == "worse" and reads["worse"] == 0:
+            reads["worse"] += 1
+            worse_read.set()  # read done, its alias write not yet made
+            assert better_done.wait(120), "the better run did not finish"
+        return best
+
+    monkeypatch.setattr(nodes, "_best_promoted", held_best_promoted)
+    no_champion = {"exists": False, "version": None, "metric": None}
+    run_ids, records, errors = {}, {}, []
+
+    def run(which: str, accuracy: float) -> None:
+        try:
+            with mlflow.start_run() as active:  # MLflow's active run is per thread
+                run_ids[which] = active.info.run_id
+                _log_classifier(tmp_path / f"{which}.keras")
+                mlflow.log_metric("test_accuracy", accuracy)
+                decision = nodes.decide_promotion({"test_accuracy": accuracy}, no_champion, package)
+                records[which] = nodes.register_run_models(decision, package)
+        except Exception as exc:  # noqa: BLE001 - reported by the main thread
+            errors.append(exc)
+        finally:
+            if which == "better":
+                better_done.set()
+
+    try:
+        worse = threading.Thread(target=run, args=("worse", 0.5), name="worse")
+        worse.start()
+        assert worse_read.wait(180), "the worse run never read the registry"
+        better = threading.Thread(target=run, args=("better", 0.9), name="better")
+        better.start()
+        better.join(180)
+        worse.join(180)
+        assert not errors, errors
+        assert reads["worse"] == 1  # the hold happened: the order was forced
+        champion = _client(team_server.url).get_model_version_by_alias(name, "champion")
+        assert champion.run_id == run_ids["better"]
+        assert records["better"]["is_champion"] and not records["worse"]["is_champion"]
+    finally:
+        mlflow.set_tracking_uri(None)
