@@ -22,7 +22,7 @@ export BENTOML_DO_NOT_TRACK := true
 export MLFLOW_DISABLE_TELEMETRY := true
 export TF_CPP_MIN_LOG_LEVEL := 2
 
-.PHONY: setup run test lint screenshots test-random browser postgresql tracking-server tracking-server-stop airflow-venv airflow-dag serve bento reliability quality fashion-mnist data viz mlflow-ui benchmarks clean
+.PHONY: setup run test lint screenshots test-random browser postgresql tracking-server tracking-server-stop airflow-venv airflow-dag serve bento reliability redteam quality fashion-mnist data viz mlflow-ui benchmarks clean
 
 setup: $(STAMP)
 
@@ -107,6 +107,11 @@ screenshots: $(STAMP) browser
 # (about 12 minutes); writes docs/RELIABILITY.md. A light version runs in `make test`.
 reliability: $(STAMP)
 	$(BIN)/python -m benchmarks.reliability
+
+# The hostile requests of issue #31 against a `make run`'s bundle (or BUNDLE=path), on 127.0.0.1:
+# writes docs/SECURITY.md and benchmarks/results/redteam.json.
+redteam: $(STAMP)
+	$(BIN)/python -m benchmarks.redteam $(if $(BUNDLE),--bundle $(BUNDLE))
 
 # Real-photo quality: Fashion-MNIST (Debian's dataset-fashion-mnist) and the built-in data, each through the
 # real `kedro run` in a scratch project under build/quality/ (about 45 min); writes docs/QUALITY.md.

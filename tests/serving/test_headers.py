@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 from starlette.applications import Starlette
-from starlette.responses import Response
+from starlette.responses import FileResponse, Response
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
@@ -24,9 +24,22 @@ async def _untagged(_) -> Response:
     return Response(b"page", media_type="text/html")
 
 
+async def _file(_) -> FileResponse:
+    return FileResponse(__file__, media_type="text/plain")
+
+
 def _client() -> TestClient:
-    app = Starlette(routes=[Route("/tagged", _tagged), Route("/untagged", _untagged)])
+    app = Starlette(
+        routes=[Route("/tagged", _tagged), Route("/untagged", _untagged), Route("/file", _file)]
+    )
     return TestClient(HeadAndConditionalGet(app))
+
+
+@pytest.mark.parametrize("wanted", ["bytes=999999999-", "bytes=0-9", "bytes=x"])
+def test_a_range_is_ignored_so_no_plain_text_416_or_partial_answer_is_made(wanted):
+    whole = _client().get("/file")
+    ranged = _client().get("/file", headers={"Range": wanted})
+    assert ranged.status_code == 200 and ranged.content == whole.content
 
 
 def test_head_answers_a_get_route_with_its_headers_and_no_body():

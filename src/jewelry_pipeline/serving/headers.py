@@ -208,8 +208,9 @@ def _names_etag(if_none_match: bytes, etag: bytes) -> bool:
 
 
 class HeadAndConditionalGet:
-    """ASGI middleware: HEAD is answered on every GET route (the GET's headers, no body), and a GET
-    whose 200 carries an ETag the request's If-None-Match names is a bodiless 304."""
+    """ASGI middleware: HEAD is answered on every GET route (the GET's headers, no body), a GET
+    whose 200 carries an ETag the request's If-None-Match names is a bodiless 304, and `Range` is
+    ignored (the files are small), so no plain-text 416 is ever made."""
 
     def __init__(self, app):
         self.app = app
@@ -218,7 +219,8 @@ class HeadAndConditionalGet:
         if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
             return await self.app(scope, receive, send)
         bodiless = scope["method"] == "HEAD"
-        if_none_match = dict(scope.get("headers") or []).get(b"if-none-match")
+        headers = [(name, value) for name, value in scope.get("headers") or [] if name != b"range"]
+        if_none_match = dict(headers).get(b"if-none-match")
 
         async def send_conditionally(message):
             nonlocal bodiless
@@ -234,4 +236,5 @@ class HeadAndConditionalGet:
                 message = {**message, "body": b""}
             await send(message)
 
-        return await self.app({**scope, "method": "GET"}, receive, send_conditionally)
+        scope = {**scope, "method": "GET", "headers": headers}
+        return await self.app(scope, receive, send_conditionally)
