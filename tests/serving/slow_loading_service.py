@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import time
 
-from jewelry_pipeline.serving import service
+from jewelry_pipeline.serving import loader, service
 
 READ_DELAY_SECONDS = 2.0
-_read_bundle = service.read_bundle
+_read_bundle = loader.read_bundle
 
 
 def _slow_read_bundle(*args, **kwargs):
@@ -16,5 +16,5 @@ def _slow_read_bundle(*args, **kwargs):
     return _read_bundle(*args, **kwargs)
 
 
-service.read_bundle = _slow_read_bundle
+loader.read_bundle = _slow_read_bundle
 JewelryService = service.JewelryService

@@ -381,12 +381,12 @@ def test_a_bundle_that_verifies_but_cannot_load_says_failed_not_loading(tmp_path
 def test_model_threads_run_below_the_event_loop_priority():
     """The thread that runs the models (and the pools it starts) is niced; the calling thread is
     not."""
-    from jewelry_pipeline.serving import service
+    from jewelry_pipeline.serving import loader
 
     seen = {}
 
     def model_thread():
-        service.lower_thread_priority()
+        loader.lower_thread_priority()
         seen["model"] = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
         child = threading.Thread(
             target=lambda: seen.update(
@@ -400,7 +400,7 @@ def test_model_threads_run_below_the_event_loop_priority():
     thread = threading.Thread(target=model_thread)
     thread.start()
     thread.join()
-    assert seen["model"] == seen["child"] == service.MODEL_NICE > before
+    assert seen["model"] == seen["child"] == loader.MODEL_NICE > before
     assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == before
 
 

@@ -16,11 +16,8 @@ os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
 
 import asyncio  # noqa: E402
 import functools  # noqa: E402
-import gc  # noqa: E402
 import hashlib  # noqa: E402
 import logging  # noqa: E402
-import threading  # noqa: E402
-import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import anyio  # noqa: E402
@@ -30,7 +27,7 @@ from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
-from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, read_bundle, verify_bundle  # noqa: E402
+from jewelry_pipeline.core.bundle import verify_bundle  # noqa: E402
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
@@ -57,9 +54,14 @@ from jewelry_pipeline.serving.headers import (
 from jewelry_pipeline.serving.json_answers import (  # noqa: E402
     SafeJSONResponse,
     error_answer,
-    short_cause,
 )
 from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit, LoadFailure  # noqa: E402
+from jewelry_pipeline.serving.loader import (  # noqa: E402
+    BundleHolder,
+    bundle_location,
+    bundle_reference,
+    lower_thread_priority,
+)
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
@@ -102,49 +104,16 @@ WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
 # How often each worker looks for a new bundle version (the store's latest, or the bundle path's
 # link moved by a new write); 0 turns live reload off.
 RELOAD_SECONDS = float(os.environ.get("JEWELRY_RELOAD_SECONDS", "5"))
-# Model threads run at this nice value: with every core busy running models, the event loop (probes,
-# routing, 429s) is still scheduled first. Raising one's own nice value needs no privilege.
-MODEL_NICE = int(os.environ.get("JEWELRY_MODEL_NICE", "5"))
-LOADED: dict[
-    str, RecommendationEngine
-] = {}  # the engine once loaded, for the middleware's upload cap
-LOAD_FAILURE: dict[
-    str, str | None
-] = {}  # why the bundle failed to load, for /readyz, /status and the page
-
-
-def lower_thread_priority() -> None:
-    """Run the calling thread (and the threads it starts, such as TensorFlow's pools) at
-    `MODEL_NICE`."""
-    if MODEL_NICE > 0 and hasattr(os, "setpriority"):
-        os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), MODEL_NICE)
-
-
-def bundle_reference() -> str:
-    """What to serve: `JEWELRY_BUNDLE`, or the latest champion in the BentoML model store."""
-    return os.environ.get("JEWELRY_BUNDLE", f"{BUNDLE_MODEL_NAME}:latest")
-
-
-def bundle_location(reference: str) -> tuple[Path, str]:
-    """A bundle folder, or the folder of a BentoML model tag in the local store, with a label."""
-    path = Path(reference)
-    if path.is_dir() or os.sep in reference or reference.startswith("."):
-        return path, str(path)
-    try:
-        model = bentoml.models.get(reference)
-    except Exception as exc:  # noqa: BLE001 - any store failure means there is nothing to serve
-        raise BundleError(
-            f"no serving bundle '{reference}' in the BentoML model store ({exc}); "
-            "run `make run` first"
-        ) from None
-    return Path(model.path), str(model.tag)
+# This worker's bundle: started by the service's __init__, read by the routes and two edge guards
+# (the upload cap and the load-failure answer of /readyz).
+BUNDLES = BundleHolder(RELOAD_SECONDS)
 
 
 def upload_cap() -> int:
     """Bytes a request body may hold: the bundle's decode cap plus room for the form."""
     if override := os.environ.get("JEWELRY_MAX_REQUEST_BYTES"):
         return int(override)
-    engine = LOADED.get("engine")
+    engine = BUNDLES.engine
     return (engine.limits if engine else DecodeLimits()).max_bytes + MULTIPART_OVERHEAD
 
 
@@ -173,15 +142,6 @@ def _template(path: str) -> str:
 
 
 label_metrics_by_route(_template)
-
-
-def _public_cause(exc: Exception, path: Path) -> str:
-    """A load failure as the public may read it: its kind and one short line, with no file path of
-    this server (the log has the full text)."""
-    message = str(exc)
-    for location in sorted({str(path.resolve()), str(path)}, key=len, reverse=True):
-        message = message.replace(location, "the bundle")
-    return short_cause(type(exc).__name__, message)
 
 
 @web.exception_handler(ApiError)
@@ -219,9 +179,6 @@ class JewelryService:
         logger.info("Serving bundle %s verified", label)
 
     def __init__(self) -> None:
-        path, label = bundle_location(
-            bundle_reference()
-        )  # verified by check_bundle, and again by read_bundle
         # Here, not at module level: the start-up check in the parent stays light.
         import tensorflow as tf
 
@@ -230,94 +187,16 @@ class JewelryService:
         tf_threads = int(os.environ.get("JEWELRY_TF_THREADS", "1"))
         tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
-        self.engine: RecommendationEngine | None = None
-        self.load_error: str | None = None
-        self.reload_error: str | None = None
-        self._serving: Path | None = None  # the version folder being served
-        self._refused: Path | None = None  # the last version that failed to load
-        self._loader = threading.Thread(
-            target=self._load, args=(path, label), name="bundle-loader", daemon=True
-        )
-        self._loader.start()
-        if RELOAD_SECONDS > 0:
-            threading.Thread(target=self._watch, name="bundle-watcher", daemon=True).start()
-
-    def _watch(self) -> None:
-        """Live reload: when the bundle reference points at another version, load and verify it
-        beside the one being served, then swap. A version that fails is refused (the old one keeps
-        serving, /status names the failure) and not retried until the reference moves again. A
-        service whose first load failed starts serving once a good version is written."""
-        lower_thread_priority()
-        while True:
-            time.sleep(RELOAD_SECONDS)
-            if self.engine is None and self.load_error is None:
-                continue  # the first load is still running
-            try:
-                path, label = bundle_location(bundle_reference())
-                version = path.resolve()
-            except (BundleError, OSError):
-                continue
-            if version in (self._serving, self._refused):
-                continue
-            try:
-                engine = RecommendationEngine(read_bundle(version), label)
-            except Exception as exc:  # noqa: BLE001 - reported through /status and the log
-                self._refused = version
-                self.reload_error = _public_cause(exc, path)
-                logger.error(
-                    "New bundle version %s refused, still serving the previous one: %s", label, exc
-                )
-                continue
-            self.engine = LOADED["engine"] = engine  # requests in flight keep the engine they took
-            self._serving, self.reload_error = version, None
-            self.load_error = LOAD_FAILURE["cause"] = None  # a failed first load is now served over
-            # The start-up freeze kept the first engine out of the collector's reach: let the
-            # replaced one (Keras objects are full of cycles) be freed once its requests finish.
-            gc.unfreeze()
-            logger.info("Now serving bundle %s (digest %s)", label, engine.version["bundle_digest"])
-
-    def _load(self, path: Path, label: str) -> None:
-        """Load models and index off the request path; /readyz answers 503 until this is done."""
-        lower_thread_priority()  # before TensorFlow starts its thread pools, which inherit it
-        version = path.resolve()  # the version loaded, even if the link moves meanwhile
-        try:
-            engine = RecommendationEngine(read_bundle(version), label)
-        except Exception as exc:  # noqa: BLE001 - reported through /readyz, /status, the page and the log
-            logger.error(
-                "Serving bundle %s failed to load, nothing will be served until a new version is "
-                "written (live reload) or the service restarted with a good one: %s: %s",
-                label,
-                type(exc).__name__,
-                exc,
-            )
-            self.load_error = LOAD_FAILURE["cause"] = _public_cause(exc, path)
-            self._refused = version
-            return
-        self._serving = version
-        self.engine = LOADED["engine"] = engine
-        # Models, index and catalog (~520,000 objects) live as long as the process: take them out of
-        # the collector's view, so full collections under load scan only request objects.
-        gc.collect()
-        gc.freeze()
-        logger.info("Serving bundle %s loaded", label)
+        self.bundles = BUNDLES  # verified by check_bundle, and again as it loads
+        self.bundles.start()
 
     async def __is_ready__(self) -> bool:
         """Ready once the bundle is loaded (async: the probe never waits for a worker thread)."""
-        return self.engine is not None
+        return self.bundles.engine is not None
 
     async def _ready_engine(self) -> RecommendationEngine:
-        """The loaded engine; a request that arrives while the bundle loads (a start, or a restarted
-        worker) waits up to `LOAD_WAIT_SECONDS` for it instead of failing, then gets 503."""
-        deadline = time.monotonic() + LOAD_WAIT_SECONDS
-        while self.engine is None and self.load_error is None and time.monotonic() < deadline:
-            await anyio.sleep(0.05)
-        if self.load_error is not None:
-            raise ApiError(
-                503, f"the model bundle failed to load: {self.load_error}", "load_failed"
-            )
-        if self.engine is None:
-            raise ApiError(503, "the model bundle is still loading", "not_ready")
-        return self.engine
+        """The loaded engine, waiting up to `LOAD_WAIT_SECONDS` while it loads (else 503)."""
+        return await self.bundles.ready_engine(LOAD_WAIT_SECONDS)
 
     def _embed_batch(
         self, items: list[tuple[RecommendationEngine, np.ndarray]]
@@ -399,19 +278,13 @@ class JewelryService:
     async def status(self) -> SafeJSONResponse:
         """`loading`, `ready` or `failed` (with the cause): what the page shows instead of
         guessing."""
-        state = (
-            "failed"
-            if self.load_error is not None
-            else "ready"
-            if self.engine is not None
-            else "loading"
-        )
+        bundles, engine = self.bundles, self.bundles.engine
         return SafeJSONResponse(
             {
-                "state": state,
-                "error": self.load_error,
-                "model_version": self.engine.version if self.engine else None,
-                "reload_error": self.reload_error,
+                "state": bundles.state,
+                "error": bundles.load_error,
+                "model_version": engine.version if engine else None,
+                "reload_error": bundles.reload_error,
             }
         )
 
@@ -527,6 +400,6 @@ JewelryService.add_asgi_middleware(
 JewelryService.add_asgi_middleware(
     ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
 )
-JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: LOAD_FAILURE.get("cause"))
+JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: BUNDLES.load_error)
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi)
