@@ -45,8 +45,8 @@ test: $(STAMP) $(AIRFLOW_STAMP) browser postgresql lint
 
 # The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
 lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks jewelry_testing
+	$(BIN)/ruff format --check src tests benchmarks jewelry_testing
 
 # The same suite in a shuffled order (pytest-randomly): `make test-random SEED=1`; tests must pass in any order.
 test-random: $(STAMP) browser

@@ -161,3 +161,16 @@ def test_only_bentoml_compat_reaches_into_bentoml_internals():
         )
     }
     assert users == {"jewelry_pipeline/serving/bentoml_compat.py"}
+
+
+def test_the_wheel_ships_the_product_only_and_no_product_code_imports_test_support():
+    """setuptools finds only `jewelry_pipeline` under src/ (test support lives in the checkout),
+    and nothing in it imports `jewelry_testing` or `tests`."""
+    from setuptools import find_packages
+
+    src = CORE.parents[1]
+    assert {name.split(".")[0] for name in find_packages(where=str(src))} == {"jewelry_pipeline"}
+    for path in (src / "jewelry_pipeline").rglob("*.py"):
+        package = ".".join(path.relative_to(src).parent.parts)
+        roots = {name.split(".")[0] for name in imported_modules(path.read_text(), package)}
+        assert not roots & {"jewelry_testing", "tests"}, path

@@ -15,8 +15,8 @@ import httpx
 
 from jewelry_pipeline import QUIET_ENV
 
-# The repository (this package is installed editable from its src/): servers start there.
-PROJECT_ROOT = Path(__file__).resolve().parents[2]
+# The repository checkout this package lives in (it is not installed): servers start there.
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
 BENTOML_SERVICE = "jewelry_pipeline.serving.service:JewelryService"
 
 

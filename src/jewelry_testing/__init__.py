@@ -1,2 +1,0 @@
-"""Test support shared by tests/ and benchmarks/: a launcher for servers on 127.0.0.1 and a
-corpus of hostile uploads. Imports no pytest, so benchmark scripts can use it too."""
