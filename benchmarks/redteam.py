@@ -169,7 +169,11 @@ def http_probes(client: httpx.Client) -> list[Probe]:
     probes = []
     for path in ("/", "/app.js", "/status", "/catalog"):
         head = client.head(path)
-        probes.append(_probe("http", f"HEAD {path}", head, (200,), head.content == b""))
+        length, body = _raw_head(str(client.base_url), path)
+        same = length == head.headers.get("content-length") == str(len(client.get(path).content))
+        probe = _probe("http", f"HEAD {path}", head, (200,), body == b"" and same)
+        probe.answer += f", {len(body)} bytes after the headers on the wire"
+        probes.append(probe)
     first = client.get("/app.js")
     tag = first.headers.get("etag")
     again = client.get("/app.js", headers={"if-none-match": tag or '"none"'})
@@ -180,6 +184,29 @@ def http_probes(client: httpx.Client) -> list[Probe]:
     probes.append(_probe("http", "GET /app.js, Range past its end (ignored)", ranged, (200,)))
     probes.append(_probe("http", "GET /no/such/path", client.get("/no/such/path"), (404,)))
     return probes
+
+
+def _raw_head(url: str, path: str) -> tuple[str | None, bytes]:
+    """HEAD `path` over a plain socket (httpx never reads a HEAD body): the Content-Length header
+    and whatever the server sent after the headers."""
+    host, port = url.rstrip("/").removeprefix("http://").split(":")
+    request = f"HEAD {path} HTTP/1.1\r\nHost: {host}:{port}\r\nConnection: close\r\n\r\n"
+    received = b""
+    with socket.create_connection((host, int(port)), timeout=10) as sock:
+        sock.sendall(request.encode())
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            received += chunk
+    head, _, body = received.partition(b"\r\n\r\n")
+    lengths = [
+        line.split(b":", 1)[1].strip().decode()
+        for line in head.split(b"\r\n")
+        if line.lower().startswith(b"content-length:")
+    ]
+    return (lengths[0] if lengths else None), body
 
 
 def origin_probes(client: httpx.Client) -> list[Probe]:
@@ -268,7 +295,12 @@ def _trickle(url: str, seconds: float, rate: float, outcome: list) -> None:
         f"Content-Type: multipart/form-data; boundary={boundary}\r\n\r\n"
     ).encode()
     started = time.monotonic()
-    with socket.create_connection((host, int(port)), timeout=seconds) as sock:
+    try:
+        sock = socket.create_connection((host, int(port)), timeout=seconds)
+    except OSError as exc:
+        outcome.append((f"no connection ({type(exc).__name__})", time.monotonic() - started))
+        return
+    with sock:
         sock.sendall(head)
         sock.settimeout(1.0 / rate)
         sent = 0
@@ -337,6 +369,8 @@ def slow_client_probes(server: Server, slots: int, seconds: float = 20) -> list[
             + ", ".join(sorted({f"{o} after {t:.0f} s" for o, t in outcomes})),
             ok
             and p50["during"] <= 3 * p50["before"] + 0.05
+            and len(outcomes) == 2 * slots  # every slow upload ran and ended
+            and not any(thread.is_alive() for thread in threads)
             and all(o.startswith("HTTP/1.1 408") or o == "closed" for o, _ in outcomes),
         )
     ]
@@ -389,7 +423,7 @@ def failed_load_probes(bundle: Path, work: Path) -> list[Probe]:
     port = str(free_port())
     server = start(
         bentoml_serve_command(port),
-        {"PORT": port, "JEWELRY_BUNDLE": str(broken_bundle(bundle, work))},
+        {"PORT": port, "JEWELRY_BUNDLE": str(broken_bundle(bundle, work)), "JEWELRY_WORKERS": "1"},
         "/livez",
         work / "broken.log",
     )
@@ -397,7 +431,9 @@ def failed_load_probes(bundle: Path, work: Path) -> list[Probe]:
     try:
         with httpx.Client(base_url=server.url, timeout=30) as client:
             deadline = time.monotonic() + 120
-            while client.get("/readyz").status_code != 503 and time.monotonic() < deadline:
+            while client.get("/status").json().get("state") != "failed":
+                if time.monotonic() > deadline:
+                    raise RuntimeError("the broken bundle never reported a failed load")
                 time.sleep(0.5)
             photo = noise_photo("JPEG")
             for method, path, kwargs in (
@@ -406,15 +442,21 @@ def failed_load_probes(bundle: Path, work: Path) -> list[Probe]:
                 ("POST", "/recommend", {"files": {"image": ("p.jpg", photo, "image/jpeg")}}),
             ):
                 response = client.request(method, path, **kwargs)
-                leaks = str(work) in response.text or "Traceback" in response.text
+                leaks = any(
+                    marker in response.text
+                    for marker in (str(work), str(work.resolve()), "Traceback")
+                )
                 statuses = (200,) if path == "/status" else (503,)
+                said = response.json().get("state" if path == "/status" else "reason")
                 probes.append(
                     _probe(
                         "failed load",
                         f"{method} {path} of a bundle that cannot load",
                         response,
                         statuses,
-                        len(response.content) <= ERROR_BYTES and not leaks,
+                        len(response.content) <= ERROR_BYTES
+                        and not leaks
+                        and said == ("failed" if path == "/status" else "load_failed"),
                     )
                 )
             page = client.get("/")
@@ -424,7 +466,7 @@ def failed_load_probes(bundle: Path, work: Path) -> list[Probe]:
                     "GET / (the page) of that bundle",
                     page,
                     (200, 503),
-                    str(work) not in page.text and "Traceback" not in page.text,
+                    not any(m in page.text for m in (str(work), str(work.resolve()), "Traceback")),
                 )
             )
     finally:

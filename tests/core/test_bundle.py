@@ -260,3 +260,20 @@ def test_an_ivfpq_index_keeps_its_vectors_beside_the_npz_memory_mapped(tmp_path,
     np.save(path / "index_vectors.npy", stored[::-1].copy())
     with pytest.raises(BundleError, match="index_vectors.npy does not match its checksum"):
         read_bundle(path)
+
+
+def test_a_bundle_of_the_format_before_familiarity_is_refused_not_served_without_refusals(
+    tmp_path, bundle_parts
+):
+    """A format-2 bundle's best-match threshold means nothing to the familiarity rule; loading it
+    would answer every photo as in the catalog, so it is refused with what to do (checksums kept
+    valid, so the format is what refuses it)."""
+    path = write_bundle(tmp_path / "bundle", bundle_parts[0]).resolve()
+    config = json.loads((path / "config.json").read_text())
+    config["bundle_format"] = 2
+    (path / "config.json").write_text(json.dumps(config))
+    files = json.loads((path / "files.json").read_text())
+    files["config.json"] = hashlib.sha256((path / "config.json").read_bytes()).hexdigest()
+    (path / "files.json").write_text(json.dumps(files))
+    with pytest.raises(BundleError, match="has format 2, expected 3; package it again"):
+        read_bundle(path)

@@ -49,3 +49,12 @@ def test_neighbours_are_capped_by_the_reference_and_bad_references_are_refused()
         FamiliarityReference(np.zeros((0, 3), np.float32), 1)
     with pytest.raises(ValueError, match="neighbours must be at least 1"):
         FamiliarityReference(np.eye(3, dtype=np.float32), 0)
+
+
+def test_scores_stay_within_minus_one_and_one_despite_half_precision_rounding():
+    pooled = np.random.default_rng(0).normal(size=(500, 64)).astype(np.float32)
+    reference = FamiliarityReference.sample(pooled, np.zeros(500, str), 1000, 1, 0)
+    raw = (pooled / np.linalg.norm(pooled, axis=1, keepdims=True)) @ reference.vectors.T
+    assert raw.max() > 1.0  # the rounding the clip is for
+    scores = reference.score(pooled)
+    assert scores.max() <= 1.0 and scores.min() >= -1.0

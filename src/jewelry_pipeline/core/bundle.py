@@ -36,7 +36,9 @@ from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.core.search import MEMORY_MAPPED_BACKENDS, vectors_file
 from jewelry_pipeline.core.thumbnails import Thumbnails
 
-BUNDLE_FORMAT = 2  # 2: JPEG thumbnails made from the original photos
+# 2: JPEG thumbnails made from the original photos; 3: "not in our catalog" by familiarity (an
+# older bundle's best-match threshold would be silently dropped, so it is refused instead)
+BUNDLE_FORMAT = 3
 # The bundle's files: written and read here, named from here by datasets, benchmarks and tests.
 CLASSIFIER_FILE = "classifier.keras"
 ENCODERS_DIR = "encoders"  # one <category>.keras each

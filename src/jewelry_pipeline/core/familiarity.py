@@ -57,14 +57,14 @@ class FamiliarityReference:
 
     def score(self, pooled: np.ndarray, chunk: int = 1024) -> np.ndarray:
         """Each row's familiarity: mean cosine similarity to its `neighbours` nearest reference
-        vectors (1: a reference photo itself)."""
+        vectors, in [-1, 1] (half-precision rounding can push a cosine a hair past 1)."""
         queries = l2_normalise(np.asarray(pooled, dtype=np.float32))
         scores = np.empty(len(queries), np.float32)
         for start in range(0, len(queries), chunk):
             similarity = queries[start : start + chunk] @ self.vectors.T
             nearest = np.partition(similarity, -self.neighbours, axis=1)[:, -self.neighbours :]
             scores[start : start + chunk] = nearest.mean(axis=1)
-        return scores
+        return np.clip(scores, -1.0, 1.0)
 
     def to_arrays(self) -> dict[str, np.ndarray]:
         """The reference as `.npz` entries (no pickles)."""

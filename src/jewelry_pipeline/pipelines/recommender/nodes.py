@@ -396,6 +396,8 @@ def _familiarity_reference(
     seed: int,
 ) -> FamiliarityReference:
     """The familiarity reference: a sample of the given (train) photos' pooled features."""
+    if len(rows) == 0:
+        raise ValueError("the familiarity reference needs train photos; the split made none")
     familiarity = settings["familiarity"]
     return FamiliarityReference.sample(
         encoder.classifier_outputs(images, rows)[2],
