@@ -298,6 +298,25 @@ def test_familiarity_is_scored_against_the_bundles_reference_as_the_run_scores_i
     np.testing.assert_allclose(served[1:], nearest.mean(axis=0), atol=1e-3)
 
 
+def test_catalog_vectors_are_made_without_scoring_familiarity(tiny_bundle):
+    """Index rows need no familiarity: bulk embedding pays no reference product per photo."""
+    from jewelry_pipeline.core.query import QueryEncoder
+
+    bundle = read_bundle(tiny_bundle)  # its own copy: other tests alter the shared one
+
+    class Unscorable:
+        def score(self, pooled):
+            raise AssertionError("familiarity scored for catalog vectors")
+
+    encoder = QueryEncoder.of_bundle(bundle)
+    encoder.familiarity = Unscorable()
+    categories = bundle.catalog["category"].to_numpy()
+    vectors = encoder.catalog_vectors(PHOTOS, np.arange(len(PHOTOS)), categories)
+    np.testing.assert_allclose(vectors, bundle.index["vectors"], atol=1e-5)
+    with pytest.raises(AssertionError, match="familiarity scored"):
+        encoder.encode(PHOTOS[:1])  # a query does score it
+
+
 @pytest.mark.parametrize("margin, refused", [(1e-3, True), (-1e-3, False)])
 def test_a_photo_less_familiar_than_the_stored_threshold_is_not_in_our_catalog(
     tiny_bundle, margin, refused

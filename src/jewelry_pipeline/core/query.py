@@ -201,9 +201,11 @@ class QueryEncoder:
             else FamiliarityReference.from_arrays(bundle.familiarity),
         )
 
-    def encode(self, images: np.ndarray, only: str | None = None) -> QueryBatch:
-        """Probabilities and query vectors of a batch; `only` computes one category's space (catalog
-        use)."""
+    def encode(
+        self, images: np.ndarray, only: str | None = None, familiar: bool = True
+    ) -> QueryBatch:
+        """Probabilities and query vectors of a batch; `only` computes one category's space, and
+        `familiar=False` skips the familiarity scores (catalog use)."""
         images = np.asarray(images, dtype=np.uint8)
         side = self.preprocessing.image_size
         if images.ndim != 4 or images.shape[1:] != (side, side, 3):
@@ -211,7 +213,9 @@ class QueryEncoder:
         outputs = self._forward(images)
         embeddings, probabilities = outputs[0].numpy(), outputs[1].numpy()
         familiarity = (
-            None if self.familiarity is None else self.familiarity.score(outputs[-1].numpy())
+            self.familiarity.score(outputs[-1].numpy())
+            if familiar and self.familiarity is not None
+            else None
         )
         if self.spec.source == "classifier":
             return QueryBatch(probabilities, l2_normalise(embeddings)[:, None, :], familiarity)
@@ -237,21 +241,26 @@ class QueryEncoder:
         return QueryBatch(probabilities, np.stack(spaces, axis=1), familiarity)
 
     def encode_rows(
-        self, images: np.ndarray, rows: np.ndarray, only: str | None = None, batch_size: int = 256
+        self,
+        images: np.ndarray,
+        rows: np.ndarray,
+        only: str | None = None,
+        batch_size: int = 256,
+        familiar: bool = True,
     ) -> QueryBatch:
         """`encode` of the given store rows, in chunks of `batch_size` (bounded memory), joined."""
         rows = np.asarray(rows)
         if len(rows) == 0:
             raise ValueError("no photos to encode")
         batches = [
-            self.encode(np.asarray(images[rows[start : start + batch_size]]), only=only)
+            self.encode(np.asarray(images[rows[start : start + batch_size]]), only, familiar)
             for start in range(0, len(rows), batch_size)
         ]
         return QueryBatch(
             np.concatenate([batch.probabilities for batch in batches]),
             np.concatenate([batch.vectors for batch in batches]),
             None
-            if self.familiarity is None
+            if batches[0].familiarity is None
             else np.concatenate([batch.familiarity for batch in batches]),
         )
 
@@ -284,7 +293,9 @@ class QueryEncoder:
         for name in np.unique(categories):
             members = np.flatnonzero(categories == name)
             only = name if self.spec.encoded else None
-            batch = self.encode_rows(images, np.asarray(rows)[members], only, batch_size)
+            batch = self.encode_rows(
+                images, np.asarray(rows)[members], only, batch_size, familiar=False
+            )
             if vectors is None:
                 vectors = np.zeros((len(categories), batch.vectors.shape[2]), np.float32)
             vectors[members] = batch.vectors[:, 0]
