@@ -235,6 +235,28 @@ def test_unknown_thumbnail_and_path_tricks_are_404(live_server):
         assert response.status_code == 200
 
 
+def test_bentoml_s_own_client_calls_the_model_routes(live_server, tmp_path):
+    """`bentoml.SyncHTTPClient` finds the three model APIs in /schema.json and calls them (before
+    they were `@bentoml.api` endpoints it had none: AttributeError)."""
+    import bentoml
+
+    photo = tmp_path / "ring.jpg"
+    photo.write_bytes(jpeg(5))
+    with bentoml.SyncHTTPClient(live_server.url, timeout=60) as client:
+        classified = client.classify(image=photo)
+        recommended = client.recommend(image=photo, k=3, category="necklace")
+        by_id = client.recommend_by_id(item_id=recommended["items"][0]["item_id"], k=2)
+        with pytest.raises(bentoml.exceptions.BentoMLException) as refused:
+            client.recommend(image=photo, k=51)
+    assert classified["category"] in CLASSES
+    assert set(classified["probabilities"]) == set(CLASSES)
+    assert len(recommended["items"]) == 3
+    assert {item["category"] for item in recommended["items"]} == {"necklace"}
+    assert by_id["item"]["item_id"] == recommended["items"][0]["item_id"]
+    assert len(by_id["items"]) == 2
+    assert refused.value.error_code == 400 and "between 1 and 50" in str(refused.value)
+
+
 def test_a_url_in_the_image_field_is_never_fetched(live_server):
     """A listener on 127.0.0.1 records any connection; the service must not make one."""
     listener = socket.socket()
@@ -254,10 +276,11 @@ def test_a_url_in_the_image_field_is_never_fetched(live_server):
     url = f"http://127.0.0.1:{listener.getsockname()[1]}/ring.jpg"
     with live_server.client() as client:
         response = client.post("/recommend", files={"image": (None, url)})
+        as_field = client.post("/classify", data={"image": url}, files={"other": ("a", b"")})
         embed = client.post("/embed", json={"images": url})
     watcher.join(timeout=5)
     listener.close()
-    assert response.status_code == 400 and embed.status_code == 404
+    assert response.status_code == as_field.status_code == 400 and embed.status_code == 404
     assert hits == []
 
 
@@ -541,7 +564,11 @@ def test_schemas_list_only_public_routes_and_no_version_banner(live_server):
         "/recommend",
         "/status",
     } <= set(openapi.json()["paths"])
-    assert "/embed" not in {route["route"] for route in routes.json()["routes"]}
+    assert {route["route"] for route in routes.json()["routes"]} == {
+        "/classify",
+        "/recommend",
+        "/recommend_by_id",
+    }
     for answer in (openapi, routes, livez):
         assert bentoml.__version__ not in answer.text and "server" not in answer.headers
 
@@ -676,3 +703,12 @@ def test_slow_clients_cannot_starve_the_service(tmp_path):
     assert statuses and set(statuses) == {200}, statuses
     assert len(slow_answers) == 2 * slots
     assert all(answer.startswith(b"HTTP/1.1 408") for answer in slow_answers), slow_answers
+
+
+def test_every_model_api_has_its_body_check_and_load_limit():
+    """A new `@bentoml.api` route without its strict body check would reach BentoML's lenient
+    parser (which fetches URLs); this fails first."""
+    from jewelry_pipeline.serving import service
+
+    routes = {api.route for api in service.JewelryService.apis.values()}
+    assert routes == set(service.BODY_CHECKS) == set(service.LIMITED_PATHS)

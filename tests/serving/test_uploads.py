@@ -18,6 +18,10 @@ from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit
 from jewelry_pipeline.serving.uploads import (
     ApiError,
     BodySizeLimit,
+    CheckedBodies,
+    check_item_query,
+    check_photo_form,
+    form_value,
     image_field,
     int_field,
     json_object,
@@ -275,3 +279,95 @@ def test_slow_uploads_hold_no_model_slot():
     normal, slow = asyncio.run(scenario())
     assert normal == [(200, b"100")] * 5
     assert [status for status, _ in slow] == [408] * 4
+
+
+def _checked_client(seen: list[bytes]) -> TestClient:
+    """`CheckedBodies` over an app that records the bodies it is given."""
+
+    async def record(request: Request) -> JSONResponse:
+        seen.append(await request.body())
+        return JSONResponse({"ok": True})
+
+    app = Starlette(
+        routes=[Route(path, record, methods=["POST", "GET"]) for path in ("/photo", "/item")]
+    )
+    checks = {
+        "/photo": lambda request: check_photo_form(
+            request, 10_000, {"k": lambda raw: int_field(raw, "k", 10, 1, 50)}
+        ),
+        "/item": lambda request: check_item_query(request, (10, 1, 50)),
+    }
+    return TestClient(CheckedBodies(app, checks=checks))
+
+
+@pytest.mark.parametrize(
+    "path, kwargs, status, reason",
+    [
+        (
+            "/photo",
+            {"files": {"image": (None, "http://127.0.0.1:9/a.jpg")}},
+            400,
+            "wrong_field_type",
+        ),
+        (
+            "/photo",
+            {"files": {"image": ("a.jpg", b"x")}, "data": {"k": " 5 "}},
+            400,
+            "wrong_field_type",
+        ),
+        (
+            "/photo",
+            {"files": {"image": ("a.jpg", b"x")}, "data": {"k": "1_0"}},
+            400,
+            "wrong_field_type",
+        ),
+        ("/photo", {"files": {"image": ("a" * 201 + ".jpg", b"x")}}, 400, "bad_filename"),
+        (
+            "/photo",
+            {
+                "content": b'--b\r\nContent-Disposition: form-data; name="image"; '
+                b'filename="a\x00.jpg"\r\n\r\nx\r\n--b--\r\n',
+                "headers": {"content-type": "multipart/form-data; boundary=b"},
+            },
+            400,
+            "bad_filename",
+        ),
+        ("/photo", {"json": {"image": "x"}}, 415, "unsupported_media_type"),
+        ("/item", {"json": {"item_id": True}}, 400, "wrong_field_type"),
+        ("/item", {"json": {"item_id": "a", "k": 51}}, 400, "out_of_range"),
+        ("/item", {"content": b'{"item_id": "a", "item_id": "b"}'}, 400, "repeated_field"),
+    ],
+)
+def test_a_checked_body_that_fails_is_refused_and_never_reaches_the_route(
+    path, kwargs, status, reason
+):
+    """What BentoML's lenient parser would take (or fetch) is refused before it sees the body."""
+    seen: list[bytes] = []
+    response = _checked_client(seen).post(path, **kwargs)
+    assert (response.status_code, response.json()["reason"]) == (status, reason)
+    assert seen == []
+
+
+def test_a_checked_body_that_passes_reaches_the_route_unchanged():
+    seen: list[bytes] = []
+    client = _checked_client(seen)
+    photo = client.post("/photo", files={"image": ("a.jpg", b"jpeg")}, data={"k": "7"})
+    body = b'{"item_id": 3, "k": "4"}'
+    item = client.post("/item", content=body, headers={"content-type": "application/json"})
+    assert photo.status_code == item.status_code == 200
+    assert b"jpeg" in seen[0] and b'name="k"' in seen[0] and seen[1] == body
+
+
+def test_a_wrong_method_on_a_checked_route_is_a_json_405():
+    seen: list[bytes] = []
+    response = _checked_client(seen).get("/photo")
+    assert response.status_code == 405 and response.json()["reason"] == "method_not_allowed"
+    assert response.headers["allow"] == "POST" and seen == []
+
+
+def test_form_values_are_read_as_bentoml_reads_them():
+    """BentoML's client sends `category="ring"` as the JSON text `"ring"`; curl sends `ring`."""
+    assert form_value('"ring"') == form_value("ring") == "ring"
+    assert form_value("2024") == 2024 and text_field(form_value("2024"), "category") == "2024"
+    with pytest.raises(ApiError, match="must be text"):
+        text_field(form_value("[1, 2]"), "category")

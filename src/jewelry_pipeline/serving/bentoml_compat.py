@@ -1,7 +1,9 @@
 """Every use of BentoML's internals and every patch under it, in one place, written for
 BentoML 1.4.39 (`WRITTEN_FOR`); tests/serving/test_bentoml_compat.py fails if an upgrade moves them.
 
-- The batcher: BentoML's `CorkDispatcher` (there is no public batching for a mounted ASGI app).
+- The batcher: BentoML's `CorkDispatcher`, the one behind `batchable` APIs. Only a one-argument
+  API can be `batchable`, and `/recommend` takes `k` and `category`; the model call of all three
+  routes shares one batcher, called in-process with the decoded arrays.
 - Request timeout: BentoML's `TimeoutMiddleware` schedules `loop.call_later(timeout, ...)` for each
   request and never cancels it; the timer kept each request's objects alive for 30 s (~600,000
   objects at ~400 calls/s; full collections stalled the loop 300-500 ms). `cancel_request_timers`

@@ -49,17 +49,23 @@ class BodyFirst:
             received += len(chunks[-1])
             if not message.get("more_body", False):
                 break
-        body, replayed = b"".join(chunks), False
+        body = b"".join(chunks)
         del chunks
+        return await self.app(scope, replaying(body, receive), send)
 
-        async def replay():
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
 
-        return await self.app(scope, replay, send)
+def replaying(body: bytes, receive):
+    """An ASGI `receive` that gives `body` whole once, then the connection's own messages."""
+    replayed = False
+
+    async def replay():
+        nonlocal replayed
+        if not replayed:
+            replayed = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
 
 
 class ConcurrencyLimit:

@@ -18,13 +18,16 @@ import asyncio  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
 import logging  # noqa: E402
+from collections.abc import Awaitable  # noqa: E402
 from pathlib import Path  # noqa: E402
+from typing import Annotated, Any  # noqa: E402
 
 import anyio  # noqa: E402
 import bentoml  # noqa: E402
 import numpy as np  # noqa: E402
 from fastapi import FastAPI, Request  # noqa: E402
 from fastapi.responses import FileResponse, Response  # noqa: E402
+from pydantic import Field  # noqa: E402
 from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa: E402
 
 from jewelry_pipeline.core.bundle import verify_bundle  # noqa: E402
@@ -51,10 +54,7 @@ from jewelry_pipeline.serving.headers import (
     SameSiteOnly,
     SecurityHeaders,
 )  # noqa: E402
-from jewelry_pipeline.serving.json_answers import (  # noqa: E402
-    SafeJSONResponse,
-    error_answer,
-)
+from jewelry_pipeline.serving.json_answers import SafeJSONResponse, error_answer  # noqa: E402
 from jewelry_pipeline.serving.limits import BodyFirst, ConcurrencyLimit, LoadFailure  # noqa: E402
 from jewelry_pipeline.serving.loader import (  # noqa: E402
     BundleHolder,
@@ -66,11 +66,13 @@ from jewelry_pipeline.serving.uploads import (  # noqa: E402
     MULTIPART_OVERHEAD,
     ApiError,
     BodySizeLimit,
-    image_field,
+    CheckedBodies,
+    check_item_query,
+    check_photo_form,
+    form_value,
     int_field,
-    json_object,
+    item_id_field,
     one_value,
-    read_form,
     rejected_upload,
     text_field,
 )
@@ -138,7 +140,7 @@ def _served_routes() -> list:
 
 def _template(path: str) -> str:
     """The route template serving `path` (`UNMATCHED` when none does): the metrics label."""
-    return route_template(path, _served_routes(), BENTOML_PATHS)
+    return route_template(path, _served_routes(), BENTOML_PATHS + LIMITED_PATHS)
 
 
 label_metrics_by_route(_template)
@@ -162,6 +164,11 @@ async def _internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
     """A bug is still a clean answer: JSON with a reason (the security headers are added outside),
     the details in the log only."""
     logger.error("Unexpected %s on %s: %s", type(exc).__name__, request.url.path, exc, exc_info=exc)
+    return _internal_error_answer()
+
+
+def _internal_error_answer() -> SafeJSONResponse:
+    """A bug's answer: the details are in the log only."""
     return error_answer(500, "internal error: the server's log has the details", "internal_error")
 
 
@@ -288,41 +295,42 @@ class JewelryService:
             }
         )
 
-    @web.post("/classify")
-    async def classify(self, request: Request) -> SafeJSONResponse:
+    @bentoml.api(route="/classify")
+    async def classify(self, image: Path) -> dict[str, Any]:
         """Multipart `image` -> category, probabilities and model version."""
-        engine = await self._ready_engine()
-        form = await read_form(request, engine.limits.max_bytes)
-        features = await self._features(engine, await image_field(form))
-        return SafeJSONResponse(engine.classify(features))
+        return await _answered(self._classify(image))
 
-    @web.post("/recommend")
-    async def recommend(self, request: Request) -> SafeJSONResponse:
+    @bentoml.api(route="/recommend")
+    async def recommend(
+        self,
+        image: Path,
+        k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K,
+        category: str | int | None = None,
+    ) -> dict[str, Any]:
         """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar
         items."""
-        engine = await self._ready_engine()
-        form = await read_form(request, engine.limits.max_bytes)
-        k = int_field(one_value(form, "k"), "k", DEFAULT_K, 1, MAX_K)
-        category = _check(
-            engine.check_category, text_field(one_value(form, "category"), "category")
-        )
-        features = await self._features(engine, await image_field(form))
-        return SafeJSONResponse(await _in_thread(engine.recommend, features, k, category))
+        return await _answered(self._recommend(image, k, category))
 
-    @web.post("/recommend_by_id")
-    async def recommend_by_id(self, request: Request) -> SafeJSONResponse:
+    @bentoml.api(route="/recommend_by_id")
+    async def recommend_by_id(
+        self, item_id: str | int, k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K
+    ) -> dict[str, Any]:
         """JSON `{"item_id": ..., "k": 10}` -> the item and its most similar catalog items."""
+        return await _answered(self._recommend_by_id(item_id, k))
+
+    async def _classify(self, image: Path) -> dict[str, Any]:
         engine = await self._ready_engine()
-        body = await json_object(request)
-        item_id = body.get("item_id")
-        if not isinstance(item_id, (str, int)) or isinstance(item_id, bool) or str(item_id) == "":
-            raise ApiError(
-                400,
-                "field 'item_id' must be a non-empty string",
-                "missing_field" if item_id is None else "wrong_field_type",
-            )
-        k = int_field(body.get("k"), "k", DEFAULT_K, 1, MAX_K)
-        return SafeJSONResponse(await _in_thread(engine.recommend_by_id, str(item_id), k))
+        return engine.classify(await self._features(engine, image.read_bytes()))
+
+    async def _recommend(self, image: Path, k: int, category: str | int | None) -> dict[str, Any]:
+        engine = await self._ready_engine()
+        category = _check(engine.check_category, text_field(category, "category"))
+        features = await self._features(engine, image.read_bytes())
+        return await _in_thread(engine.recommend, features, k, category)
+
+    async def _recommend_by_id(self, item_id: str | int, k: int) -> dict[str, Any]:
+        engine = await self._ready_engine()
+        return await _in_thread(engine.recommend_by_id, item_id_field(item_id), k)
 
     @web.get(THUMBNAIL_ROUTE)
     async def thumbnail(self, item_id: str) -> Response:
@@ -359,6 +367,18 @@ class JewelryService:
         return SafeJSONResponse(page)
 
 
+async def _answered(answer: Awaitable[dict[str, Any]]) -> SafeJSONResponse:
+    """A model route's answer as JSON: a refusal is its JSON 4xx, a bug a JSON 500 naming the log
+    (BentoML would answer its own shapes)."""
+    try:
+        return SafeJSONResponse(await answer)
+    except ApiError as exc:
+        return exc.response()
+    except Exception as exc:  # noqa: BLE001 - logged with its traceback; the client gets JSON
+        logger.error("Unexpected %s in a model route: %s", type(exc).__name__, exc, exc_info=exc)
+        return _internal_error_answer()
+
+
 def _check(function, *args):
     """Call an engine method, turning an unknown item into a 404 and an unknown category
     into a 400."""
@@ -383,6 +403,32 @@ def _cpu_limiter() -> anyio.CapacityLimiter:
     return anyio.CapacityLimiter(CPU_THREADS)
 
 
+@functools.cache
+def public_openapi() -> dict[str, Any]:
+    """The OpenAPI document of every route (the model APIs and the page's), without BentoML's
+    version banner."""
+    spec = JewelryService.openapi_spec.asdict()
+    description = JewelryService.inner.__doc__
+    spec["info"] = {"title": "jewelry-pipeline", "version": "1", "description": description}
+    return spec
+
+
+def _k(raw) -> int:
+    """The number of similar items asked for."""
+    return int_field(raw, "k", DEFAULT_K, 1, MAX_K)
+
+
+# Each model route's body checks, run before BentoML parses it (see `CheckedBodies`).
+BODY_CHECKS = {
+    "/classify": lambda request: check_photo_form(request, upload_cap(), {}),
+    "/recommend": lambda request: check_photo_form(
+        request,
+        upload_cap(),
+        {"k": _k, "category": lambda raw: text_field(form_value(raw), "category")},
+    ),
+    "/recommend_by_id": lambda request: check_item_query(request, (DEFAULT_K, 1, MAX_K)),
+}
+
 # First: everything after it sees the client's path. Then the security headers, so every answer
 # carries them, the edge guards' own answers (404, 413, 429, 403, 503) included.
 JewelryService.add_asgi_middleware(RestoreRequestPath)
@@ -397,9 +443,10 @@ JewelryService.add_asgi_middleware(
     grace_s=BODY_GRACE_SECONDS,
     min_bytes_per_s=BODY_MIN_BYTES_PER_SECOND,
 )
+JewelryService.add_asgi_middleware(CheckedBodies, checks=BODY_CHECKS)
 JewelryService.add_asgi_middleware(
     ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
 )
 JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: BUNDLES.load_error)
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
-JewelryService.add_asgi_middleware(PublicSchema, openapi=web.openapi)
+JewelryService.add_asgi_middleware(PublicSchema, openapi=public_openapi)

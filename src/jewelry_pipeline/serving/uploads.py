@@ -1,25 +1,31 @@
 """Request checks at the HTTP edge: body size cap, JSON errors, upload and field validation.
 
-Pure Starlette/ASGI pieces, so they are tested without starting a server.
+Pure Starlette/ASGI pieces, so they are tested without starting a server. `CheckedBodies` runs the
+checks on a model route's body before BentoML's own parser sees it.
 """
 
 from __future__ import annotations
 
 import json
 import re
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
+import pydantic_core
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
 
 from jewelry_pipeline.core.images import ImageRejected
 from jewelry_pipeline.serving.json_answers import SafeJSONResponse, error_answer, quoted
+from jewelry_pipeline.serving.limits import replaying
 
 # How each decoder refusal is answered: too big is 413, not an image we take is 415, broken is 400.
 STATUS_BY_REASON = {"too_large": 413, "unsupported_format": 415, "not_an_image": 415}
 MAX_JSON_BYTES = 64 * 1024  # JSON routes take small objects only
 PLAIN_INTEGER = re.compile(r"-?[0-9]{1,12}\Z")  # ASCII digits: not "1_0", "\u0665" or " 5 "
 MULTIPART_OVERHEAD = 64 * 1024  # room for boundaries and the small text fields next to the image
+# BentoML stores an uploaded file under its own name: longer names could not be stored.
+MAX_FILENAME_BYTES = 200
 PICKLE_TYPES = (
     "application/vnd.bentoml+pickle",
     "application/python-pickle",
@@ -93,7 +99,19 @@ async def image_field(form: FormData, name: str = "image") -> bytes:
             "wrong_field_type",
         )
     _refuse_pickle(value.content_type or "")
+    _check_filename(value.filename or "")
     return await value.read()
+
+
+def _check_filename(filename: str) -> None:
+    """A file name the server can store the upload under (BentoML keeps it as the suffix)."""
+    if "\x00" in filename or len(filename.encode("utf-8")) > MAX_FILENAME_BYTES:
+        raise ApiError(
+            400,
+            f"the file name {quoted(filename)} is over {MAX_FILENAME_BYTES} bytes or holds a NUL: "
+            "rename the file",
+            "bad_filename",
+        )
 
 
 def one_value(fields: Any, name: str) -> Any:
@@ -129,12 +147,23 @@ def int_field(raw: Any, name: str, default: int, low: int, high: int) -> int:
 
 
 def text_field(raw: Any, name: str) -> str | None:
-    """An optional short text parameter."""
+    """An optional short text parameter (a number is its text: a folder may be named `2024`)."""
     if raw is None or raw == "":
         return None
-    if isinstance(raw, UploadFile):
+    if isinstance(raw, bool) or not isinstance(raw, (str, int)):
         raise ApiError(400, f"field '{name}' must be text", "wrong_field_type")
     return str(raw)[:200]
+
+
+def form_value(raw: Any) -> Any:
+    """A text form field as BentoML reads it: its JSON value when it parses (BentoML's client
+    JSON-encodes every field but the file), else the text itself."""
+    if not isinstance(raw, str):
+        return raw
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
@@ -233,3 +262,85 @@ class BodySizeLimit:
 
 def _too_large(cap: int) -> SafeJSONResponse:
     return ApiError(413, f"request body over the {cap}-byte cap", "too_large").response()
+
+
+BodyCheck = Callable[[Request], Awaitable[None]]
+
+
+class CheckedBodies:
+    """ASGI middleware: a request to one of `checks`' paths is checked by its check (which raises
+    `ApiError`) before the route's own parser sees it; a wrong method is a JSON 405.
+
+    BentoML's parser is lenient where these checks are strict (it takes `k= 5 ` and `1_0`, keeps
+    the last of a repeated field, and fetches a URL given as the file), so only checked bodies reach
+    it, replayed unchanged.
+    """
+
+    def __init__(self, app, checks: Mapping[str, BodyCheck]):
+        self.app = app
+        self.checks = dict(checks)
+
+    async def __call__(self, scope, receive, send):
+        check = self.checks.get(scope["path"]) if scope["type"] == "http" else None
+        if check is None:
+            return await self.app(scope, receive, send)
+        if scope["method"] != "POST":
+            answer = error_answer(
+                405, "method not allowed: use POST", "method_not_allowed", {"Allow": "POST"}
+            )
+            return await answer(scope, receive, send)
+        chunks = []
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # the client went away
+                return None
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        del chunks
+        request = Request(scope, replaying(body, receive))
+        try:
+            await check(request)
+        except ApiError as exc:
+            return await exc.response()(scope, receive, send)
+        finally:
+            await request.close()  # the parsed form's spooled files
+        return await self.app(scope, replaying(body, receive), send)
+
+
+async def check_photo_form(
+    request: Request, max_bytes: int, fields: Mapping[str, Callable[[Any], object]]
+) -> None:
+    """Refuse, with a 4xx, a photo form that is not multipart with one uploaded file in `image`,
+    and each of `fields` given at most once with a value its check takes."""
+    form = await read_form(request, max_bytes)
+    await image_field(form)
+    for name, check in fields.items():
+        check(one_value(form, name))
+
+
+async def check_item_query(request: Request, k_range: tuple[int, int, int]) -> None:
+    """Refuse, with a 4xx, a `recommend_by_id` body that is not a small JSON object with a
+    non-empty `item_id` and an optional `k` in range (default, low, high)."""
+    raw = await request.body()  # read whole by `CheckedBodies` already
+    body = await json_object(request)
+    try:  # BentoML reads the body with pydantic's parser, which also refuses lone surrogates
+        pydantic_core.from_json(raw)
+    except ValueError:
+        raise ApiError(
+            400, "body must be a JSON object of valid Unicode text", "malformed_json"
+        ) from None
+    item_id_field(body.get("item_id"))
+    int_field(body.get("k"), "k", *k_range)
+
+
+def item_id_field(raw: Any) -> str:
+    """A catalog item id: a non-empty string (or a JSON integer, as its text)."""
+    if not isinstance(raw, (str, int)) or isinstance(raw, bool) or str(raw) == "":
+        raise ApiError(
+            400,
+            "field 'item_id' must be a non-empty string",
+            "missing_field" if raw is None else "wrong_field_type",
+        )
+    return str(raw)
