@@ -58,6 +58,23 @@ CATALOG_COLUMNS = ["item_id", "path", "category", "cluster", "thumbnail_row"]
 OPTIONAL_CATALOG_COLUMNS = ["title"]  # kept when the catalog has them
 
 
+def catalog_rows(
+    items: pd.DataFrame, clusters: np.ndarray, first_thumbnail_row: int
+) -> pd.DataFrame:
+    """Bundle catalog rows (`CATALOG_COLUMNS`) for `items` (item_id, path, category), their
+    clusters, and thumbnails stored in order from `first_thumbnail_row`."""
+    return pd.DataFrame(
+        {
+            "item_id": items["item_id"].astype(str).to_numpy(),
+            "path": items["path"].astype(str).to_numpy(),
+            "category": items["category"].astype(str).to_numpy(),
+            "cluster": np.asarray(clusters).astype(int),
+            "thumbnail_row": np.arange(first_thumbnail_row, first_thumbnail_row + len(items)),
+        },
+        columns=CATALOG_COLUMNS,
+    )
+
+
 class BundleError(RuntimeError):
     """A serving bundle that is missing, incomplete, altered or otherwise unusable."""
 

@@ -11,7 +11,7 @@ import numpy as np
 import pandas as pd
 
 from jewelry_pipeline.core.bulk import embed_in_chunks
-from jewelry_pipeline.core.bundle import BundleContents, ServingBundle
+from jewelry_pipeline.core.bundle import BundleContents, ServingBundle, catalog_rows
 from jewelry_pipeline.core.drift import (
     DriftThresholds,
     classifier_view,
@@ -170,16 +170,7 @@ def grow_bundle(
 ) -> tuple[BundleContents, dict[str, Any]]:
     """The bundle's next version: same models, catalog, index and thumbnails grown by the new
     photos; and the update's summary (reason, counts) for MLflow and the report."""
-    first = len(bundle.catalog)
-    added = pd.DataFrame(
-        {
-            "item_id": manifest["item_id"].astype(str),
-            "path": manifest["path"].astype(str),
-            "category": manifest["category"].astype(str),
-            "cluster": embedded["clusters"].astype(int),
-            "thumbnail_row": np.arange(first, first + len(manifest)),
-        }
-    )
+    added = catalog_rows(manifest, embedded["clusters"], first_thumbnail_row=len(bundle.catalog))
     catalog = pd.concat([bundle.catalog, added], ignore_index=True)
     if "title" in catalog:
         catalog["title"] = catalog["title"].fillna("")
