@@ -25,7 +25,14 @@ import numpy as np
 
 from benchmarks._report import run_outputs
 from jewelry_testing.hostile import noise_photo
-from jewelry_testing.servers import Server, bentoml_serve_command, free_port, start, start_bentoml
+from jewelry_testing.servers import (
+    Server,
+    bentoml_serve_command,
+    free_port,
+    start,
+    start_bentoml,
+    wait_until_every_worker_is_ready,
+)
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "benchmarks" / "results" / "redteam.json"
@@ -496,6 +503,7 @@ def run(bundle: Path, work: Path, slots: int = 3) -> list[Probe]:
     server = start_bentoml(bundle, work / "serve.log", {"JEWELRY_MAX_CONCURRENCY": str(slots)})
     probes: list[Probe] = []
     try:
+        wait_until_every_worker_is_ready(server)  # HEAD and GET /status must see one state
         with httpx.Client(base_url=server.url, timeout=60) as client:
             for name, check in QUICK.items():
                 print(f"[redteam] {name}", flush=True)

@@ -115,6 +115,24 @@ def start_bentoml(
     return start(command, {**env, **(extra_env or {})}, "/readyz", log, statuses=statuses)
 
 
+def wait_until_every_worker_is_ready(
+    server: Server, in_a_row: int = 8, timeout: float = 120
+) -> None:
+    """Wait until `in_a_row` fresh connections in a row find a loaded bundle: `/readyz` answers
+    for whichever worker took the connection, and a second worker may still be loading."""
+    deadline, streak = time.monotonic() + timeout, 0
+    while streak < in_a_row:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"not every worker of {server.url} was ready in {timeout:.0f} s")
+        try:
+            ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
+        except httpx.HTTPError:
+            ready = False
+        streak = streak + 1 if ready else 0
+        if not ready:
+            time.sleep(0.2)
+
+
 def worker_pids(server: Server) -> list[int]:
     """The BentoML worker processes under the `bentoml serve` process."""
     import psutil

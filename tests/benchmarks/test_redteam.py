@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from benchmarks.redteam import QUICK, _clean_answer
-from jewelry_testing.servers import start_bentoml
+from jewelry_testing.servers import start_bentoml, wait_until_every_worker_is_ready
 from tests.serving.conftest import make_bundle
 
 HEADERS = {"content-security-policy": "default-src 'self'", "x-content-type-options": "nosniff"}
@@ -19,8 +19,12 @@ def served(tmp_path_factory):
     server = start_bentoml(
         make_bundle(work / "bundle"), work / "serve.log", {"JEWELRY_MAX_CONCURRENCY": "3"}
     )
-    yield server
-    server.stop()
+    try:
+        # Found flaky under load: HEAD /status met a loading worker, the GET after it a ready one.
+        wait_until_every_worker_is_ready(server)
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.mark.parametrize("group", sorted(QUICK))
