@@ -14,6 +14,8 @@ KEDRO_ARGS ?=
 PORT ?= 3000
 TRACKING_DIR ?= .tracking
 TRACKING_PORT ?= 5055
+# pytest-xdist workers of `make test` (one per core of the 2-core CI machine; 0 runs in one process)
+TEST_WORKERS ?= 2
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
 export KEDRO_DISABLE_TELEMETRY := true
@@ -41,7 +43,7 @@ run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
 test: $(STAMP) $(AIRFLOW_STAMP) browser postgresql lint
-	$(BIN)/python -m pytest -p no:randomly $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:randomly -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
 lint: $(STAMP)

@@ -80,6 +80,7 @@ def _kedro_run(
     return result
 
 
+@pytest.mark.heavy
 def test_default_path_end_to_end(kedro_project, small_dataset, tmp_path, browser):
     """Two default `kedro run`s on a user's folder (other category names, no conf edit), the second
     made worse on purpose; the registry keeps the first as champion; `bentoml serve` from the

@@ -42,6 +42,7 @@ def test_a_dataset_dropped_from_the_team_catalog_is_found(tmp_path):
 
 
 @pytest.mark.slow
+@pytest.mark.heavy
 def test_the_airflow_dag_runs_end_to_end_into_the_team_server(tmp_path, team_server):
     """`make airflow-dag`'s DAG, run by `airflow dags test` in the Airflow virtual environment on
     a tiny dataset: every task succeeds, the outputs a plain run writes exist, and one MLflow run

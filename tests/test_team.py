@@ -133,6 +133,7 @@ def test_the_team_environment_refuses_a_missing_local_or_dead_server(tmp_path, p
     assert not (project / "mlruns" / "mlflow.db").exists()
 
 
+@pytest.mark.heavy
 def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champion(
     tmp_path, photos, team_server
 ):
@@ -143,7 +144,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     good, poor = (_own_registry(make_kedro_project(tmp_path / name)) for name in ("good", "poor"))
     runs = {
         "poor": (_team_run(poor, photos, team_server.url, 1, 1e-7), poor),
-        "good": (_team_run(good, photos, team_server.url, 40), good),
+        "good": (_team_run(good, photos, team_server.url, 12), good),
     }
     logs = {name: _finish(process, project) for name, (process, project) in runs.items()}
     for name, (process, _) in runs.items():
@@ -187,6 +188,7 @@ def test_two_team_runs_at_once_each_register_their_own_and_the_better_is_champio
     assert bundle_digest(imported[0]) == bundle_digest(good / "data/07_model_output/bundle")
 
 
+@pytest.mark.heavy
 def test_a_server_killed_mid_run_fails_the_run_and_a_restarted_database_serves_the_next(
     tmp_path, photos, team_server
 ):

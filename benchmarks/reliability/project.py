@@ -54,6 +54,11 @@ def run_params(settings: Settings, **extra) -> str:
         "ingestion.min_images_per_category": 5,
         "classifier.training.epochs": settings.epochs,
         "classifier.training.batch_size": 16,
+        # the pretrained candidate still trains both phases, at the size and epochs of the CNN
+        "pretrained.input_size": settings.image_size,
+        "pretrained.training.warmup_epochs": min(settings.epochs, 5),
+        "pretrained.training.fine_tune_epochs": settings.epochs,
+        "pretrained.training.batch_size": 16,
         **extra,
     }
     return ",".join(f"{k}={v}" for k, v in values.items())

@@ -110,6 +110,7 @@ def test_fashion_mnist_trees_follow_the_labels(tmp_path):
     assert len(list((flat / "bag").glob("*.png"))) == 3
 
 
+@pytest.mark.heavy
 def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_path):
     _fake_fashion_mnist(tmp_path / "idx")
     _fake_emojione(tmp_path / "emoji")

@@ -35,11 +35,13 @@ def test_service_checks_hold(check, bundle, tmp_path):
     assert result.passed, f"{result.name}: {result.figures}"
 
 
+@pytest.mark.heavy
 def test_runs_are_reproducible(project):
     result = check_reproducibility(project, LIGHT)
     assert result.passed, result.figures
 
 
+@pytest.mark.heavy
 def test_a_killed_training_run_leaves_nothing_half_written(project):
     result = check_killed_training(project, LIGHT)
     assert result.passed, result.figures
