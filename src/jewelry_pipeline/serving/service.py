@@ -82,6 +82,8 @@ logger = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
 MAX_K = 50
 DEFAULT_K = 10
+K_RANGE = (DEFAULT_K, 1, MAX_K)  # `k`: default, lowest, highest
+SimilarCount = Annotated[int, Field(ge=K_RANGE[1], le=K_RANGE[2])]  # `k` as the APIs declare it
 MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more in flight get 429
 LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
@@ -304,7 +306,7 @@ class JewelryService:
     async def recommend(
         self,
         image: Path,
-        k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K,
+        k: SimilarCount = DEFAULT_K,
         category: str | int | None = None,
     ) -> dict[str, Any]:
         """Multipart `image`, `k` (1-50) and optional `category` -> category, cluster and similar
@@ -313,7 +315,7 @@ class JewelryService:
 
     @bentoml.api(route="/recommend_by_id")
     async def recommend_by_id(
-        self, item_id: str | int, k: Annotated[int, Field(ge=1, le=MAX_K)] = DEFAULT_K
+        self, item_id: str | int, k: SimilarCount = DEFAULT_K
     ) -> dict[str, Any]:
         """JSON `{"item_id": ..., "k": 10}` -> the item and its most similar catalog items."""
         return await _answered(self._recommend_by_id(item_id, k))
@@ -415,7 +417,7 @@ def public_openapi() -> dict[str, Any]:
 
 def _k(raw) -> int:
     """The number of similar items asked for."""
-    return int_field(raw, "k", DEFAULT_K, 1, MAX_K)
+    return int_field(raw, "k", *K_RANGE)
 
 
 # Each model route's body checks, run before BentoML parses it (see `CheckedBodies`).
@@ -426,7 +428,7 @@ BODY_CHECKS = {
         upload_cap(),
         {"k": _k, "category": lambda raw: text_field(form_value(raw), "category")},
     ),
-    "/recommend_by_id": lambda request: check_item_query(request, (DEFAULT_K, 1, MAX_K)),
+    "/recommend_by_id": lambda request: check_item_query(request, K_RANGE),
 }
 
 # First: everything after it sees the client's path. Then the security headers, so every answer
