@@ -174,3 +174,24 @@ def test_the_wheel_ships_the_product_only_and_no_product_code_imports_test_suppo
         package = ".".join(path.relative_to(src).parent.parts)
         roots = {name.split(".")[0] for name in imported_modules(path.read_text(), package)}
         assert not roots & {"jewelry_testing", "tests"}, path
+
+
+def test_no_serving_module_holds_a_bundle_at_module_level():
+    """The bundle a worker serves is the service instance's `BundleHolder`: no module keeps one (or
+    its engine) for the middleware to read."""
+    import importlib
+    import pkgutil
+
+    from jewelry_pipeline import serving
+    from jewelry_pipeline.serving.engine import RecommendationEngine
+    from jewelry_pipeline.serving.loader import BundleHolder
+
+    held = []
+    for info in pkgutil.iter_modules(serving.__path__, "jewelry_pipeline.serving."):
+        module = importlib.import_module(info.name)
+        held += [
+            f"{info.name}.{name}"
+            for name, value in vars(module).items()
+            if isinstance(value, BundleHolder | RecommendationEngine)
+        ]
+    assert held == []

@@ -108,17 +108,30 @@ WORKERS = int(os.environ.get("JEWELRY_WORKERS", "2"))
 # How often each worker looks for a new bundle version (the store's latest, or the bundle path's
 # link moved by a new write); 0 turns live reload off.
 RELOAD_SECONDS = float(os.environ.get("JEWELRY_RELOAD_SECONDS", "5"))
-# This worker's bundle: started by the service's __init__, read by the routes and two edge guards
-# (the upload cap and the load-failure answer of /readyz).
-BUNDLES = BundleHolder(RELOAD_SECONDS)
+
+
+def served_bundles() -> BundleHolder | None:
+    """This worker's `BundleHolder`, held by the service instance (None before BentoML makes it):
+    how the edge guards, which BentoML builds apart from the instance, read the bundle."""
+    try:
+        return bentoml.get_current_service().bundles
+    except bentoml.exceptions.BentoMLException:
+        return None
 
 
 def upload_cap() -> int:
     """Bytes a request body may hold: the bundle's decode cap plus room for the form."""
     if override := os.environ.get("JEWELRY_MAX_REQUEST_BYTES"):
         return int(override)
-    engine = BUNDLES.engine
+    bundles = served_bundles()
+    engine = bundles.engine if bundles else None
     return (engine.limits if engine else DecodeLimits()).max_bytes + MULTIPART_OVERHEAD
+
+
+def load_failure() -> str | None:
+    """Why this worker's bundle failed to load (its public cause), or None."""
+    bundles = served_bundles()
+    return bundles.load_error if bundles else None
 
 
 cancel_request_timers()  # before BentoML builds its middleware stack in the worker
@@ -196,7 +209,8 @@ class JewelryService:
         tf_threads = int(os.environ.get("JEWELRY_TF_THREADS", "1"))
         tf.config.threading.set_intra_op_parallelism_threads(tf_threads)
         tf.config.threading.set_inter_op_parallelism_threads(tf_threads)
-        self.bundles = BUNDLES  # verified by check_bundle, and again as it loads
+        # This worker's bundle: verified by check_bundle, and again as it loads.
+        self.bundles = BundleHolder(RELOAD_SECONDS)
         self.bundles.start()
 
     async def __is_ready__(self) -> bool:
@@ -449,6 +463,6 @@ JewelryService.add_asgi_middleware(CheckedBodies, checks=BODY_CHECKS)
 JewelryService.add_asgi_middleware(
     ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
 )
-JewelryService.add_asgi_middleware(LoadFailure, failure=lambda: BUNDLES.load_error)
+JewelryService.add_asgi_middleware(LoadFailure, failure=load_failure)
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
 JewelryService.add_asgi_middleware(PublicSchema, openapi=public_openapi)
