@@ -38,8 +38,37 @@ def test_logged_model_carries_the_pins_and_reloads(tmp_path):
             encoder(batch).numpy(),
             atol=1e-6,
         )
+        # What MLflow's log-time check did (turned off there): the model serves its own example.
+        info = mlflow.models.get_model_info(logged[0].model_uri)
+        example = mlflow.models.Model.load(logged[0].model_uri).load_input_example()
+        served = mlflow.pyfunc.load_model(logged[0].model_uri).predict(example)
+        assert info.signature.outputs.to_dict()[0]["tensor-spec"]["shape"][-1] == served.shape[-1]
+        np.testing.assert_allclose(served, encoder(example).numpy(), atol=1e-6)
     finally:
         mlflow.set_tracking_uri(None)
+
+
+def test_a_model_file_is_read_once_while_unchanged_and_again_after_a_save(tmp_path):
+    """Nodes share one read of an unchanged file; a new save, another writer's file or a release
+    means a fresh read, and every read is the file's model, not the object saved."""
+    path = tmp_path / "encoder.keras"
+    dataset = KerasModelDataset(str(path))
+    _, first, _ = build_autoencoder(16, (4,), 3)
+    dataset.save(first)
+    read = dataset.load()
+    assert read is not first and dataset.load() is read
+    _, second, _ = build_autoencoder(16, (4,), 3)
+    second.set_weights([w + 1.0 for w in second.get_weights()])
+    dataset.save(second)
+    reread = dataset.load()
+    batch = np.full((1, 16, 16, 1), 100.0, np.float32)
+    assert reread is not read
+    np.testing.assert_allclose(reread(batch).numpy(), second(batch).numpy(), atol=1e-6)
+    KerasModelDataset(str(path)).save(first)  # another dataset (or process) replaces the file
+    np.testing.assert_allclose(dataset.load()(batch).numpy(), first(batch).numpy(), atol=1e-6)
+    shared = dataset.load()
+    dataset.release()
+    assert dataset.load() is not shared
 
 
 def test_logged_model_is_mlflow_keras_with_signature_and_input_example(tmp_path):

@@ -39,7 +39,14 @@ def model_requirements() -> list[str] | None:
 
 class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
     """A `.keras` model file; with `mlflow_name`, each save is also logged to the active MLflow
-    run."""
+    run.
+
+    Every node gets the model as read from the file. The file is read once while it is unchanged
+    (same inode, size and modification time): the nodes of a run that read one model share it
+    instead of rebuilding it each time (about 0.4 s a read for a small model). Models are only read
+    (predict), never changed, by the nodes that load them. The model is dropped when the runner
+    releases the dataset.
+    """
 
     def __init__(
         self, filepath: str, mlflow_name: str | None = None, metadata: dict[str, Any] | None = None
@@ -47,14 +54,26 @@ class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
         self._filepath = Path(filepath)
         self._mlflow_name = mlflow_name
         self.metadata = metadata
+        self._read: tuple[tuple[int, int, int], keras.Model] | None = None  # (file stamp, model)
+
+    def _file_stamp(self) -> tuple[int, int, int]:
+        stat = self._filepath.stat()
+        return stat.st_ino, stat.st_size, stat.st_mtime_ns
 
     def _load(self) -> keras.Model:
-        return load_keras_safe(self._filepath)
+        stamp = self._file_stamp()
+        if self._read is None or self._read[0] != stamp:
+            self._read = (stamp, load_keras_safe(self._filepath))
+        return self._read[1]
 
     def _save(self, model: keras.Model) -> None:
+        self._read = None
         save_keras_atomic(model, self._filepath)
         if self._mlflow_name:
             self._log_to_mlflow(model)
+
+    def _release(self) -> None:
+        self._read = None
 
     def _log_to_mlflow(self, model: keras.Model) -> None:
         import mlflow
@@ -77,6 +96,9 @@ class KerasModelDataset(AbstractDataset["keras.Model", "keras.Model"]):
             signature=signature,
             input_example=example,
             pip_requirements=model_requirements(),
+            # MLflow would load the logged model again to predict the example and only warn if it
+            # failed (0.7 s a model); tests/datasets/test_keras_model.py checks that it serves.
+            validate_serving_input=False,
         )
 
     def _exists(self) -> bool:

@@ -15,8 +15,10 @@ from typing import Any
 
 
 def save_model(model: Any, path: str, **kwargs: Any) -> None:
-    """`mlflow.keras.save_model` into `path`, created first."""
+    """`mlflow.keras.save_model` into `path`, created first (without `Model.log`'s own
+    `validate_serving_input`, which it passes on to every flavour)."""
     import mlflow.keras
 
+    kwargs.pop("validate_serving_input", None)
     os.makedirs(path, exist_ok=True)
     mlflow.keras.save_model(model, path, **kwargs)
