@@ -8,9 +8,12 @@ from pathlib import Path
 import pytest
 
 from jewelry_pipeline.hooks import (
+    EXPERIMENT_KIND,
+    EXPERIMENT_KIND_TAG,
     NodeTimes,
     TrackingStoreError,
     check_tracking_database,
+    mark_model_training,
     sqlite_path,
 )
 
@@ -79,3 +82,42 @@ def test_node_times_are_logged_with_the_slowest_at_the_end(caplog, monkeypatch):
         "Node split took" in m for m in messages
     )  # under a second: quiet
     assert messages[-1] == "Node time 3 s; slowest: train 2 s, split 0 s"
+
+
+class RacedClient:
+    """An MLflow client whose tag write loses a race as on PostgreSQL: another run's write lands
+    first (when `other_writes`), then this insert fails on the unique key."""
+
+    def __init__(self, client, other_writes: bool):
+        self.client, self.other_writes, self.writes = client, other_writes, 0
+
+    def get_experiment(self, experiment_id):
+        return self.client.get_experiment(experiment_id)
+
+    def set_experiment_tag(self, experiment_id, key, value):
+        from mlflow.exceptions import MlflowException
+
+        self.writes += 1
+        if self.other_writes:
+            self.client.set_experiment_tag(experiment_id, key, value)
+        raise MlflowException('duplicate key value violates unique constraint "experiment_tag_pk"')
+
+
+def test_the_experiment_is_marked_as_model_training_once_even_when_two_runs_race(tmp_path):
+    from mlflow import MlflowClient
+    from mlflow.exceptions import MlflowException
+
+    client = MlflowClient(tracking_uri=f"sqlite:///{tmp_path}/mlflow.db")
+    experiment = client.create_experiment("race")
+    mark_model_training(client, experiment)
+    assert client.get_experiment(experiment).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    already = RacedClient(client, other_writes=False)
+    mark_model_training(already, experiment)  # set already: nothing written
+    assert already.writes == 0
+
+    second = client.create_experiment("race-lost")
+    mark_model_training(RacedClient(client, other_writes=True), second)  # the other run's tag
+    assert client.get_experiment(second).tags[EXPERIMENT_KIND_TAG] == EXPERIMENT_KIND
+    failing = client.create_experiment("write-fails")
+    with pytest.raises(MlflowException):  # a failure that left no tag is not hidden
+        mark_model_training(RacedClient(client, other_writes=False), failing)

@@ -257,6 +257,21 @@ class DataLineageCheck:
 EXPERIMENT_KIND_TAG, EXPERIMENT_KIND = "mlflow.experimentKind", "custom_model_development"
 
 
+def mark_model_training(client, experiment_id: str) -> None:
+    """Tag the experiment as model training (MLflow 3 opens an experiment of unknown kind on its
+    GenAI overview), once: two runs starting at once on a team server may both try, and there the
+    second insert of the tag fails; it then finds the tag set, which is all it wanted."""
+    from mlflow.exceptions import MlflowException
+
+    if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) == EXPERIMENT_KIND:
+        return
+    try:
+        client.set_experiment_tag(experiment_id, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+    except MlflowException:
+        if client.get_experiment(experiment_id).tags.get(EXPERIMENT_KIND_TAG) != EXPERIMENT_KIND:
+            raise
+
+
 def _active_mlflow():
     """MLflow's active run, without importing MLflow for a run that never started one (an untracked
     run)."""
@@ -289,9 +304,7 @@ class RunIdentity:
         ]
         ran = "all pipelines" if list(names) == ["__default__"] else "+".join(names)
         mlflow.set_tag("mlflow.runName", f"{ran} on {raw_dir.name}")
-        # MLflow 3 opens an experiment of unknown kind on its GenAI overview: say it trains models.
-        experiment = mlflow.active_run().info.experiment_id
-        mlflow.MlflowClient().set_experiment_tag(experiment, EXPERIMENT_KIND_TAG, EXPERIMENT_KIND)
+        mark_model_training(mlflow.MlflowClient(), mlflow.active_run().info.experiment_id)
         mlflow.set_tag("raw_dir", str(raw_dir))
         if set(pipeline.inputs()) & {*INGESTED} and catalog.exists("ingestion_identity"):
             self._log_photos(catalog.load("ingestion_identity"), catalog.load("ingestion_manifest"))
