@@ -44,11 +44,12 @@ def read_split(split: str = "train", data_dir: Path = DATA_DIR) -> tuple[np.ndar
 
 
 def _sample(labels: np.ndarray, per_class: int, seed: int) -> dict[int, np.ndarray]:
-    """`per_class` row numbers of each class, drawn without replacement for `seed`."""
+    """`per_class` row numbers of each class present, drawn without replacement for `seed`."""
     rng = np.random.default_rng(seed)
     return {
         c: np.sort(rng.choice(np.flatnonzero(labels == c), per_class, replace=False))
         for c in range(len(CLASSES))
+        if (labels == c).any()
     }
 
 
