@@ -59,8 +59,8 @@ FOREIGN_SET = {
 MIN_FOREIGN_REFUSED, MAX_TEST_REFUSED = 0.90, 0.05
 MINI_PARAMS = (
     "classifier.training.epochs=1,autoencoders.training.epochs=1,"
-    "ingestion.min_images_per_category=5,pretrained.training.warmup_epochs=1,"
-    "pretrained.training.fine_tune_epochs=1"
+    "ingestion.min_images_per_category=5,pretrained.input_size=32,"
+    "pretrained.training.warmup_epochs=1,pretrained.training.fine_tune_epochs=1"
 )
 
 

@@ -30,9 +30,15 @@ def photos(tmp_path_factory) -> Path:
 
 
 def _team_run(
-    project: Path, photos: Path, uri: str, epochs: int = 1, learning_rate: float | None = None
+    project: Path,
+    photos: Path,
+    uri: str,
+    epochs: int = 1,
+    learning_rate: float | None = None,
+    pipelines: tuple[str, ...] = (),
 ) -> subprocess.Popen:
-    """`kedro run --env team` on `photos` (tiny sizes and epochs), logging to `uri`."""
+    """`kedro run --env team` of `pipelines` (default: all) on `photos` (tiny sizes and epochs),
+    logging to `uri`."""
     env = {
         **os.environ,
         "MLFLOW_TRACKING_URI": uri,
@@ -50,6 +56,7 @@ def _team_run(
             "team",
             "--params",
             tiny_run_params(photos, epochs, learning_rate),
+            *(["--pipelines", ",".join(pipelines)] if pipelines else []),
         ],
         cwd=project,
         env=env,
@@ -211,14 +218,17 @@ def test_a_server_killed_mid_run_fails_the_run_and_a_restarted_database_serves_t
     after = {v.version for v in client.search_model_versions(f"name = '{CLASSIFIER}'")}
     assert after == before  # nothing of the killed run was registered
 
-    # PostgreSQL restarted under a running MLflow server: the next run succeeds.
+    # PostgreSQL restarted under a running MLflow server: the next tracked run succeeds. Ingestion
+    # and split write its run, parameters, tags and photos input through the server (registration
+    # on this server is the two-runs test's).
     tracking_server.stop_postgres(team_server.folder)
     tracking_server.start_postgres(team_server.folder, team_server.postgres_port)
     again = make_kedro_project(tmp_path / "after-restart")
-    process = _team_run(again, photos, team_server.url, 1)
+    process = _team_run(again, photos, team_server.url, 1, pipelines=("ingestion", "split"))
     log = _finish(process, again)
     assert process.returncode == 0, log[-4000:]
-    assert client.get_run(_run_id(log)).info.status == "FINISHED"
+    run = client.get_run(_run_id(log))
+    assert run.info.status == "FINISHED" and run.data.params and run.inputs.dataset_inputs
 
 
 def test_the_worse_run_moving_the_alias_last_on_postgresql_leaves_it_on_the_better(
