@@ -174,11 +174,6 @@ def pytest_collection_modifyitems(config, items):
         fixtures = set(getattr(item, "fixturenames", ()))
         if SLOW_FIXTURES & fixtures or "tests/benchmarks/" in item.nodeid:
             item.add_marker(pytest.mark.slow)
-        # `make test` (--dist loadgroup) sends each group to one worker: a file's tests together,
-        # as --dist loadfile would, but every test of the team server on one worker, which then
-        # starts PostgreSQL and MLflow once.
-        group = "team-server" if "team_server" in fixtures else item.nodeid.split("::")[0]
-        item.add_marker(pytest.mark.xdist_group(group))
     items.sort(key=lambda item: item.get_closest_marker("heavy") is None)
 
 
