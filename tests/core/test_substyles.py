@@ -16,6 +16,8 @@ from jewelry_pipeline.core.substyles import (
     clean_name,
     criterion_by_k,
     kmeans,
+    names_from_config,
+    names_to_config,
 )
 
 
@@ -140,3 +142,14 @@ def test_names_are_trimmed_text():
     for bad in (None, 3, "x" * 41, "\u200b"):
         with pytest.raises(EditRefused):
             clean_name(bad)
+
+
+def test_names_go_to_the_bundle_config_and_back_and_a_bad_one_is_refused():
+    names = {"ring": {1: "Stones", 0: "Bands"}, "earring": {}}
+    stored = names_to_config(names)
+    assert stored == {"ring": {"0": "Bands", "1": "Stones"}}  # JSON keys; empty left out
+    assert names_from_config(stored) == {"ring": {0: "Bands", 1: "Stones"}}
+    assert names_from_config(None) == {}
+    for bad in ({"ring": {"x": "Bands"}}, {"ring": {"0": ""}}, {"ring": ["Bands"]}, ["ring"]):
+        with pytest.raises(ValueError, match="substyles.names"):
+            names_from_config(bad)

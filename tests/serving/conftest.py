@@ -79,6 +79,7 @@ def make_bundle(
     source: str = "classifier",
     autoencoder_input: str = "foreground",
     answers: AnswerPolicy = AnswerPolicy(),
+    substyles: dict | None = None,
 ) -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing
     `source` vectors; a `backbone` bundle has a pretrained classifier and the frozen backbone."""
@@ -158,6 +159,7 @@ def make_bundle(
                 categories, probabilities, embeddings, CLASSES, 1000, seed
             ),
             backbone=backbone,
+            substyles=substyles,
             familiarity=FamiliarityReference.sample(
                 features, categories, 1000, FAMILIARITY_NEIGHBOURS, seed
             ).to_arrays(),

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import cv2
 import numpy as np
 import pytest
@@ -114,6 +116,32 @@ def test_catalog_summary_and_pages(engine):
     page = engine.catalog_items("necklace", 1, offset=2, limit=3)
     assert page["total"] == PER_CLASS // 2 and len(page["items"]) == 3
     assert all(item["category"] == "necklace" and item["cluster"] == 1 for item in page["items"])
+
+
+def test_the_shops_sub_style_names_are_in_every_answer(tmp_path, engine):
+    """Written into the bundle, read back, and named wherever a sub-style is: the catalog summary,
+    catalog pages, similar items and a photo's own sub-style; unnamed ones stay None."""
+    names = {"names": {"necklace": {"1": "Chains"}}}
+    named = RecommendationEngine(read_bundle(make_bundle(tmp_path / "b", substyles=names)))
+    assert read_bundle(tmp_path / "b").substyles == names
+    necklace = next(c for c in named.catalog_summary()["categories"] if c["name"] == "necklace")
+    assert {c["cluster"]: c["name"] for c in necklace["clusters"]} == {0: None, 1: "Chains"}
+    page = named.catalog_items("necklace", None, offset=0, limit=50)["items"]
+    assert {(i["cluster"], i["cluster_name"]) for i in page} == {(0, None), (1, "Chains")}
+    photo = int(np.flatnonzero(named.catalog["category"] == "necklace")[1])
+    result = named.recommend(named.features(PHOTOS[photo : photo + 1]), 5)
+    assert result["cluster_name"] == named.cluster_name(result["category"], result["cluster"])
+    for item in result["items"]:
+        assert item["cluster_name"] == named.cluster_name(item["category"], item["cluster"])
+    assert engine.catalog_items("necklace", 1, 0, 1)["items"][0]["cluster_name"] is None
+
+
+def test_a_bundle_with_a_bad_sub_style_name_is_refused(bundle):
+    broken = dataclasses.replace(
+        bundle, config={**bundle.config, "substyles": {"names": {"ring": {"0": "\x00"}}}}
+    )
+    with pytest.raises(BundleError, match="substyles.names.ring"):
+        RecommendationEngine(broken)
 
 
 def test_uploads_go_through_the_shared_decoder(engine):

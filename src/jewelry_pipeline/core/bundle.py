@@ -98,6 +98,7 @@ class BundleContents:
     drift_reference: dict[str, np.ndarray] | None = None  # see core.drift.reference_sample
     backbone: Any = None  # the frozen backbone, for an index of `backbone` vectors
     familiarity: dict[str, np.ndarray] | None = None  # see core.familiarity.FamiliarityReference
+    substyles: dict[str, Any] | None = None  # names the shop gave its sub-styles (core.substyles)
 
     @property
     def promoted(self) -> bool:
@@ -146,6 +147,11 @@ class ServingBundle:
     def version(self) -> dict[str, Any]:
         """Where the bundle came from: run, creation time, promotion record."""
         return dict(self.config.get("version", {}))
+
+    @property
+    def substyles(self) -> dict[str, Any] | None:
+        """What the shop made of the sub-styles (their names), kept by every later version."""
+        return self.config.get("substyles")
 
     @property
     def digest(self) -> str:
@@ -216,6 +222,8 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
             "title": contents.title,
             "version": dict(contents.version),
         }
+        if contents.substyles:
+            config["substyles"] = contents.substyles
         (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
         files = {
             p.relative_to(staging).as_posix(): _sha256(p)

@@ -208,3 +208,30 @@ class SubstyleCatalog:
         kept = set(clusters[rows].tolist())
         for gone in [c for c in names if c not in kept]:
             del names[gone]
+
+
+def names_to_config(names: dict[str, dict[int, str]]) -> dict[str, dict[str, str]]:
+    """Sub-style names as a bundle's config holds them (JSON: cluster ids as text)."""
+    return {
+        category: {str(cluster): name for cluster, name in sorted(by_cluster.items())}
+        for category, by_cluster in sorted(names.items())
+        if by_cluster
+    }
+
+
+def names_from_config(raw: Any) -> dict[str, dict[int, str]]:
+    """A bundle config's sub-style names ({category: {cluster: name}}); a bad entry is a
+    `ValueError` naming it (the bundle is refused, not served with a wrong name)."""
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict):
+        raise ValueError("substyles.names is a mapping of category to {cluster: name}")
+    names = {}
+    for category, by_cluster in raw.items():
+        if not isinstance(by_cluster, dict):
+            raise ValueError(f"substyles.names.{category} is a mapping of cluster to name")
+        try:
+            names[str(category)] = {int(c): clean_name(name) for c, name in by_cluster.items()}
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"substyles.names.{category}: {exc}") from None
+    return names

@@ -17,6 +17,7 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
+from jewelry_pipeline.core.substyles import names_from_config
 from jewelry_pipeline.core.thumbnails import thumbnail_url
 from jewelry_pipeline.serving.json_answers import quoted
 
@@ -45,6 +46,7 @@ class RecommendationEngine:
             self.preprocessing = bundle.preprocessing
             self.spec = IndexSpec.from_arrays(bundle.index)
             self.answers = bundle.answers
+            self.substyle_names = names_from_config((bundle.substyles or {}).get("names"))
         except (KeyError, ValueError) as exc:
             raise BundleError(
                 f"serving bundle '{bundle.path}' has an unusable config or index: {exc}"
@@ -160,6 +162,7 @@ class RecommendationEngine:
         result["close_match"] = answer.close_match
         own = query.vector(0, answer.predicted)
         result["cluster"] = self._centroids.nearest(own, result["category"])
+        result["cluster_name"] = self.cluster_name(result["category"], result["cluster"])
         # No close match: nothing in the catalog resembles the photo, so no item is forced on it.
         chosen = slice(None) if answer.close_match else slice(0)
         result["items"] = self._items(answer.positions[chosen], answer.scores[chosen])
@@ -194,6 +197,7 @@ class RecommendationEngine:
                 "score": round(float(s), 6),
                 "category": str(r.category),
                 "cluster": int(r.cluster),
+                "cluster_name": self.cluster_name(str(r.category), int(r.cluster)),
                 "thumbnail": thumbnail_url(str(r.item_id)),
             }
             for position, r, s in zip(positions, rows.itertuples(index=False), scores)
@@ -209,7 +213,10 @@ class RecommendationEngine:
                 {
                     "name": name,
                     "count": int(clusters.sum()),
-                    "clusters": [{"cluster": int(c), "count": int(n)} for c, n in clusters.items()],
+                    "clusters": [
+                        {"cluster": c, "name": self.cluster_name(name, c), "count": int(n)}
+                        for c, n in ((int(c), n) for c, n in clusters.items())
+                    ],
                 }
             )
         return {
@@ -218,6 +225,10 @@ class RecommendationEngine:
             "categories": categories,
             "model_version": self.version,
         }
+
+    def cluster_name(self, category: str, cluster: int | None) -> str | None:
+        """The name the shop gave a sub-style (None: unnamed, or no sub-style)."""
+        return self.substyle_names.get(category, {}).get(cluster) if cluster is not None else None
 
     def catalog_items(
         self, category: str | None, cluster: int | None, offset: int, limit: int

@@ -77,9 +77,12 @@ def test_new_photos_are_vetted_embedded_and_added(tmp_path, bundle_path):
         np.testing.assert_allclose(embedded["vectors"][i], expected, atol=1e-5)
     assert set(embedded["clusters"]) <= {0, 1}
 
+    names = {"names": {CLASSES[0]: {"0": "Named by the shop"}}}
+    bundle.config["substyles"] = names  # as a merchandiser's edit leaves it
     contents, summary = grow_bundle(
         bundle, manifest, embedded, new, store, rejects, PACKAGE, INGESTION
     )
+    assert contents.substyles == names  # the update keeps the shop's names
     assert summary["added"] == 6 and summary["refused"] == 2
     assert len(contents.catalog) == len(contents.thumbnails) == len(contents.index["item_ids"])
     assert len(contents.catalog) == len(bundle.catalog) + 6

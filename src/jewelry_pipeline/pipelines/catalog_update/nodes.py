@@ -209,6 +209,7 @@ def grow_bundle(
         drift_reference=bundle.drift_reference,  # still the training run's photos
         backbone=bundle.backbone,
         familiarity=bundle.familiarity,  # still the training run's photos
+        substyles=bundle.substyles,  # the shop's names for its sub-styles
     )
     logger.info(
         "catalog update: %d added (%s), %d refused; the catalog now holds %d items",

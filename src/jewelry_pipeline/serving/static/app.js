@@ -7,6 +7,11 @@ let browseOffset = 0;
 
 // A result card: the item's picture (a link to view it), its title (or file name), a detail line
 // and "More like this".
+// A sub-style as people read it: the shop's name for it, else its number.
+function substyle(name, cluster) {
+  return name || `sub-style ${cluster}`;
+}
+
 function card(item, detail) {
   const div = document.createElement("div");
   div.className = "card";
@@ -107,7 +112,7 @@ async function search(file) {
   }
   heading.textContent = body.category_uncertain
     ? `Not sure of the category: perhaps ${body.category} (${share}), so every category was searched`
-    : `Category: ${body.category}` + (body.cluster === null ? "" : ` (sub-style ${body.cluster})`);
+    : `Category: ${body.category}` + (body.cluster === null ? "" : ` (${substyle(body.cluster_name, body.cluster)})`);
   $("prediction").appendChild(heading);
   for (const [name, p] of Object.entries(body.probabilities)) {
     const span = document.createElement("span");
@@ -128,7 +133,7 @@ async function browse() {
   if (cluster !== "") query.set("cluster", cluster);
   const response = await fetch("/catalog/items?" + query);
   const body = await response.json();
-  $("browse").replaceChildren(...(body.items || []).map((item) => card(item, `${item.category} · sub-style ${item.cluster}`)));
+  $("browse").replaceChildren(...(body.items || []).map((item) => card(item, `${item.category} · ${substyle(item.cluster_name, item.cluster)}`)));
   if (!response.ok) {
     $("browse-total").textContent = body.error || "";
     return;
@@ -142,7 +147,7 @@ async function browse() {
 function fillClusters() {
   const entry = catalog.categories.find((c) => c.name === $("browse-category").value);
   const options = [new Option("all", "")];
-  for (const c of (entry ? entry.clusters : [])) options.push(new Option(`${c.cluster} (${c.count})`, String(c.cluster)));
+  for (const c of (entry ? entry.clusters : [])) options.push(new Option(`${substyle(c.name, c.cluster)} (${c.count})`, String(c.cluster)));
   $("browse-cluster").replaceChildren(...options);
 }
 
