@@ -43,7 +43,7 @@ run: data
 	$(BIN)/kedro run $(KEDRO_ARGS)
 
 test: $(STAMP) $(AIRFLOW_STAMP) browser postgresql lint
-	$(BIN)/python -m pytest -p no:randomly -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -p no:randomly -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 # The project's own style limits (pyproject.toml [tool.ruff]): lint and formatting, before the tests.
 lint: $(STAMP)
