@@ -125,7 +125,8 @@ def test_a_merged_sub_style_loses_its_name_and_the_original_is_never_changed():
         ({"op": "merge", "category": "ring", "cluster": 0, "into": 0}, "into another"),
         ({"op": "split", "category": "ring", "cluster": 0, "parts": 5}, "2 to 4 parts"),
         ({"op": "move", "category": "ring", "item_id": "e0", "to": 0}, "no item 'e0'"),
-        ({"op": "set_k", "category": "earring", "k": 13}, "2 to 10"),
+        ({"op": "set_k", "category": "earring", "k": 13}, "2 to 10 for a category of 10"),
+        ({"op": "set_k", "category": "earring", "k": 2.0}, "whole number"),
     ],
 )
 def test_a_refused_edit_says_why_and_the_set_changes_nothing(edit, says):

@@ -11,6 +11,7 @@ import pytest
 from jewelry_pipeline.core.answers import AnswerPolicy
 from jewelry_pipeline.core.bundle import BundleError, bundle_digest, read_bundle
 from jewelry_pipeline.core.images import ImageRejected
+from jewelry_pipeline.core.substyles import EditRefused
 from jewelry_pipeline.serving.engine import NotFound, RecommendationEngine
 from tests.serving.conftest import (
     CLASSES,
@@ -134,6 +135,38 @@ def test_the_shops_sub_style_names_are_in_every_answer(tmp_path, engine):
     for item in result["items"]:
         assert item["cluster_name"] == named.cluster_name(item["category"], item["cluster"])
     assert engine.catalog_items("necklace", 1, 0, 1)["items"][0]["cluster_name"] is None
+
+
+def test_a_categorys_sub_styles_show_their_typical_and_edge_items(engine):
+    view = engine.substyles("necklace")
+    assert view["k"] == 2 and not view["preview"] and view["criterion"] is None
+    assert sum(s["count"] for s in view["substyles"]) == PER_CLASS
+    for substyle in view["substyles"]:
+        typical, edge = substyle["typical"], substyle["edge"]
+        assert 0 < len(typical) <= 8 and len(edge) <= 4
+        assert len(typical) + len(edge) <= substyle["count"]
+        assert not {i["item_id"] for i in typical} & {i["item_id"] for i in edge}
+        for item in typical + edge:
+            assert item["category"] == "necklace" and item["cluster"] == substyle["cluster"]
+        scores = [i["score"] for i in typical] + [i["score"] for i in reversed(edge)]
+        assert scores == sorted(scores, reverse=True)  # nearest the centroid first, edge last
+
+
+def test_a_preview_of_another_k_is_computed_not_saved_and_repeats_itself(engine):
+    preview = engine.substyles("necklace", k=3)
+    assert preview["preview"] and preview["k"] == 3
+    assert sum(s["count"] for s in preview["substyles"]) == PER_CLASS
+    assert all(s["name"] is None for s in preview["substyles"])
+    again = engine.substyles("necklace", k=3)
+    assert [s["typical"] for s in again["substyles"]] == [
+        s["typical"] for s in preview["substyles"]
+    ]
+    assert engine.substyles("necklace")["k"] == 2  # the served sub-styles are unchanged
+    for bad in (1, 13, PER_CLASS + 1, "3", True):
+        with pytest.raises(EditRefused):
+            engine.substyles("necklace", k=bad)
+    with pytest.raises(NotFound):
+        engine.substyles("")
 
 
 def test_a_bundle_with_a_bad_sub_style_name_is_refused(bundle):

@@ -21,6 +21,8 @@ MAX_NAME_LENGTH = 40  # characters of a sub-style name
 SPLIT_PARTS = (2, 4)  # a sub-style splits into this many, at least and at most
 PREVIEW_K = (2, 12)  # the k a merchandiser may preview or set, at least and at most
 SILHOUETTE_SAMPLE = 2_000  # items the criterion scores at most (exact silhouette is quadratic)
+PREVIEW_SEED = 0  # KMeans seed of a preview: the same k shows the same sub-styles every time
+STRIP_ITEMS = (8, 4)  # a sub-style's strip: its most typical items, then its edge cases
 EDIT_OPERATIONS = ("rename", "merge", "split", "move", "set_k")
 
 
@@ -66,6 +68,17 @@ class Partition:
         nearest = order[:typical]
         farthest = order[::-1][: max(0, min(edge, len(order) - len(nearest)))]
         return nearest, farthest
+
+
+def check_preview_k(k: Any, items: int) -> int:
+    """`k` as a category of `items` items may have it: `PREVIEW_K`, at most one per item (else
+    `EditRefused`)."""
+    if isinstance(k, bool) or not isinstance(k, int):
+        raise EditRefused("k is a whole number")
+    highest = min(PREVIEW_K[1], items)
+    if not PREVIEW_K[0] <= k <= highest:
+        raise EditRefused(f"k is {PREVIEW_K[0]} to {highest} for a category of {items} items")
+    return k
 
 
 def kmeans(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
@@ -196,12 +209,7 @@ class SubstyleCatalog:
                 raise EditRefused(f"no item {item!r} in '{category}'")
             clusters[found] = to
         else:  # set_k
-            k = _int(edit, "k")
-            if not PREVIEW_K[0] <= k <= min(PREVIEW_K[1], len(rows)):
-                raise EditRefused(
-                    f"k for '{category}' ({len(rows)} items) is {PREVIEW_K[0]} to "
-                    f"{min(PREVIEW_K[1], len(rows))}"
-                )
+            k = check_preview_k(edit.get("k"), len(rows))
             clusters[rows] = kmeans(self.vectors[rows], k, self.seed)
             names.clear()
         self.catalog["cluster"] = clusters

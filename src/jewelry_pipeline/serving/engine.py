@@ -17,7 +17,14 @@ from jewelry_pipeline.core.answers import answer_query
 from jewelry_pipeline.core.bundle import BundleError, ServingBundle
 from jewelry_pipeline.core.query import IndexSpec, QueryBatch, QueryEncoder
 from jewelry_pipeline.core.search import ClusterCentroids, EmbeddingIndex
-from jewelry_pipeline.core.substyles import names_from_config
+from jewelry_pipeline.core.substyles import (
+    PREVIEW_SEED,
+    STRIP_ITEMS,
+    Partition,
+    check_preview_k,
+    kmeans,
+    names_from_config,
+)
 from jewelry_pipeline.core.thumbnails import thumbnail_url
 from jewelry_pipeline.serving.json_answers import quoted
 
@@ -47,6 +54,8 @@ class RecommendationEngine:
             self.spec = IndexSpec.from_arrays(bundle.index)
             self.answers = bundle.answers
             self.substyle_names = names_from_config((bundle.substyles or {}).get("names"))
+            # The label-free criterion by k, per category, when the run stored it.
+            self.substyle_criterion = (bundle.substyles or {}).get("criterion")
         except (KeyError, ValueError) as exc:
             raise BundleError(
                 f"serving bundle '{bundle.path}' has an unusable config or index: {exc}"
@@ -229,6 +238,38 @@ class RecommendationEngine:
     def cluster_name(self, category: str, cluster: int | None) -> str | None:
         """The name the shop gave a sub-style (None: unnamed, or no sub-style)."""
         return self.substyle_names.get(category, {}).get(cluster) if cluster is not None else None
+
+    def substyles(self, category: str, k: int | None = None) -> dict[str, Any]:
+        """One category's sub-styles as served, or with `k` a preview of k new ones (KMeans on the
+        stored vectors, not saved): each one's id, name, size, most typical items and edge cases
+        (scored by cosine to its centroid), and the criterion by k when the bundle has it."""
+        if not self.check_category(category):
+            raise UnknownCategory(f"a category is needed; choose one of {self.class_names}")
+        positions = np.flatnonzero(self._categories == category)
+        vectors = self.index.rows(positions)
+        if k is None:
+            labels, names = self._clusters[positions], self.substyle_names.get(category, {})
+        else:
+            labels = kmeans(vectors, check_preview_k(k, len(positions)), PREVIEW_SEED)
+            names = {}
+        partition = Partition.of(vectors, labels)
+        groups = []
+        for cluster, count in partition.sizes().items():
+            typical, edge = partition.typical_and_edge(vectors, cluster, *STRIP_ITEMS)
+            strip = {}
+            for name, chosen in (("typical", typical), ("edge", edge)):
+                scores = vectors[chosen] @ partition.centroids[cluster]
+                strip[name] = self._items(positions[chosen], scores)
+            groups.append({"cluster": cluster, "name": names.get(cluster), "count": count, **strip})
+        criterion = (self.substyle_criterion or {}).get(category)
+        return {
+            "category": category,
+            "preview": k is not None,
+            "k": len(groups),
+            "substyles": groups,
+            "criterion": criterion,
+            "model_version": self.version,
+        }
 
     def catalog_items(
         self, category: str | None, cluster: int | None, offset: int, limit: int
