@@ -16,7 +16,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.serving.conftest import jpeg
+from tests.serving.conftest import CLASSES, jpeg
 
 SETTINGS = settings(
     max_examples=60,
@@ -31,6 +31,7 @@ ROUTES = [
     ("GET", "/status"),
     ("GET", "/catalog"),
     ("GET", "/catalog/items"),
+    ("GET", "/substyles"),
     ("GET", "/items/{}/thumbnail"),
     ("POST", "/classify"),
     ("POST", "/recommend"),
@@ -187,5 +188,24 @@ def test_generated_paths_and_queries_never_get_a_5xx(client):
         path = "/" + "/".join(quote(segment, safe="") or "_" for segment in segments)
         status = _send(client, method, path, params=query)
         assert status < 500, (method, path, query)
+
+    check()
+
+
+def test_sub_style_queries_get_an_answer_or_a_json_4xx(client):
+    """Any category and k, as text: a view, a preview, or a JSON 400 with a reason."""
+
+    @SETTINGS
+    @given(
+        category=st.sampled_from(CLASSES) | text,
+        k=st.none() | st.integers(-5, 60).map(str) | text,
+    )
+    def check(category, k):
+        query = {"category": category, **({} if k is None else {"k": k})}
+        response = client.get("/substyles", params=query)
+        if response.status_code != 200:
+            assert 400 <= response.status_code < 500 and response.json()["reason"], query
+        else:
+            assert response.json()["category"] == category
 
     check()

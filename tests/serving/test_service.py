@@ -180,6 +180,27 @@ def test_recommend_by_id_catalog_and_pages(live_server):
         assert script.status_code == 200 and "/recommend" in script.text
 
 
+def test_a_categorys_sub_styles_and_a_preview_of_another_k_over_http(live_server):
+    with live_server.client() as client:
+        view = client.get("/substyles", params={"category": "ring"}).json()
+        assert view["category"] == "ring" and not view["preview"]
+        assert sum(s["count"] for s in view["substyles"]) == PER_CLASS
+        assert all(i["category"] == "ring" for s in view["substyles"] for i in s["typical"])
+        preview = client.get("/substyles", params={"category": "ring", "k": "3"}).json()
+        assert preview["preview"] and preview["k"] == 3
+        assert client.get("/substyles", params={"category": "ring"}).json() == view  # not saved
+        for params, reason in (
+            ({"category": "ring", "k": "13"}, "out_of_range"),  # above the highest k
+            ({"category": "ring", "k": str(PER_CLASS + 1)}, "out_of_range"),  # above its items
+            ({"category": "ring", "k": "x"}, "wrong_field_type"),
+            ({"category": "tiara"}, "not_found"),
+            ({}, "not_found"),
+            ({"category": ["ring", "ring"]}, "repeated_field"),
+        ):
+            refused = client.get("/substyles", params=params)
+            assert refused.status_code == 400 and refused.json()["reason"] == reason, params
+
+
 # The reliability suite's corpus of bad uploads (one per kind), sized to the live server's caps.
 BAD_UPLOADS = [
     case

@@ -33,6 +33,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException  # noqa
 from jewelry_pipeline.core.bundle import verify_bundle  # noqa: E402
 from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E402
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
+from jewelry_pipeline.core.substyles import PREVIEW_K, EditRefused  # noqa: E402
 from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
 from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
     UNMATCHED,
@@ -88,7 +89,10 @@ MAX_CONCURRENCY = int(os.environ.get("JEWELRY_MAX_CONCURRENCY", "32"))  # more i
 LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
 )  # requests wait this long for a loading bundle
-LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")
+LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")  # the model APIs
+# Bounded in number at once (429 over MAX_CONCURRENCY): the model APIs, and a sub-style preview,
+# which runs KMeans.
+COMPUTE_PATHS = (*LIMITED_PATHS, "/substyles")
 # A model route's body is read whole before it takes a slot, at this rate on average after the
 # grace: slower uploads get 408 and hold no model slot.
 BODY_GRACE_SECONDS = float(os.environ.get("JEWELRY_BODY_GRACE_SECONDS", "5"))
@@ -362,6 +366,17 @@ class JewelryService:
             headers={"Cache-Control": "public, max-age=3600", "ETag": etag},
         )
 
+    @web.get("/substyles")
+    async def substyles(self, request: Request) -> SafeJSONResponse:
+        """A category's sub-styles (query `category`): each one's name, size, typical items and
+        edge cases; with `k` (2-12), a preview of k new ones, computed and not saved."""
+        engine = await self._ready_engine()
+        query = request.query_params
+        category = text_field(one_value(query, "category"), "category")
+        k = one_value(query, "k")
+        k = None if k in (None, "") else int_field(k, "k", 0, *PREVIEW_K)
+        return SafeJSONResponse(await _in_thread(engine.substyles, category, k))
+
     @web.get("/catalog")
     async def catalog(self) -> SafeJSONResponse:
         """Categories, item counts and clusters."""
@@ -396,14 +411,16 @@ async def _answered(answer: Awaitable[dict[str, Any]]) -> SafeJSONResponse:
 
 
 def _check(function, *args):
-    """Call an engine method, turning an unknown item into a 404 and an unknown category
-    into a 400."""
+    """Call an engine method, turning an unknown item into a 404, and an unknown category or a
+    sub-style k the category cannot have into a 400."""
     try:
         return function(*args)
     except UnknownItem as exc:
         raise ApiError(404, str(exc), "not_found") from None
     except UnknownCategory as exc:
         raise ApiError(400, str(exc), "not_found") from None
+    except EditRefused as exc:
+        raise ApiError(400, str(exc), "out_of_range") from None
 
 
 async def _in_thread(function, *args):
@@ -461,7 +478,7 @@ JewelryService.add_asgi_middleware(
 )
 JewelryService.add_asgi_middleware(CheckedBodies, checks=BODY_CHECKS)
 JewelryService.add_asgi_middleware(
-    ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=LIMITED_PATHS
+    ConcurrencyLimit, max_concurrency=MAX_CONCURRENCY, paths=COMPUTE_PATHS
 )
 JewelryService.add_asgi_middleware(LoadFailure, failure=load_failure)
 JewelryService.add_asgi_middleware(SameSiteOnly, paths=LIMITED_PATHS)
