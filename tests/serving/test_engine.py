@@ -122,9 +122,12 @@ def test_catalog_summary_and_pages(engine):
 def test_the_shops_sub_style_names_are_in_every_answer(tmp_path, engine):
     """Written into the bundle, read back, and named wherever a sub-style is: the catalog summary,
     catalog pages, similar items and a photo's own sub-style; unnamed ones stay None."""
-    names = {"names": {"necklace": {"1": "Chains"}}}
+    criterion = {"necklace": {"k": 2, "silhouette_by_k": {"2": 0.4, "3": 0.3}}}
+    names = {"names": {"necklace": {"1": "Chains"}}, "criterion": criterion}
     named = RecommendationEngine(read_bundle(make_bundle(tmp_path / "b", substyles=names)))
     assert read_bundle(tmp_path / "b").substyles == names
+    assert named.substyles("necklace")["criterion"] == criterion["necklace"]
+    assert named.substyles("ring")["criterion"] is None
     necklace = next(c for c in named.catalog_summary()["categories"] if c["name"] == "necklace")
     assert {c["cluster"]: c["name"] for c in necklace["clusters"]} == {0: None, 1: "Chains"}
     page = named.catalog_items("necklace", None, offset=0, limit=50)["items"]

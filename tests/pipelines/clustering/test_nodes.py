@@ -144,6 +144,17 @@ def test_combine_builds_the_methods_by_categories_table(toy):
     a2, r2 = _cluster(
         images, other, latents, embeddings, NO_FEATURES, labels.assign(category="earring")
     )
-    assignments, metrics, table = combine_clustering(a1, a2, r1, r2)
+    assignments, metrics, table, criterion = combine_clustering(
+        {"cluster_method": "served_kmeans"}, a1, a2, r1, r2
+    )
     assert len(assignments) == len(a1) + len(a2) and len(metrics) == 2 * len(BASELINES)
     assert list(table["method"]) == BASELINES and {"ring", "earring"} <= set(table.columns)
+    # The catalog's clustering, per category: the k it chose, the best of its silhouettes by k.
+    assert set(criterion) == {"ring", "earring"}
+    served = r1.set_index("method").loc["served_kmeans"]
+    ring = criterion["ring"]
+    assert ring["k"] == served["k"] == 2 and set(ring["silhouette_by_k"]) == {"2", "3", "4"}
+    assert max(ring["silhouette_by_k"], key=ring["silhouette_by_k"].get) == "2"
+    assert ring["silhouette_by_k"]["2"] == pytest.approx(served["silhouette"], abs=1e-4)
+    _, _, _, on_pixels = combine_clustering({"cluster_method": "pca_kmeans"}, a1, r1)
+    assert on_pixels["ring"]["k"] == r1.set_index("method").loc["pca_kmeans", "k"]

@@ -125,11 +125,16 @@ def test_assemble_bundle_orders_everything_by_the_index():
         {"backbone": "efficientnet_lite0", "input_size": 32},
         {"title": None},
         {"reference_size": 10, "seed": 0},
+        {"a": {"k": 2, "silhouette_by_k": {"2": 0.5, "3": 0.25}}},
         encoder,
         other,
         built=["a", "b"],
     )
     assert list(contents.catalog["item_id"]) == ["z", "x", "y"]
+    # the catalog clustering's criterion by k, for the shop's sub-style view
+    assert contents.substyles == {
+        "criterion": {"a": {"k": 2, "silhouette_by_k": {"2": 0.5, "3": 0.25}}}
+    }
     assert (contents.answers.min_confidence, contents.answers.min_familiarity) == (0.4, 0.2)
     assert contents.familiarity["vectors"].shape == (2, 2)  # the run's reference, carried along
     assert contents.title == "Summer rings"  # the photo folder's name, as no title is set
@@ -158,6 +163,7 @@ def test_assemble_bundle_orders_everything_by_the_index():
             thumbnails,
             ["a", "b", "c"],
             {"input": "photo"},
+            {},
             {},
             {},
             {},

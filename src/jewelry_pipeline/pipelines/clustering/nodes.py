@@ -11,6 +11,7 @@ methods so the figures compare), and against sub-style labels when a ground trut
 
 from __future__ import annotations
 
+import json
 import logging
 from typing import Any
 
@@ -31,20 +32,21 @@ METHODS = ("kmeans_pixels", "pca_kmeans", "backbone_kmeans", "ae_kmeans", "serve
 
 def _best_kmeans(
     features: np.ndarray, k_values: list[int], seed: int
-) -> tuple[np.ndarray, int, float]:
-    """KMeans for every k; keep the k with the best silhouette in this feature space."""
+) -> tuple[np.ndarray, int, float, dict[int, float]]:
+    """KMeans for every k; keep the k with the best silhouette in this feature space, and return
+    every k's silhouette too (the criterion the shop's sub-style view charts)."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import silhouette_score
 
-    best = (np.zeros(len(features), int), 1, -1.0)
+    best, scores = (np.zeros(len(features), int), 1, -1.0), {}
     for k in k_values:
         if k >= len(features):
             break
         labels = KMeans(k, n_init=10, random_state=seed).fit_predict(features)
-        score = float(silhouette_score(features, labels))
-        if score > best[2]:
-            best = (labels, k, score)
-    return best
+        scores[k] = float(silhouette_score(features, labels))
+        if scores[k] > best[2]:
+            best = (labels, k, scores[k])
+    return (*best, scores)
 
 
 def _served_space(
@@ -124,8 +126,9 @@ def cluster_category(
         # served_kmeans on another method's own space (autoencoder, backbone, ...) reuses its fit
         if id(features) not in fitted:
             fitted[id(features)] = _best_kmeans(features, k_values, seed)
-        labels, k, own = fitted[id(features)]
+        labels, k, own, by_k = fitted[id(features)]
         row = {"category": category, "method": method, "k": k, "silhouette": own}
+        row["silhouette_by_k"] = json.dumps({str(n): round(v, 4) for n, v in by_k.items()})
         if method == "served_kmeans":
             row["space"] = served_source["source"]
         row["silhouette_common"] = (
@@ -192,8 +195,12 @@ def plot_cluster_montage(
     )
 
 
-def combine_clustering(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
-    """All categories' assignments and metrics, plus the methods x categories silhouette table."""
+def combine_clustering(
+    recommender: dict[str, Any], *tables: pd.DataFrame
+) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict[str, Any]]:
+    """All categories' assignments and metrics, the methods x categories silhouette table, and,
+    per category, the k the catalog's clustering (`recommender.cluster_method`) chose and its
+    silhouette at every k."""
     assignments = pd.concat(tables[: len(tables) // 2], ignore_index=True)
     metrics = pd.concat(tables[len(tables) // 2 :], ignore_index=True)
     methods = [method for method in METHODS if method in set(metrics["method"])]
@@ -202,4 +209,9 @@ def combine_clustering(*tables: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFram
         .reindex(methods)
         .reset_index()
     )
-    return assignments, metrics, table
+    served = metrics[metrics["method"] == recommender["cluster_method"]]
+    criterion = {
+        str(row.category): {"k": int(row.k), "silhouette_by_k": json.loads(row.silhouette_by_k)}
+        for row in served.itertuples(index=False)
+    }
+    return assignments, metrics, table, criterion

@@ -78,12 +78,14 @@ def create_pipeline(**kwargs) -> Pipeline:
         [
             Node(
                 func=combine_clustering,
-                inputs=per_category("cluster_assignments", categories)
+                inputs=["params:recommender"]
+                + per_category("cluster_assignments", categories)
                 + per_category("clustering_rows", categories),
                 outputs=[
                     "cluster_assignments",
                     "clustering_metrics_table",
                     "clustering_silhouette_table",
+                    "substyle_criterion",
                 ],
                 name="combine_clustering",
             )

@@ -287,6 +287,7 @@ def assemble_bundle(
     pretrained: dict[str, Any],
     package: dict[str, Any],
     drift: dict[str, Any],
+    substyle_criterion: dict[str, Any],
     *encoders: KerasModel,
     built: list[str],
 ) -> BundleContents:
@@ -326,6 +327,7 @@ def assemble_bundle(
         if str(index.get("source", "")) == "backbone"
         else None,
         familiarity=familiarity_reference or None,  # none for an evaluation-only index source
+        substyles={"criterion": substyle_criterion} if substyle_criterion else None,
     )
 
 

@@ -56,6 +56,7 @@ def create_pipeline(**kwargs) -> Pipeline:
                     "params:pretrained",
                     "params:package",
                     "params:catalog_update.drift",
+                    "substyle_criterion",
                     *per_category("encoder", built),
                 ],
                 outputs="serving_bundle",
