@@ -1,8 +1,10 @@
-"""Screenshots of the web page at desktop and phone width, serving a real bundle (docs/screenshots).
+"""Screenshots of the web page at desktop and phone width, and of its sub-style view, serving a real
+bundle (docs/screenshots).
 
 `python -m benchmarks.screenshots [--bundle data/07_model_output/bundle] [--photo PHOTO]`: starts
 the service on 127.0.0.1 with the bundle, uploads the photo (default: the first catalog photo under
-data/01_raw/jewelry) in headless Chromium and saves `page-desktop.png` and `page-phone.png`. The
+data/01_raw/jewelry) in headless Chromium and saves `page-desktop.png` and `page-phone.png`, then
+the sub-style section as served and as a preview of 3 (`substyles[-preview]-desktop.png`). The
 layout itself (no horizontal scroll, pictures load, k cards, tap targets) is checked by
 tests/serving/test_web_page.py.
 """
@@ -18,6 +20,29 @@ from benchmarks._report import ROOT, run_outputs
 from jewelry_testing.servers import start_bentoml
 
 SIZES = {"desktop": (1280, 900), "phone": (390, 844)}
+
+
+def substyle_screenshots(browser, url: str, out: Path, preview_k: int = 3) -> None:
+    """The sub-style section at desktop width: the first category as served, then a preview of
+    `preview_k` sub-styles (`substyles-desktop.png`, `substyles-preview-desktop.png`)."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.set_window_size(*SIZES["desktop"])
+    browser.get(url + "/")
+    wait = WebDriverWait(browser, 60)
+    settled = "return [...document.images].every(i => i.complete)"
+    wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#substyles .substyle"))
+    for name, choose in (("substyles", None), ("substyles-preview", str(preview_k))):
+        if choose:
+            Select(browser.find_element(By.ID, "substyle-k")).select_by_value(choose)
+            wait.until(lambda d: d.find_element(By.ID, "substyle-note").text.startswith("Preview"))
+        wait.until(lambda d: d.execute_script(settled))
+        section = browser.find_element(By.CSS_SELECTOR, "section:has(#substyles)")
+        full = browser.execute_script("return document.documentElement.scrollHeight")
+        browser.set_window_size(SIZES["desktop"][0], min(int(full) + 140, 8000))
+        section.screenshot(str(out / f"{name}-desktop.png"))
+        print(f"{name}: {out / f'{name}-desktop.png'}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -55,6 +80,7 @@ def main(argv: list[str] | None = None) -> None:
             browser.set_window_size(width, min(int(full) + 140, 4000))  # the whole page, not a view
             browser.save_screenshot(str(args.out / f"page-{name}.png"))
             print(f"{name}: {args.out / f'page-{name}.png'}")
+        substyle_screenshots(browser, server.url, args.out)
     finally:
         browser.quit()
         server.stop()

@@ -168,3 +168,50 @@ def test_the_page_works_at_desktop_and_phone_width(
     similar = browser.find_elements(By.CSS_SELECTOR, "#results .card")
     assert len(similar) == 6
     assert browser.find_element(By.ID, "browse-previous").get_attribute("disabled") is not None
+
+
+def test_the_sub_style_view_shows_strips_previews_another_k_and_charts_the_criterion(
+    live_server, browser
+):
+    """The first category's sub-styles as served (one strip each, typical items first), a preview
+    of 3 chosen from the list (not saved: "as served" shows the served ones again), and the chart
+    of the criterion with the run's k marked (drawn from a criterion handed to the page's own
+    function: the tiny bundle stores none, so the chart is hidden until then)."""
+    import httpx
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    browser.set_window_size(1280, 900)
+    browser.get(live_server.url + "/")
+    wait = WebDriverWait(browser, 30)
+    strips = wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#substyles .substyle") or False)
+    served = httpx.get(f"{live_server.url}/substyles", params={"category": CLASSES[0]}).json()
+    assert len(strips) == served["k"]
+    assert (
+        strips[0]
+        .find_element(By.TAG_NAME, "h3")
+        .text.endswith(f"· {served['substyles'][0]['count']} items")
+    )
+    typical = strips[0].find_elements(By.CSS_SELECTOR, ".strip:not(.edge) .card")
+    assert [c.get_attribute("data-item-id") for c in typical] == [
+        i["item_id"] for i in served["substyles"][0]["typical"]
+    ]
+    assert not browser.find_element(By.ID, "substyle-chart").is_displayed()
+
+    Select(browser.find_element(By.ID, "substyle-k")).select_by_value("3")
+    wait.until(lambda d: d.find_element(By.ID, "substyle-note").text.startswith("Preview: 3"))
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")) == 3
+    Select(browser.find_element(By.ID, "substyle-k")).select_by_value("")
+    wait.until(lambda d: "as the catalog shows" in d.find_element(By.ID, "substyle-note").text)
+    assert len(browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")) == served["k"]
+
+    browser.execute_script(
+        "drawCriterion({k: 3, silhouette_by_k: {'2': 0.1, '3': 0.4, '4': 0.2}}, 4)"
+    )
+    chart = browser.find_element(By.ID, "substyle-chart")
+    assert chart.is_displayed() and "chose k=3" in chart.text
+    bars = chart.find_elements(By.CSS_SELECTOR, ".bar")
+    assert [b.get_attribute("data-k") for b in bars] == ["2", "3", "4"]
+    assert [b.get_attribute("class") for b in bars] == ["bar", "bar chosen", "bar previewed"]
+    heights = [b.find_element(By.TAG_NAME, "span").size["height"] for b in bars]
+    assert heights[1] > heights[2] > heights[0]  # the tallest bar is the best k

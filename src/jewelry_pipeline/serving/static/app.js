@@ -5,13 +5,15 @@ let lastFile = null;
 const PAGE = 24;
 let browseOffset = 0;
 
-// A result card: the item's picture (a link to view it), its title (or file name), a detail line
-// and "More like this".
+const PREVIEW_K = [2, 12]; // the k a preview may ask for (core.substyles.PREVIEW_K)
+
 // A sub-style as people read it: the shop's name for it, else its number.
 function substyle(name, cluster) {
   return name || `sub-style ${cluster}`;
 }
 
+// A result card: the item's picture (a link to view it), its title (or file name), a detail line
+// and "More like this".
 function card(item, detail) {
   const div = document.createElement("div");
   div.className = "card";
@@ -151,6 +153,92 @@ function fillClusters() {
   $("browse-cluster").replaceChildren(...options);
 }
 
+// The label-free criterion by k as bars, the run's chosen k (and a previewed k) marked.
+function drawCriterion(criterion, previewK) {
+  const chart = $("substyle-chart");
+  if (!criterion || !Object.keys(criterion.silhouette_by_k).length) {
+    chart.replaceChildren();
+    chart.hidden = true;
+    return;
+  }
+  const scores = Object.entries(criterion.silhouette_by_k).map(([k, s]) => [Number(k), s]);
+  const low = Math.min(0, ...scores.map(([, s]) => s));
+  const high = Math.max(...scores.map(([, s]) => s));
+  const caption = document.createElement("p");
+  caption.textContent = `How distinct the sub-styles are at each k (silhouette, higher is tighter); the run chose k=${criterion.k}.`;
+  const bars = scores.map(([k, s]) => {
+    const bar = document.createElement("div");
+    bar.className = "bar" + (k === criterion.k ? " chosen" : "") + (k === previewK ? " previewed" : "");
+    bar.dataset.k = String(k);
+    bar.title = `k=${k}: ${s.toFixed(3)}` + (k === criterion.k ? " (chosen)" : "");
+    const fill = document.createElement("span");
+    fill.style.height = `${Math.max(4, Math.round((100 * (s - low)) / Math.max(high - low, 1e-9)))}%`;
+    const label = document.createElement("small");
+    label.textContent = k === criterion.k ? `k=${k} ✓` : `k=${k}`;
+    bar.append(fill, label);
+    return bar;
+  });
+  const row = document.createElement("div");
+  row.className = "bars";
+  row.append(...bars);
+  chart.replaceChildren(caption, row);
+  chart.hidden = false;
+}
+
+// One sub-style: its name and size, its most typical items, then its edge cases.
+function substyleStrip(group) {
+  const box = document.createElement("div");
+  box.className = "substyle";
+  box.dataset.cluster = String(group.cluster);
+  const heading = document.createElement("h3");
+  heading.textContent = `${substyle(group.name, group.cluster)} · ${group.count} items`;
+  const typical = document.createElement("div");
+  typical.className = "grid strip";
+  typical.append(...group.typical.map((item) => card(item, `${similarity(item.score)} to its centre`)));
+  box.append(heading, typical);
+  if (group.edge.length) {
+    const label = document.createElement("p");
+    label.className = "edge-label";
+    label.textContent = "Edge cases";
+    const edge = document.createElement("div");
+    edge.className = "grid strip edge";
+    edge.append(...group.edge.map((item) => card(item, `${similarity(item.score)} to its centre`)));
+    box.append(label, edge);
+  }
+  return box;
+}
+
+async function showSubstyles() {
+  const category = $("substyle-category").value;
+  const k = $("substyle-k").value;
+  const query = new URLSearchParams({ category });
+  if (k) query.set("k", k);
+  $("substyle-note").textContent = k ? "Computing the preview..." : "";
+  $("substyle-note").className = "";
+  const started = performance.now();
+  const response = await fetch("/substyles?" + query);
+  const body = await response.json();
+  if (!response.ok) {
+    $("substyle-note").textContent = body.error || "No sub-styles to show.";
+    $("substyle-note").className = "error";
+    $("substyles").replaceChildren();
+    return;
+  }
+  const took = Math.round(performance.now() - started);
+  $("substyle-note").textContent = body.preview
+    ? `Preview: ${body.k} sub-styles (not saved), computed in ${took} ms.`
+    : `${body.k} sub-styles, as the catalog shows them.`;
+  drawCriterion(body.criterion, body.preview ? body.k : null);
+  $("substyles").replaceChildren(...body.substyles.map(substyleStrip));
+}
+
+function fillSubstyleChoices() {
+  const entry = catalog.categories.find((c) => c.name === $("substyle-category").value);
+  const options = [new Option("as served", "")];
+  for (let k = PREVIEW_K[0]; k <= Math.min(PREVIEW_K[1], entry ? entry.count : 0); k++) options.push(new Option(`preview ${k}`, String(k)));
+  $("substyle-k").replaceChildren(...options);
+}
+
 async function init() {
   const response = await fetch("/catalog");
   if (!response.ok) {
@@ -170,9 +258,12 @@ async function init() {
   for (const c of catalog.categories) {
     $("filter").appendChild(new Option(c.name, c.name));
     $("browse-category").appendChild(new Option(`${c.name} (${c.count})`, c.name));
+    $("substyle-category").appendChild(new Option(c.name, c.name));
   }
   fillClusters();
+  fillSubstyleChoices();
   await browse();
+  await showSubstyles();
 }
 
 $("file").addEventListener("change", (e) => e.target.files[0] && search(e.target.files[0]));
@@ -189,4 +280,6 @@ $("browse-category").addEventListener("change", () => { browseOffset = 0; fillCl
 $("browse-previous").addEventListener("click", () => { browseOffset = Math.max(0, browseOffset - PAGE); browse(); });
 $("browse-next").addEventListener("click", () => { browseOffset += PAGE; browse(); });
 $("browse-cluster").addEventListener("change", () => { browseOffset = 0; browse(); });
+$("substyle-category").addEventListener("change", () => { fillSubstyleChoices(); showSubstyles(); });
+$("substyle-k").addEventListener("change", showSubstyles);
 init();
