@@ -115,3 +115,35 @@ def test_params_keep_commas_inside_lists_and_refuse_malformed_items():
     }
     with pytest.raises(click.UsageError, match="Item `studs` must contain a key and a value"):
         split_params(context, option, "categories=rings,studs")
+
+
+def test_admin_token_prints_a_token_once_and_stores_only_its_digest(tmp_path):
+    import yaml
+    from click.testing import CliRunner
+
+    from jewelry_pipeline.cli import main
+    from jewelry_pipeline.serving.admin import TOKENS_FILE_VARIABLE, AdminTokens
+
+    credentials = tmp_path / "conf" / "local" / "credentials.yml"
+    credentials.parent.mkdir(parents=True)
+    credentials.write_text("mlflow:\n  user: kept\n")
+    runner = CliRunner()
+    made = runner.invoke(main, ["admin-token", "shop-lead", "--credentials", str(credentials)])
+    assert made.exit_code == 0, made.output
+    token = made.output.strip().splitlines()[-1]
+    stored = yaml.safe_load(credentials.read_text())
+    assert stored["mlflow"] == {"user": "kept"} and token not in credentials.read_text()
+    assert oct(credentials.stat().st_mode & 0o777) == "0o600"
+    tokens = AdminTokens.from_environment({TOKENS_FILE_VARIABLE: str(credentials)})
+    assert tokens.identify(f"Bearer {token}") == "shop-lead"
+    again = runner.invoke(main, ["admin-token", "shop-lead", "--credentials", str(credentials)])
+    assert again.exit_code != 0 and "--replace" in again.output
+    replaced = runner.invoke(
+        main, ["admin-token", "shop-lead", "--credentials", str(credentials), "--replace"]
+    )
+    new = replaced.output.strip().splitlines()[-1]
+    tokens = AdminTokens.from_environment({TOKENS_FILE_VARIABLE: str(credentials)})
+    assert tokens.identify(f"Bearer {new}") == "shop-lead"
+    assert tokens.identify(f"Bearer {token}") is None  # the replaced one no longer edits
+    bad = runner.invoke(main, ["admin-token", "no spaces", "--credentials", str(credentials)])
+    assert bad.exit_code != 0 and "letters, digits" in bad.output

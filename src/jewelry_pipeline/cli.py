@@ -107,6 +107,42 @@ def tracking_server_status(folder: Path) -> None:
     click.echo(state.url)
 
 
+@main.command(name="admin-token")
+@click.argument("name")
+@click.option(
+    "--credentials",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default="conf/local/credentials.yml",
+    show_default=True,
+    help="Where the digest is written (git-ignored); the service reads it from there.",
+)
+@click.option("--replace", is_flag=True, help="Replace the token already named NAME.")
+def admin_token(name: str, credentials: Path, replace: bool) -> None:
+    """Make a token that may edit the sub-styles, for the person or role NAME.
+
+    The token is printed once; only its sha256 digest is written to the credentials file, under
+    `admin_tokens`. Send it as `Authorization: Bearer <token>`."""
+    import yaml
+
+    from jewelry_pipeline.serving.admin import AdminTokenError, AdminTokens, new_token, token_digest
+
+    loaded = yaml.safe_load(credentials.read_text()) if credentials.is_file() else None
+    loaded = loaded if isinstance(loaded, dict) else {}
+    entries = dict(loaded.get("admin_tokens") or {})
+    if name in entries and not replace:
+        raise click.ClickException(f"a token named '{name}' exists; add --replace to replace it")
+    token = new_token()
+    entries[name] = token_digest(token)
+    try:
+        AdminTokens.parse(entries)
+    except AdminTokenError as exc:
+        raise click.ClickException(str(exc)) from None
+    credentials.parent.mkdir(parents=True, exist_ok=True)
+    credentials.write_text(yaml.safe_dump({**loaded, "admin_tokens": entries}, sort_keys=False))
+    credentials.chmod(0o600)
+    click.echo(f"Token for '{name}' (shown once; {credentials} holds only its digest):\n{token}")
+
+
 @main.command(name="pull-champion")
 @click.option("--env", default="base", show_default=True, help="Kedro environment to read.")
 def pull_champion_command(env: str) -> None:
