@@ -91,7 +91,7 @@ def kmeans(vectors: np.ndarray, k: int, seed: int) -> np.ndarray:
         raise EditRefused(f"k={k} needs between 1 and {len(vectors)} sub-styles for these items")
     if k == 1:
         return np.zeros(len(vectors), int)
-    labels = KMeans(k, n_init=3, random_state=seed).fit_predict(vectors)
+    labels = KMeans(k, n_init=1, random_state=seed).fit_predict(vectors)  # one k-means++ start
     sizes = np.bincount(labels, minlength=k)
     by_size = np.argsort(-sizes, kind="stable")
     return np.argsort(by_size)[labels]
