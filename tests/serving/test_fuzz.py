@@ -32,6 +32,8 @@ ROUTES = [
     ("GET", "/catalog"),
     ("GET", "/catalog/items"),
     ("GET", "/substyles"),
+    ("POST", "/substyles/edits"),
+    ("POST", "/substyles/undo"),
     ("GET", "/items/{}/thumbnail"),
     ("POST", "/classify"),
     ("POST", "/recommend"),

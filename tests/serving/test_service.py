@@ -201,6 +201,21 @@ def test_a_categorys_sub_styles_and_a_preview_of_another_k_over_http(live_server
             assert refused.status_code == 400 and refused.json()["reason"] == reason, params
 
 
+def test_editing_is_off_without_admin_tokens_and_a_bundle_folder(live_server):
+    """The shared server serves the store's champion and has no admin tokens: every edit route
+    says editing is off (403), whatever the token, and the sub-styles stay as they were."""
+    with live_server.client() as client:
+        before = client.get("/substyles", params={"category": "ring"}).json()
+        for route in ("/substyles/edits", "/substyles/undo"):
+            refused = client.post(
+                route,
+                json={"edits": [{"op": "rename", "category": "ring", "cluster": 0, "name": "X"}]},
+                headers={"Authorization": "Bearer anything", "If-Match": "0" * 16},
+            )
+            assert refused.status_code == 403 and refused.json()["reason"] == "editing_off"
+        assert client.get("/substyles", params={"category": "ring"}).json() == before
+
+
 # The reliability suite's corpus of bad uploads (one per kind), sized to the live server's caps.
 BAD_UPLOADS = [
     case

@@ -224,19 +224,80 @@ def write_bundle(destination: str | Path, contents: BundleContents) -> Path:
         }
         if contents.substyles:
             config["substyles"] = contents.substyles
-        (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
-        files = {
-            p.relative_to(staging).as_posix(): _sha256(p)
-            for p in sorted(staging.rglob("*"))
-            if p.is_file()
-        }
-        (staging / FILES_MANIFEST).write_text(json.dumps(files, indent=2, sort_keys=True))
-        os.chmod(staging, 0o755)  # mkdtemp makes it private
-        _point(destination, staging)
+        _seal_and_point(staging, config, destination)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
     return destination
+
+
+def _seal_and_point(staging: Path, config: dict[str, Any], destination: Path) -> None:
+    """Write the config and the sha256 manifest of a staged version, then make `destination`
+    point at it."""
+    (staging / CONFIG_FILE).write_text(json.dumps(config, indent=2, sort_keys=True))
+    files = {
+        p.relative_to(staging).as_posix(): _sha256(p)
+        for p in sorted(staging.rglob("*"))
+        if p.is_file() and p.name != FILES_MANIFEST
+    }
+    (staging / FILES_MANIFEST).write_text(json.dumps(files, indent=2, sort_keys=True))
+    os.chmod(staging, 0o755)  # mkdtemp makes it private
+    _point(destination, staging)
+
+
+def derive_bundle(
+    source: str | Path,
+    destination: str | Path,
+    catalog: pd.DataFrame,
+    substyles: dict[str, Any],
+    change: dict[str, Any],
+) -> Path:
+    """The next version of a bundle with a new catalog (its `cluster` column) and sub-styles, and
+    every other file of the verified `source` version as it was (models, index, thumbnails): the
+    same models serve it. `change` is recorded in the version facts, with the version it came
+    from (for undo). Written beside `destination`, which then points at it in one rename."""
+    source, destination = Path(source).resolve(), Path(destination)
+    config = verify_bundle(source)
+    files = json.loads((source / FILES_MANIFEST).read_text())
+    old = read_table(source / CATALOG_FILE)
+    if list(catalog["item_id"].astype(str)) != list(old["item_id"].astype(str)):
+        raise BundleError("an edited catalog keeps every item, in the same order")
+    staging = Path(tempfile.mkdtemp(prefix=f".{destination.name}.", dir=destination.parent))
+    try:
+        for name in files:
+            if name in (CATALOG_FILE, CONFIG_FILE):
+                continue
+            (staging / name).parent.mkdir(parents=True, exist_ok=True)
+            try:  # a version's files never change once written: share them, don't copy
+                os.link(source / name, staging / name)
+            except OSError:
+                shutil.copy2(source / name, staging / name)
+        optional = [c for c in OPTIONAL_CATALOG_COLUMNS if c in catalog.columns]
+        catalog[CATALOG_COLUMNS + optional].to_csv(staging / CATALOG_FILE, index=False)
+        version = {**config.get("version", {}), "change": {**change, "previous": source.name}}
+        config = {**config, "substyles": substyles, "version": version}
+        _seal_and_point(staging, config, destination)
+    except BaseException:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
+    return destination
+
+
+def previous_version(destination: str | Path) -> Path | None:
+    """The version folder the bundle at `destination` was derived from, when it is still there."""
+    destination = Path(destination)
+    config = json.loads((destination.resolve() / CONFIG_FILE).read_text())
+    previous = (config.get("version", {}).get("change") or {}).get("previous")
+    folder = destination.parent / previous if isinstance(previous, str) else None
+    if folder is None or "/" in previous or not previous.startswith(f".{destination.name}."):
+        return None
+    return folder if folder.is_dir() and not folder.is_symlink() else None
+
+
+def point_back(destination: str | Path, version: Path) -> None:
+    """Make `destination` point at an earlier, verified `version` folder again (undo)."""
+    verify_bundle(version)
+    _point(Path(destination), Path(version))
 
 
 def _point(destination: Path, version: Path) -> None:

@@ -17,6 +17,7 @@ os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
 import asyncio  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
+import json  # noqa: E402
 import logging  # noqa: E402
 from collections.abc import Awaitable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -35,6 +36,7 @@ from jewelry_pipeline.core.images import DecodeLimits, ImageRejected  # noqa: E4
 from jewelry_pipeline.core.query import QueryBatch  # noqa: E402
 from jewelry_pipeline.core.substyles import PREVIEW_K, EditRefused  # noqa: E402
 from jewelry_pipeline.core.thumbnails import THUMBNAIL_ROUTE  # noqa: E402
+from jewelry_pipeline.serving.admin import AdminTokenError, AdminTokens  # noqa: E402
 from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
     UNMATCHED,
     CorkDispatcher,
@@ -44,6 +46,11 @@ from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
     label_metrics_by_route,
     leaf_routes,
     route_template,
+)
+from jewelry_pipeline.serving.edits import (  # noqa: E402
+    StaleVersion,
+    SubstyleEditor,
+    TooManyEdits,
 )
 from jewelry_pipeline.serving.engine import RecommendationEngine, UnknownCategory, UnknownItem  # noqa: E402
 from jewelry_pipeline.serving.headers import (
@@ -90,6 +97,7 @@ LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
 )  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")  # the model APIs
+EDIT_BODY_BYTES = 65_536  # a sub-style edit set's JSON, at most
 # Bounded in number at once (429 over MAX_CONCURRENCY): the model APIs, and a sub-style preview,
 # which runs KMeans.
 COMPUTE_PATHS = (*LIMITED_PATHS, "/substyles")
@@ -216,6 +224,7 @@ class JewelryService:
         # This worker's bundle: verified by check_bundle, and again as it loads.
         self.bundles = BundleHolder(RELOAD_SECONDS)
         self.bundles.start()
+        self.admin, self.editor = _sub_style_editing()
 
     async def __is_ready__(self) -> bool:
         """Ready once the bundle is loaded (async: the probe never waits for a worker thread)."""
@@ -377,6 +386,44 @@ class JewelryService:
         k = None if k in (None, "") else int_field(k, "k", 0, *PREVIEW_K)
         return SafeJSONResponse(await _in_thread(engine.substyles, category, k))
 
+    @web.post("/substyles/edits")
+    async def edit_substyles(self, request: Request) -> SafeJSONResponse:
+        """JSON `{"edits": [...]}` (rename, merge, split, move, set_k) applied as one new bundle
+        version; needs `Authorization: Bearer <admin token>` and `If-Match: <bundle_digest>`."""
+        editor, by = self._editor(request)
+        expected = _if_match(request)
+        edits = (await _json_object(request)).get("edits")
+        return SafeJSONResponse(await _edit_in_thread(editor.apply, edits, expected, by))
+
+    @web.post("/substyles/undo")
+    async def undo_substyles(self, request: Request) -> SafeJSONResponse:
+        """Serve the version before the last edit again; the same headers as an edit."""
+        editor, by = self._editor(request)
+        return SafeJSONResponse(await _edit_in_thread(editor.undo, _if_match(request), by))
+
+    def _editor(self, request: Request) -> tuple[SubstyleEditor, str]:
+        """The editor and the name of the admin token sent, or the refusal (403, 429, 401)."""
+        if self.editor is None or not self.admin.enabled:
+            raise ApiError(
+                403,
+                "sub-style editing is off: it needs admin tokens "
+                "(`jewelry-pipeline admin-token NAME`) and a bundle folder (JEWELRY_BUNDLE)",
+                "editing_off",
+            )
+        try:
+            self.editor.count_request()
+        except TooManyEdits as exc:
+            raise ApiError(429, str(exc), "too_many_edits") from None
+        by = self.admin.identify(request.headers.get("authorization"))
+        if by is None:
+            raise ApiError(
+                401,
+                "an admin token is needed: Authorization: Bearer <token>",
+                "unauthorized",
+                {"WWW-Authenticate": "Bearer"},
+            )
+        return self.editor, by
+
     @web.get("/catalog")
     async def catalog(self) -> SafeJSONResponse:
         """Categories, item counts and clusters."""
@@ -421,6 +468,54 @@ def _check(function, *args):
         raise ApiError(400, str(exc), "not_found") from None
     except EditRefused as exc:
         raise ApiError(400, str(exc), "out_of_range") from None
+
+
+def _sub_style_editing() -> tuple[AdminTokens, SubstyleEditor | None]:
+    """The admin tokens, and an editor when the service serves a bundle folder (a store model
+    version is not edited in place); unreadable tokens leave editing off, and say why."""
+    try:
+        admin = AdminTokens.from_environment()
+    except AdminTokenError as exc:
+        logger.error("Sub-style editing is off: %s", exc)
+        admin = AdminTokens({})
+    path, _ = bundle_location(bundle_reference())
+    return admin, SubstyleEditor(path) if path.is_symlink() else None
+
+
+def _if_match(request: Request) -> str:
+    """The bundle digest an edit was made against (`If-Match`, quoted or not), or 428."""
+    value = request.headers.get("if-match", "").strip().strip('"')
+    if not value:
+        raise ApiError(
+            428,
+            "If-Match is needed: the bundle_digest the sub-styles were read from (/status)",
+            "if_match_required",
+        )
+    return value
+
+
+async def _json_object(request: Request) -> dict[str, Any]:
+    """The request's JSON object of at most `EDIT_BODY_BYTES`, or a 4xx."""
+    raw = await request.body()
+    if len(raw) > EDIT_BODY_BYTES:
+        raise ApiError(413, f"an edit body is at most {EDIT_BODY_BYTES} bytes", "too_large")
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError):
+        raise ApiError(400, "the body is not JSON", "malformed_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, 'the body is a JSON object: {"edits": [...]}', "malformed_json")
+    return body
+
+
+async def _edit_in_thread(function, *args):
+    """An edit or undo in a worker thread: a refused edit is a 400, a stale version a 409."""
+    try:
+        return await anyio.to_thread.run_sync(function, *args, limiter=_cpu_limiter())
+    except EditRefused as exc:
+        raise ApiError(400, str(exc), "edit_refused") from None
+    except StaleVersion as exc:
+        raise ApiError(409, str(exc), "stale_version") from None
 
 
 async def _in_thread(function, *args):

@@ -37,15 +37,22 @@ PICKLE_TYPES = (
 class ApiError(Exception):
     """A request the service refuses, with its HTTP status and a message for the client."""
 
-    def __init__(self, status: int, message: str, reason: str = "bad_request"):
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        reason: str = "bad_request",
+        headers: dict[str, str] | None = None,
+    ):
         super().__init__(message)
         self.status = status
         self.message = message
         self.reason = reason
+        self.headers = headers
 
     def response(self) -> SafeJSONResponse:
         """The JSON body every refusal gets."""
-        return error_answer(self.status, self.message, self.reason)
+        return error_answer(self.status, self.message, self.reason, self.headers)
 
 
 def rejected_upload(exc: ImageRejected) -> ApiError:

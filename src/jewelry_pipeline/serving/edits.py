@@ -1,0 +1,159 @@
+"""Sub-style edits on the live service: an edit set applied to the bundle version being served and
+written as the next version beside it (live reload then serves it); undo points back to the one
+before. One edit at a time per bundle folder, and only against the version the editor last saw.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+from collections import deque
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from jewelry_pipeline.core.bundle import (
+    CATALOG_FILE,
+    CONFIG_FILE,
+    INDEX_FILE,
+    INDEX_VECTORS,
+    bundle_digest,
+    derive_bundle,
+    point_back,
+    previous_version,
+)
+from jewelry_pipeline.core.lookup import read_table
+from jewelry_pipeline.core.substyles import (
+    PREVIEW_SEED,
+    EditRefused,
+    SubstyleCatalog,
+    names_from_config,
+    names_to_config,
+)
+
+logger = logging.getLogger(__name__)
+
+MAX_EDITS = 100  # edits in one set
+# Edit and undo requests a worker accepts per minute, with a token or without (then 429).
+EDITS_PER_MINUTE = int(os.environ.get("JEWELRY_EDITS_PER_MINUTE", "20"))
+EDIT_LOG_KEPT = 200  # edit sets the bundle remembers (the oldest are dropped)
+DIGEST_LENGTH = 16  # the public bundle digest's length, as `/status` shows it
+
+
+class StaleVersion(Exception):
+    """The bundle moved on since the editor read it (409): the message names the current one."""
+
+
+class TooManyEdits(Exception):
+    """More edit requests in the last minute than `EDITS_PER_MINUTE` (429)."""
+
+
+def _json_safe(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The edits as they are logged: each field as given, texts cut to 100 characters."""
+    return [
+        {key: value[:100] if isinstance(value, str) else value for key, value in edit.items()}
+        for edit in edits
+    ]
+
+
+@contextmanager
+def _folder_lock(destination: Path):
+    """Held while one process edits: the service's workers are processes, each with an editor."""
+    import fcntl
+
+    with open(destination.parent / f".{destination.name}.edit.lock", "a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+class SubstyleEditor:
+    """Edits the bundle folder `destination` (the link the service serves) one set at a time,
+    across the service's worker processes."""
+
+    def __init__(self, destination: Path, per_minute: int = EDITS_PER_MINUTE):
+        self.destination = Path(destination)
+        self.per_minute = per_minute
+        self._lock = threading.Lock()
+        self._recent: deque[float] = deque()
+
+    def current_digest(self) -> str:
+        """The public digest of the version the folder points at now."""
+        return bundle_digest(self.destination)[:DIGEST_LENGTH]
+
+    def count_request(self) -> None:
+        """One more edit request this minute, or `TooManyEdits`."""
+        now = time.monotonic()
+        with self._lock:
+            while self._recent and now - self._recent[0] > 60:
+                self._recent.popleft()
+            if len(self._recent) >= self.per_minute:
+                raise TooManyEdits(f"at most {self.per_minute} edit requests a minute")
+            self._recent.append(now)
+
+    def apply(self, edits: Any, expected: str, by: str) -> dict[str, Any]:
+        """Apply `edits` (all or none) to the version whose digest is `expected`, write the next
+        version and return its digest; `EditRefused` for a bad edit, `StaleVersion` when the folder
+        has moved on."""
+        if not isinstance(edits, list) or not 1 <= len(edits) <= MAX_EDITS:
+            raise EditRefused(f"'edits' is a list of 1 to {MAX_EDITS} edits")
+        with self._lock, _folder_lock(self.destination):
+            source = self._checked_source(expected)
+            config = _config(source)
+            substyles = dict(config.get("substyles") or {})
+            catalog = read_table(source / CATALOG_FILE)
+            names = names_from_config(substyles.get("names"))
+            edited = SubstyleCatalog(catalog, _index_vectors(source), names, PREVIEW_SEED).apply(
+                edits
+            )
+            at = datetime.now(UTC).isoformat(timespec="seconds")
+            entry = {"at": at, "by": by, "edits": _json_safe(edits)}
+            substyles["names"] = names_to_config(edited.names)
+            substyles["edits"] = [*substyles.get("edits", []), entry][-EDIT_LOG_KEPT:]
+            change = {"kind": "substyle_edit", "at": at, "by": by, "edits": len(edits)}
+            derive_bundle(source, self.destination, edited.catalog, substyles, change)
+            digest = self.current_digest()
+        logger.info("Sub-style edits by %s: %d, bundle %s -> %s", by, len(edits), expected, digest)
+        return {"bundle_digest": digest, "previous": expected, "edits": len(edits), "by": by}
+
+    def undo(self, expected: str, by: str) -> dict[str, Any]:
+        """Point the folder back at the version the current one was derived from."""
+        with self._lock, _folder_lock(self.destination):
+            self._checked_source(expected)
+            previous = previous_version(self.destination)
+            if previous is None:
+                raise EditRefused("nothing to undo: this version was not made by an edit")
+            point_back(self.destination, previous)
+            digest = self.current_digest()
+        logger.info("Sub-style undo by %s: bundle %s -> %s", by, expected, digest)
+        return {"bundle_digest": digest, "previous": expected, "by": by}
+
+    def _checked_source(self, expected: str) -> Path:
+        """The version folder served now, when it is the one the editor saw."""
+        current = self.current_digest()
+        if expected != current:
+            raise StaleVersion(
+                f"the bundle is now {current}, not {expected}: reload the sub-styles and edit again"
+            )
+        return self.destination.resolve()
+
+
+def _config(version: Path) -> dict[str, Any]:
+    """A version's config."""
+    return json.loads((version / CONFIG_FILE).read_text())
+
+
+def _index_vectors(version: Path) -> np.ndarray:
+    """The version's index vectors in catalog order (memory-mapped when stored apart)."""
+    if (version / INDEX_VECTORS).is_file():
+        return np.load(version / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
+    with np.load(version / INDEX_FILE, allow_pickle=False) as data:
+        return data["vectors"]
