@@ -215,3 +215,55 @@ def test_the_sub_style_view_shows_strips_previews_another_k_and_charts_the_crite
     assert [b.get_attribute("class") for b in bars] == ["bar", "bar chosen", "bar previewed"]
     heights = [b.find_element(By.TAG_NAME, "span").size["height"] for b in bars]
     assert heights[1] > heights[2] > heights[0]  # the tallest bar is the best k
+
+
+def test_staff_rename_and_merge_sub_styles_on_the_page(browser, tmp_path):
+    """With an admin token typed in, renaming a sub-style and merging another into it are saved
+    as new versions, served by live reload and shown; with a wrong token the page says why and
+    nothing changes. With JEWELRY_SCREENSHOTS set, the edited view goes to that folder."""
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import Select, WebDriverWait
+
+    from jewelry_pipeline.serving.admin import new_token, token_digest
+    from jewelry_testing.servers import start_bentoml
+    from tests.serving.conftest import make_bundle
+
+    token = new_token()
+    server = start_bentoml(
+        make_bundle(tmp_path / "bundle"),
+        tmp_path / "serve.log",
+        {
+            "JEWELRY_RELOAD_SECONDS": "1",
+            "JEWELRY_WORKERS": "1",
+            "JEWELRY_ADMIN_TOKENS": f"shop-lead={token_digest(token)}",
+        },
+    )
+    try:
+        browser.set_window_size(1280, 900)
+        browser.get(server.url + "/")
+        wait = WebDriverWait(browser, 60)
+        headings = "return [...document.querySelectorAll('#substyles h3')].map(h => h.textContent)"
+        wait.until(lambda d: d.find_elements(By.CSS_SELECTOR, "#substyles .edit"))
+        assert browser.find_element(By.ID, "admin").is_displayed()
+        assert len(browser.execute_script(headings)) == 2  # the tiny bundle: 2 per category
+
+        first = browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")[0]
+        first.find_element(By.CSS_SELECTOR, ".edit input").send_keys("Bands")
+        first.find_element(By.CSS_SELECTOR, "button.rename").click()  # no token yet
+        wait.until(lambda d: "Not saved" in d.find_element(By.ID, "substyle-note").text)
+        assert "unauthorized" in browser.find_element(By.ID, "substyle-note").text
+
+        browser.find_element(By.ID, "admin-token").send_keys(token)
+        first.find_element(By.CSS_SELECTOR, "button.rename").click()
+        wait.until(lambda d: d.execute_script(headings)[0].startswith("Bands ·"))
+
+        second = browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")[1]
+        Select(second.find_element(By.CSS_SELECTOR, ".edit select")).select_by_index(0)
+        second.find_element(By.CSS_SELECTOR, "button.merge").click()
+        wait.until(lambda d: len(d.execute_script(headings)) == 1)
+        assert browser.execute_script(headings) == [f"Bands · {PER_CLASS} items"]
+        if folder := os.environ.get("JEWELRY_SCREENSHOTS"):
+            section = browser.find_element(By.CSS_SELECTOR, "section:has(#substyles)")
+            section.screenshot(str(Path(folder) / "substyles-edited-desktop.png"))
+    finally:
+        server.stop()

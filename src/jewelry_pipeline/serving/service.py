@@ -384,7 +384,9 @@ class JewelryService:
         category = text_field(one_value(query, "category"), "category")
         k = one_value(query, "k")
         k = None if k in (None, "") else int_field(k, "k", 0, *PREVIEW_K)
-        return SafeJSONResponse(await _in_thread(engine.substyles, category, k))
+        view = await _in_thread(engine.substyles, category, k)
+        view["editing"] = self.editor is not None and self.admin.enabled
+        return SafeJSONResponse(view)
 
     @web.post("/substyles/edits")
     async def edit_substyles(self, request: Request) -> SafeJSONResponse:

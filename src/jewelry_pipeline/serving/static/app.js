@@ -185,6 +185,69 @@ function drawCriterion(criterion, previewK) {
   chart.hidden = false;
 }
 
+let substyleView = null; // the view shown: its category, sub-styles and the version it came from
+let editedDigest = null; // the version the last edit made (served once live reload swaps it in)
+
+// One edit set sent with the admin token, against the version last seen; then wait (bounded) for
+// live reload to serve the new version and show it.
+async function sendEdits(edits) {
+  const seen = editedDigest || substyleView.model_version.bundle_digest;
+  $("substyle-note").className = "";
+  $("substyle-note").textContent = "Saving...";
+  const response = await fetch("/substyles/edits", {
+    method: "POST",
+    headers: { "content-type": "application/json", authorization: `Bearer ${$("admin-token").value.trim()}`, "if-match": seen },
+    body: JSON.stringify({ edits }),
+  });
+  const body = await response.json();
+  if (!response.ok) {
+    $("substyle-note").textContent = `Not saved: ${body.error} (${body.reason})`;
+    $("substyle-note").className = "error";
+    return;
+  }
+  editedDigest = body.bundle_digest;
+  $("substyle-note").textContent = `Saved as version ${body.bundle_digest}; waiting for the service to serve it...`;
+  for (let tries = 0; tries < 60; tries++) {
+    const status = await fetch("/status").then((r) => r.json());
+    if (status.model_version && status.model_version.bundle_digest === body.bundle_digest) break;
+    await new Promise((done) => setTimeout(done, 500));
+  }
+  await showSubstyles();
+}
+
+// A sub-style's edit controls: rename it, or merge it into another of the category.
+function editControls(group) {
+  const controls = document.createElement("div");
+  controls.className = "edit";
+  const name = document.createElement("input");
+  name.type = "text";
+  name.maxLength = 40;
+  name.value = group.name || "";
+  name.placeholder = "name";
+  name.setAttribute("aria-label", `name of ${substyle(group.name, group.cluster)}`);
+  const rename = document.createElement("button");
+  rename.type = "button";
+  rename.className = "rename";
+  rename.textContent = "Rename";
+  rename.addEventListener("click", () =>
+    sendEdits([{ op: "rename", category: substyleView.category, cluster: group.cluster, name: name.value }]));
+  controls.append(name, rename);
+  const others = substyleView.substyles.filter((g) => g.cluster !== group.cluster);
+  if (others.length) {
+    const into = document.createElement("select");
+    into.setAttribute("aria-label", "merge into");
+    for (const other of others) into.appendChild(new Option(`into ${substyle(other.name, other.cluster)}`, String(other.cluster)));
+    const merge = document.createElement("button");
+    merge.type = "button";
+    merge.className = "merge";
+    merge.textContent = "Merge";
+    merge.addEventListener("click", () =>
+      sendEdits([{ op: "merge", category: substyleView.category, cluster: group.cluster, into: Number(into.value) }]));
+    controls.append(into, merge);
+  }
+  return controls;
+}
+
 // One sub-style: its name and size, its most typical items, then its edge cases.
 function substyleStrip(group) {
   const box = document.createElement("div");
@@ -192,10 +255,12 @@ function substyleStrip(group) {
   box.dataset.cluster = String(group.cluster);
   const heading = document.createElement("h3");
   heading.textContent = `${substyle(group.name, group.cluster)} · ${group.count} items`;
+  box.append(heading);
+  if (substyleView.editing && !substyleView.preview) box.append(editControls(group));
   const typical = document.createElement("div");
   typical.className = "grid strip";
   typical.append(...group.typical.map((item) => card(item, `${similarity(item.score)} to its centre`)));
-  box.append(heading, typical);
+  box.append(typical);
   if (group.edge.length) {
     const label = document.createElement("p");
     label.className = "edge-label";
@@ -224,10 +289,13 @@ async function showSubstyles() {
     $("substyles").replaceChildren();
     return;
   }
+  substyleView = body;
+  $("admin").hidden = !body.editing;
   const took = Math.round(performance.now() - started);
+  const count = `${body.k} sub-style${body.k === 1 ? "" : "s"}`;
   $("substyle-note").textContent = body.preview
-    ? `Preview: ${body.k} sub-styles (not saved), computed in ${took} ms.`
-    : `${body.k} sub-styles, as the catalog shows them.`;
+    ? `Preview: ${count} (not saved), computed in ${took} ms.`
+    : `${count}, as the catalog shows them.`;
   drawCriterion(body.criterion, body.preview ? body.k : null);
   $("substyles").replaceChildren(...body.substyles.map(substyleStrip));
 }
