@@ -35,7 +35,7 @@ def test_an_edit_set_makes_the_next_version_and_undo_goes_back(tmp_path):
     bundle = make_bundle(tmp_path / "bundle")
     editor = SubstyleEditor(bundle)
     first, before = editor.current_digest(), _manifest(bundle)
-    done = editor.apply([RENAME, MERGE], first, "ana")
+    done = editor.apply([RENAME, {**MERGE, "extra": ["x"] * 1000}], first, "ana")
     assert done["bundle_digest"] == editor.current_digest() != first
     after = _manifest(bundle)
     assert {n: h for n, h in after.items() if n not in (CATALOG_FILE, CONFIG_FILE)} == {
@@ -44,7 +44,7 @@ def test_an_edit_set_makes_the_next_version_and_undo_goes_back(tmp_path):
     edited = read_bundle(bundle)
     assert edited.substyles["names"] == {"ring": {"0": "Bands"}}
     (entry,) = edited.substyles["edits"]
-    assert entry["by"] == "ana" and entry["edits"] == [RENAME, MERGE]
+    assert entry["by"] == "ana" and entry["edits"] == [RENAME, MERGE]  # known fields only
     assert edited.version["change"]["kind"] == "substyle_edit"
     necklaces = edited.catalog[edited.catalog["category"] == "necklace"]
     assert set(necklaces["cluster"]) == {0}

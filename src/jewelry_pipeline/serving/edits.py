@@ -54,10 +54,18 @@ class TooManyEdits(Exception):
     """More edit requests in the last minute than `EDITS_PER_MINUTE` (429)."""
 
 
+LOGGED_FIELDS = ("op", "category", "cluster", "into", "parts", "item_id", "to", "k", "name")
+
+
 def _json_safe(edits: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """The edits as they are logged: each field as given, texts cut to 100 characters."""
+    """The edits as they are logged: their known fields only (applied edits have no others that
+    matter), texts cut to 100 characters."""
     return [
-        {key: value[:100] if isinstance(value, str) else value for key, value in edit.items()}
+        {
+            key: edit[key][:100] if isinstance(edit[key], str) else edit[key]
+            for key in LOGGED_FIELDS
+            if key in edit
+        }
         for edit in edits
     ]
 
