@@ -197,6 +197,8 @@ def test_the_sub_style_view_shows_strips_previews_another_k_and_charts_the_crite
         i["item_id"] for i in served["substyles"][0]["typical"]
     ]
     assert not browser.find_element(By.ID, "substyle-chart").is_displayed()
+    assert not browser.find_element(By.ID, "admin").is_displayed()  # editing is off here
+    assert not browser.find_elements(By.CSS_SELECTOR, "#substyles .edit")
 
     Select(browser.find_element(By.ID, "substyle-k")).select_by_value("3")
     wait.until(lambda d: d.find_element(By.ID, "substyle-note").text.startswith("Preview: 3"))
