@@ -17,7 +17,6 @@ os.environ["MLFLOW_ALLOW_PICKLE_DESERIALIZATION"] = (
 import asyncio  # noqa: E402
 import functools  # noqa: E402
 import hashlib  # noqa: E402
-import json  # noqa: E402
 import logging  # noqa: E402
 from collections.abc import Awaitable  # noqa: E402
 from pathlib import Path  # noqa: E402
@@ -80,6 +79,7 @@ from jewelry_pipeline.serving.uploads import (  # noqa: E402
     form_value,
     int_field,
     item_id_field,
+    json_object,
     one_value,
     rejected_upload,
     text_field,
@@ -97,7 +97,6 @@ LOAD_WAIT_SECONDS = float(
     os.environ.get("JEWELRY_LOAD_WAIT_SECONDS", "15")
 )  # requests wait this long for a loading bundle
 LIMITED_PATHS = ("/classify", "/recommend", "/recommend_by_id")  # the model APIs
-EDIT_BODY_BYTES = 65_536  # a sub-style edit set's JSON, at most
 # Bounded in number at once (429 over MAX_CONCURRENCY): the model APIs, and a sub-style preview,
 # which runs KMeans.
 COMPUTE_PATHS = (*LIMITED_PATHS, "/substyles")
@@ -394,7 +393,7 @@ class JewelryService:
         version; needs `Authorization: Bearer <admin token>` and `If-Match: <bundle_digest>`."""
         editor, by = self._editor(request)
         expected = _if_match(request)
-        edits = (await _json_object(request)).get("edits")
+        edits = (await json_object(request)).get("edits")
         return SafeJSONResponse(await _edit_in_thread(editor.apply, edits, expected, by))
 
     @web.post("/substyles/undo")
@@ -494,20 +493,6 @@ def _if_match(request: Request) -> str:
             "if_match_required",
         )
     return value
-
-
-async def _json_object(request: Request) -> dict[str, Any]:
-    """The request's JSON object of at most `EDIT_BODY_BYTES`, or a 4xx."""
-    raw = await request.body()
-    if len(raw) > EDIT_BODY_BYTES:
-        raise ApiError(413, f"an edit body is at most {EDIT_BODY_BYTES} bytes", "too_large")
-    try:
-        body = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        raise ApiError(400, "the body is not JSON", "malformed_json") from None
-    if not isinstance(body, dict):
-        raise ApiError(400, 'the body is a JSON object: {"edits": [...]}', "malformed_json")
-    return body
 
 
 async def _edit_in_thread(function, *args):
