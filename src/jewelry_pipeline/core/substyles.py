@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from jewelry_pipeline.core.search import l2_normalise
+from jewelry_pipeline.core.search import ClusterCentroids
 
 logger = logging.getLogger(__name__)
 
@@ -42,13 +42,10 @@ class Partition:
     def of(cls, vectors: np.ndarray, clusters: np.ndarray) -> Partition:
         """The partition `clusters` of unit `vectors`, with each cluster's unit mean vector."""
         clusters = np.asarray(clusters).astype(int)
-        vectors = np.asarray(vectors, np.float32)
-        centroids = {
-            int(c): l2_normalise(vectors[clusters == c].mean(0, keepdims=True))[0]
-            for c in np.unique(clusters)
-            if c >= 0
-        }
-        return cls(clusters, centroids)
+        one_category = np.zeros(len(clusters), str)  # the centroids the engine serves, for one
+        found = ClusterCentroids.of(vectors, one_category, clusters).by_category.get("")
+        ids, means = found if found is not None else ((), ())
+        return cls(clusters, {int(c): mean for c, mean in zip(ids, means)})
 
     def sizes(self) -> dict[int, int]:
         """Items per sub-style."""
