@@ -383,7 +383,7 @@ def read_bundle(path: str | Path) -> ServingBundle:
         with np.load(path / INDEX_FILE, allow_pickle=False) as data:
             index = {key: data[key] for key in data.files}
         if mapped:  # verified above; pages are read as searches touch them
-            index["vectors"] = np.load(path / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
+            index["vectors"] = index_vectors(path)
         with np.load(path / THUMBNAILS_FILE, allow_pickle=False) as data:
             thumbnails = Thumbnails.from_arrays(data)
         catalog = read_table(path / CATALOG_FILE)
@@ -406,6 +406,15 @@ def read_bundle(path: str | Path) -> ServingBundle:
         backbone,
         familiarity,
     )
+
+
+def index_vectors(version: str | Path) -> np.ndarray:
+    """A version's index vectors in catalog order: memory-mapped when stored apart (IVF-PQ)."""
+    version = Path(version)
+    if (version / INDEX_VECTORS).is_file():
+        return np.load(version / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
+    with np.load(version / INDEX_FILE, allow_pickle=False) as data:
+        return data["vectors"]
 
 
 def _optional_arrays(path: Path) -> dict[str, np.ndarray] | None:

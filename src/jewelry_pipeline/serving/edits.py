@@ -16,15 +16,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from jewelry_pipeline.core.bundle import (
     CATALOG_FILE,
     CONFIG_FILE,
-    INDEX_FILE,
-    INDEX_VECTORS,
     bundle_digest,
     derive_bundle,
+    index_vectors,
     point_back,
     previous_version,
 )
@@ -119,7 +116,7 @@ class SubstyleEditor:
             substyles = dict(config.get("substyles") or {})
             catalog = read_table(source / CATALOG_FILE)
             names = names_from_config(substyles.get("names"))
-            edited = SubstyleCatalog(catalog, _index_vectors(source), names, PREVIEW_SEED).apply(
+            edited = SubstyleCatalog(catalog, index_vectors(source), names, PREVIEW_SEED).apply(
                 edits
             )
             at = datetime.now(UTC).isoformat(timespec="seconds")
@@ -157,11 +154,3 @@ class SubstyleEditor:
 def _config(version: Path) -> dict[str, Any]:
     """A version's config."""
     return json.loads((version / CONFIG_FILE).read_text())
-
-
-def _index_vectors(version: Path) -> np.ndarray:
-    """The version's index vectors in catalog order (memory-mapped when stored apart)."""
-    if (version / INDEX_VECTORS).is_file():
-        return np.load(version / INDEX_VECTORS, mmap_mode="r", allow_pickle=False)
-    with np.load(version / INDEX_FILE, allow_pickle=False) as data:
-        return data["vectors"]
