@@ -23,7 +23,13 @@ from jewelry_pipeline.core.models.classifier import build_classifier, features_m
 from jewelry_pipeline.core.query import IndexSpec, combined_vectors, descriptor_vectors
 from jewelry_pipeline.core.search import EmbeddingIndex
 from jewelry_pipeline.core.thumbnails import Thumbnails
-from jewelry_testing.servers import BENTOML_SERVICE, Server, clean_env, start_bentoml
+from jewelry_testing.servers import (
+    BENTOML_SERVICE,
+    Server,
+    clean_env,
+    start_bentoml,
+    wait_until_every_worker_is_ready,
+)
 from tests.conftest import FOREGROUND, PROJECT_ROOT, image_bytes, random_photo
 
 CLASSES = ["bracelet", "necklace", "ring"]
@@ -231,9 +237,11 @@ SLOW_LOADING_SERVICE = "tests.serving.slow_loading_service:JewelryService"
 
 
 def start_server(tmp_path: Path, env: dict[str, str], service: str = BENTOML_SERVICE) -> LiveServer:
-    """Start `service` from the BentoML store, recording each /readyz answer until it is ready."""
+    """Start `service` from the BentoML store, recording each /readyz answer until it is ready,
+    then wait for every worker (a connection may land on one still loading)."""
     readiness: list[int] = []
     server = start_bentoml(None, tmp_path / "serve.log", env, readiness, service)
+    wait_until_every_worker_is_ready(server)
     return LiveServer(server.process, server.url, server.log, readiness)
 
 
