@@ -21,6 +21,7 @@ from jewelry_testing.servers import bentoml_serve_command, free_port, start_bent
 
 RECOVERY_LIMIT_S = 10.0
 WORKERS_MIN = 2  # the service default (`JEWELRY_WORKERS`)
+GAP_MIN_S = 2.0  # the shortest window after the kill in which the survivors' answers are counted
 
 
 def _client_connections(pid: int, port: int) -> int:
@@ -93,9 +94,11 @@ def check_worker_kill(bundle: Path, workdir: Path, settings: Settings) -> Check:
         server.stop()
     load = outcome.get("load", {})
     failed = (load.get("transport_errors", 0) + load.get("errors_5xx", 0)) if load else None
-    # Answers while the dead worker had no replacement process yet: only the surviving workers can
-    # give them (beyond the `clients` answers that may have been on the wire at the kill).
-    gap_end = killed_at + (replaced if replaced is not None else 60)
+    # Answers while the dead worker had no replacement yet: only the surviving workers can give
+    # them (beyond the `clients` answers that may have been on the wire at the kill). The window
+    # is at least GAP_MIN_S: a replacement process appears within a second but needs seconds more
+    # to import TensorFlow and load the bundle, so a lone worker answers nothing in it.
+    gap_end = killed_at + max(replaced if replaced is not None else 60, GAP_MIN_S)
     answered_in_gap = sum(1 for at, status in answers if killed_at < at < gap_end and status == 200)
     figures = {
         "workers": len(workers),
