@@ -1,5 +1,7 @@
 """Autoencoder nodes on tiny data, the category check, and distinct per-namespace artifacts."""
 
+from contextlib import contextmanager
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -218,13 +220,29 @@ def test_train_encode_and_montage(toy):
     assert plot_reconstructions(autoencoder, images, maps, rows, PARAMS).axes
 
 
-def test_training_is_reproducible_and_the_encoder_reloads_safely(toy, tmp_path):
+@pytest.mark.parametrize("epochs", [2, 4], ids=["eager", "traced"])  # 6 steps, then 12
+def test_training_is_reproducible_and_the_encoder_reloads_safely(
+    toy, tmp_path, epochs, monkeypatch
+):
+    from jewelry_pipeline.core.models import data
+
+    modes, choose = [], data.eager_when_short
+
+    @contextmanager
+    def recorded(*args):
+        with choose(*args) as eager:
+            modes.append(eager)
+            yield eager
+
+    monkeypatch.setattr(data, "eager_when_short", recorded)
     images, manifest = toy
     rows = select_category(manifest, "y", ["x", "y"])
     maps = category_inputs(images, rows, FOREGROUND_INPUT, PREPROCESSING)
-    _, first, history = train_autoencoder(maps, rows, PARAMS)
-    _, second, again = train_autoencoder(maps, rows, PARAMS)
-    assert history == again
+    params = {**PARAMS, "training": {**PARAMS["training"], "epochs": epochs}}
+    _, first, history = train_autoencoder(maps, rows, params)
+    _, second, again = train_autoencoder(maps, rows, params)
+    assert modes == [epochs == 2] * 2
+    assert history == again and len(history["loss"]) == epochs
     np.testing.assert_array_equal(
         encode_category(first, maps, rows)["latents"],
         encode_category(second, maps, rows)["latents"],

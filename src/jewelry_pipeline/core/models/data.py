@@ -1,8 +1,12 @@
-"""tf.data input from the memory-mapped uint8 store, batched predictions, and seeding."""
+"""tf.data input from the memory-mapped uint8 store, batched predictions, seeding, and the choice
+between a traced and an eager Keras training loop."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 
 import cv2
 import keras
@@ -14,6 +18,53 @@ def seed_everything(seed: int) -> None:
     """Seed Python, NumPy and TensorFlow and make TensorFlow ops deterministic."""
     keras.utils.set_random_seed(seed)
     tf.config.experimental.enable_op_determinism()
+
+
+# A short training runs eagerly: tracing the train and test steps is a fixed cost (1-2 s on 2 cores)
+# that a few steps do not pay back, while an eager step costs more than a traced one, the more the
+# more pixels it carries. Short means at most EAGER_MAX_STEPS steps (train and validation batches
+# over every epoch) carrying at most EAGER_MAX_PIXELS photo pixels in all. Measured by
+# `benchmarks/eager_training.py` (docs/PERFORMANCE.md): eager is ahead up to 11-15 steps of 16
+# photos of 32 px, 8-11 of 64 of 64 px, 3-4 of 32 of 128 px. Small categories and short runs gain.
+EAGER_MAX_STEPS = 10
+EAGER_MAX_PIXELS = 1_600_000
+
+
+@dataclass(frozen=True)
+class TrainingSize:
+    """How much a `fit` can do: its steps (train and validation batches over every epoch) and the
+    photo pixels they carry."""
+
+    steps: int
+    pixels: int
+
+    @classmethod
+    def of(cls, train: int, val: int, batch_size: int, epochs: int, side: int) -> TrainingSize:
+        """The most a `fit` of `train` and `val` photos of `side` px can do in `epochs`."""
+        epochs = max(int(epochs), 0)
+        per_epoch = math.ceil(train / batch_size) + math.ceil(val / batch_size)
+        return cls(per_epoch * epochs, (train + val) * epochs * side * side)
+
+    @property
+    def short(self) -> bool:
+        """Whether it runs eagerly (see EAGER_MAX_STEPS)."""
+        return self.steps <= EAGER_MAX_STEPS and self.pixels <= EAGER_MAX_PIXELS
+
+
+def eager_step_limit(batch_size: int, side: int) -> int:
+    """The most steps of full batches of `batch_size` photos of `side` px that run eagerly."""
+    return min(EAGER_MAX_STEPS, EAGER_MAX_PIXELS // (batch_size * side * side))
+
+
+@contextmanager
+def eager_when_short(model: keras.Model, size: TrainingSize) -> Iterator[bool]:
+    """Run `model`'s `fit` eagerly when its `size` is short, traced otherwise; the model is left
+    traced. Yields whether it runs eagerly."""
+    model.run_eagerly = eager = size.short
+    try:
+        yield eager
+    finally:
+        model.run_eagerly = False
 
 
 def augmenter(config: dict, seed: int) -> keras.Sequential | None:

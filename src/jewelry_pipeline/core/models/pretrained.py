@@ -234,6 +234,8 @@ def fine_tune(
     classifier (store-size photos in) and the per-epoch history of both phases."""
     import keras
 
+    from jewelry_pipeline.core.models.data import TrainingSize, eager_when_short
+
     blocks = settings.fine_tune_blocks if is_efficientnet(backbone) else 0
     if blocks != settings.fine_tune_blocks:
         logger.info("A user's backbone is used frozen: only the new head is trained")
@@ -275,16 +277,20 @@ def fine_tune(
         logger.info(
             "Pretrained classifier, %s: up to %d epochs at %g", phase, epochs, learning_rate
         )
-        fit = top.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, val_labels),
-            epochs=int(epochs),
-            batch_size=settings.batch_size,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            verbose=2,
-        )
+        # the top works on the lower blocks' features of photos at the backbone's input size
+        side = int(backbone.input_shape[1])
+        size = TrainingSize.of(len(x_train), len(x_val), settings.batch_size, epochs, side)
+        with eager_when_short(top, size):
+            fit = top.fit(
+                x_train,
+                y_train,
+                validation_data=(x_val, val_labels),
+                epochs=int(epochs),
+                batch_size=settings.batch_size,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                verbose=2,
+            )
         for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
             history.setdefault(key, []).extend(float(v) for v in fit.history[key])
         history.setdefault("lr", []).extend(

@@ -181,7 +181,11 @@ def train_autoencoder(
         standardised_encoder,
         view_augmenter,
     )
-    from jewelry_pipeline.core.models.data import seed_everything
+    from jewelry_pipeline.core.models.data import (
+        TrainingSize,
+        eager_when_short,
+        seed_everything,
+    )
 
     seed = int(autoencoders["seed"])
     seed_everything(seed)
@@ -226,14 +230,18 @@ def train_autoencoder(
         "x".join(map(str, inputs.shape[1:])),
         len(val_inputs),
     )
-    fit = trainer.fit(
-        _input_batches(train_inputs, batch_size, seed),
-        validation_data=_input_batches(val_inputs, batch_size),
-        epochs=int(training["epochs"]),
-        shuffle=False,  # the tf.data input shuffles itself, seeded
-        callbacks=callbacks,
-        verbose=2,
+    size = TrainingSize.of(
+        len(train_inputs), len(val_inputs), batch_size, training["epochs"], inputs.shape[1]
     )
+    with eager_when_short(trainer, size):
+        fit = trainer.fit(
+            _input_batches(train_inputs, batch_size, seed),
+            validation_data=_input_batches(val_inputs, batch_size),
+            epochs=int(training["epochs"]),
+            shuffle=False,  # the tf.data input shuffles itself, seeded
+            callbacks=callbacks,
+            verbose=2,
+        )
     history = {
         name: [float(v) for v in values]
         for name, values in fit.history.items()

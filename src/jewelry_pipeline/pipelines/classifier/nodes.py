@@ -135,8 +135,10 @@ def train_classifier(
     from jewelry_pipeline.core.models.classifier import build_classifier
     from jewelry_pipeline.core.models.data import (
         LearningRateLog,
+        TrainingSize,
         augmenter,
         batches,
+        eager_when_short,
         rotator,
         seed_everything,
     )
@@ -182,17 +184,25 @@ def train_classifier(
         len(categories),
         training["epochs"],
     )
-    fit = model.fit(
-        train_data,
-        validation_data=val_data,
-        epochs=int(training["epochs"]),
-        callbacks=callbacks,
-        shuffle=False,  # the tf.data input shuffles itself, seeded
-        class_weight=_class_weights(
-            train_labels, len(categories), float(training["class_weight_imbalance_ratio"])
-        ),
-        verbose=2,
+    size = TrainingSize.of(
+        len(train_rows),
+        len(val_rows),
+        batch_size,
+        training["epochs"],
+        int(working_size["input_size"]),
     )
+    with eager_when_short(model, size):
+        fit = model.fit(
+            train_data,
+            validation_data=val_data,
+            epochs=int(training["epochs"]),
+            callbacks=callbacks,
+            shuffle=False,  # the tf.data input shuffles itself, seeded
+            class_weight=_class_weights(
+                train_labels, len(categories), float(training["class_weight_imbalance_ratio"])
+            ),
+            verbose=2,
+        )
     history = {
         key: [float(v) for v in fit.history[key]]
         for key in ("loss", "accuracy", "val_loss", "val_accuracy")
