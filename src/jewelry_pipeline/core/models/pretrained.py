@@ -220,6 +220,26 @@ def _cached_training_views(
     return np.concatenate(cached), np.concatenate([labels] * len(cached))
 
 
+def _compiled_for_phase(top: keras.Model, learning_rate: float, settings: FineTuneSettings) -> list:
+    """Compile `top` for one training phase at `learning_rate`; the phase's callbacks (early
+    stopping with the best weights kept, learning-rate reduction)."""
+    import keras
+
+    top.compile(
+        optimizer=keras.optimizers.Adam(learning_rate),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss", patience=settings.early_stopping_patience, restore_best_weights=True
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss", factor=0.5, patience=settings.reduce_lr_patience
+        ),
+    ]
+
+
 def fine_tune(
     backbone: keras.Model,
     images: np.ndarray,
@@ -232,7 +252,6 @@ def fine_tune(
     """Train the pretrained classifier on store rows `train` and `val` ((rows, labels) each): the
     head warmed up with the backbone frozen, then the top blocks fine-tuned; return the full
     classifier (store-size photos in) and the per-epoch history of both phases."""
-    import keras
 
     from jewelry_pipeline.core.models.data import TrainingSize, eager_when_short
 
@@ -259,21 +278,7 @@ def fine_tune(
     for phase, epochs, learning_rate, open_top in phases:
         if upper is not None:
             _set_fine_tunable(upper, open_top)
-        top.compile(
-            optimizer=keras.optimizers.Adam(learning_rate),
-            loss=keras.losses.SparseCategoricalCrossentropy(),
-            metrics=["accuracy"],
-        )
-        callbacks = [
-            keras.callbacks.EarlyStopping(
-                monitor="val_loss",
-                patience=settings.early_stopping_patience,
-                restore_best_weights=True,
-            ),
-            keras.callbacks.ReduceLROnPlateau(
-                monitor="val_loss", factor=0.5, patience=settings.reduce_lr_patience
-            ),
-        ]
+        callbacks = _compiled_for_phase(top, learning_rate, settings)
         logger.info(
             "Pretrained classifier, %s: up to %d epochs at %g", phase, epochs, learning_rate
         )

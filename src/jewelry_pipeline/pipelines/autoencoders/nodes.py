@@ -164,6 +164,24 @@ def _input_batches(inputs: np.ndarray, batch_size: int, seed: int | None = None)
     return dataset.batch(batch_size).prefetch(2)
 
 
+def _autoencoder_callbacks(training: dict[str, Any]) -> list:
+    """Early stopping (best weights kept) and learning-rate reduction on the validation loss."""
+    import keras
+
+    return [
+        keras.callbacks.EarlyStopping(
+            monitor="val_loss",
+            patience=int(training["early_stopping_patience"]),
+            restore_best_weights=True,
+        ),
+        keras.callbacks.ReduceLROnPlateau(
+            monitor="val_loss",
+            factor=float(training["reduce_lr_factor"]),
+            patience=int(training["reduce_lr_patience"]),
+        ),
+    ]
+
+
 def train_autoencoder(
     inputs: np.ndarray, category_manifest: pd.DataFrame, autoencoders: dict[str, Any]
 ) -> tuple[KerasModel, KerasModel, dict[str, list[float]]]:
@@ -209,19 +227,7 @@ def train_autoencoder(
     # twice (about 1.5 s of each autoencoder's training on 2 cores; the weights come out the same).
     trainer.projection.build((None, int(encoder.output.shape[-1])))
     trainer.optimizer.build(trainer.trainable_variables)
-    batch_size = int(training["batch_size"])
-    callbacks = [
-        keras.callbacks.EarlyStopping(
-            monitor="val_loss",
-            patience=int(training["early_stopping_patience"]),
-            restore_best_weights=True,
-        ),
-        keras.callbacks.ReduceLROnPlateau(
-            monitor="val_loss",
-            factor=float(training["reduce_lr_factor"]),
-            patience=int(training["reduce_lr_patience"]),
-        ),
-    ]
+    batch_size, epochs = int(training["batch_size"]), int(training["epochs"])
     category = category_manifest["category"].iloc[0] if len(category_manifest) else "?"
     logger.info(
         "Training the '%s' autoencoder on %d inputs of %s (val %d)",
@@ -230,16 +236,14 @@ def train_autoencoder(
         "x".join(map(str, inputs.shape[1:])),
         len(val_inputs),
     )
-    size = TrainingSize.of(
-        len(train_inputs), len(val_inputs), batch_size, training["epochs"], inputs.shape[1]
-    )
+    size = TrainingSize.of(len(train_inputs), len(val_inputs), batch_size, epochs, inputs.shape[1])
     with eager_when_short(trainer, size):
         fit = trainer.fit(
             _input_batches(train_inputs, batch_size, seed),
             validation_data=_input_batches(val_inputs, batch_size),
-            epochs=int(training["epochs"]),
+            epochs=epochs,
             shuffle=False,  # the tf.data input shuffles itself, seeded
-            callbacks=callbacks,
+            callbacks=_autoencoder_callbacks(training),
             verbose=2,
         )
     history = {

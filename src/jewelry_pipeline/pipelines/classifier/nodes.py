@@ -121,6 +121,24 @@ def _training_callbacks(training: dict[str, Any]) -> list[Any]:
     ]
 
 
+def _compiled_cnn(
+    store_side: int, n_classes: int, working_side: int, classifier: dict[str, Any]
+) -> KerasModel:
+    """The CNN of the parameters' architecture, compiled (Adam, sparse cross-entropy)."""
+    import keras
+
+    from jewelry_pipeline.core.models.classifier import build_classifier
+
+    architecture = {k: v for k, v in classifier["architecture"].items() if k != "input_size"}
+    model = build_classifier(store_side, n_classes, **architecture, working_size=working_side)
+    model.compile(
+        optimizer=keras.optimizers.Adam(float(classifier["training"]["learning_rate"])),
+        loss=keras.losses.SparseCategoricalCrossentropy(),
+        metrics=["accuracy"],
+    )
+    return model
+
+
 def train_classifier(
     images: np.ndarray,
     manifest: pd.DataFrame,
@@ -130,9 +148,6 @@ def train_classifier(
 ) -> tuple[KerasModel, dict[str, list[float]]]:
     """Train the CNN with Adam, early stopping and learning-rate reduction; return it and its
     history."""
-    import keras
-
-    from jewelry_pipeline.core.models.classifier import build_classifier
     from jewelry_pipeline.core.models.data import (
         LearningRateLog,
         TrainingSize,
@@ -145,26 +160,16 @@ def train_classifier(
 
     seed = int(classifier["seed"])
     seed_everything(seed)
-    training, architecture = classifier["training"], classifier["architecture"]
+    training = classifier["training"]
     train_rows, train_labels = _split(manifest, categories, "train")
     val_rows, val_labels = _split(manifest, categories, "val")
     if len(train_rows) == 0 or len(val_rows) == 0:
         raise ValueError(
             "The classifier needs a non-empty train and val split; check the split fractions."
         )
-    architecture = {key: value for key, value in architecture.items() if key != "input_size"}
-    model = build_classifier(
-        images.shape[1],
-        len(categories),
-        **architecture,
-        working_size=int(working_size["input_size"]),
-    )
-    model.compile(
-        optimizer=keras.optimizers.Adam(float(training["learning_rate"])),
-        loss=keras.losses.SparseCategoricalCrossentropy(),
-        metrics=["accuracy"],
-    )
-    batch_size = int(training["batch_size"])
+    side = int(working_size["input_size"])
+    model = _compiled_cnn(images.shape[1], len(categories), side, classifier)
+    batch_size, epochs = int(training["batch_size"]), int(training["epochs"])
     train_data = batches(
         images,
         train_rows,
@@ -182,20 +187,14 @@ def train_classifier(
         len(train_rows),
         len(val_rows),
         len(categories),
-        training["epochs"],
+        epochs,
     )
-    size = TrainingSize.of(
-        len(train_rows),
-        len(val_rows),
-        batch_size,
-        training["epochs"],
-        int(working_size["input_size"]),
-    )
+    size = TrainingSize.of(len(train_rows), len(val_rows), batch_size, epochs, side)
     with eager_when_short(model, size):
         fit = model.fit(
             train_data,
             validation_data=val_data,
-            epochs=int(training["epochs"]),
+            epochs=epochs,
             callbacks=callbacks,
             shuffle=False,  # the tf.data input shuffles itself, seeded
             class_weight=_class_weights(
