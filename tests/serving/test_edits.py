@@ -1,5 +1,6 @@
 """Sub-style edits on a bundle folder, in-process: the next version, the edit log, the same models,
-a stale or refused edit that changes nothing, undo, and the rate limit."""
+a stale or refused edit that changes nothing, undo, the rate limit and the MLflow record; then over
+HTTP on a live server."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from jewelry_pipeline.core.bundle import (
 )
 from jewelry_pipeline.core.substyles import EditRefused
 from jewelry_pipeline.serving.admin import new_token, token_digest
+from jewelry_pipeline.serving.edit_record import EDIT_LOG_ARTIFACT, EditRecorder
 from jewelry_pipeline.serving.edits import StaleVersion, SubstyleEditor, TooManyEdits
 from jewelry_pipeline.serving.engine import RecommendationEngine
 from jewelry_testing.servers import start_bentoml
@@ -74,6 +76,79 @@ def test_edit_requests_are_limited_per_minute(tmp_path):
         editor.count_request()
 
 
+def _recorder(tmp_path) -> EditRecorder:
+    """A recorder into an MLflow store under `tmp_path`, its experiment made there first."""
+    from mlflow import MlflowClient
+
+    recorder = EditRecorder(f"sqlite:///{tmp_path / 'mlflow.db'}", "jewelry-pipeline")
+    MlflowClient(recorder.tracking_uri).create_experiment(
+        recorder.experiment, (tmp_path / "artifacts").as_uri()
+    )
+    return recorder
+
+
+def _recorded(recorder: EditRecorder, run_id: str) -> tuple[dict, dict]:
+    """A recorded run's tags and its edit log."""
+    from mlflow import MlflowClient
+
+    client = MlflowClient(recorder.tracking_uri)
+    run = client.get_run(run_id)
+    local = client.download_artifacts(run_id, EDIT_LOG_ARTIFACT)
+    return run.data.tags, json.loads(open(local).read())
+
+
+def test_each_edit_set_and_undo_is_an_mlflow_run_with_its_log(tmp_path):
+    bundle = make_bundle(tmp_path / "bundle")
+    recorder = _recorder(tmp_path)
+    editor = SubstyleEditor(bundle, recorder=recorder)
+    first = editor.current_digest()
+    done = editor.apply([RENAME, MERGE], first, "ana")
+    tags, log = _recorded(recorder, done["mlflow_run_id"])
+    assert tags["jewelry.change"] == "substyle_edit" and tags["jewelry.by"] == "ana"
+    assert (tags["jewelry.previous_bundle_digest"], tags["jewelry.bundle_digest"]) == (
+        first,
+        done["bundle_digest"],
+    )
+    assert (
+        log["by"] == "ana" and log["edits"] == [RENAME, MERGE] and log["at"] == tags["jewelry.at"]
+    )
+    assert log == read_bundle(bundle).substyles["edits"][-1]  # what the bundle keeps
+
+    back = editor.undo(done["bundle_digest"], "ben")
+    tags, log = _recorded(recorder, back["mlflow_run_id"])
+    assert tags["jewelry.change"] == "substyle_undo" and tags["jewelry.by"] == "ben"
+    assert tags["jewelry.bundle_digest"] == first and log["edits"] == []
+
+
+def test_an_edit_stands_when_mlflow_cannot_record_it(tmp_path, caplog):
+    bundle = make_bundle(tmp_path / "bundle")
+    (tmp_path / "not-a-folder").write_text("")
+    broken = EditRecorder(f"sqlite:///{tmp_path / 'not-a-folder' / 'mlflow.db'}", "x")
+    editor = SubstyleEditor(bundle, recorder=broken)
+    done = editor.apply([RENAME], editor.current_digest(), "ana")
+    assert done["mlflow_run_id"] is None and editor.current_digest() == done["bundle_digest"]
+    assert read_bundle(bundle).substyles["names"] == {"ring": {"0": "Bands"}}
+    assert "not recorded in MLflow" in caplog.text
+
+
+def test_the_recorder_follows_the_environment_then_the_project_config(tmp_path, monkeypatch):
+    monkeypatch.delenv("MLFLOW_TRACKING_URI", raising=False)
+    assert EditRecorder.from_environment(tmp_path) is None  # no store named: the bundle only
+    (tmp_path / "conf" / "base").mkdir(parents=True)
+    (tmp_path / "conf" / "local").mkdir()
+    (tmp_path / "conf" / "base" / "mlflow.yml").write_text(
+        "server: {mlflow_tracking_uri: 'sqlite:///base.db'}\n"
+        "tracking: {experiment: {name: shop, create_experiment_kwargs: {artifact_location: a}}}\n"
+    )
+    assert EditRecorder.from_environment(tmp_path) == EditRecorder("sqlite:///base.db", "shop", "a")
+    (tmp_path / "conf" / "local" / "mlflow.yml").write_text(
+        "server: {mlflow_tracking_uri: 'http://127.0.0.1:5000'}\n"
+    )
+    assert EditRecorder.from_environment(tmp_path).tracking_uri == "http://127.0.0.1:5000"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
+    assert EditRecorder.from_environment(tmp_path) == EditRecorder("sqlite:///env.db", "shop", "a")
+
+
 def _served(client: httpx.Client) -> str:
     return client.get("/status").json()["model_version"]["bundle_digest"]
 
@@ -92,10 +167,12 @@ def test_edits_over_http_need_a_token_and_the_version_seen_and_are_served_by_liv
     before it again."""
     bundle = make_bundle(tmp_path / "bundle")
     ana = new_token()
+    recorder = _recorder(tmp_path)
     server = start_bentoml(
         bundle,
         tmp_path / "serve.log",
         {
+            "MLFLOW_TRACKING_URI": recorder.tracking_uri,
             "JEWELRY_RELOAD_SECONDS": "1",
             "JEWELRY_WORKERS": "1",
             "JEWELRY_ADMIN_TOKENS": f"ana={token_digest(ana)}",
@@ -131,6 +208,9 @@ def test_edits_over_http_need_a_token_and_the_version_seen_and_are_served_by_liv
             done = client.post("/substyles/edits", json=edits, headers=current)
             assert done.status_code == 200 and done.json()["by"] == "ana", done.text
             edited = done.json()["bundle_digest"]
+            tags, log = _recorded(recorder, done.json()["mlflow_run_id"])
+            assert tags["jewelry.by"] == "ana" and tags["jewelry.bundle_digest"] == edited
+            assert log["edits"] == [RENAME]
             _until_served(client, edited)
             view = client.get("/substyles", params={"category": "ring"}).json()
             assert {s["cluster"]: s["name"] for s in view["substyles"]}[0] == "Bands"

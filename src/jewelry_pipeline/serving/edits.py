@@ -33,6 +33,7 @@ from jewelry_pipeline.core.substyles import (
     names_from_config,
     names_to_config,
 )
+from jewelry_pipeline.serving.edit_record import EditRecorder
 
 logger = logging.getLogger(__name__)
 
@@ -84,9 +85,15 @@ class SubstyleEditor:
     """Edits the bundle folder `destination` (the link the service serves) one set at a time,
     across the service's worker processes."""
 
-    def __init__(self, destination: Path, per_minute: int = EDITS_PER_MINUTE):
+    def __init__(
+        self,
+        destination: Path,
+        per_minute: int = EDITS_PER_MINUTE,
+        recorder: EditRecorder | None = None,
+    ):
         self.destination = Path(destination)
         self.per_minute = per_minute
+        self.recorder = recorder  # each edit set and undo as an MLflow run, when set
         self._lock = threading.Lock()
         self._recent: deque[float] = deque()
 
@@ -127,19 +134,38 @@ class SubstyleEditor:
             derive_bundle(source, self.destination, edited.catalog, substyles, change)
             digest = self.current_digest()
         logger.info("Sub-style edits by %s: %d, bundle %s -> %s", by, len(edits), expected, digest)
-        return {"bundle_digest": digest, "previous": expected, "edits": len(edits), "by": by}
+        run = self._record(entry, "substyle_edit", expected, digest, config)
+        return {
+            "bundle_digest": digest,
+            "previous": expected,
+            "edits": len(edits),
+            "by": by,
+            "mlflow_run_id": run,
+        }
 
     def undo(self, expected: str, by: str) -> dict[str, Any]:
         """Point the folder back at the version the current one was derived from."""
         with self._lock, _folder_lock(self.destination):
-            self._checked_source(expected)
+            config = _config(self._checked_source(expected))
             previous = previous_version(self.destination)
             if previous is None:
                 raise EditRefused("nothing to undo: this version was not made by an edit")
             point_back(self.destination, previous)
             digest = self.current_digest()
         logger.info("Sub-style undo by %s: bundle %s -> %s", by, expected, digest)
-        return {"bundle_digest": digest, "previous": expected, "by": by}
+        entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by, "edits": []}
+        run = self._record(entry, "substyle_undo", expected, digest, config)
+        return {"bundle_digest": digest, "previous": expected, "by": by, "mlflow_run_id": run}
+
+    def _record(
+        self, entry: dict[str, Any], kind: str, before: str, after: str, config: dict[str, Any]
+    ) -> str | None:
+        """The change as an MLflow run (outside the folder lock), with the run that made the
+        models; None when no recorder is set or the store refused it."""
+        if self.recorder is None:
+            return None
+        models_run = (config.get("version") or {}).get("mlflow_run_id")
+        return self.recorder.record(entry, kind, before, after, models_run)
 
     def _checked_source(self, expected: str) -> Path:
         """The version folder served now, when it is the one the editor saw."""

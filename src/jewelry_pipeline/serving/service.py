@@ -46,6 +46,7 @@ from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
     leaf_routes,
     route_template,
 )
+from jewelry_pipeline.serving.edit_record import EditRecorder  # noqa: E402
 from jewelry_pipeline.serving.edits import (  # noqa: E402
     StaleVersion,
     SubstyleEditor,
@@ -480,7 +481,10 @@ def _sub_style_editing() -> tuple[AdminTokens, SubstyleEditor | None]:
         logger.error("Sub-style editing is off: %s", exc)
         admin = AdminTokens({})
     path, _ = bundle_location(bundle_reference())
-    return admin, SubstyleEditor(path) if path.is_symlink() else None
+    if not path.is_symlink():
+        return admin, None
+    recorder = EditRecorder.from_environment() if admin.enabled else None
+    return admin, SubstyleEditor(path, recorder=recorder)
 
 
 def _if_match(request: Request) -> str:
