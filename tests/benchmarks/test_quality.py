@@ -182,11 +182,28 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
             needed = [t["needed"] for t in dataset["targets"] if "p@10" in t["target"]][0]
             retrieval = {r["source"]: r["precision_at_10.substyle"] for r in dataset["retrieval"]}
             assert needed == max(retrieval[s] for s in ("pixels", "pca", "backbone")) + 0.02
+        edits = dataset["scripted_edits"]
+        if dataset["dataset"] == "fmnist10":
+            assert edits == {}  # each category is one fine class: no sub-styles to reach
+        else:
+            assert set(edits) == {c["category"] for c in dataset["clustering"]}
+            for category, edit in edits.items():
+                assert edit["true_k"] >= 2 and edit["ari_after"] >= edit["ari_set_k"], category
         assert (docs / "quality" / f"{dataset['dataset']}_queries.png").stat().st_size > 1000
         assert (docs / "quality" / f"{dataset['dataset']}_reconstructions.png").exists()
     text = (docs / "QUALITY.md").read_text()
     assert "## fmnist10" in text and "## emojione" in text and "## builtin" in text
-    assert "frozen pretrained features" in text
+    assert "frozen pretrained features" in text and "Sub-style edits toward the truth" in text
+
+    (docs / "QUALITY.md").unlink()  # the edits alone, scored again on the kept projects
+    rescored = quality.main(
+        ["--edits-only", "--work", str(tmp_path / "work"), "--docs", str(docs)]
+        + ["--results", str(results)]
+    )
+    assert [d["scripted_edits"] for d in rescored["datasets"]] == [
+        d["scripted_edits"] for d in summary["datasets"]
+    ]
+    assert (docs / "QUALITY.md").read_text() == text
 
 
 def _result(dataset: str, accuracy: float, served_p10: float, served_ari: float) -> dict:
