@@ -220,6 +220,20 @@ def tiny_combined_bundle(tmp_path_factory) -> Path:
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="combined")
 
 
+def edit_recorder(tmp_path: Path):
+    """An `EditRecorder` into an MLflow store under `tmp_path`, its experiment made there first (a
+    server given its URI records edits there, never in the checkout's mlruns/)."""
+    from mlflow import MlflowClient
+
+    from jewelry_pipeline.serving.edit_record import EditRecorder
+
+    recorder = EditRecorder(f"sqlite:///{tmp_path / 'mlflow.db'}", "jewelry-pipeline")
+    MlflowClient(recorder.tracking_uri).create_experiment(
+        recorder.experiment, (tmp_path / "artifacts").as_uri()
+    )
+    return recorder
+
+
 @dataclass
 class LiveServer(Server):
     """A `bentoml serve` process on 127.0.0.1 and what its readiness probe said while it started."""

@@ -228,13 +228,14 @@ def test_staff_rename_and_merge_sub_styles_on_the_page(browser, tmp_path):
 
     from jewelry_pipeline.serving.admin import new_token, token_digest
     from jewelry_testing.servers import start_bentoml
-    from tests.serving.conftest import make_bundle
+    from tests.serving.conftest import edit_recorder, make_bundle
 
     token = new_token()
     server = start_bentoml(
         make_bundle(tmp_path / "bundle"),
         tmp_path / "serve.log",
         {
+            "MLFLOW_TRACKING_URI": edit_recorder(tmp_path).tracking_uri,
             "JEWELRY_RELOAD_SECONDS": "1",
             "JEWELRY_WORKERS": "1",
             "JEWELRY_ADMIN_TOKENS": f"shop-lead={token_digest(token)}",
