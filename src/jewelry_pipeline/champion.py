@@ -9,7 +9,8 @@ from pathlib import Path
 
 from jewelry_pipeline.core.bundle import BUNDLE_MODEL_NAME, BundleError, verify_bundle
 from jewelry_pipeline.core.errors import UserInputError
-from jewelry_pipeline.datasets.serving import BUNDLE_ARTIFACT, store_in_bentoml
+from jewelry_pipeline.datasets.serving import BUNDLE_ARTIFACT
+from jewelry_pipeline.serving.store import store_in_bentoml
 
 logger = logging.getLogger(__name__)
 

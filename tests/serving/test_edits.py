@@ -5,6 +5,8 @@ HTTP on a live server."""
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 import time
 
 import httpx
@@ -22,8 +24,9 @@ from jewelry_pipeline.serving.admin import new_token, token_digest
 from jewelry_pipeline.serving.edit_record import EDIT_LOG_ARTIFACT, EditRecorder
 from jewelry_pipeline.serving.edits import StaleVersion, SubstyleEditor, TooManyEdits
 from jewelry_pipeline.serving.engine import RecommendationEngine
-from jewelry_testing.servers import start_bentoml
-from tests.serving.conftest import make_bundle
+from jewelry_testing.servers import clean_env, start_bentoml
+from tests.conftest import PROJECT_ROOT
+from tests.serving.conftest import edit_recorder, make_bundle
 
 RENAME = {"op": "rename", "category": "ring", "cluster": 0, "name": "Bands"}
 MERGE = {"op": "merge", "category": "necklace", "cluster": 1, "into": 0}
@@ -76,17 +79,6 @@ def test_edit_requests_are_limited_per_minute(tmp_path):
         editor.count_request()
 
 
-def _recorder(tmp_path) -> EditRecorder:
-    """A recorder into an MLflow store under `tmp_path`, its experiment made there first."""
-    from mlflow import MlflowClient
-
-    recorder = EditRecorder(f"sqlite:///{tmp_path / 'mlflow.db'}", "jewelry-pipeline")
-    MlflowClient(recorder.tracking_uri).create_experiment(
-        recorder.experiment, (tmp_path / "artifacts").as_uri()
-    )
-    return recorder
-
-
 def _recorded(recorder: EditRecorder, run_id: str) -> tuple[dict, dict]:
     """A recorded run's tags and its edit log."""
     from mlflow import MlflowClient
@@ -99,7 +91,7 @@ def _recorded(recorder: EditRecorder, run_id: str) -> tuple[dict, dict]:
 
 def test_each_edit_set_and_undo_is_an_mlflow_run_with_its_log(tmp_path):
     bundle = make_bundle(tmp_path / "bundle")
-    recorder = _recorder(tmp_path)
+    recorder = edit_recorder(tmp_path)
     editor = SubstyleEditor(bundle, recorder=recorder)
     first = editor.current_digest()
     done = editor.apply([RENAME, MERGE], first, "ana")
@@ -167,7 +159,7 @@ def test_edits_over_http_need_a_token_and_the_version_seen_and_are_served_by_liv
     before it again."""
     bundle = make_bundle(tmp_path / "bundle")
     ana = new_token()
-    recorder = _recorder(tmp_path)
+    recorder = edit_recorder(tmp_path)
     server = start_bentoml(
         bundle,
         tmp_path / "serve.log",
@@ -223,6 +215,64 @@ def test_edits_over_http_need_a_token_and_the_version_seen_and_are_served_by_liv
             assert undone.status_code == 200 and undone.json()["bundle_digest"] == first
             _until_served(client, first)
             assert client.get("/livez").status_code == 200
+    finally:
+        server.stop()
+
+
+def test_edits_to_the_store_served_bundle_are_new_model_versions_and_undo_deletes_one(tmp_path):
+    """`make serve`'s default: the store's latest bundle. An edit saves the next model version,
+    which live reload serves; undo deletes it, and the version it came from is served again."""
+    home = tmp_path / "bentoml"
+    env = {**clean_env(), "BENTOML_HOME": str(home)}
+    script = (
+        "import sys; from tests.serving.conftest import package_twice; package_twice(sys.argv[1])"
+    )
+    packaged = subprocess.run(  # one promoted bundle in a store of its own (one store per process)
+        [sys.executable, "-c", script, str(tmp_path)],
+        env={**env, "MLFLOW_TRACKING_URI": f"sqlite:///{tmp_path / 'runs.db'}"},
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert packaged.returncode == 0, packaged.stderr[-3000:]
+    models = home / "models" / "jewelry-bundle"
+
+    def versions() -> list[str]:
+        return sorted(p.name for p in models.iterdir() if p.is_dir())
+
+    (stored,) = versions()
+    ana = new_token()
+    server = start_bentoml(
+        None,
+        tmp_path / "serve.log",
+        {
+            "BENTOML_HOME": str(home),
+            "MLFLOW_TRACKING_URI": edit_recorder(tmp_path).tracking_uri,
+            "JEWELRY_RELOAD_SECONDS": "1",
+            "JEWELRY_WORKERS": "1",
+            "JEWELRY_ADMIN_TOKENS": f"ana={token_digest(ana)}",
+        },
+    )
+    try:
+        with httpx.Client(base_url=server.url, timeout=30) as client:
+            first, token = _served(client), {"Authorization": f"Bearer {ana}"}
+            done = client.post(
+                "/substyles/edits", json={"edits": [RENAME]}, headers={**token, "If-Match": first}
+            )
+            assert done.status_code == 200 and done.json()["mlflow_run_id"], done.text
+            edited = done.json()["bundle_digest"]
+            assert edited != first and len(versions()) == 2 and stored in versions()
+            _until_served(client, edited)
+            view = client.get("/substyles", params={"category": "ring"}).json()
+            assert {s["cluster"]: s["name"] for s in view["substyles"]}[0] == "Bands"
+
+            undone = client.post("/substyles/undo", headers={**token, "If-Match": edited})
+            assert undone.status_code == 200 and undone.json()["bundle_digest"] == first
+            assert versions() == [stored] and (models / "latest").read_text().strip() == stored
+            _until_served(client, first)
+            again = client.post("/substyles/undo", headers={**token, "If-Match": first})
+            assert again.status_code == 400 and "nothing to undo" in again.json()["error"]
     finally:
         server.stop()
 

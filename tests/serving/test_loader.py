@@ -8,7 +8,7 @@ import threading
 import pytest
 
 from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, bundle_digest
-from jewelry_pipeline.serving.loader import BundleHolder
+from jewelry_pipeline.serving.loader import BundleHolder, latest_in_store
 from jewelry_pipeline.serving.uploads import ApiError
 from tests.serving.conftest import make_bundle
 
@@ -81,3 +81,10 @@ def test_a_request_waits_a_bounded_time_for_a_bundle_still_loading():
     with pytest.raises(ApiError) as waiting:
         asyncio.run(holder.ready_engine(0.2))
     assert waiting.value.status == 503 and "not_ready" in str(waiting.value.response().body)
+
+
+def test_only_a_store_tag_that_follows_the_latest_version_is_one_edits_can_move(tmp_path):
+    assert latest_in_store("jewelry-bundle:latest") == "jewelry-bundle"
+    assert latest_in_store("jewelry-bundle") == "jewelry-bundle"
+    assert latest_in_store("jewelry-bundle:abc123") is None  # pinned: serving never moves
+    assert latest_in_store(str(tmp_path)) is None and latest_in_store("./bundle") is None

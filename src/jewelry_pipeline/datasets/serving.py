@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import shutil
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,27 +18,12 @@ from jewelry_pipeline.core.bundle import (
     read_bundle,
     write_bundle,
 )
+from jewelry_pipeline.serving.store import store_in_bentoml
 
 logger = logging.getLogger(__name__)
 
 
 BUNDLE_ARTIFACT = "bundle"  # where a run's serving bundle lies among its MLflow artifacts
-
-
-def store_in_bentoml(bundle: Path, version: dict[str, Any], name: str = BUNDLE_MODEL_NAME) -> str:
-    """Copy a verified bundle folder into the local BentoML model store as the champion; its tag."""
-    import bentoml
-
-    metadata = {
-        "mlflow_run_id": version.get("mlflow_run_id") or "",
-        "created_at": version.get("created_at", ""),
-        "promotion_reason": version["promotion"]["reason"],
-        "promotion_metric": version["promotion"]["metric"],
-        "promotion_value": float(version["promotion"]["new_value"]),
-    }
-    with bentoml.models.create(name, labels={"stage": "champion"}, metadata=metadata) as model:
-        shutil.copytree(bundle, model.path, dirs_exist_ok=True)
-    return str(model.tag)
 
 
 class MlflowChampionDataset(AbstractDataset[dict, dict]):

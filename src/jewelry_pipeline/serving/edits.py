@@ -1,6 +1,7 @@
 """Sub-style edits on the live service: an edit set applied to the bundle version being served and
-written as the next version beside it (live reload then serves it); undo points back to the one
-before. One edit at a time per bundle folder, and only against the version the editor last saw.
+written as its next version (live reload then serves it), in a bundle folder or in the BentoML model
+store; undo goes back to the version before. One edit at a time per bundle, and only against the
+version the editor last saw.
 """
 
 from __future__ import annotations
@@ -8,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import tempfile
 import threading
 import time
 from collections import deque
@@ -17,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from jewelry_pipeline.core.bundle import (
+    BUNDLE_MODEL_NAME,
     CATALOG_FILE,
     CONFIG_FILE,
     bundle_digest,
@@ -34,6 +37,7 @@ from jewelry_pipeline.core.substyles import (
     names_to_config,
 )
 from jewelry_pipeline.serving.edit_record import EditRecorder
+from jewelry_pipeline.serving.store import store_in_bentoml
 
 logger = logging.getLogger(__name__)
 
@@ -81,25 +85,103 @@ def _folder_lock(destination: Path):
             fcntl.flock(handle, fcntl.LOCK_UN)
 
 
+NOTHING_TO_UNDO = "nothing to undo: this version was not made by an edit"
+
+
+class FolderVersions:
+    """A bundle folder (the link `JEWELRY_BUNDLE` names): an edit writes the next version beside
+    it and points the link at it; undo points the link back."""
+
+    def __init__(self, destination: str | Path):
+        self.destination = Path(destination)
+
+    def current(self) -> Path:
+        """The version folder served now."""
+        return self.destination.resolve()
+
+    def lock(self):
+        """Held while one process edits."""
+        return _folder_lock(self.destination)
+
+    def publish(self, source: Path, catalog, substyles: dict[str, Any], change: dict) -> None:
+        """Write the edited version and serve it."""
+        derive_bundle(source, self.destination, catalog, substyles, change)
+
+    def undo(self) -> None:
+        """Serve the version the current one was derived from again."""
+        previous = previous_version(self.destination)
+        if previous is None:
+            raise EditRefused(NOTHING_TO_UNDO)
+        point_back(self.destination, previous)
+
+
+class StoreVersions:
+    """The bundle's latest version in the BentoML model store (what `make serve` serves): an edit
+    saves the next model version, which is then the latest; undo deletes that edited version, so
+    the one it was made from is the latest again."""
+
+    def __init__(self, name: str = BUNDLE_MODEL_NAME):
+        self.name = name
+
+    def _latest(self):
+        import bentoml
+
+        return bentoml.models.get(f"{self.name}:latest")
+
+    def current(self) -> Path:
+        """The latest version's folder."""
+        return Path(self._latest().path)
+
+    def lock(self):
+        """Held while one process edits: a lock file in BentoML's home, beside its models."""
+        return _folder_lock(Path(self._latest().path).parents[2] / self.name)
+
+    def publish(self, source: Path, catalog, substyles: dict[str, Any], change: dict) -> None:
+        """Save the edited version as the store's latest."""
+        with tempfile.TemporaryDirectory(prefix="substyle-edit-") as staging:
+            derived = derive_bundle(source, Path(staging) / "bundle", catalog, substyles, change)
+            version = _config(derived.resolve())["version"]
+            made_by = {"change": str(change["kind"]), "derived_from": source.name}
+            store_in_bentoml(derived.resolve(), version, self.name, made_by)
+
+    def undo(self) -> None:
+        """Delete the latest version when an edit made it and the one before is still stored."""
+        import bentoml
+
+        latest = self._latest()
+        previous = (latest.info.metadata or {}).get("derived_from")
+        if not previous:
+            raise EditRefused(NOTHING_TO_UNDO)
+        try:
+            bentoml.models.get(f"{self.name}:{previous}")
+        except bentoml.exceptions.NotFound:
+            raise EditRefused(
+                f"nothing to undo: {self.name}:{previous}, which it was made from, is gone"
+            ) from None
+        bentoml.models.delete(latest.tag)
+
+
 class SubstyleEditor:
-    """Edits the bundle folder `destination` (the link the service serves) one set at a time,
-    across the service's worker processes."""
+    """Edits a bundle's versions (a folder, or the BentoML store) one set at a time, across the
+    service's worker processes."""
 
     def __init__(
         self,
-        destination: Path,
+        versions: FolderVersions | StoreVersions | str | Path,
         per_minute: int = EDITS_PER_MINUTE,
         recorder: EditRecorder | None = None,
     ):
-        self.destination = Path(destination)
+        if isinstance(versions, str | Path):  # a bundle folder
+            versions = FolderVersions(versions)
+        self.versions = versions
         self.per_minute = per_minute
         self.recorder = recorder  # each edit set and undo as an MLflow run, when set
         self._lock = threading.Lock()
         self._recent: deque[float] = deque()
 
     def current_digest(self) -> str:
-        """The public digest of the version the folder points at now."""
-        return bundle_digest(self.destination)[:DIGEST_LENGTH]
+        """The public digest of the version served now."""
+        return bundle_digest(self.versions.current())[:DIGEST_LENGTH]
 
     def count_request(self) -> None:
         """One more edit request this minute, or `TooManyEdits`."""
@@ -117,7 +199,7 @@ class SubstyleEditor:
         has moved on."""
         if not isinstance(edits, list) or not 1 <= len(edits) <= MAX_EDITS:
             raise EditRefused(f"'edits' is a list of 1 to {MAX_EDITS} edits")
-        with self._lock, _folder_lock(self.destination):
+        with self._lock, self.versions.lock():
             source = self._checked_source(expected)
             config = _config(source)
             substyles = dict(config.get("substyles") or {})
@@ -131,7 +213,7 @@ class SubstyleEditor:
             substyles["names"] = names_to_config(edited.names)
             substyles["edits"] = [*substyles.get("edits", []), entry][-EDIT_LOG_KEPT:]
             change = {"kind": "substyle_edit", "at": at, "by": by, "edits": len(edits)}
-            derive_bundle(source, self.destination, edited.catalog, substyles, change)
+            self.versions.publish(source, edited.catalog, substyles, change)
             digest = self.current_digest()
         logger.info("Sub-style edits by %s: %d, bundle %s -> %s", by, len(edits), expected, digest)
         run = self._record(entry, "substyle_edit", expected, digest, config)
@@ -145,12 +227,9 @@ class SubstyleEditor:
 
     def undo(self, expected: str, by: str) -> dict[str, Any]:
         """Point the folder back at the version the current one was derived from."""
-        with self._lock, _folder_lock(self.destination):
+        with self._lock, self.versions.lock():
             config = _config(self._checked_source(expected))
-            previous = previous_version(self.destination)
-            if previous is None:
-                raise EditRefused("nothing to undo: this version was not made by an edit")
-            point_back(self.destination, previous)
+            self.versions.undo()
             digest = self.current_digest()
         logger.info("Sub-style undo by %s: bundle %s -> %s", by, expected, digest)
         entry = {"at": datetime.now(UTC).isoformat(timespec="seconds"), "by": by, "edits": []}
@@ -174,7 +253,7 @@ class SubstyleEditor:
             raise StaleVersion(
                 f"the bundle is now {current}, not {expected}: reload the sub-styles and edit again"
             )
-        return self.destination.resolve()
+        return self.versions.current()
 
 
 def _config(version: Path) -> dict[str, Any]:

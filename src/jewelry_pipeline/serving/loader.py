@@ -53,6 +53,15 @@ def bundle_location(reference: str) -> tuple[Path, str]:
     return Path(model.path), str(model.tag)
 
 
+def latest_in_store(reference: str) -> str | None:
+    """The model name when `reference` is a store tag that follows the latest version (what live
+    reload and sub-style edits move), else None."""
+    if os.sep in reference or reference.startswith(".") or Path(reference).is_dir():
+        return None
+    name, _, version = reference.partition(":")
+    return name if version in ("", "latest") else None
+
+
 def public_cause(exc: Exception, path: Path) -> str:
     """A load failure as the public may read it: its kind and one short line, with no file path of
     this server (the log has the full text)."""

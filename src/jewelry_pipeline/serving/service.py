@@ -48,7 +48,9 @@ from jewelry_pipeline.serving.bentoml_compat import (  # noqa: E402
 )
 from jewelry_pipeline.serving.edit_record import EditRecorder  # noqa: E402
 from jewelry_pipeline.serving.edits import (  # noqa: E402
+    FolderVersions,
     StaleVersion,
+    StoreVersions,
     SubstyleEditor,
     TooManyEdits,
 )
@@ -68,6 +70,7 @@ from jewelry_pipeline.serving.loader import (  # noqa: E402
     BundleHolder,
     bundle_location,
     bundle_reference,
+    latest_in_store,
     lower_thread_priority,
 )
 from jewelry_pipeline.serving.uploads import (  # noqa: E402
@@ -409,7 +412,8 @@ class JewelryService:
             raise ApiError(
                 403,
                 "sub-style editing is off: it needs admin tokens "
-                "(`jewelry-pipeline admin-token NAME`) and a bundle folder (JEWELRY_BUNDLE)",
+                "(`jewelry-pipeline admin-token NAME`) and a bundle that moves: the store's latest "
+                "or a bundle folder (JEWELRY_BUNDLE)",
                 "editing_off",
             )
         try:
@@ -473,18 +477,23 @@ def _check(function, *args):
 
 
 def _sub_style_editing() -> tuple[AdminTokens, SubstyleEditor | None]:
-    """The admin tokens, and an editor when the service serves a bundle folder (a store model
-    version is not edited in place); unreadable tokens leave editing off, and say why."""
+    """The admin tokens, and an editor when the service serves a bundle's moving version (a
+    versioned folder, or the store's latest); unreadable tokens leave editing off, and say why."""
     try:
         admin = AdminTokens.from_environment()
     except AdminTokenError as exc:
         logger.error("Sub-style editing is off: %s", exc)
         admin = AdminTokens({})
-    path, _ = bundle_location(bundle_reference())
-    if not path.is_symlink():
+    reference = bundle_reference()
+    path, _ = bundle_location(reference)
+    if path.is_symlink():
+        versions = FolderVersions(path)
+    elif name := latest_in_store(reference):
+        versions = StoreVersions(name)
+    else:  # a plain folder or a pinned store version: nothing an edit could move
         return admin, None
     recorder = EditRecorder.from_environment() if admin.enabled else None
-    return admin, SubstyleEditor(path, recorder=recorder)
+    return admin, SubstyleEditor(versions, recorder=recorder)
 
 
 def _if_match(request: Request) -> str:
