@@ -4,6 +4,7 @@ browse."""
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import pytest
@@ -219,10 +220,20 @@ def test_the_sub_style_view_shows_strips_previews_another_k_and_charts_the_crite
     assert heights[1] > heights[2] > heights[0]  # the tallest bar is the best k
 
 
-def test_staff_rename_and_merge_sub_styles_on_the_page(browser, tmp_path):
-    """With an admin token typed in, renaming a sub-style and merging another into it are saved
-    as new versions, served by live reload and shown; with a wrong token the page says why and
-    nothing changes. With JEWELRY_SCREENSHOTS set, the edited view goes to that folder."""
+def _sizes(browser) -> dict[str, int]:
+    """The sub-styles shown: cluster id -> item count (from each strip's heading)."""
+    rows = browser.execute_script(
+        "return [...document.querySelectorAll('#substyles .substyle')]"
+        ".map(b => [b.dataset.cluster, b.querySelector('h3').textContent])"
+    )
+    return {cluster: int(re.search(r"· (\d+) items", text).group(1)) for cluster, text in rows}
+
+
+def test_staff_edit_sub_styles_on_the_page_at_desktop_and_phone_width(browser, tmp_path):
+    """With an admin token typed in, rename, merge, split, move an item and keep a previewed k:
+    each is saved as a new version, served by live reload and shown; with a wrong token the page
+    says why and nothing changes. At phone width the edit controls fit. With JEWELRY_SCREENSHOTS
+    set, the edited view goes to that folder at both widths."""
     from selenium.webdriver.common.by import By
     from selenium.webdriver.support.ui import Select, WebDriverWait
 
@@ -265,8 +276,43 @@ def test_staff_rename_and_merge_sub_styles_on_the_page(browser, tmp_path):
         second.find_element(By.CSS_SELECTOR, "button.merge").click()
         wait.until(lambda d: len(d.execute_script(headings)) == 1)
         assert browser.execute_script(headings) == [f"Bands · {PER_CLASS} items"]
-        if folder := os.environ.get("JEWELRY_SCREENSHOTS"):
-            section = browser.find_element(By.CSS_SELECTOR, "section:has(#substyles)")
+
+        only = browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")[0]
+        Select(
+            only.find_element(By.CSS_SELECTOR, "select[aria-label='split into']")
+        ).select_by_value("2")
+        only.find_element(By.CSS_SELECTOR, "button.split").click()
+        wait.until(lambda d: len(_sizes(d)) == 2)
+        before = _sizes(browser)
+        assert sum(before.values()) == PER_CLASS
+
+        source = browser.find_elements(By.CSS_SELECTOR, "#substyles .substyle")[0]
+        moved_from = source.get_attribute("data-cluster")
+        (moved_to,) = set(before) - {moved_from}
+        Select(source.find_element(By.CSS_SELECTOR, ".card select.move")).select_by_value(moved_to)
+        after = {**before, moved_from: before[moved_from] - 1, moved_to: before[moved_to] + 1}
+        wait.until(lambda d: _sizes(d) == after)
+
+        Select(browser.find_element(By.ID, "substyle-k")).select_by_value("3")
+        keep = wait.until(lambda d: d.find_elements(By.ID, "keep-preview"))[0]
+        assert keep.text == "Keep these 3 sub-styles"
+        keep.click()
+        wait.until(
+            lambda d: "as the catalog shows them" in d.find_element(By.ID, "substyle-note").text
+        )
+        assert len(_sizes(browser)) == 3 and sum(_sizes(browser).values()) == PER_CLASS
+        assert not browser.find_elements(By.ID, "keep-preview")
+
+        folder = os.environ.get("JEWELRY_SCREENSHOTS")
+        section = browser.find_element(By.CSS_SELECTOR, "section:has(#substyles)")
+        if folder:
             section.screenshot(str(Path(folder) / "substyles-edited-desktop.png"))
+        browser.set_window_size(390, 844)  # a phone
+        overflow = "return document.documentElement.scrollWidth - window.innerWidth"
+        wait.until(lambda d: d.execute_script(overflow) <= 0)
+        for button in browser.find_elements(By.CSS_SELECTOR, "#substyles .edit button"):
+            assert button.is_displayed() and button.size["height"] >= 40
+        if folder:
+            section.screenshot(str(Path(folder) / "substyles-edited-phone.png"))
     finally:
         server.stop()

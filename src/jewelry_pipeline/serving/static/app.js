@@ -189,8 +189,8 @@ let substyleView = null; // the view shown: its category, sub-styles and the ver
 let editedDigest = null; // the version the last edit made (served once live reload swaps it in)
 
 // One edit set sent with the admin token, against the version last seen; then wait (bounded) for
-// live reload to serve the new version and show it.
-async function sendEdits(edits) {
+// live reload to serve the new version and show it (`onSaved` runs first, once it is saved).
+async function sendEdits(edits, onSaved) {
   const seen = editedDigest || substyleView.model_version.bundle_digest;
   $("substyle-note").className = "";
   $("substyle-note").textContent = "Saving...";
@@ -206,6 +206,7 @@ async function sendEdits(edits) {
     return;
   }
   editedDigest = body.bundle_digest;
+  if (onSaved) onSaved();
   $("substyle-note").textContent = `Saved as version ${body.bundle_digest}; waiting for the service to serve it...`;
   for (let tries = 0; tries < 60; tries++) {
     const status = await fetch("/status").then((r) => r.json());
@@ -215,7 +216,16 @@ async function sendEdits(edits) {
   await showSubstyles();
 }
 
-// A sub-style's edit controls: rename it, or merge it into another of the category.
+function editButton(className, text, edit) {
+  const button = document.createElement("button");
+  button.type = "button";
+  button.className = className;
+  button.textContent = text;
+  button.addEventListener("click", () => sendEdits([{ category: substyleView.category, ...edit() }]));
+  return button;
+}
+
+// A sub-style's edit controls: rename it, merge it into another of the category, or split it.
 function editControls(group) {
   const controls = document.createElement("div");
   controls.className = "edit";
@@ -225,27 +235,49 @@ function editControls(group) {
   name.value = group.name || "";
   name.placeholder = "name";
   name.setAttribute("aria-label", `name of ${substyle(group.name, group.cluster)}`);
-  const rename = document.createElement("button");
-  rename.type = "button";
-  rename.className = "rename";
-  rename.textContent = "Rename";
-  rename.addEventListener("click", () =>
-    sendEdits([{ op: "rename", category: substyleView.category, cluster: group.cluster, name: name.value }]));
-  controls.append(name, rename);
+  controls.append(name, editButton("rename", "Rename", () => ({ op: "rename", cluster: group.cluster, name: name.value })));
   const others = substyleView.substyles.filter((g) => g.cluster !== group.cluster);
   if (others.length) {
     const into = document.createElement("select");
     into.setAttribute("aria-label", "merge into");
     for (const other of others) into.appendChild(new Option(`into ${substyle(other.name, other.cluster)}`, String(other.cluster)));
-    const merge = document.createElement("button");
-    merge.type = "button";
-    merge.className = "merge";
-    merge.textContent = "Merge";
-    merge.addEventListener("click", () =>
-      sendEdits([{ op: "merge", category: substyleView.category, cluster: group.cluster, into: Number(into.value) }]));
-    controls.append(into, merge);
+    controls.append(into, editButton("merge", "Merge", () => ({ op: "merge", cluster: group.cluster, into: Number(into.value) })));
+  }
+  if (group.count >= 2) {
+    const parts = document.createElement("select");
+    parts.setAttribute("aria-label", "split into");
+    for (let n = 2; n <= Math.min(4, group.count); n++) parts.appendChild(new Option(`in ${n}`, String(n)));
+    controls.append(parts, editButton("split", "Split", () => ({ op: "split", cluster: group.cluster, parts: Number(parts.value) })));
   }
   return controls;
+}
+
+// An item card's "move to" choice: picking another sub-style moves the item there.
+function moveChoice(item, group) {
+  const move = document.createElement("select");
+  move.className = "move";
+  move.setAttribute("aria-label", `move ${item.title || item.item_id} to`);
+  move.appendChild(new Option("move to...", ""));
+  for (const other of substyleView.substyles.filter((g) => g.cluster !== group.cluster)) {
+    move.appendChild(new Option(substyle(other.name, other.cluster), String(other.cluster)));
+  }
+  move.addEventListener("change", () => move.value && sendEdits([
+    { op: "move", category: substyleView.category, item_id: item.item_id, to: Number(move.value) },
+  ]));
+  return move;
+}
+
+// While previewing with editing on: keep the previewed k as the category's sub-styles.
+function keepPreview() {
+  const keep = document.createElement("button");
+  keep.type = "button";
+  keep.id = "keep-preview";
+  keep.textContent = `Keep these ${substyleView.k} sub-styles`;
+  keep.addEventListener("click", () => sendEdits(
+    [{ op: "set_k", category: substyleView.category, k: substyleView.k }],
+    () => { $("substyle-k").value = ""; },
+  ));
+  return keep;
 }
 
 // One sub-style: its name and size, its most typical items, then its edge cases.
@@ -257,9 +289,15 @@ function substyleStrip(group) {
   heading.textContent = `${substyle(group.name, group.cluster)} · ${group.count} items`;
   box.append(heading);
   if (substyleView.editing && !substyleView.preview) box.append(editControls(group));
+  const movable = substyleView.editing && !substyleView.preview && substyleView.substyles.length > 1;
+  const itemCard = (item) => {
+    const element = card(item, `${similarity(item.score)} to its centre`);
+    if (movable) element.appendChild(moveChoice(item, group));
+    return element;
+  };
   const typical = document.createElement("div");
   typical.className = "grid strip";
-  typical.append(...group.typical.map((item) => card(item, `${similarity(item.score)} to its centre`)));
+  typical.append(...group.typical.map(itemCard));
   box.append(typical);
   if (group.edge.length) {
     const label = document.createElement("p");
@@ -267,7 +305,7 @@ function substyleStrip(group) {
     label.textContent = "Edge cases";
     const edge = document.createElement("div");
     edge.className = "grid strip edge";
-    edge.append(...group.edge.map((item) => card(item, `${similarity(item.score)} to its centre`)));
+    edge.append(...group.edge.map(itemCard));
     box.append(label, edge);
   }
   return box;
@@ -297,7 +335,8 @@ async function showSubstyles() {
     ? `Preview: ${count} (not saved), computed in ${took} ms.`
     : `${count}, as the catalog shows them.`;
   drawCriterion(body.criterion, body.preview ? body.k : null);
-  $("substyles").replaceChildren(...body.substyles.map(substyleStrip));
+  const strips = body.substyles.map(substyleStrip);
+  $("substyles").replaceChildren(...(body.preview && body.editing ? [keepPreview()] : []), ...strips);
 }
 
 function fillSubstyleChoices() {
