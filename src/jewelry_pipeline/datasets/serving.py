@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -12,12 +13,15 @@ from kedro.io import AbstractDataset, DatasetError
 
 from jewelry_pipeline.core.bundle import (
     BUNDLE_MODEL_NAME,
+    CATALOG_FILE,
+    CONFIG_FILE,
     FILES_MANIFEST,
     BundleContents,
     ServingBundle,
     read_bundle,
     write_bundle,
 )
+from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.serving.store import store_in_bentoml
 
 logger = logging.getLogger(__name__)
@@ -64,17 +68,54 @@ class MlflowChampionDataset(AbstractDataset[dict, dict]):
 
 
 class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
-    """Writes the serving bundle locally and, when promoted, into the BentoML model store."""
+    """Writes the serving bundle locally and, when promoted, into the BentoML model store.
+
+    With `follow_store_edits`, it reads the store's latest version instead of the folder when that
+    version is the shop's sub-style edit of the folder's bundle (made on the store-served service):
+    the same run's models and the same items. A catalog update then keeps those edits.
+    """
 
     def __init__(
-        self, path: str, bentoml_name: str = BUNDLE_MODEL_NAME, metadata: dict | None = None
+        self,
+        path: str,
+        bentoml_name: str = BUNDLE_MODEL_NAME,
+        follow_store_edits: bool = False,
+        metadata: dict | None = None,
     ):
         self._path = Path(path)
         self._bentoml_name = bentoml_name
+        self._follow_store_edits = follow_store_edits
         self.metadata = metadata
 
     def _load(self) -> ServingBundle:
-        return read_bundle(self._path)
+        edited = self._store_edit() if self._follow_store_edits else None
+        return read_bundle(edited or self._path)
+
+    def _store_edit(self) -> Path | None:
+        """The store's latest version when it is a sub-style edit of the folder's bundle."""
+        import bentoml
+
+        try:
+            model = bentoml.models.get(f"{self._bentoml_name}:latest")
+        except bentoml.exceptions.NotFound:
+            return None
+        made = model.info.metadata or {}
+        folder = self._path.resolve()
+        run = json.loads((folder / CONFIG_FILE).read_text()).get("version", {}).get("mlflow_run_id")
+        if made.get("change") != "substyle_edit" or made.get("mlflow_run_id") != (run or ""):
+            return None
+        items = [
+            read_table(place / CATALOG_FILE)["item_id"].astype(str)
+            for place in (folder, Path(model.path))
+        ]
+        if list(items[0]) != list(items[1]):
+            return None
+        logger.info(
+            "Starting from %s, the served version with the shop's sub-style edits, not %s",
+            model.tag,
+            self._path,
+        )
+        return Path(model.path)
 
     def _save(self, contents: BundleContents) -> None:
         import mlflow
