@@ -139,6 +139,10 @@ def test_the_recorder_follows_the_environment_then_the_project_config(tmp_path, 
     assert EditRecorder.from_environment(tmp_path).tracking_uri == "http://127.0.0.1:5000"
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///env.db")
     assert EditRecorder.from_environment(tmp_path) == EditRecorder("sqlite:///env.db", "shop", "a")
+    (tmp_path / "conf" / "local" / "mlflow.yml").write_text("tracking: {experiment: shop}\n")
+    assert EditRecorder.from_environment(tmp_path) is None  # unreadable: recording off, no crash
+    (tmp_path / "conf" / "local" / "mlflow.yml").write_text("server: [\n")
+    assert EditRecorder.from_environment(tmp_path) is None
 
 
 def _served(client: httpx.Client) -> str:

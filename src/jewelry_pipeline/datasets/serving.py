@@ -101,8 +101,10 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
             return None
         made = model.info.metadata or {}
         folder = self._path.resolve()
+        if made.get("change") != "substyle_edit" or not (folder / CONFIG_FILE).is_file():
+            return None
         run = json.loads((folder / CONFIG_FILE).read_text()).get("version", {}).get("mlflow_run_id")
-        if made.get("change") != "substyle_edit" or made.get("mlflow_run_id") != (run or ""):
+        if not run or made.get("mlflow_run_id") != run:  # the same run's models, known
             return None
         items = [
             read_table(place / CATALOG_FILE)["item_id"].astype(str)

@@ -15,6 +15,7 @@ logger = logging.getLogger(__name__)
 
 MLFLOW_CONFIG = ("conf/base/mlflow.yml", "conf/local/mlflow.yml")  # local over base, as Kedro reads
 EDIT_LOG_ARTIFACT = "substyle_edits.json"
+RECORD_LIMITS = {"MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1", "MLFLOW_HTTP_REQUEST_TIMEOUT": "10"}
 
 
 @dataclass(frozen=True)
@@ -32,16 +33,20 @@ class EditRecorder:
         serve` runs); None when neither names a tracking store (edits are then kept in the bundle
         only)."""
         project = project or Path.cwd()
-        config: dict[str, Any] = {}
-        for name in MLFLOW_CONFIG:
-            path = project / name
-            if path.is_file():
-                _merge(config, yaml.safe_load(path.read_text()) or {})
-        server, tracking = config.get("server") or {}, config.get("tracking") or {}
-        experiment = tracking.get("experiment") or {}
-        uri = os.environ.get("MLFLOW_TRACKING_URI") or server.get("mlflow_tracking_uri")
-        name = experiment.get("name") or "jewelry-pipeline"
-        location = (experiment.get("create_experiment_kwargs") or {}).get("artifact_location")
+        try:
+            config: dict[str, Any] = {}
+            for name in MLFLOW_CONFIG:
+                path = project / name
+                if path.is_file():
+                    _merge(config, yaml.safe_load(path.read_text()) or {})
+            server, tracking = config.get("server") or {}, config.get("tracking") or {}
+            experiment = tracking.get("experiment") or {}
+            uri = os.environ.get("MLFLOW_TRACKING_URI") or server.get("mlflow_tracking_uri")
+            name = experiment.get("name") or "jewelry-pipeline"
+            location = (experiment.get("create_experiment_kwargs") or {}).get("artifact_location")
+        except (OSError, yaml.YAMLError, AttributeError) as exc:  # a mapping that is not one
+            logger.warning("Sub-style edits are kept in the bundle only: mlflow.yml: %s", exc)
+            return None
         if not isinstance(uri, str) or not uri or "${" in uri:
             logger.info("Sub-style edits are kept in the bundle only: no MLflow tracking store set")
             return None
@@ -54,6 +59,10 @@ class EditRecorder:
         the store cannot be written (the edit stands; the bundle keeps its log either way)."""
         from mlflow import MlflowClient
 
+        # An edit waits for its record: a tracking server that is down costs seconds, not the
+        # minutes of MLflow's default retries (the service uses MLflow for nothing else).
+        for variable, value in RECORD_LIMITS.items():
+            os.environ.setdefault(variable, value)
         try:
             client = MlflowClient(tracking_uri=self.tracking_uri)
             found = client.get_experiment_by_name(self.experiment)

@@ -63,5 +63,15 @@ def test_a_short_fit_runs_eagerly_a_long_one_traced_and_the_model_is_left_traced
         model.fit(x, y, epochs=1, verbose=0)
     assert chosen is eager
     assert probe.eager_calls and set(probe.eager_calls) == {eager}
+    if eager:  # the eager step functions are dropped: a later fit or evaluate makes its own
+        assert model.train_function is None and model.test_function is None
     assert model.run_eagerly is False
     assert model.get_compile_config()["run_eagerly"] is False
+
+
+def test_the_models_own_setting_comes_back_afterwards():
+    model = _tiny_model(ModeProbe())
+    model.run_eagerly = True  # a caller's choice, kept
+    with eager_when_short(model, TrainingSize(EAGER_MAX_STEPS + 1, 1)) as eager:
+        assert eager is False and model.run_eagerly is False
+    assert model.run_eagerly is True

@@ -58,13 +58,17 @@ def eager_step_limit(batch_size: int, side: int) -> int:
 
 @contextmanager
 def eager_when_short(model: keras.Model, size: TrainingSize) -> Iterator[bool]:
-    """Run `model`'s `fit` eagerly when its `size` is short, traced otherwise; the model is left
-    traced. Yields whether it runs eagerly."""
+    """Run `model`'s `fit` eagerly when its `size` is short, traced otherwise; afterwards the model
+    runs as before (its setting back, the eager step functions dropped, so a later `fit` or
+    `evaluate` makes its own). Yields whether it runs eagerly."""
+    before = model.run_eagerly
     model.run_eagerly = eager = size.short
     try:
         yield eager
     finally:
-        model.run_eagerly = False
+        model.run_eagerly = before
+        if eager:
+            model.train_function = model.test_function = None
 
 
 def augmenter(config: dict, seed: int) -> keras.Sequential | None:
