@@ -283,10 +283,15 @@ def derive_bundle(
     return destination
 
 
+def version_config(version: str | Path) -> dict[str, Any]:
+    """A bundle version's `config.json` (a link is followed), unverified."""
+    return json.loads((Path(version).resolve() / CONFIG_FILE).read_text())
+
+
 def previous_version(destination: str | Path) -> Path | None:
     """The version folder the bundle at `destination` was derived from, when it is still there."""
     destination = Path(destination)
-    config = json.loads((destination.resolve() / CONFIG_FILE).read_text())
+    config = version_config(destination)
     previous = (config.get("version", {}).get("change") or {}).get("previous")
     folder = destination.parent / previous if isinstance(previous, str) else None
     if folder is None or "/" in previous or not previous.startswith(f".{destination.name}."):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 from dataclasses import replace
 from datetime import UTC, datetime
@@ -19,6 +18,7 @@ from jewelry_pipeline.core.bundle import (
     BundleContents,
     ServingBundle,
     read_bundle,
+    version_config,
     write_bundle,
 )
 from jewelry_pipeline.core.lookup import read_table
@@ -103,7 +103,7 @@ class ServingBundleDataset(AbstractDataset[BundleContents, ServingBundle]):
         folder = self._path.resolve()
         if made.get("change") != "substyle_edit" or not (folder / CONFIG_FILE).is_file():
             return None
-        run = json.loads((folder / CONFIG_FILE).read_text()).get("version", {}).get("mlflow_run_id")
+        run = version_config(folder).get("version", {}).get("mlflow_run_id")
         if not run or made.get("mlflow_run_id") != run:  # the same run's models, known
             return None
         items = [

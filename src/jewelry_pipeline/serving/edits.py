@@ -6,7 +6,6 @@ version the editor last saw.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import tempfile
@@ -21,12 +20,12 @@ from typing import Any
 from jewelry_pipeline.core.bundle import (
     BUNDLE_MODEL_NAME,
     CATALOG_FILE,
-    CONFIG_FILE,
     bundle_digest,
     derive_bundle,
     index_vectors,
     point_back,
     previous_version,
+    version_config,
 )
 from jewelry_pipeline.core.lookup import read_table
 from jewelry_pipeline.core.substyles import (
@@ -140,7 +139,7 @@ class StoreVersions:
         """Save the edited version as the store's latest."""
         with tempfile.TemporaryDirectory(prefix="substyle-edit-") as staging:
             derived = derive_bundle(source, Path(staging) / "bundle", catalog, substyles, change)
-            version = _config(derived.resolve())["version"]
+            version = version_config(derived)["version"]
             made_by = {"change": str(change["kind"]), "derived_from": source.name}
             store_in_bentoml(derived.resolve(), version, self.name, made_by)
 
@@ -201,7 +200,7 @@ class SubstyleEditor:
             raise EditRefused(f"'edits' is a list of 1 to {MAX_EDITS} edits")
         with self._lock, self.versions.lock():
             source = self._checked_source(expected)
-            config = _config(source)
+            config = version_config(source)
             substyles = dict(config.get("substyles") or {})
             catalog = read_table(source / CATALOG_FILE)
             names = names_from_config(substyles.get("names"))
@@ -228,7 +227,7 @@ class SubstyleEditor:
     def undo(self, expected: str, by: str) -> dict[str, Any]:
         """Point the folder back at the version the current one was derived from."""
         with self._lock, self.versions.lock():
-            config = _config(self._checked_source(expected))
+            config = version_config(self._checked_source(expected))
             self.versions.undo()
             digest = self.current_digest()
         logger.info("Sub-style undo by %s: bundle %s -> %s", by, expected, digest)
@@ -254,8 +253,3 @@ class SubstyleEditor:
                 f"the bundle is now {current}, not {expected}: reload the sub-styles and edit again"
             )
         return self.versions.current()
-
-
-def _config(version: Path) -> dict[str, Any]:
-    """A version's config."""
-    return json.loads((version / CONFIG_FILE).read_text())
