@@ -38,10 +38,15 @@ def bundle_reference() -> str:
     return os.environ.get("JEWELRY_BUNDLE", f"{BUNDLE_MODEL_NAME}:latest")
 
 
+def names_a_folder(reference: str) -> bool:
+    """Whether a bundle reference is a folder path rather than a BentoML model tag."""
+    return Path(reference).is_dir() or os.sep in reference or reference.startswith(".")
+
+
 def bundle_location(reference: str) -> tuple[Path, str]:
     """A bundle folder, or the folder of a BentoML model tag in the local store, with a label."""
     path = Path(reference)
-    if path.is_dir() or os.sep in reference or reference.startswith("."):
+    if names_a_folder(reference):
         return path, str(path)
     try:
         model = bentoml.models.get(reference)
@@ -56,7 +61,7 @@ def bundle_location(reference: str) -> tuple[Path, str]:
 def latest_in_store(reference: str) -> str | None:
     """The model name when `reference` is a store tag that follows the latest version (what live
     reload and sub-style edits move), else None."""
-    if os.sep in reference or reference.startswith(".") or Path(reference).is_dir():
+    if names_a_folder(reference):
         return None
     name, _, version = reference.partition(":")
     return name if version in ("", "latest") else None
