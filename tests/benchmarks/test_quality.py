@@ -160,7 +160,7 @@ def test_mini_quality_benchmark_runs_every_dataset_and_reports_each_target(tmp_p
         assert dataset["classifier"]["baseline_test_accuracy"] == max(
             v for k, v in dataset["classifier"].items() if k.startswith("baseline_")
         )
-        assert dataset["classifier_choice"]["chosen"] in ("cnn", "pretrained")
+        assert dataset["classifier_choice"]["chosen"] in ("cnn", "pretrained", "ensemble")
         kinds = " ".join(t["target"] for t in dataset["targets"])
         assert "classifier accuracy" in kinds and "reconstruction" in kinds
         assert "not in our catalog" in kinds and 0 <= dataset["foreign_refused"] <= 1

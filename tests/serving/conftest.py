@@ -86,9 +86,11 @@ def make_bundle(
     autoencoder_input: str = "foreground",
     answers: AnswerPolicy = AnswerPolicy(),
     substyles: dict | None = None,
+    ensemble: bool = False,
 ) -> Path:
     """Write a small but complete serving bundle with real (untrained) Keras models, indexing
-    `source` vectors; a `backbone` bundle has a pretrained classifier and the frozen backbone."""
+    `source` vectors; a `backbone` bundle has a pretrained classifier and the frozen backbone, and
+    an `ensemble` one the ensemble of a pretrained classifier and the CNN."""
     import keras
 
     from jewelry_pipeline.core.models.backbone import (
@@ -96,6 +98,7 @@ def make_bundle(
         frozen_backbone,
         load_backbone,
     )
+    from jewelry_pipeline.core.models.classifier import ensemble_classifier
     from jewelry_pipeline.core.models.pretrained import build_pretrained_classifier
 
     keras.utils.set_random_seed(seed)
@@ -110,6 +113,15 @@ def make_bundle(
         backbone = frozen_backbone(PRETRAINED, IMAGE_SIZE)
     else:
         classifier = build_classifier(IMAGE_SIZE, len(CLASSES), filters=(8, 16), embedding_dim=16)
+    if ensemble:
+        pretrained = build_pretrained_classifier(
+            load_backbone(BackboneSettings.from_config(PRETRAINED)),
+            IMAGE_SIZE,
+            len(CLASSES),
+            16,
+            0.0,
+        )
+        classifier = ensemble_classifier(pretrained, classifier)
     embeddings, probabilities, pooled, features = features_model(
         classifier, DESCRIPTOR_LAYOUT, pooled=True
     ).predict(photos.astype(np.float32), verbose=0)
@@ -211,6 +223,15 @@ def tiny_backbone_bundle(tmp_path_factory) -> Path:
     """A tiny bundle with a pretrained classifier whose index holds frozen backbone features (the
     bundle carries the frozen backbone; read-only)."""
     return make_bundle(tmp_path_factory.mktemp("bundle") / "bundle", source="backbone")
+
+
+@pytest.fixture(scope="session")
+def tiny_ensemble_bundle(tmp_path_factory) -> Path:
+    """A tiny bundle whose classifier is the ensemble of a pretrained classifier and the CNN, its
+    index holding descriptor vectors (read-only)."""
+    return make_bundle(
+        tmp_path_factory.mktemp("bundle") / "bundle", source="descriptor", ensemble=True
+    )
 
 
 @pytest.fixture(scope="session")

@@ -214,6 +214,11 @@ def backbone_engine(tiny_backbone_bundle) -> RecommendationEngine:
 
 
 @pytest.fixture(scope="module")
+def ensemble_engine(tiny_ensemble_bundle) -> RecommendationEngine:
+    return RecommendationEngine(read_bundle(tiny_ensemble_bundle), "tiny-ensemble")
+
+
+@pytest.fixture(scope="module")
 def combined_engine(tiny_combined_bundle) -> RecommendationEngine:
     return RecommendationEngine(read_bundle(tiny_combined_bundle), "tiny-combined")
 
@@ -231,10 +236,11 @@ def test_autoencoder_features_hold_one_unit_vector_per_category(
     )
 
 
-@pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder", "backbone"])
+@pytest.mark.parametrize("source", ["descriptor", "photo_autoencoder", "backbone", "ensemble"])
 def test_query_vectors_are_built_as_the_index_was(source, request):
     """A catalog photo's query vector is the vector the index stores for it (descriptor; autoencoder
-    reading photos; frozen backbone of a pretrained bundle)."""
+    reading photos; frozen backbone of a pretrained bundle; descriptor of an ensemble's pretrained
+    member)."""
     engine = request.getfixturevalue(f"{source}_engine")
     bundle = read_bundle(request.getfixturevalue(f"tiny_{source}_bundle"))
     vector = engine.features(PHOTOS[12:13]).vector(0, CLASSES.index("necklace"))
@@ -342,6 +348,23 @@ def test_an_unsure_answer_says_so_and_searches_every_category(
     assert filtered["category_uncertain"] is False and {
         i["category"] for i in filtered["items"]
     } == {"ring"}
+
+
+def test_an_ensemble_bundle_answers_its_members_mean_probabilities(
+    ensemble_engine, tiny_ensemble_bundle
+):
+    """The served class probabilities of an ensemble are the mean of its two networks', computed
+    apart from the service's query code."""
+    from jewelry_pipeline.core.models.classifier import ensemble_members
+
+    photo = ensemble_engine.prepare(jpeg(5))
+    answer = ensemble_engine.classify(ensemble_engine.features(photo[None]))
+    pretrained, cnn = ensemble_members(read_bundle(tiny_ensemble_bundle).classifier)
+    batch = photo[None].astype(np.float32)
+    mean = (pretrained.predict(batch, verbose=0) + cnn.predict(batch, verbose=0))[0] / 2
+    served = np.array([answer["probabilities"][name] for name in CLASSES])
+    np.testing.assert_allclose(served, mean, atol=1e-5)
+    assert answer["category"] == CLASSES[int(np.argmax(mean))]
 
 
 def test_familiarity_is_scored_against_the_bundles_reference_as_the_run_scores_it(engine, bundle):

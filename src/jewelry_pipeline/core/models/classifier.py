@@ -1,4 +1,5 @@
-"""The category classifier: a small CNN (conv blocks with batch norm, ReLU, pooling, dropout)."""
+"""The category classifier: a small CNN (conv blocks with batch norm, ReLU, pooling, dropout), and
+the ensemble of it with the pretrained classifier; `features_model` is what every caller queries."""
 
 from __future__ import annotations
 
@@ -9,6 +10,9 @@ from keras import layers
 
 EMBEDDING_LAYER = "embedding"
 PROBABILITIES_LAYER = "probabilities"
+CNN_NAME = "jewelry_classifier"
+PRETRAINED_NAME = "pretrained_classifier"  # `core.models.pretrained.build_pretrained_classifier`
+ENSEMBLE_NAME = "ensemble_classifier"
 
 
 def build_classifier(
@@ -58,7 +62,7 @@ def build_classifier(
     embedding = layers.Dense(embedding_dim, activation="relu", name=EMBEDDING_LAYER)(x)
     x = layers.Dropout(dropout, name="head_dropout")(embedding)
     outputs = layers.Dense(n_classes, activation="softmax", name=PROBABILITIES_LAYER)(x)
-    return keras.Model(inputs, outputs, name="jewelry_classifier")
+    return keras.Model(inputs, outputs, name=CNN_NAME)
 
 
 def embedding_model(classifier: keras.Model) -> keras.Model:
@@ -96,6 +100,31 @@ def descriptor_model(classifier: keras.Model, block: int, grid: int) -> keras.Mo
     )
 
 
+def ensemble_classifier(pretrained: keras.Model, cnn: keras.Model) -> keras.Model:
+    """One model of the pretrained classifier and the CNN that averages their class probabilities;
+    its embedding, descriptor and pooled features are the pretrained member's."""
+    if pretrained.name != PRETRAINED_NAME or cnn.name != CNN_NAME:
+        raise ValueError(
+            f"an ensemble takes a '{PRETRAINED_NAME}' and a '{CNN_NAME}' model; "
+            f"got '{pretrained.name}' and '{cnn.name}'"
+        )
+    if pretrained.input_shape != cnn.input_shape:
+        raise ValueError(
+            f"ensemble members must take the same photos: {pretrained.input_shape} against "
+            f"{cnn.input_shape}"
+        )
+    inputs = keras.Input(pretrained.input_shape[1:], name="image")
+    outputs = layers.Average(name=PROBABILITIES_LAYER)([pretrained(inputs), cnn(inputs)])
+    return keras.Model(inputs, outputs, name=ENSEMBLE_NAME)
+
+
+def ensemble_members(classifier: keras.Model) -> tuple[keras.Model, keras.Model] | None:
+    """(pretrained, cnn) of an ensemble classifier; None for a single network."""
+    if classifier.name != ENSEMBLE_NAME:
+        return None
+    return classifier.get_layer(PRETRAINED_NAME), classifier.get_layer(CNN_NAME)
+
+
 def is_pretrained(classifier: keras.Model) -> bool:
     """Whether the classifier stands on a pretrained backbone (`core.models.pretrained`)."""
     return any(layer.name.startswith("backbone") for layer in classifier.layers)
@@ -106,7 +135,17 @@ def features_model(
 ) -> keras.Model:
     """The classifier with its embedding and class probabilities as outputs, plus the pooled
     descriptor when asked (for a pretrained classifier, of its backbone's stages), plus last with
-    `pooled` the features its embedding layer reads (for a pretrained one, its backbone's)."""
+    `pooled` the features its embedding layer reads (for a pretrained one, its backbone's).
+
+    For an ensemble, the probabilities are its members' mean and the rest the pretrained member's.
+    """
+    members = ensemble_members(classifier)
+    if members is not None:
+        pretrained, cnn = members
+        inputs = keras.Input(classifier.input_shape[1:], name="image")
+        outputs = list(features_model(pretrained, descriptor, pooled)(inputs))
+        outputs[1] = layers.Average(name="ensemble_probabilities")([outputs[1], cnn(inputs)])
+        return keras.Model(inputs, outputs, name="classifier_features")
     if is_pretrained(classifier):
         from jewelry_pipeline.core.models.pretrained import pretrained_features_model
 

@@ -20,7 +20,11 @@ from jewelry_pipeline.core.models.backbone import (
     block_output_layer,
     build_efficientnet_lite0,
 )
-from jewelry_pipeline.core.models.classifier import EMBEDDING_LAYER, PROBABILITIES_LAYER
+from jewelry_pipeline.core.models.classifier import (
+    EMBEDDING_LAYER,
+    PRETRAINED_NAME,
+    PROBABILITIES_LAYER,
+)
 
 if TYPE_CHECKING:
     import keras
@@ -99,7 +103,7 @@ def build_pretrained_classifier(
     embedding = layers.Dense(embedding_dim, activation="relu", name=EMBEDDING_LAYER)(features)
     x = layers.Dropout(dropout, name="head_dropout")(embedding)
     outputs = layers.Dense(n_classes, activation="softmax", name=PROBABILITIES_LAYER)(x)
-    return keras.Model(inputs, outputs, name="pretrained_classifier")
+    return keras.Model(inputs, outputs, name=PRETRAINED_NAME)
 
 
 def pretrained_features_model(

@@ -228,16 +228,34 @@ def embed_backbone(
     return {"item_id": item_ids, "features": features.astype(np.float32)}
 
 
-def _val_figures(model: KerasModel, images: np.ndarray, rows: np.ndarray, labels: np.ndarray):
-    """Validation accuracy and log loss of a classifier."""
+def _val_figures(probabilities: np.ndarray, labels: np.ndarray) -> tuple[float, float]:
+    """Validation accuracy and log loss of a classifier's probabilities."""
     from sklearn.metrics import log_loss
 
-    from jewelry_pipeline.core.models.data import predict_batches
-
-    probabilities = predict_batches(model, images, rows)
     accuracy = float((probabilities.argmax(axis=1) == labels).mean())
     loss = float(log_loss(labels, probabilities, labels=range(probabilities.shape[1])))
     return accuracy, loss
+
+
+def best_candidate(figures: dict[str, tuple[float, float]]) -> str:
+    """The candidate of highest validation accuracy, then lowest log loss; a full tie goes to the
+    one listed first (the simpler)."""
+    return max(figures, key=lambda name: (figures[name][0], -figures[name][1]))
+
+
+def _choice_reason(figures: dict[str, tuple[float, float]], chosen: str, backbone: str) -> str:
+    """Why `chosen` was kept: every candidate's validation figures, the kept one first."""
+    labels = {
+        "cnn": "the CNN",
+        "pretrained": f"the pretrained {backbone}",
+        "ensemble": "the ensemble (mean of both candidates' probabilities)",
+    }
+    order = [chosen] + [name for name in figures if name != chosen]
+    parts = [
+        f"{figures[name][0]:.4f} (log loss {figures[name][1]:.4f}) for {labels[name]}"
+        for name in order
+    ]
+    return f"validation accuracy {parts[0]} against " + " and ".join(parts[1:])
 
 
 def choose_classifier(
@@ -249,15 +267,15 @@ def choose_classifier(
     pretrained: dict[str, Any],
     classifier: dict[str, Any],
 ) -> tuple[KerasModel, dict[str, list[float]], dict[str, Any]]:
-    """Train the pretrained variant and keep whichever classifier the validation split favours
-    (accuracy, then log loss); return it, its history and the choice with its reason."""
+    """Train the pretrained variant and keep whichever of the CNN, it and their ensemble the
+    validation split favours (accuracy, then log loss); return it, its history and the choice."""
     from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
-    from jewelry_pipeline.core.models.data import seed_everything
+    from jewelry_pipeline.core.models.classifier import ensemble_classifier
+    from jewelry_pipeline.core.models.data import predict_batches, seed_everything
     from jewelry_pipeline.core.models.pretrained import FineTuneSettings, fine_tune
 
     settings = BackboneSettings.from_config(pretrained)
     val_rows, val_labels = _split(manifest, categories, "val")
-    cnn_val = _val_figures(cnn_model, images, val_rows, val_labels)
     if not settings.enabled:
         reason = "pretrained.backbone is none: the from-scratch CNN is the only candidate"
         logger.info("Classifier: cnn (%s)", reason)
@@ -277,26 +295,30 @@ def choose_classifier(
             float(classifier["training"]["class_weight_imbalance_ratio"]),
         ),
     )
-    pretrained_val = _val_figures(model, images, val_rows, val_labels)
-    # Higher accuracy wins; equal accuracy goes to the lower log loss.
-    chosen = (
-        "pretrained"
-        if (pretrained_val[0], -pretrained_val[1]) > (cnn_val[0], -cnn_val[1])
-        else "cnn"
-    )
-    reason = (
-        f"validation accuracy {pretrained_val[0]:.4f} (log loss {pretrained_val[1]:.4f}) for the "
-        f"pretrained {settings.backbone} against {cnn_val[0]:.4f} ({cnn_val[1]:.4f}) for the CNN"
-    )
+    probabilities = {
+        "cnn": predict_batches(cnn_model, images, val_rows),
+        "pretrained": predict_batches(model, images, val_rows),
+    }
+    probabilities["ensemble"] = (probabilities["cnn"] + probabilities["pretrained"]) / 2
+    figures = {name: _val_figures(p, val_labels) for name, p in probabilities.items()}
+    chosen = best_candidate(figures)
+    reason = _choice_reason(figures, chosen, settings.backbone)
     logger.info("Classifier: %s (%s)", chosen, reason)
     choice = {
         "chosen": chosen,
         "reason": reason,
         "backbone": settings.backbone,
-        "val_accuracy": {"cnn": cnn_val[0], "pretrained": pretrained_val[0]},
-        "val_log_loss": {"cnn": cnn_val[1], "pretrained": pretrained_val[1]},
+        "val_accuracy": {name: accuracy for name, (accuracy, _) in figures.items()},
+        "val_log_loss": {name: loss for name, (_, loss) in figures.items()},
     }
-    return (model, history, choice) if chosen == "pretrained" else (cnn_model, cnn_history, choice)
+    if chosen == "cnn":
+        return cnn_model, cnn_history, choice
+    # The ensemble's history is its trained member's: the CNN's is logged as classifier_cnn_history.
+    return (
+        (ensemble_classifier(model, cnn_model) if chosen == "ensemble" else model),
+        history,
+        choice,
+    )
 
 
 def evaluate_classifier(
@@ -447,6 +469,7 @@ def classifier_metrics(
         **baseline_metrics,
         **candidates,
         "pretrained_chosen": float(choice["chosen"] == "pretrained"),
+        "ensemble_chosen": float(choice["chosen"] == "ensemble"),
     }
     return single_step(merged), merged
 
