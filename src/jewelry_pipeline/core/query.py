@@ -141,6 +141,7 @@ class QueryEncoder:
         import tensorflow as tf
 
         from jewelry_pipeline.core.models.classifier import features_model
+        from jewelry_pipeline.core.models.data import inference_function
 
         if spec.source not in MODEL_SOURCES:
             raise ValueError(
@@ -152,20 +153,13 @@ class QueryEncoder:
         both = features_model(
             classifier, spec.descriptor_layout if spec.source == "descriptor" else None, pooled=True
         )
-        self._forward = tf.function(
-            lambda images: both(tf.cast(images, tf.float32), training=False),
-            input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
-            reduce_retracing=True,
-        )
+        photos = [tf.TensorSpec((None, side, side, 3), tf.uint8)]
+        self._forward = inference_function(both, photos)
         self._backbone = None
         if spec.source == "backbone":
             if backbone is None:
                 raise ValueError("'backbone' vectors need the frozen backbone model")
-            self._backbone = tf.function(
-                lambda images: backbone(tf.cast(images, tf.float32), training=False),
-                input_signature=[tf.TensorSpec((None, side, side, 3), tf.uint8)],
-                reduce_retracing=True,
-            )
+            self._backbone = inference_function(backbone, photos)
         self._encoders = None
         if spec.encoded:
             missing = [name for name in self.class_names if name not in encoders]
@@ -175,16 +169,8 @@ class QueryEncoder:
                 raise ValueError("'foreground' autoencoder input needs preprocessing.foreground")
             ordered = [encoders[name] for name in self.class_names]
             channels = 3 if preprocessing.autoencoder_input == "photo" else 1
-            self._encoders = [
-                tf.function(
-                    lambda batch, encoder=encoder: encoder(
-                        tf.cast(batch, tf.float32), training=False
-                    ),
-                    input_signature=[tf.TensorSpec((None, side, side, channels), tf.uint8)],
-                    reduce_retracing=True,
-                )
-                for encoder in ordered
-            ]
+            signature = [tf.TensorSpec((None, side, side, channels), tf.uint8)]
+            self._encoders = [inference_function(encoder, signature) for encoder in ordered]
 
     @classmethod
     def of_bundle(cls, bundle: Any) -> QueryEncoder:

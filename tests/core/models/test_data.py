@@ -1,6 +1,11 @@
-"""The eager-or-traced choice of a Keras training: by its step count, and the model left traced."""
+"""The eager-or-traced choice of a Keras training: by its step count, and the model left traced;
+store batches of a known length, and per-model inference without TensorFlow's retracing warnings."""
 
 from __future__ import annotations
+
+import contextlib
+import logging
+import warnings
 
 import keras
 import numpy as np
@@ -11,8 +16,11 @@ from jewelry_pipeline.core.models.data import (
     EAGER_MAX_PIXELS,
     EAGER_MAX_STEPS,
     TrainingSize,
+    batches,
     eager_step_limit,
     eager_when_short,
+    predict_arrays,
+    unknown_length_epochs,
 )
 
 
@@ -75,3 +83,50 @@ def test_the_models_own_setting_comes_back_afterwards():
     with eager_when_short(model, TrainingSize(EAGER_MAX_STEPS + 1, 1)) as eager:
         assert eager is False and model.run_eagerly is False
     assert model.run_eagerly is True
+
+
+def _small_model(seed: int) -> keras.Model:
+    keras.utils.set_random_seed(seed)
+    return keras.Sequential(
+        [
+            keras.Input((8, 8, 1)),
+            keras.layers.Rescaling(1 / 255),
+            keras.layers.Conv2D(3, 3, activation="relu"),
+            keras.layers.GlobalAveragePooling2D(),
+        ]
+    )
+
+
+def test_predict_arrays_gives_keras_predict_numbers_without_retracing_warnings(caplog):
+    """Models built alike (one per category) each get their own traced function: the numbers are
+    Keras's `predict`'s, and TensorFlow finds no "excessive retracing" to warn about."""
+    inputs = np.random.default_rng(0).integers(0, 256, (300, 8, 8, 1), dtype=np.uint8)
+    models = [_small_model(seed) for seed in range(7)]
+    with caplog.at_level(logging.WARNING, logger="tensorflow"):
+        ours = [predict_arrays(model, inputs) for model in models]
+    assert not [r for r in caplog.records if "retracing" in r.getMessage()]
+    for model, vectors in zip(models, ours):
+        np.testing.assert_array_equal(vectors, model.predict(inputs, batch_size=256, verbose=0))
+    assert predict_arrays(models[0], inputs[:0]).shape == (0, 3)
+
+
+def test_a_fit_on_store_batches_ends_its_first_epoch_without_keras_warning():
+    """The generator's length is unknown to Keras, which warns when it ends; the fit's context
+    drops that one warning (and only it)."""
+    images = np.random.default_rng(1).integers(0, 256, (50, 8, 8, 1), dtype=np.uint8)
+    data = batches(images, np.arange(50), np.arange(50) % 3, 16, shuffle_seed=0)
+    assert sum(len(y) for _, y in data) == 50
+
+    def warned(quiet: bool) -> list[str]:
+        model = keras.Sequential([_small_model(0), keras.layers.Dense(3, activation="softmax")])
+        model.compile("adam", "sparse_categorical_crossentropy")
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            with unknown_length_epochs() if quiet else contextlib.nullcontext():
+                model.fit(data, epochs=2, verbose=0)
+                warnings.warn("another warning", UserWarning)
+        return [str(w.message) for w in caught]
+
+    assert any("ran out of data" in message for message in warned(quiet=False))
+    messages = warned(quiet=True)
+    assert not any("ran out of data" in m for m in messages) and "another warning" in messages

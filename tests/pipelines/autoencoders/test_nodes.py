@@ -187,11 +187,13 @@ def test_reconstruction_check_compares_with_the_mean_image(toy, caplog):
     photos = category_inputs(images, rows, {"input": "photo"}, PREPROCESSING)
 
     class Constant:
-        def __init__(self, value):
-            self.value = value
+        """A model that answers one fixed image, whatever it is given."""
 
-        def predict(self, batch, **_):
-            return np.broadcast_to(self.value, batch.shape).astype(np.float32)
+        def __init__(self, value):
+            self.value = np.asarray(value, np.float32)
+
+        def __call__(self, batch, training=False):
+            return tf.broadcast_to(tf.constant(self.value), tf.shape(batch))
 
     train = photos[rows["split"].to_numpy() == "train"].astype(np.float32).mean(axis=0) / 255
     as_mean = reconstruction_check(Constant(train), photos, rows)

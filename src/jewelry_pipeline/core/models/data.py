@@ -3,7 +3,9 @@ between a traced and an eager Keras training loop."""
 
 from __future__ import annotations
 
+import functools
 import math
+import warnings
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -152,6 +154,51 @@ def batches(
     if augment is not None:
         dataset = dataset.map(lambda x, y: (augment(x, training=True), y))
     return dataset.prefetch(2)
+
+
+@contextmanager
+def unknown_length_epochs() -> Iterator[None]:
+    """Fits on `batches` without Keras's warning that the input "ran out of data": its length is
+    unknown to Keras, so the first epoch ends when the generator does, as it should.
+
+    Declaring the length instead (`assert_cardinality`) makes Keras open one more iterator per
+    epoch, which draws the seeded shuffle once more and so changes every trained model.
+    """
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Your input ran out of data", UserWarning)
+        yield
+
+
+def _inference(model: keras.Model, batch: tf.Tensor) -> tf.Tensor | list[tf.Tensor]:
+    """`model` in inference mode on a batch, cast to float32."""
+    return model(tf.cast(batch, tf.float32), training=False)
+
+
+def inference_function(
+    model: keras.Model, input_signature: list[tf.TensorSpec] | None = None
+) -> Callable:
+    """`model` in inference mode as a traced function of its own, as Keras's `predict` runs it.
+
+    TensorFlow counts traces per Python function: models built alike (one per category) traced
+    through one shared function (Keras's predict step, or one lambda) read to it as "excessive
+    retracing", and it warns. Each model here gets its own function object.
+    """
+    return tf.function(
+        functools.partial(_inference, model), input_signature=input_signature, reduce_retracing=True
+    )
+
+
+def predict_arrays(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
+    """Keras's `predict` of an in-memory array (the same numbers), through `inference_function`."""
+    if len(inputs) == 0:
+        return np.empty((0, *model.output_shape[1:]), np.float32)
+    infer = inference_function(model)
+    return np.concatenate(
+        [
+            infer(inputs[start : start + batch_size]).numpy()
+            for start in range(0, len(inputs), batch_size)
+        ]
+    )
 
 
 def predict_batches(

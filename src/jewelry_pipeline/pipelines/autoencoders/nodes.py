@@ -202,6 +202,7 @@ def train_autoencoder(
     from jewelry_pipeline.core.models.data import (
         TrainingSize,
         eager_when_short,
+        predict_arrays,
         seed_everything,
     )
 
@@ -251,7 +252,7 @@ def train_autoencoder(
         for name, values in fit.history.items()
         if name != "learning_rate"
     }
-    codes = encoder.predict(train_inputs, batch_size=256, verbose=0)
+    codes = predict_arrays(encoder, train_inputs)
     return autoencoder, standardised_encoder(encoder, codes), history
 
 
@@ -265,8 +266,10 @@ def reconstruction_check(
     train = split == "train"
     if len(held_out) == 0 or not train.any():
         return {}
+    from jewelry_pipeline.core.models.data import predict_arrays
+
     truth = inputs[held_out].astype(np.float32) / 255.0
-    reconstruction = autoencoder.predict(inputs[held_out], batch_size=256, verbose=0)
+    reconstruction = predict_arrays(autoencoder, inputs[held_out])
     error = float(np.mean((reconstruction - truth) ** 2))
     mean_image_error = float(
         np.mean((inputs[train].astype(np.float32).mean(axis=0) / 255.0 - truth) ** 2)
@@ -300,7 +303,9 @@ def encode_category(
     encoder: KerasModel, inputs: np.ndarray, category_manifest: pd.DataFrame
 ) -> dict[str, np.ndarray]:
     """Latent codes of every item in the category."""
-    latents = encoder.predict(inputs, batch_size=256, verbose=0)
+    from jewelry_pipeline.core.models.data import predict_arrays
+
+    latents = predict_arrays(encoder, inputs)
     return {
         "item_id": category_manifest["item_id"].to_numpy().astype(str),
         "latents": latents.astype(np.float32),
@@ -315,12 +320,13 @@ def plot_reconstructions(
     autoencoders: dict[str, Any],
 ) -> Figure:
     """Montage of test photos, the autoencoder's input and its reconstruction."""
+    from jewelry_pipeline.core.models.data import predict_arrays
     from jewelry_pipeline.core.plots import gallery_figure
 
     test = np.flatnonzero(category_manifest["split"].to_numpy() == "test")[
         : int(autoencoders["montage_size"])
     ]
-    reconstructions = autoencoder.predict(inputs[test], verbose=0) if len(test) else []
+    reconstructions = predict_arrays(autoencoder, inputs[test], batch_size=32)
     tiles, captions = [], []
     for position, reconstruction in zip(test, reconstructions):
         reconstructed = (np.clip(reconstruction, 0, 1) * 255).astype(np.uint8)

@@ -156,6 +156,7 @@ def train_classifier(
         eager_when_short,
         rotator,
         seed_everything,
+        unknown_length_epochs,
     )
 
     seed = int(classifier["seed"])
@@ -190,7 +191,7 @@ def train_classifier(
         epochs,
     )
     size = TrainingSize.of(len(train_rows), len(val_rows), batch_size, epochs, side)
-    with eager_when_short(model, size):
+    with eager_when_short(model, size), unknown_length_epochs():
         fit = model.fit(
             train_data,
             validation_data=val_data,
