@@ -7,10 +7,26 @@ import json
 import os
 import platform
 import re
+import zipfile
 from datetime import UTC, datetime
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def bundle_models(bundle: Path) -> str:
+    """What the bundle's queries run: its classifier's name (read from the `.keras` file's JSON,
+    nothing loaded) and the source its index serves."""
+    import numpy as np
+
+    from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, INDEX_FILE
+    from jewelry_pipeline.core.query import IndexSpec
+
+    with zipfile.ZipFile(bundle / CLASSIFIER_FILE) as keras_file:
+        classifier = json.loads(keras_file.read("config.json"))["config"]["name"]
+    with np.load(bundle / INDEX_FILE, allow_pickle=False) as index:
+        source = IndexSpec.from_arrays(index).source
+    return f"classifier `{classifier}`, served source `{source}`"
 
 
 def run_outputs() -> tuple[Path, Path]:

@@ -27,7 +27,14 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks._report import ROOT, AnonymousMemoryPeak, markdown_table, publish, run_outputs
+from benchmarks._report import (
+    ROOT,
+    AnonymousMemoryPeak,
+    bundle_models,
+    markdown_table,
+    publish,
+    run_outputs,
+)
 
 TARGET_RATIO = 0.8  # embedding throughput at least 80 % of the bare models'
 
@@ -233,7 +240,8 @@ def main(argv: list[str] | None = None) -> None:
     ]
     section = (
         "## Bulk embedding (`benchmarks/embed_catalog.py`)\n"
-        f"{args.photos} photos at the bundle's input size, chunks of {args.chunk_rows}, each run "
+        f"{args.photos} photos at the bundle's input size ({bundle_models(args.bundle)}), chunks "
+        f"of {args.chunk_rows}, each run "
         "in a fresh process, the same machine and run.\n\n"
         + markdown_table(
             rows, ["run", "photos", "seconds", "images_per_s", "peak_anon_mb", "peak_rss_mb"]

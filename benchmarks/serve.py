@@ -8,18 +8,12 @@ Targets: p50 <= 30 ms at concurrency 1; throughput at 32 >= 2x the naive server'
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import tempfile
-import zipfile
 from pathlib import Path
 
-import numpy as np
-
-from benchmarks._report import markdown_table, publish, run_outputs
+from benchmarks._report import bundle_models, markdown_table, publish, run_outputs
 from benchmarks.load_generator import run_load, sample_payloads
-from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, INDEX_FILE
-from jewelry_pipeline.core.query import IndexSpec
 from jewelry_testing.servers import free_port, start, start_bentoml, worker_memory_mb
 
 LEVELS = (1, 8, 32)
@@ -43,16 +37,6 @@ def measure(url: str, duration: float, max_requests: int) -> list[dict]:
         print(f"  c={level}: {summary}", flush=True)
         rows.append(summary)
     return rows
-
-
-def bundle_models(bundle: Path) -> str:
-    """What the bundle's queries run: its classifier's name (read from the `.keras` file's JSON,
-    nothing loaded) and the source its index serves."""
-    with zipfile.ZipFile(bundle / CLASSIFIER_FILE) as keras_file:
-        classifier = json.loads(keras_file.read("config.json"))["config"]["name"]
-    with np.load(bundle / INDEX_FILE, allow_pickle=False) as index:
-        source = IndexSpec.from_arrays(index).source
-    return f"classifier `{classifier}`, served source `{source}`"
 
 
 def main() -> None:

@@ -1,8 +1,8 @@
-"""The serve benchmark names what the measured bundle's queries run, without loading a model."""
+"""The serving benchmarks name what the measured bundle's queries run, without loading a model."""
 
 from __future__ import annotations
 
-from benchmarks.serve import bundle_models
+from benchmarks._report import bundle_models
 from tests.serving.conftest import make_bundle
 
 
