@@ -14,6 +14,7 @@ from jewelry_pipeline.hooks import (
     TrackingStoreError,
     check_tracking_database,
     mark_model_training,
+    peak_memory_mb,
     sqlite_path,
 )
 
@@ -69,6 +70,8 @@ def test_node_times_are_logged_with_the_slowest_at_the_end(caplog, monkeypatch):
 
     clock = iter([0.0, 2.5, 10.0, 10.2])
     monkeypatch.setattr("jewelry_pipeline.hooks.time.perf_counter", lambda: next(clock))
+    peaks = iter([100.0, 900.0, 950.0])  # before the run, after train, after split
+    monkeypatch.setattr("jewelry_pipeline.hooks.peak_memory_mb", lambda: next(peaks))
     timer = NodeTimes()
     timer.before_pipeline_run()
     with caplog.at_level("INFO", logger="jewelry_pipeline.hooks"):
@@ -77,11 +80,26 @@ def test_node_times_are_logged_with_the_slowest_at_the_end(caplog, monkeypatch):
             timer.after_node_run(SimpleNamespace(name=name))
         timer.after_pipeline_run()
     assert timer.seconds == {"train": 2.5, "split": 0.2}
+    assert timer.peak_rise_mb == {"train": 800.0, "split": 50.0}
     messages = [r.getMessage() for r in caplog.records]
-    assert "Node train took 2.5 s" in messages and not any(
+    assert "Node train took 2.5 s; peak memory 900 MB" in messages and not any(
         "Node split took" in m for m in messages
     )  # under a second: quiet
-    assert messages[-1] == "Node time 3 s; slowest: train 2 s, split 0 s"
+    assert messages[-1] == (
+        "Node time 3 s; slowest: train 2 s, split 0 s; peak memory 950 MB "
+        "(raised most by train, +800 MB)"
+    )
+
+
+def test_the_peak_memory_is_the_kernels_resident_peak_in_mb():
+    """The kernel's own figure for this process (VmHWM, in kB), in MB."""
+    held = bytearray(64 * 1024 * 1024)  # touched, so resident
+    peak = peak_memory_mb()
+    status = Path("/proc/self/status").read_text()
+    kernel_kb = int(
+        next(line for line in status.splitlines() if line.startswith("VmHWM:")).split()[1]
+    )
+    assert abs(peak - kernel_kb / 1024) < 8 and peak >= len(held) / 2**20
 
 
 class RacedClient:

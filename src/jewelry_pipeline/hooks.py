@@ -353,16 +353,27 @@ class RunIdentity:
         self._logged = True
 
 
+def peak_memory_mb() -> float:
+    """This process's peak resident memory so far, in MB (Linux `ru_maxrss`, in KB)."""
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 class NodeTimes:
-    """Logs each node's wall time as it finishes and, at the end of a run, where the time went."""
+    """Logs each node's wall time and the process's peak memory as it finishes and, at the end of a
+    run, where the time went and which node raised the peak most."""
 
     def __init__(self) -> None:
         self._started: dict[str, float] = {}
         self.seconds: dict[str, float] = {}
+        self.peak_rise_mb: dict[str, float] = {}
+        self._peak_mb = 0.0
 
     @hook_impl
     def before_pipeline_run(self) -> None:
-        self._started, self.seconds = {}, {}
+        self._started, self.seconds, self.peak_rise_mb = {}, {}, {}
+        self._peak_mb = peak_memory_mb()
 
     @hook_impl
     def before_node_run(self, node) -> None:
@@ -370,11 +381,13 @@ class NodeTimes:
 
     @hook_impl
     def after_node_run(self, node) -> None:
-        now = time.perf_counter()
+        now, peak = time.perf_counter(), peak_memory_mb()
         seconds = now - self._started.pop(node.name, now)
         self.seconds[node.name] = round(seconds, 2)
+        self.peak_rise_mb[node.name] = round(max(0.0, peak - self._peak_mb), 1)
+        self._peak_mb = max(self._peak_mb, peak)
         if seconds >= 1.0:
-            logger.info("Node %s took %.1f s", node.name, seconds)
+            logger.info("Node %s took %.1f s; peak memory %.0f MB", node.name, seconds, peak)
 
     @hook_impl
     def after_pipeline_run(self) -> None:
@@ -382,8 +395,12 @@ class NodeTimes:
             return
         slowest = sorted(self.seconds.items(), key=lambda item: -item[1])[:5]
         total = sum(self.seconds.values())
+        riser = max(self.peak_rise_mb, key=lambda name: self.peak_rise_mb[name])
         logger.info(
-            "Node time %.0f s; slowest: %s",
+            "Node time %.0f s; slowest: %s; peak memory %.0f MB (raised most by %s, +%.0f MB)",
             total,
             ", ".join(f"{name} {seconds:.0f} s" for name, seconds in slowest),
+            self._peak_mb,
+            riser,
+            self.peak_rise_mb[riser],
         )
