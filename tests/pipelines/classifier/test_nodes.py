@@ -227,6 +227,18 @@ def test_metrics_report_merges_both():
     assert report["test_accuracy"] == 0.9 and report["baseline_test_accuracy"] == 0.5
     assert report["choice_val_accuracy_pretrained"] == 0.85 and report["pretrained_chosen"] == 1.0
     assert mlflow_metrics["baseline_test_accuracy"] == {"value": 0.5, "step": 0}
+    assert report["ensemble_chosen"] == 0.0
+    _, ensemble = classifier_metrics(
+        {"test_accuracy": 0.9},
+        {"baseline_test_accuracy": 0.5},
+        {
+            **choice,
+            "chosen": "ensemble",
+            "val_accuracy": {**choice["val_accuracy"], "ensemble": 0.9},
+        },
+    )
+    assert ensemble["ensemble_chosen"] == 1.0 and ensemble["pretrained_chosen"] == 0.0
+    assert ensemble["choice_val_accuracy_ensemble"] == 0.9
 
 
 def test_class_weights_only_when_imbalanced():

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.metrics import log_loss
 
 from jewelry_pipeline.core.models.backbone import BackboneSettings, load_backbone
 from jewelry_pipeline.core.models.classifier import (
@@ -17,6 +18,7 @@ from jewelry_pipeline.core.models.classifier import (
     features_model,
     is_pretrained,
 )
+from jewelry_pipeline.core.models.data import predict_batches
 from jewelry_pipeline.core.models.pretrained import STAGED_BACKBONE, FineTuneSettings, fine_tune
 from jewelry_pipeline.datasets.keras_model import KerasModelDataset
 from jewelry_pipeline.pipelines.classifier.nodes import (
@@ -179,7 +181,26 @@ def test_the_run_keeps_the_candidate_validation_favours(colour_set):
     assert choice["val_accuracy"]["pretrained"] > choice["val_accuracy"]["cnn"]
     assert (ensemble_members(model) is not None) == (choice["chosen"] == "ensemble")
     assert is_pretrained(model) or choice["chosen"] == "ensemble"
-    assert choice["reason"].startswith("validation accuracy") and "ensemble" in choice["reason"]
+    # The kept model scores on validation what the choice recorded for it.
+    val = manifest["split"] == "val"
+    probabilities = predict_batches(model, images, manifest.loc[val, "store_index"].to_numpy())
+    labels = manifest.loc[val, "category"].map(CATEGORIES.index).to_numpy()
+    accuracy = float((probabilities.argmax(axis=1) == labels).mean())
+    assert accuracy == pytest.approx(choice["val_accuracy"][choice["chosen"]], abs=1e-9)
+    # The other candidates' figures are theirs too; the ensemble's comes from the mean of both.
+    rows = manifest.loc[val, "store_index"].to_numpy()
+    members = ensemble_members(model)
+    pretrained = members[0] if members is not None else model
+    cnn_probabilities = predict_batches(cnn, images, rows)
+    mean = (cnn_probabilities + predict_batches(pretrained, images, rows)) / 2
+    assert choice["val_log_loss"]["cnn"] == pytest.approx(
+        log_loss(labels, cnn_probabilities, labels=range(3)), rel=1e-5
+    )
+    assert choice["val_log_loss"]["ensemble"] == pytest.approx(
+        log_loss(labels, mean, labels=range(3)), rel=1e-5
+    )
+    lead = choice["reason"].split(" against ")[0]
+    assert lead.startswith("validation accuracy") and f"{figures[choice['chosen']][0]:.4f}" in lead
     assert kept_history is not history
 
     off = {**PRETRAINED, "backbone": "none"}

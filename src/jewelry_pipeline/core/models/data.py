@@ -189,7 +189,8 @@ def inference_function(
 
 
 def predict_arrays(model: keras.Model, inputs: np.ndarray, batch_size: int = 256) -> np.ndarray:
-    """Keras's `predict` of an in-memory array (the same numbers), through `inference_function`."""
+    """Keras's `predict` of a single-output model on an in-memory array (the same numbers), through
+    `inference_function`. Each call traces afresh: callers predict a few times per model."""
     if len(inputs) == 0:
         return np.empty((0, *model.output_shape[1:]), np.float32)
     infer = inference_function(model)

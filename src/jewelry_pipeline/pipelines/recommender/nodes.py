@@ -198,7 +198,12 @@ def choose_served_source(
         raise ValueError(
             f"recommender.embedding_source '{configured}' is not 'auto' or one of {SOURCES}"
         )
-    kept = f"the kept {classifier_choice.get('chosen', 'cnn')} classifier"
+    chosen = classifier_choice.get("chosen", "cnn")
+    kept = (
+        "the kept ensemble's pretrained network"
+        if chosen == "ensemble"
+        else f"the kept {chosen} classifier"
+    )
     if configured != "auto":
         choice = {
             "source": configured,
