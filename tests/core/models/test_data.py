@@ -20,6 +20,7 @@ from jewelry_pipeline.core.models.data import (
     eager_step_limit,
     eager_when_short,
     predict_arrays,
+    predict_batches,
     unknown_length_epochs,
 )
 
@@ -130,3 +131,24 @@ def test_a_fit_on_store_batches_ends_its_first_epoch_without_keras_warning():
     assert any("ran out of data" in message for message in warned(quiet=False))
     messages = warned(quiet=True)
     assert not any("ran out of data" in m for m in messages) and "another warning" in messages
+
+
+def test_eager_predictions_do_not_depend_on_the_batch_size():
+    """`predict_batches` runs small batches (an eager call holds every layer's output of its batch):
+    each photo's outputs are the same bits in any batch."""
+    keras.utils.set_random_seed(3)
+    model = keras.Sequential(
+        [
+            keras.Input((12, 12, 3)),
+            keras.layers.Conv2D(6, 3, activation="relu"),
+            keras.layers.BatchNormalization(),
+            keras.layers.GlobalAveragePooling2D(),
+            keras.layers.Dense(4, activation="softmax"),
+        ]
+    )
+    images = np.random.default_rng(2).integers(0, 256, (90, 12, 12, 3), dtype=np.uint8)
+    rows = np.random.default_rng(3).permutation(90)[:70]
+    whole = predict_batches(model, images, rows, batch_size=256)
+    for batch_size in (1, 7, 32):
+        np.testing.assert_array_equal(predict_batches(model, images, rows, batch_size), whole)
+    np.testing.assert_array_equal(predict_batches(model, images, rows), whole)

@@ -25,6 +25,7 @@ from jewelry_pipeline.core.models.classifier import (
     PRETRAINED_NAME,
     PROBABILITIES_LAYER,
 )
+from jewelry_pipeline.core.models.data import EAGER_BATCH
 
 if TYPE_CHECKING:
     import keras
@@ -172,7 +173,11 @@ def copy_weights(source: keras.Model, target: keras.Model) -> int:
 
 
 def lower_features(
-    lower: keras.Model, images: np.ndarray, rows: np.ndarray, flip: bool, batch_size: int = 128
+    lower: keras.Model,
+    images: np.ndarray,
+    rows: np.ndarray,
+    flip: bool,
+    batch_size: int = EAGER_BATCH,
 ) -> np.ndarray:
     """The frozen lower blocks' output for store `rows` (mirrored left-right with `flip`)."""
     parts = []
