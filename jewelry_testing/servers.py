@@ -4,6 +4,7 @@ time; the project's `bentoml serve` and its worker processes."""
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -115,22 +116,25 @@ def start_bentoml(
     return start(command, {**env, **(extra_env or {})}, "/readyz", log, statuses=statuses)
 
 
-def wait_until_every_worker_is_ready(
-    server: Server, in_a_row: int = 8, timeout: float = 120
-) -> None:
-    """Wait until `in_a_row` fresh connections in a row find a loaded bundle: `/readyz` answers
-    for whichever worker took the connection, and a second worker may still be loading."""
-    deadline, streak = time.monotonic() + timeout, 0
-    while streak < in_a_row:
+# A worker's log line once its bundle is loaded, with the worker's component name first.
+LOADED_LINE = re.compile(r"^\S+ \[INFO\] \[([^\]]+)\] Serving bundle .+ loaded$", re.MULTILINE)
+
+
+def wait_until_every_worker_is_ready(server: Server, timeout: float = 120) -> None:
+    """Wait until every worker process has logged its bundle as loaded: a `/readyz` answer speaks
+    only for the worker that took the connection, and one still loading may be too busy to take
+    any."""
+    deadline = time.monotonic() + timeout
+    while True:
+        workers = len(worker_pids(server))
+        loaded = set(LOADED_LINE.findall(server.log.read_text(errors="replace")))
+        if workers and len(loaded) >= workers:
+            return
         if time.monotonic() > deadline:
-            raise TimeoutError(f"not every worker of {server.url} was ready in {timeout:.0f} s")
-        try:
-            ready = httpx.get(f"{server.url}/readyz", timeout=10).status_code == 200
-        except httpx.HTTPError:
-            ready = False
-        streak = streak + 1 if ready else 0
-        if not ready:
-            time.sleep(0.2)
+            raise TimeoutError(
+                f"{len(loaded)} of {workers} workers of {server.url} loaded in {timeout:.0f} s"
+            )
+        time.sleep(0.2)
 
 
 def worker_pids(server: Server) -> list[int]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from PIL import Image
 
 from jewelry_pipeline.core.bundle import CLASSIFIER_FILE, FILES_MANIFEST
 from jewelry_testing.hostile import hostile_uploads
+from jewelry_testing.servers import LOADED_LINE, worker_pids
 from tests.conftest import PROJECT_ROOT, image_bytes, random_photo
 from tests.serving.conftest import CLASSES, MAX_REQUEST_BYTES, PER_CLASS, PREPROCESSING, jpeg
 
@@ -47,6 +49,13 @@ def test_readiness_is_503_until_the_bundle_is_loaded_then_200(live_server):
         assert client.get("/readyz").status_code == 200
         metrics = client.get("/metrics")
         assert metrics.status_code == 200 and "bentoml_service_request" in metrics.text
+
+
+def test_the_server_log_names_the_bundle_each_worker_verified_and_loaded(live_server):
+    log = live_server.log.read_text(errors="replace")
+    assert len(re.findall(r"\[INFO\] \[cli\] Serving bundle \S+ verified", log)) == 1, log
+    workers = set(LOADED_LINE.findall(log))
+    assert len(workers) == len(worker_pids(live_server)) >= 2, log
 
 
 def test_the_promoted_bundle_is_served_and_the_kept_one_is_not(live_server):

@@ -197,6 +197,17 @@ async def _internal_error(request: Request, exc: Exception) -> SafeJSONResponse:
     return _internal_error_answer()
 
 
+def show_service_log() -> None:
+    """Let the project's INFO lines (bundle verified, loaded and swapped; sub-style edits) into
+    the server's log: BentoML's server logging passes only its own at INFO (root at WARNING)."""
+    package = logging.getLogger("jewelry_pipeline")
+    package.disabled = False  # BentoML's dictConfig disables loggers made before it ran
+    package.setLevel(logging.INFO)
+    for name, child in logging.root.manager.loggerDict.items():
+        if name.startswith("jewelry_pipeline.") and isinstance(child, logging.Logger):
+            child.disabled = False
+
+
 def _internal_error_answer() -> SafeJSONResponse:
     """A bug's answer: the details are in the log only."""
     return error_answer(500, "internal error: the server's log has the details", "internal_error")
@@ -211,11 +222,13 @@ class JewelryService:
     def check_bundle() -> None:
         """Before any worker starts: a missing, corrupt or truncated bundle stops `bentoml serve`
         here."""
+        show_service_log()
         path, label = bundle_location(bundle_reference())
         verify_bundle(path)
         logger.info("Serving bundle %s verified", label)
 
     def __init__(self) -> None:
+        show_service_log()
         # Here, not at module level: the start-up check in the parent stays light.
         import tensorflow as tf
 
