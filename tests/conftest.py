@@ -179,11 +179,16 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(autouse=True)
 def _isolated_tracking(tmp_path, monkeypatch):
-    """Every test tracks into its own SQLite file unless it sets one, and leaves no MLflow state
-    behind."""
+    """Every test tracks into its own SQLite file unless it sets one, with artifacts under
+    `tmp_path` (never the checkout's mlruns/), and leaves no MLflow state behind."""
     import mlflow
+    from mlflow.tracking._tracking_service import utils as tracking_utils
 
     monkeypatch.setenv("MLFLOW_TRACKING_URI", f"sqlite:///{tmp_path / 'default-mlflow.db'}")
+    # A SQLite store's default artifact root is MLflow's "./mlruns", read when the store is made.
+    monkeypatch.setattr(
+        tracking_utils, "DEFAULT_LOCAL_FILE_AND_ARTIFACT_PATH", str(tmp_path / "mlruns")
+    )
     yield
     if mlflow.active_run() is not None:
         mlflow.end_run()

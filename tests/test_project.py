@@ -2,8 +2,11 @@
 
 import subprocess
 import sys
+from pathlib import Path
 
 from kedro.framework.project import configure_project, pipelines
+
+from tests.conftest import PROJECT_ROOT
 
 
 def test_pipelines_are_discovered():
@@ -77,3 +80,16 @@ def test_the_tools_that_start_before_the_package_turn_the_same_telemetry_off():
         (".ci/run", ci),
     ):
         assert {k: settings.get(k) for k in telemetry} == telemetry, where
+
+
+def test_an_in_process_mlflow_run_keeps_its_artifacts_under_the_tests_tmp_path(tmp_path):
+    import mlflow
+
+    checkout_runs = PROJECT_ROOT / "mlruns"
+    before = sorted(checkout_runs.rglob("*"))
+    with mlflow.start_run() as run:
+        mlflow.log_text("a note", "note.txt")
+    artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
+    assert (artifacts / "note.txt").read_text() == "a note"
+    assert artifacts.is_relative_to(tmp_path), artifacts
+    assert sorted(checkout_runs.rglob("*")) == before

@@ -282,11 +282,14 @@ def start_server(tmp_path: Path, env: dict[str, str], service: str = BENTOML_SER
 
 def package_twice(workdir: str) -> dict[str, str]:
     """Two package runs into the BentoML store: the first promoted, the second not; their run
-    ids."""
+    ids. Their artifacts go under `workdir` (MLflow's default is the working folder's mlruns/)."""
     import mlflow
 
     from jewelry_pipeline.datasets.serving import ServingBundleDataset
 
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("package", (Path(workdir) / "artifacts").as_uri())
+    )
     runs = {}
     for seed, (decision, promote) in enumerate((("promoted", True), ("kept", False))):
         staged = make_bundle(Path(workdir) / f"staged-{decision}", seed=seed)
