@@ -87,9 +87,11 @@ def test_an_in_process_mlflow_run_keeps_its_artifacts_under_the_tests_tmp_path(t
 
     checkout_runs = PROJECT_ROOT / "mlruns"
     before = sorted(checkout_runs.rglob("*"))
-    with mlflow.start_run() as run:
+    # Explicit ids: an earlier test in this process may have left another experiment active.
+    default = Path(mlflow.get_experiment("0").artifact_location.removeprefix("file://"))
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("artifacts")) as run:
         mlflow.log_text("a note", "note.txt")
     artifacts = Path(run.info.artifact_uri.removeprefix("file://"))
     assert (artifacts / "note.txt").read_text() == "a note"
-    assert artifacts.is_relative_to(tmp_path), artifacts
+    assert default.is_relative_to(tmp_path) and artifacts.is_relative_to(tmp_path), artifacts
     assert sorted(checkout_runs.rglob("*")) == before
