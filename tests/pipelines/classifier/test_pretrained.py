@@ -216,3 +216,31 @@ def test_frozen_features_follow_the_manifest_and_vanish_when_off(colour_set):
     assert features["features"].shape == (len(manifest), 1280)
     assert list(features["item_id"]) == list(manifest["item_id"])
     assert len(embed_backbone(images, manifest, {"backbone": "none"})["features"]) == 0
+
+
+def test_the_warmed_up_head_is_the_one_fine_tuning_starts_from(colour_set):
+    images, manifest = colour_set
+    split = {
+        name: (
+            manifest.loc[manifest["split"] == name, "store_index"].to_numpy(),
+            manifest.loc[manifest["split"] == name, "category"].map(CATEGORIES.index).to_numpy(),
+        )
+        for name in ("train", "val")
+    }
+    # a fine-tuning that cannot move: the returned classifier is the warm-up's head on the backbone
+    training = {**PRETRAINED["training"], "warmup_epochs": 4, "fine_tune_epochs": 1}
+    keras.utils.set_random_seed(3)
+    model, history = fine_tune(
+        load_backbone(BackboneSettings.from_config(PRETRAINED)),
+        images,
+        split["train"],
+        split["val"],
+        3,
+        FineTuneSettings.from_config({**training, "fine_tune_learning_rate": 1e-12}),
+    )
+    val_rows, val_labels = split["val"]
+    accuracy = float((predict_batches(model, images, val_rows).argmax(1) == val_labels).mean())
+    assert accuracy == pytest.approx(history["val_accuracy"][-1])
+    assert (
+        history["val_accuracy"][-1] == pytest.approx(history["val_accuracy"][3]) and accuracy > 0.8
+    )
