@@ -193,6 +193,10 @@ def _isolated_tracking(tmp_path, monkeypatch):
     if mlflow.active_run() is not None:
         mlflow.end_run()
     mlflow.set_tracking_uri(None)
+    # `mlflow.set_experiment` keeps the experiment in a module global and in the environment,
+    # which later tests and the processes they start would inherit.
+    mlflow.tracking.fluent._active_experiment_id = None
+    os.environ.pop("MLFLOW_EXPERIMENT_ID", None)
 
 
 @pytest.fixture

@@ -1,5 +1,6 @@
 """Project-level checks: pipelines are registered and the Kedro-Viz static export builds."""
 
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -95,3 +96,26 @@ def test_an_in_process_mlflow_run_keeps_its_artifacts_under_the_tests_tmp_path(t
     assert (artifacts / "note.txt").read_text() == "a note"
     assert default.is_relative_to(tmp_path) and artifacts.is_relative_to(tmp_path), artifacts
     assert sorted(checkout_runs.rglob("*")) == before
+
+
+def test_an_experiment_a_test_sets_is_not_left_to_the_next_one(tmp_path):
+    (tmp_path / "conftest.py").write_text("from tests.conftest import _isolated_tracking  # noqa\n")
+    (tmp_path / "test_pair.py").write_text(
+        "import os, mlflow\n"
+        "def test_a_sets_one():\n"
+        "    mlflow.set_experiment('left-behind')\n"
+        "    assert os.environ['MLFLOW_EXPERIMENT_ID']\n"
+        "def test_b_finds_none():\n"
+        "    assert mlflow.tracking.fluent._active_experiment_id is None\n"
+        "    assert 'MLFLOW_EXPERIMENT_ID' not in os.environ\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:randomly", "-p", "no:cacheprovider"]
+        + ["-p", "no:xdist", "test_pair.py"],
+        cwd=tmp_path,
+        env={**os.environ, "PYTHONPATH": str(PROJECT_ROOT)},
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0 and "2 passed" in done.stdout, done.stdout[-2000:]
