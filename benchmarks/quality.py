@@ -240,9 +240,13 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     served = json.loads((data / "07_model_output" / "served_source.json").read_text())
     answers = json.loads((data / "07_model_output" / "answer_policy.json").read_text())
     choice_path = data / "08_reporting" / "classifier_choice.json"
+    truths = true_substyles(project)
     return {
         "classifier_choice": json.loads(choice_path.read_text()) if choice_path.exists() else {},
         "ari_at_true_k": ari_at_true_k(project),
+        "without_substyle_structure": sorted(
+            category for category, labels in truths.items() if not has_substyle_structure(*labels)
+        ),
         "dataset": name,
         "wall_seconds": round(seconds, 1),
         "photos": len(read_table(data / "03_primary" / "manifest.csv")),
@@ -257,6 +261,31 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     }
 
 
+def true_substyles(project: Path) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """Per category: its item ids and their true sub-styles ({} when the photos carry none)."""
+    from jewelry_pipeline.core.lookup import read_table
+
+    labels_path = project.parent / "photos" / "substyles.csv"  # beside the project: build_photos
+    if not labels_path.exists():
+        return {}
+    labels = read_table(labels_path)
+    truth = dict(zip(labels["path"], labels["substyle"]))
+    manifest = read_table(project / "data" / "05_model_input" / "manifest.csv")
+    return {
+        str(category): (
+            rows["item_id"].to_numpy().astype(str),
+            rows["path"].map(truth).to_numpy(),
+        )
+        for category, rows in manifest.groupby("category")
+    }
+
+
+def has_substyle_structure(ids: np.ndarray, true: np.ndarray) -> bool:
+    """Whether ARI can tell partitions of a category apart: it has at least two true sub-styles,
+    and fewer than items (one sub-style, or one per item, scores every partition alike)."""
+    return 2 <= len(set(true)) < len(ids)
+
+
 def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
     """Per category: the ARI of KMeans at the true number of sub-styles on the served clusters'
     space (the served embedding), the autoencoder latents and the frozen backbone features (labels
@@ -264,16 +293,13 @@ def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
-    from jewelry_pipeline.core.lookup import aligned, read_table
+    from jewelry_pipeline.core.lookup import aligned
     from jewelry_pipeline.core.search import l2_normalise
 
     data = project / "data"
-    labels_path = project.parent / "photos" / "substyles.csv"  # beside the project: build_photos
-    if not labels_path.exists():
+    truths = true_substyles(project)
+    if not truths:
         return {}
-    labels = read_table(labels_path)
-    manifest = read_table(data / "05_model_input" / "manifest.csv")
-    truth = dict(zip(labels["path"], labels["substyle"]))
     frozen_path = data / "04_feature" / "backbone_features.npz"
     with np.load(frozen_path, allow_pickle=False) as arrays:
         frozen = {key: arrays[key] for key in arrays.files}
@@ -281,11 +307,9 @@ def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
         served_source = json.loads((data / "07_model_output" / "served_source.json").read_text())
         served = {key: arrays[key] for key in ("item_id", served_source["source"])}
     found = {}
-    for category, rows in manifest.groupby("category"):
-        ids = rows["item_id"].to_numpy().astype(str)
-        true = rows["path"].map(truth).to_numpy()
+    for category, (ids, true) in truths.items():
         k = len(set(true))
-        if k < 2 or k >= len(ids):
+        if not has_substyle_structure(ids, true):
             continue
         with np.load(data / "04_feature" / "latents" / f"{category}.npz", allow_pickle=False) as a:
             latents = {key: a[key] for key in a.files}
@@ -437,6 +461,8 @@ def targets(result: dict) -> list[dict]:
     clustering = pd.DataFrame(result["clustering"])
     if name != "fmnist10" and "ari" in clustering:
         for category, rows in clustering.groupby("category"):
+            if category in result.get("without_substyle_structure", []):
+                continue  # every partition scores alike: no target to meet or miss
             ari = rows.set_index("method")["ari"]
             baselines = [m for m in CLUSTERING_BASELINES if m in ari]
             need = max(ari[m] for m in baselines)
@@ -591,6 +617,14 @@ def report(results: list[dict], total_seconds: float) -> str:
             "| " + " | ".join(_fmt(row[c]) for c in columns) + " |"
             for row in clustering.to_dict("records")
         ]
+        if result.get("without_substyle_structure"):
+            lines += [
+                "",
+                "No ARI target for "
+                + ", ".join(result["without_substyle_structure"])
+                + ": a category with a single true sub-style (or one per item) gives every "
+                "partition the same ARI.",
+            ]
         if result["ari_at_true_k"]:
             methods = sorted({m for v in result["ari_at_true_k"].values() for m in v})
             lines += [

@@ -270,3 +270,13 @@ def test_not_in_catalog_targets_are_met_at_their_bars(foreign, test, met):
     found = [t for t in quality.targets(result) if "not in our catalog" in t["target"]]
     assert [t["met"] for t in found] == met
     assert "unseen fmnist10 photos" in found[0]["target"]
+
+
+def test_a_category_without_substyle_structure_has_no_ari_target():
+    assert quality.has_substyle_structure(np.arange(4), np.array(["a", "a", "b", "b"]))
+    assert not quality.has_substyle_structure(np.arange(4), np.array(["a"] * 4))
+    assert not quality.has_substyle_structure(np.arange(3), np.array(["a", "b", "c"]))
+    result = _result("fmnist-groups", 0.95, 0.75, 0.0)
+    assert any("ARI" in t["target"] and not t["met"] for t in quality.targets(result))
+    found = quality.targets({**result, "without_substyle_structure": ["tops"]})
+    assert not any("ARI" in t["target"] for t in found) and len(found) == 3
