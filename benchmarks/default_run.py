@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import sqlite3
+import subprocess
 from pathlib import Path
 
 from benchmarks._report import ROOT, markdown_table, publish
@@ -29,6 +30,20 @@ def _metric(project: Path, name: str) -> float | None:
             "select value from latest_metrics where key = ? order by rowid desc limit 1", (name,)
         ).fetchone()
     return float(row[0]) if row else None
+
+
+def this_tree() -> str:
+    """This checkout's commit, marked when it has uncommitted changes."""
+    head = subprocess.run(
+        ["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True
+    ).stdout.strip()
+    dirty = subprocess.run(
+        ["git", "status", "--porcelain", "--untracked-files=no"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    ).stdout.strip()
+    return f"{head} with uncommitted changes" if dirty else head
 
 
 def main(argv: list[str] | None = None) -> dict:
@@ -56,7 +71,7 @@ def main(argv: list[str] | None = None) -> dict:
         rows.append(
             {
                 "tree": name,
-                "commit": args.reference if name == "reference" else "working tree",
+                "commit": args.reference if name == "reference" else this_tree(),
                 "seconds": round(seconds, 1),
                 "test_accuracy": _metric(project, "test_accuracy"),
             }

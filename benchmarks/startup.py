@@ -50,7 +50,7 @@ def timed(project: Path, args: list[str], pythonpath: Path | None) -> float:
         env=env,
         capture_output=True,
         text=True,
-        timeout=900,
+        timeout=3600,  # a default run took 823 s on a slow machine of this kind
     )
     seconds = time.perf_counter() - started
     if done.returncode != 0:
