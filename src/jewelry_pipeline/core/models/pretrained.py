@@ -2,13 +2,11 @@
 its top blocks fine-tuned at a small learning rate with batch norm frozen.
 
 The blocks below the fine-tuned ones never change, so their outputs are computed once per photo
-(and per flipped photo) and both phases train on that cache: a fine-tuning epoch costs a few top
-blocks, and the warm-up (top blocks frozen too) trains the head alone on their pooled output.
+(and per flipped photo) and both phases train on that cache: an epoch costs a few top blocks.
 """
 
 from __future__ import annotations
 
-import functools
 import logging
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -251,43 +249,6 @@ def _compiled_for_phase(top: keras.Model, learning_rate: float, settings: FineTu
     ]
 
 
-def _fit_phase(
-    model: keras.Model,
-    train: tuple[np.ndarray, np.ndarray],
-    val: tuple[np.ndarray, np.ndarray],
-    phase: tuple[str, int, float],
-    side: int,
-    settings: FineTuneSettings,
-    class_weight: dict[int, float] | None,
-    history: dict[str, list[float]],
-) -> None:
-    """Fit `model` for one phase (name, epochs, learning rate) on features of photos of `side` px
-    (which decides whether it runs eagerly) and append its epochs to `history`."""
-    from jewelry_pipeline.core.models.data import TrainingSize, eager_when_short
-
-    name, epochs, learning_rate = phase
-    callbacks = _compiled_for_phase(model, learning_rate, settings)
-    logger.info("Pretrained classifier, %s: up to %d epochs at %g", name, epochs, learning_rate)
-    (x_train, y_train), (x_val, y_val) = train, val
-    size = TrainingSize.of(len(x_train), len(x_val), settings.batch_size, epochs, side)
-    with eager_when_short(model, size):
-        fit = model.fit(
-            x_train,
-            y_train,
-            validation_data=(x_val, y_val),
-            epochs=int(epochs),
-            batch_size=settings.batch_size,
-            callbacks=callbacks,
-            class_weight=class_weight,
-            verbose=2,
-        )
-    for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
-        history.setdefault(key, []).extend(float(v) for v in fit.history[key])
-    history.setdefault("lr", []).extend(
-        float(v) for v in fit.history.get("learning_rate", [learning_rate] * len(fit.epoch))
-    )
-
-
 def fine_tune(
     backbone: keras.Model,
     images: np.ndarray,
@@ -299,11 +260,9 @@ def fine_tune(
 ) -> tuple[keras.Model, dict[str, list[float]]]:
     """Train the pretrained classifier on store rows `train` and `val` ((rows, labels) each): the
     head warmed up with the backbone frozen, then the top blocks fine-tuned; return the full
-    classifier (store-size photos in) and the per-epoch history of both phases.
+    classifier (store-size photos in) and the per-epoch history of both phases."""
 
-    The warm-up trains the head alone on the frozen top blocks' pooled features (computed once:
-    frozen, in inference mode, they give every view the same vector each epoch)."""
-    from jewelry_pipeline.core.models.data import predict_arrays
+    from jewelry_pipeline.core.models.data import TrainingSize, eager_when_short
 
     blocks = settings.fine_tune_blocks if is_efficientnet(backbone) else 0
     if blocks != settings.fine_tune_blocks:
@@ -320,25 +279,38 @@ def fine_tune(
     )
     top = _trainable_top(upper, x_train.shape[1:], settings, n_classes)
     history: dict[str, list[float]] = {}
-    fit = functools.partial(  # the features are of photos at the backbone's side
-        _fit_phase,
-        side=int(backbone.input_shape[1]),
-        settings=settings,
-        class_weight=class_weight,
-        history=history,
-    )
-    warmup = ("warmup", settings.warmup_epochs, settings.warmup_learning_rate)
-    if upper is None:
-        fit(top, (x_train, y_train), (x_val, val_labels), warmup)
-    else:
-        _set_fine_tunable(upper, False)
-        pooled_train, pooled_val = predict_arrays(upper, x_train), predict_arrays(upper, x_val)
-        head = _trainable_top(None, pooled_train.shape[1:], settings, n_classes)
-        fit(head, (pooled_train, y_train), (pooled_val, val_labels), warmup)
-        copy_weights(head, top)
-        _set_fine_tunable(upper, True)
-        fine = ("fine_tune", settings.fine_tune_epochs, settings.fine_tune_learning_rate)
-        fit(top, (x_train, y_train), (x_val, val_labels), fine)
+    phases = [("warmup", settings.warmup_epochs, settings.warmup_learning_rate, False)]
+    if upper is not None:
+        phases.append(
+            ("fine_tune", settings.fine_tune_epochs, settings.fine_tune_learning_rate, True)
+        )
+    for phase, epochs, learning_rate, open_top in phases:
+        if upper is not None:
+            _set_fine_tunable(upper, open_top)
+        callbacks = _compiled_for_phase(top, learning_rate, settings)
+        logger.info(
+            "Pretrained classifier, %s: up to %d epochs at %g", phase, epochs, learning_rate
+        )
+        # the top works on the lower blocks' features of photos at the backbone's input size
+        side = int(backbone.input_shape[1])
+        size = TrainingSize.of(len(x_train), len(x_val), settings.batch_size, epochs, side)
+        with eager_when_short(top, size):
+            fit = top.fit(
+                x_train,
+                y_train,
+                validation_data=(x_val, val_labels),
+                epochs=int(epochs),
+                batch_size=settings.batch_size,
+                callbacks=callbacks,
+                class_weight=class_weight,
+                verbose=2,
+            )
+        for key in ("loss", "accuracy", "val_loss", "val_accuracy"):
+            history.setdefault(key, []).extend(float(v) for v in fit.history[key])
+        history.setdefault("lr", []).extend(
+            float(v) for v in fit.history.get("learning_rate", [learning_rate] * len(fit.epoch))
+        )
+    if upper is not None:
         copy_weights(upper, backbone)
     classifier = build_pretrained_classifier(
         backbone, images.shape[1], n_classes, settings.embedding_dim, settings.dropout
