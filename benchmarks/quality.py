@@ -243,7 +243,7 @@ def collect(name: str, project: Path, seconds: float) -> dict:
     truths = true_substyles(project)
     return {
         "classifier_choice": json.loads(choice_path.read_text()) if choice_path.exists() else {},
-        "ari_at_true_k": ari_at_true_k(project),
+        "ari_at_true_k": ari_at_true_k(project, truths),
         "without_substyle_structure": sorted(
             category for category, labels in truths.items() if not has_substyle_structure(*labels)
         ),
@@ -286,10 +286,12 @@ def has_substyle_structure(ids: np.ndarray, true: np.ndarray) -> bool:
     return 2 <= len(set(true)) < len(ids)
 
 
-def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
+def ari_at_true_k(
+    project: Path, truths: dict[str, tuple[np.ndarray, np.ndarray]]
+) -> dict[str, dict[str, float]]:
     """Per category: the ARI of KMeans at the true number of sub-styles on the served clusters'
     space (the served embedding), the autoencoder latents and the frozen backbone features (labels
-    used here only)."""
+    used here only); `truths` as `true_substyles` reads them."""
     from sklearn.cluster import KMeans
     from sklearn.metrics import adjusted_rand_score
 
@@ -297,7 +299,6 @@ def ari_at_true_k(project: Path) -> dict[str, dict[str, float]]:
     from jewelry_pipeline.core.search import l2_normalise
 
     data = project / "data"
-    truths = true_substyles(project)
     if not truths:
         return {}
     frozen_path = data / "04_feature" / "backbone_features.npz"

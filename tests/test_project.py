@@ -88,7 +88,7 @@ def test_an_in_process_mlflow_run_keeps_its_artifacts_under_the_tests_tmp_path(t
 
     checkout_runs = PROJECT_ROOT / "mlruns"
     before = sorted(checkout_runs.rglob("*"))
-    # Explicit ids: an earlier test in this process may have left another experiment active.
+    # Explicit ids: the test holds whichever experiment MLflow has active.
     default = Path(mlflow.get_experiment("0").artifact_location.removeprefix("file://"))
     with mlflow.start_run(experiment_id=mlflow.create_experiment("artifacts")) as run:
         mlflow.log_text("a note", "note.txt")
