@@ -13,6 +13,7 @@ from jewelry_pipeline.core.substyles import (
     EditRefused,
     Partition,
     SubstyleCatalog,
+    agreement_by_k,
     clean_name,
     criterion_by_k,
     kmeans,
@@ -60,6 +61,21 @@ def test_the_criterion_peaks_at_the_true_k():
     vectors, _ = _groups((8, 8, 8, 8))
     scores = criterion_by_k(vectors, range(2, 7), seed=0)
     assert max(scores, key=scores.get) == 4 and set(scores) == {2, 3, 4, 5, 6}
+
+
+def test_agreement_picks_the_k_the_other_views_draw_and_is_adjusted_for_chance():
+    _, truth = _groups((10, 10, 10, 10))
+    rng = np.random.default_rng(0)
+    candidates = {2: truth // 2, 3: np.minimum(truth, 2), 4: truth}
+    noisy_views = [np.where(rng.random(len(truth)) < 0.15, rng.integers(0, 4, len(truth)), truth)]
+    scores = agreement_by_k(candidates, [truth, *noisy_views])
+    assert max(scores, key=scores.get) == 4 and set(scores) == {2, 3, 4}
+    assert agreement_by_k(candidates, []) == {}
+    # Views unrelated to the items score about zero at every k: more clusters earn nothing.
+    random_views = [rng.integers(0, k, 200) for k in (2, 4, 6, 8) for _ in range(3)]
+    random_candidates = {k: rng.integers(0, k, 200) for k in range(2, 9)}
+    by_chance = agreement_by_k(random_candidates, random_views)
+    assert max(abs(v) for v in by_chance.values()) < 0.01 and by_chance[8] - by_chance[2] < 0.01
 
 
 def test_typical_items_sit_at_the_centroid_and_edge_items_far_from_it():

@@ -218,6 +218,15 @@ def test_the_sub_style_view_shows_strips_previews_another_k_and_charts_the_crite
     assert [b.get_attribute("class") for b in bars] == ["bar", "bar chosen", "bar previewed"]
     heights = [b.find_element(By.TAG_NAME, "span").size["height"] for b in bars]
     assert heights[1] > heights[2] > heights[0]  # the tallest bar is the best k
+    assert "silhouette" in chart.text
+    browser.execute_script(  # chosen by agreement: that criterion is charted, not the silhouette
+        "drawCriterion({k: 4, silhouette_by_k: {'2': 0.9, '3': 0.1, '4': 0.1},"
+        " agreement_by_k: {'2': 0.1, '3': 0.2, '4': 0.6}}, null)"
+    )
+    assert "agree" in chart.text and "chose k=4" in chart.text
+    bars = chart.find_elements(By.CSS_SELECTOR, ".bar")
+    heights = [b.find_element(By.TAG_NAME, "span").size["height"] for b in bars]
+    assert heights[2] > heights[1] > heights[0]
 
 
 def _sizes(browser) -> dict[str, int]:

@@ -114,6 +114,24 @@ def criterion_by_k(vectors: np.ndarray, k_values: Iterable[int], seed: int) -> d
     return scores
 
 
+def agreement_by_k(
+    candidates: dict[int, np.ndarray], views: Iterable[np.ndarray]
+) -> dict[int, float]:
+    """Each candidate partition's mean adjusted mutual information with every partition of other
+    views of the same items (Strehl and Ghosh's cluster-ensemble criterion, adjusted for chance so
+    that more clusters earn nothing by chance): the k whose sub-styles the other views also draw
+    scores highest. Empty without another view."""
+    from sklearn.metrics import adjusted_mutual_info_score
+
+    views = list(views)
+    if not views:
+        return {}
+    return {
+        int(k): float(np.mean([adjusted_mutual_info_score(view, labels) for view in views]))
+        for k, labels in candidates.items()
+    }
+
+
 def clean_name(name: Any) -> str:
     """A sub-style name as stored: trimmed text of 1 to `MAX_NAME_LENGTH` characters, no control
     characters (else `EditRefused`)."""

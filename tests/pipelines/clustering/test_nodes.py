@@ -1,5 +1,7 @@
 """Clustering nodes: every method, comparable metrics, and no label metrics without labels."""
 
+import json
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -158,3 +160,40 @@ def test_combine_builds_the_methods_by_categories_table(toy):
     assert ring["silhouette_by_k"]["2"] == pytest.approx(served["silhouette"], abs=1e-4)
     _, _, _, on_pixels = combine_clustering({"cluster_method": "pca_kmeans"}, a1, r1)
     assert on_pixels["ring"]["k"] == r1.set_index("method").loc["pca_kmeans", "k"]
+
+
+def test_the_served_k_is_the_one_the_other_views_agree_with_not_its_own_silhouette(toy):
+    """Four sub-styles that the served embedding draws as two tight pairs (its silhouette prefers 2)
+    while the latents and frozen features draw all four: the served clusters take k=4 and find the
+    sub-styles; each baseline keeps its own best silhouette."""
+    images, manifest, _, _, _ = toy
+    ids = manifest["item_id"].to_numpy()
+    style = np.arange(len(ids)) % 4  # 7 or 8 items each
+    labels = pd.DataFrame({"path": manifest["path"], "category": "ring", "substyle": style})
+    rng = np.random.default_rng(2)
+    pair = np.where(style < 2, -1.0, 1.0)[:, None]
+    within = np.where(style % 2 == 0, -1.0, 1.0)[:, None]
+    embeddings = {
+        "item_id": ids,
+        "embeddings": np.hstack([pair, 0.15 * within]) + 0.03 * rng.normal(size=(len(ids), 2)),
+    }
+    four = np.eye(4)[style] + 0.05 * rng.normal(size=(len(ids), 4))
+    latents = {"item_id": ids, "latents": four.astype(np.float32)}
+    frozen = {"item_id": ids, "features": four[:, ::-1].astype(np.float32)}
+    _, rows = _cluster(images, manifest, latents, embeddings, frozen, labels)
+    rows = rows.set_index("method")
+    served = rows.loc["served_kmeans"]
+    silhouettes = json.loads(served["silhouette_by_k"])
+    agreement = json.loads(served["agreement_by_k"])
+    assert max(silhouettes, key=silhouettes.get) == "2"
+    assert max(agreement, key=agreement.get) == "4" == str(served["k"])
+    assert served["ari"] == pytest.approx(1.0)
+    assert served["agreement"] == pytest.approx(agreement["4"], abs=1e-4)
+    for method in ("kmeans_pixels", "pca_kmeans", "backbone_kmeans", "ae_kmeans"):
+        own = json.loads(rows.loc[method, "silhouette_by_k"])
+        assert str(rows.loc[method, "k"]) == max(own, key=own.get)
+        assert pd.isna(rows.loc[method, "agreement_by_k"])
+    _, _, _, criterion = combine_clustering(
+        {"cluster_method": "served_kmeans"}, pd.DataFrame(), rows.reset_index()
+    )
+    assert criterion["ring"]["k"] == 4 and criterion["ring"]["agreement_by_k"] == agreement

@@ -153,19 +153,23 @@ function fillClusters() {
   $("browse-cluster").replaceChildren(...options);
 }
 
-// The label-free criterion by k as bars, the run's chosen k (and a previewed k) marked.
+// The label-free criterion the run chose k by, as bars: the agreement with the other views when it
+// chose by agreement, else the silhouette; the run's chosen k (and a previewed k) marked.
 function drawCriterion(criterion, previewK) {
   const chart = $("substyle-chart");
-  if (!criterion || !Object.keys(criterion.silhouette_by_k).length) {
+  const byK = criterion && (criterion.agreement_by_k || criterion.silhouette_by_k);
+  if (!byK || !Object.keys(byK).length) {
     chart.replaceChildren();
     chart.hidden = true;
     return;
   }
-  const scores = Object.entries(criterion.silhouette_by_k).map(([k, s]) => [Number(k), s]);
+  const scores = Object.entries(byK).map(([k, s]) => [Number(k), s]);
   const low = Math.min(0, ...scores.map(([, s]) => s));
   const high = Math.max(...scores.map(([, s]) => s));
   const caption = document.createElement("p");
-  caption.textContent = `How distinct the sub-styles are at each k (silhouette, higher is tighter); the run chose k=${criterion.k}.`;
+  caption.textContent = criterion.agreement_by_k
+    ? `How much the sub-styles at each k agree with other views of the same photos (higher agrees more); the run chose k=${criterion.k}.`
+    : `How distinct the sub-styles are at each k (silhouette, higher is tighter); the run chose k=${criterion.k}.`;
   const bars = scores.map(([k, s]) => {
     const bar = document.createElement("div");
     bar.className = "bar" + (k === criterion.k ? " chosen" : "") + (k === previewK ? " previewed" : "");
