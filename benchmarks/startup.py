@@ -40,7 +40,13 @@ def scratch_project(path: Path, source: Path) -> Path:
 
 def timed(project: Path, args: list[str], pythonpath: Path | None) -> float:
     """Wall seconds of one `kedro` command in `project` (which must succeed)."""
-    env = {**os.environ, **QUIET_ENV}
+    return run_kedro(project, args, pythonpath)[0]
+
+
+def run_kedro(project: Path, args: list[str], pythonpath: Path | None) -> tuple[float, str]:
+    """Wall seconds and output of one `kedro` command in `project` (which must succeed); log lines
+    are not wrapped."""
+    env = {**os.environ, **QUIET_ENV, "COLUMNS": "250"}
     if pythonpath is not None:
         env["PYTHONPATH"] = str(pythonpath)
     started = time.perf_counter()
@@ -57,7 +63,7 @@ def timed(project: Path, args: list[str], pythonpath: Path | None) -> float:
         raise RuntimeError(
             f"kedro {' '.join(args)} failed in {project}:\n{(done.stdout + done.stderr)[-3000:]}"
         )
-    return seconds
+    return seconds, done.stdout + done.stderr
 
 
 def main(argv: list[str] | None = None) -> dict:
