@@ -151,7 +151,8 @@ def test_combine_builds_the_methods_by_categories_table(toy):
     )
     assert len(assignments) == len(a1) + len(a2) and len(metrics) == 2 * len(BASELINES)
     assert list(table["method"]) == BASELINES and {"ring", "earring"} <= set(table.columns)
-    # The catalog's clustering, per category: the k it chose, the best of its silhouettes by k.
+    # The catalog's clustering, per category: the k it chose and its silhouettes by k (two clear
+    # sub-styles: the best silhouette and the other views agree on 2).
     assert set(criterion) == {"ring", "earring"}
     served = r1.set_index("method").loc["served_kmeans"]
     ring = criterion["ring"]
@@ -197,3 +198,17 @@ def test_the_served_k_is_the_one_the_other_views_agree_with_not_its_own_silhouet
         {"cluster_method": "served_kmeans"}, pd.DataFrame(), rows.reset_index()
     )
     assert criterion["ring"]["k"] == 4 and criterion["ring"]["agreement_by_k"] == agreement
+
+
+def test_served_on_a_baselines_space_reuses_its_fit(toy, monkeypatch):
+    from jewelry_pipeline.pipelines.clustering import nodes
+
+    images, manifest, latents, embeddings, labels = toy
+    fitted = []
+    fit = nodes._kmeans_by_k
+    monkeypatch.setattr(nodes, "_kmeans_by_k", lambda f, *a: fitted.append(f.shape) or fit(f, *a))
+    frozen = _frozen(manifest, labels, informative=True)
+    _, rows = _cluster(images, manifest, latents, embeddings, frozen, labels, served="autoencoder")
+    assert len(fitted) == len(METHODS) - 1  # pixels, PCA, frozen features, latents: once each
+    rows = rows.set_index("method")
+    assert rows.loc["served_kmeans", "ari"] == pytest.approx(1.0)

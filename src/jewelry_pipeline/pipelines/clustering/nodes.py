@@ -164,8 +164,10 @@ def cluster_category(
     )
     common = l2_normalise(aligned(item_ids, classifier_embeddings, "embeddings"))
     truth = substyles_of(category_manifest, substyle_labels)
-    # served_kmeans on another method's own space (autoencoder, backbone, ...) reuses its fit
-    fitted = {id(features): _kmeans_by_k(features, k_values, seed) for features in spaces.values()}
+    fitted = {}  # served_kmeans on another method's own space (autoencoder, ...) reuses its fit
+    for features in spaces.values():
+        if id(features) not in fitted:
+            fitted[id(features)] = _kmeans_by_k(features, k_values, seed)
     assignments, metric_rows = [], []
     for method, features in spaces.items():
         partitions = fitted[id(features)]
