@@ -100,9 +100,10 @@ def main(argv: list[str] | None = None) -> dict:
         "## Sub-style preview (`benchmarks/substyle_preview.py`)\n\n"
         "What a merchandiser waits for to preview another k for one category: KMeans (one "
         "seeded k-means++ start) on the category's stored index vectors, then the typical and "
-        "edge strip of every sub-style; one compute thread, as on a serving worker. The criterion "
-        "across every k is what the chart shows; a run computes it once per category, not per "
-        "preview.\n\n" + markdown_table(table, list(table[0]))
+        "edge strip of every sub-style; one compute thread, as on a serving worker. The silhouette "
+        "across every k is timed for reference; the chart shows the criterion the run chose its "
+        "k by, computed once per category in training, not per preview.\n\n"
+        + markdown_table(table, list(table[0]))
     )
     result = {"target_seconds": TARGET_SECONDS, "rows": rows}
     publish("substyle_preview", result, section)
