@@ -118,7 +118,7 @@ redteam: $(STAMP)
 	$(BIN)/python -m benchmarks.redteam $(if $(BUNDLE),--bundle $(BUNDLE))
 
 # Real-photo quality: Fashion-MNIST (Debian's dataset-fashion-mnist) and the built-in data, each through the
-# real `kedro run` in a scratch project under build/quality/ (about 45 min); writes docs/QUALITY.md.
+# real `kedro run` in a scratch project under build/quality/ (about 40 min); writes docs/QUALITY.md.
 quality: $(STAMP) fashion-mnist
 	$(BIN)/python -m benchmarks.quality
 
